@@ -1,0 +1,70 @@
+"""Decode, crop, align and resize face images as the paper does (section 4.2).
+
+Crop by face box where given; align by landmarks with a similarity transform where given;
+resize to the configured square size. Output is uint8 RGB, HxWx3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# Where the eyes and mouth centre land in the aligned square, as fractions of its side.
+ALIGN_TEMPLATE = np.array([[0.35, 0.40], [0.65, 0.40], [0.50, 0.75]], dtype=np.float32)
+
+
+class ImageReadError(OSError):
+    """An image file cannot be decoded; the message names the file."""
+
+
+def decode(path: str | Path) -> np.ndarray:
+    """Decode an image file fully into RGB uint8; truncated files raise ``ImageReadError``."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"image file missing: {path}") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"cannot decode image {path}: {exc}") from exc
+
+
+def _landmark_anchors(landmarks: np.ndarray) -> np.ndarray:
+    """Left eye, right eye and mouth centre from 68-point or 5-point landmarks."""
+    pts = np.asarray(landmarks, dtype=np.float32).reshape(-1, 2)
+    if len(pts) == 68:
+        return np.stack([pts[36:42].mean(0), pts[42:48].mean(0), pts[48:68].mean(0)])
+    if len(pts) == 5:  # eyes, nose, mouth corners
+        return np.stack([pts[0], pts[1], pts[3:5].mean(0)])
+    raise ValueError(f"landmarks must have 68 or 5 points, got {len(pts)}")
+
+
+def preprocess(
+    image: np.ndarray,
+    size: int,
+    box: tuple[float, float, float, float] | None = None,
+    landmarks: np.ndarray | None = None,
+) -> np.ndarray:
+    """Align (landmarks) or crop (box), then resize to ``size`` x ``size``."""
+    if landmarks is not None and len(landmarks):
+        src = _landmark_anchors(landmarks)
+        matrix, _ = cv2.estimateAffinePartial2D(src, ALIGN_TEMPLATE * size)
+        if matrix is not None:
+            return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if box is not None and not any(v is None or np.isnan(v) for v in box):
+        x, y, w, h = (int(round(v)) for v in box)
+        height, width = image.shape[:2]
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(width, x + w), min(height, y + h)
+        if x1 > x0 and y1 > y0:
+            image = image[y0:y1, x0:x1]
+    if image.shape[0] != size or image.shape[1] != size:
+        interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+        image = cv2.resize(image, (size, size), interpolation=interp)
+    return np.ascontiguousarray(image)
+
+
+def load_preprocessed(path, size, box=None, landmarks=None) -> np.ndarray:
+    return preprocess(decode(path), size, box, landmarks)

@@ -1,0 +1,385 @@
+"""Readers: a dataset root in its real release layout -> a label table (canonical order).
+
+Each reader raises ``DatasetFormatError`` naming the file and line (or value) of bad input,
+and returns an ``IngestReport`` of what was excluded and why.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dcjt.images import ImageReadError, decode
+from dcjt.labels import NUM_CLASSES, SPLITS, make_table, stratified_val_split
+
+
+class DatasetFormatError(ValueError):
+    """The dataset on disk does not match its release's layout; names file and line."""
+
+
+@dataclass
+class IngestReport:
+    dataset: str
+    excluded: dict[str, int] = field(default_factory=dict)
+    skipped_images: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, reason: str, n: int = 1) -> None:
+        self.excluded[reason] = self.excluded.get(reason, 0) + n
+
+
+# --- label orders of the releases, mapped to the canonical order ------------------------------
+AFFECTNET_TO_CANONICAL = {0: 6, 1: 3, 2: 4, 3: 0, 4: 1, 5: 2, 6: 5}
+AFFECTNET_CODE_NAMES = {7: "contempt", 8: "none", 9: "uncertain", 10: "no-face"}
+CAERS_FOLDERS = {"Surprise": 0, "Fear": 1, "Disgust": 2, "Happy": 3, "Sad": 4, "Anger": 5, "Neutral": 6}
+FERPLUS_VOTES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+FERPLUS_TO_CANONICAL = {0: 6, 1: 3, 2: 0, 3: 4, 4: 5, 5: 2, 6: 1}
+FERPLUS_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+AFFECTNET_COLUMNS = (
+    "subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
+    "facial_landmarks", "expression", "valence", "arousal",
+)  # fmt: skip
+
+
+def _require_dir(root: Path, what: str) -> Path:
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetFormatError(f"{what} root not found or not a folder: {root}")
+    return root
+
+
+def _require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise DatasetFormatError(f"required file missing: {path}")
+    return path
+
+
+def _check_nonempty_splits(df: pd.DataFrame, source: Path, splits=("train", "test")) -> None:
+    for split in splits:
+        if not (df["split"] == split).any():
+            raise DatasetFormatError(f"empty split '{split}' in {source}")
+
+
+def _check_duplicates(images: list[str], source: Path) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(images, start=1):
+        if name in seen:
+            raise DatasetFormatError(f"{source}: image '{name}' listed twice (entries {seen[name]} and {i})")
+        seen[name] = i
+
+
+# --- RAF-DB -----------------------------------------------------------------------------------
+def read_rafdb(root, *, aligned: bool = True) -> tuple[pd.DataFrame, IngestReport]:
+    """RAF-DB basic: ``EmoLabel/list_patition_label.txt`` (labels 1..7) + aligned images."""
+    root = _require_dir(root, "RAF-DB")
+    listing = _require_file(root / "EmoLabel" / "list_patition_label.txt")
+    report = IngestReport("rafdb")
+    names, labels, splits, paths = [], [], [], []
+    for lineno, line in enumerate(listing.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DatasetFormatError(f"{listing}:{lineno}: expected '<name>.jpg <label 1-7>', got {line!r}")
+        name, label = parts[0], int(parts[1])
+        if not 1 <= label <= NUM_CLASSES:
+            raise DatasetFormatError(f"{listing}:{lineno}: label {label} outside 1..7 for {name}")
+        split = "train" if name.startswith("train") else "test" if name.startswith("test") else None
+        if split is None:
+            raise DatasetFormatError(f"{listing}:{lineno}: name {name!r} starts with neither 'train' nor 'test'")
+        stem, ext = os.path.splitext(name)
+        file = root / "Image" / ("aligned" if aligned else "original") / (f"{stem}_aligned{ext}" if aligned else name)
+        names.append(name), labels.append(label - 1), splits.append(split), paths.append(str(file))
+    _check_duplicates(names, listing)
+    df = make_table("rafdb", splits, paths, labels)
+    _check_nonempty_splits(df, listing)
+    return df, report
+
+
+# --- AffectNet ----------------------------------------------------------------------------------
+def _affectnet_filter(codes, val, aro, report: IngestReport) -> np.ndarray:
+    """Keep the 7 basic codes with valid valence/arousal; count what is dropped and why."""
+    codes = np.asarray(codes)
+    keep = codes < 7
+    for code, name in AFFECTNET_CODE_NAMES.items():
+        report.count(f"code {code} ({name})", int((codes == code).sum()))
+    bad_va = keep & ((np.asarray(val) == -2) | (np.asarray(aro) == -2))
+    report.count("valence/arousal -2", int(bad_va.sum()))
+    return keep & ~bad_va
+
+
+def read_affectnet(root) -> tuple[pd.DataFrame, IngestReport]:
+    """AffectNet, either release: original CSV lists, or per-image ``.npy`` annotations."""
+    root = _require_dir(root, "AffectNet")
+    if (root / "Manually_Annotated_file_lists").is_dir():
+        return _read_affectnet_csv(root)
+    if (root / "train_set").is_dir():
+        return _read_affectnet_npy(root)
+    raise DatasetFormatError(
+        f"{root}: neither 'Manually_Annotated_file_lists/' (original release) nor 'train_set/' (npy release) found"
+    )
+
+
+def _read_affectnet_csv(root: Path):
+    report = IngestReport("affectnet")
+    frames = []
+    for fname, split in (("training.csv", "train"), ("validation.csv", "test")):
+        path = _require_file(root / "Manually_Annotated_file_lists" / fname)
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), None)
+        if header is None or tuple(h.strip() for h in header) != AFFECTNET_COLUMNS:
+            raise DatasetFormatError(f"{path}:1: header {header} does not match AffectNet's {list(AFFECTNET_COLUMNS)}")
+        raw = pd.read_csv(path, dtype={"subDirectory_filePath": str, "facial_landmarks": str})
+        for col in ("expression", "valence", "arousal", "face_x", "face_y", "face_width", "face_height"):
+            values = pd.to_numeric(raw[col], errors="coerce")
+            if values.isna().any():
+                row = int(values.isna().to_numpy().argmax())
+                raise DatasetFormatError(f"{path}:{row + 2}: column {col} has non-numeric value {raw[col].iloc[row]!r}")
+            raw[col] = values
+        codes = raw["expression"].astype(int).to_numpy()
+        if ((codes < 0) | (codes > 10)).any():
+            row = int(((codes < 0) | (codes > 10)).argmax())
+            raise DatasetFormatError(f"{path}:{row + 2}: expression code {codes[row]} outside 0..10")
+        va = raw[["valence", "arousal"]].to_numpy()
+        valid_va = (va == -2) | ((va >= -1) & (va <= 1))
+        if not valid_va.all():
+            row = int((~valid_va.all(axis=1)).argmax())
+            raise DatasetFormatError(f"{path}:{row + 2}: valence/arousal {va[row].tolist()} outside [-1, 1] (and not -2)")
+        keep = _affectnet_filter(codes, raw["valence"], raw["arousal"], report)
+        raw = raw[keep]
+        _check_duplicates(raw["subDirectory_filePath"].tolist(), path)
+        landmarks = [
+            [float(v) for v in s.split(";") if v.strip()] if isinstance(s, str) and s.strip() else None
+            for s in raw["facial_landmarks"]
+        ]
+        images = [str(root / "Manually_Annotated_Images" / p) for p in raw["subDirectory_filePath"]]
+        frames.append(
+            make_table(
+                "affectnet", split, images, [AFFECTNET_TO_CANONICAL[c] for c in raw["expression"].astype(int)],
+                raw["valence"], raw["arousal"],
+                extra={"face_x": raw["face_x"].to_numpy(float), "face_y": raw["face_y"].to_numpy(float),
+                       "face_w": raw["face_width"].to_numpy(float), "face_h": raw["face_height"].to_numpy(float),
+                       "landmarks": landmarks},
+            )
+        )  # fmt: skip
+    df = pd.concat(frames, ignore_index=True)
+    _check_nonempty_splits(df, root / "Manually_Annotated_file_lists")
+    return df, report
+
+
+def _npy_scalar(path: Path) -> float:
+    try:
+        return float(np.load(path, allow_pickle=False).item())
+    except FileNotFoundError as exc:
+        raise DatasetFormatError(f"annotation file missing: {path}") from exc
+    except (ValueError, OSError) as exc:
+        raise DatasetFormatError(f"cannot read annotation {path}: {exc}") from exc
+
+
+def _read_affectnet_npy(root: Path):
+    report = IngestReport("affectnet")
+    frames = []
+    for folder, split in (("train_set", "train"), ("val_set", "test")):
+        base = _require_dir(root / folder, "AffectNet split")
+        ann = _require_dir(base / "annotations", "AffectNet annotations")
+        images = sorted((base / "images").glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
+        codes, val, aro, marks = [], [], [], []
+        for img in images:
+            i = img.stem
+            code = _npy_scalar(ann / f"{i}_exp.npy")
+            if code != int(code) or not 0 <= code <= 10:
+                raise DatasetFormatError(f"{ann / f'{i}_exp.npy'}: expression code {code} outside 0..10")
+            codes.append(int(code)), val.append(_npy_scalar(ann / f"{i}_val.npy")), aro.append(_npy_scalar(ann / f"{i}_aro.npy"))
+            lnd = ann / f"{i}_lnd.npy"
+            marks.append(np.load(lnd).astype(float).ravel().tolist() if lnd.exists() else None)
+        keep = _affectnet_filter(codes, val, aro, report)
+        for i in np.flatnonzero(keep):
+            if not -1 <= val[i] <= 1 or not -1 <= aro[i] <= 1:
+                raise DatasetFormatError(f"{ann}/{images[i].stem}_val/aro.npy: valence/arousal {val[i]}, {aro[i]} outside [-1, 1]")
+        idx = np.flatnonzero(keep)
+        frames.append(
+            make_table(
+                "affectnet", split, [str(images[i]) for i in idx], [AFFECTNET_TO_CANONICAL[codes[i]] for i in idx],
+                [val[i] for i in idx], [aro[i] for i in idx], extra={"landmarks": [marks[i] for i in idx]},
+            )
+        )  # fmt: skip
+    df = pd.concat(frames, ignore_index=True)
+    _check_nonempty_splits(df, root)
+    return df, report
+
+
+# --- CAER-S -------------------------------------------------------------------------------------
+def read_caers(root, *, boxes_file: str | os.PathLike | None = None, detect_faces: bool = True):
+    """CAER-S: ``{train,test}/<Emotion>/NNNN.png`` frames; faces from a boxes file or OpenCV."""
+    root = _require_dir(root, "CAER-S")
+    report = IngestReport("caers")
+    rows = []
+    for split in ("train", "test"):
+        split_dir = _require_dir(root / split, "CAER-S split")
+        for folder in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            if folder.name not in CAERS_FOLDERS:
+                raise DatasetFormatError(f"{folder}: unknown emotion folder; expected one of {sorted(CAERS_FOLDERS)}")
+            for img in sorted(folder.iterdir()):
+                if img.suffix.lower() in (".png", ".jpg", ".jpeg"):
+                    rows.append((split, str(img), CAERS_FOLDERS[folder.name]))
+    df = make_table("caers", [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    _check_nonempty_splits(df, root)
+    box = np.full((len(df), 4), np.nan)
+    boxes_file = Path(boxes_file) if boxes_file else (root / "boxes.csv" if (root / "boxes.csv").exists() else None)
+    if boxes_file is not None:
+        known = _read_caers_boxes(_require_file(boxes_file), root)
+        for i, path in enumerate(df["image"]):
+            if path in known:
+                box[i] = known[path]
+        report.notes.append(f"boxes from {boxes_file}: {int((~np.isnan(box[:, 0])).sum())} of {len(df)}")
+    todo = np.flatnonzero(np.isnan(box[:, 0]))
+    if detect_faces and len(todo):
+        found = detect_largest_faces([df["image"].iat[i] for i in todo])
+        box[todo] = found
+        report.count("no face detected (full frame used)", int(np.isnan(found[:, 0]).sum()))
+    for j, col in enumerate(("face_x", "face_y", "face_w", "face_h")):
+        df[col] = box[:, j]
+    return df, report
+
+
+def _read_caers_boxes(path: Path, root: Path) -> dict[str, tuple]:
+    out = {}
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header] != ["path", "label", "x1", "y1", "x2", "y2"]:
+            raise DatasetFormatError(f"{path}:1: header {header} is not 'path,label,x1,y1,x2,y2'")
+        for lineno, row in enumerate(reader, start=2):
+            try:
+                x1, y1, x2, y2 = (float(v) for v in row[2:6])
+            except (ValueError, IndexError) as exc:
+                raise DatasetFormatError(f"{path}:{lineno}: bad box row {row}") from exc
+            p = Path(row[0])
+            out[str(p if p.is_absolute() else root / p)] = (x1, y1, x2 - x1, y2 - y1)
+    return out
+
+
+def detect_largest_faces(paths: list[str]) -> np.ndarray:
+    """Largest frontal face per image with OpenCV's bundled Haar cascade; NaN where none."""
+    import cv2
+
+    cascade_file = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+
+    def detect(path: str):
+        detector = cv2.CascadeClassifier(cascade_file)
+        gray = cv2.cvtColor(decode(path), cv2.COLOR_RGB2GRAY)
+        faces = detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+        if len(faces) == 0:
+            return (np.nan,) * 4
+        x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
+        return (float(x), float(y), float(w), float(h))
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        return np.array(list(pool.map(detect, paths)), dtype=float).reshape(-1, 4)
+
+
+# --- FERPlus ------------------------------------------------------------------------------------
+def read_ferplus(root, *, image_dir: str | os.PathLike | None = None):
+    """FERPlus: majority vote of ``fer2013new.csv``; pixels of ``fer2013.csv`` written as PNGs.
+
+    Images are extracted once to ``image_dir`` (default ``<root>/ferplus_images``) so that the
+    rest of the project reads files like any other dataset.
+    """
+    from PIL import Image
+
+    root = _require_dir(root, "FERPlus")
+    old_path, new_path = _require_file(root / "fer2013.csv"), _require_file(root / "fer2013new.csv")
+    old, new = pd.read_csv(old_path, dtype={"pixels": str}), pd.read_csv(new_path)
+    if list(old.columns) != ["emotion", "pixels", "Usage"]:
+        raise DatasetFormatError(f"{old_path}:1: header {list(old.columns)} is not 'emotion,pixels,Usage'")
+    expected = ["Usage", "Image name", *FERPLUS_VOTES]
+    if list(new.columns) != expected:
+        raise DatasetFormatError(f"{new_path}:1: header {list(new.columns)} is not {expected}")
+    if len(old) != len(new):
+        raise DatasetFormatError(f"{new_path}: {len(new)} rows but {old_path} has {len(old)}; the files must align")
+    report = IngestReport("ferplus")
+    image_dir = Path(image_dir) if image_dir else root / "ferplus_images"
+    votes = new[list(FERPLUS_VOTES)].to_numpy(dtype=float)
+    named = new["Image name"].notna() & (new["Image name"].astype(str).str.strip() != "")
+    report.count("no image name (not a face)", int((~named).sum()))
+    winner = votes.argmax(axis=1)
+    for k in (7, 8, 9):
+        report.count(f"majority {FERPLUS_VOTES[k]}", int((named & (winner == k)).sum()))
+    keep = np.flatnonzero(named.to_numpy() & (winner < 7))
+    splits, paths, labels = [], [], []
+    for i in keep:
+        usage = new["Usage"].iat[i]
+        if usage not in FERPLUS_USAGE:
+            raise DatasetFormatError(f"{new_path}:{i + 2}: unknown Usage {usage!r}")
+        pix = np.array(str(old["pixels"].iat[i]).split(), dtype=np.float64)
+        if pix.size != 48 * 48 or (pix < 0).any() or (pix > 255).any():
+            raise DatasetFormatError(f"{old_path}:{i + 2}: pixels must be 2304 values in 0..255, got {pix.size}")
+        out = image_dir / usage / str(new["Image name"].iat[i]).strip()
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(f".{out.name}.tmp.png")
+            Image.fromarray(pix.reshape(48, 48).astype(np.uint8)).save(tmp)
+            os.replace(tmp, out)
+        splits.append(FERPLUS_USAGE[usage]), paths.append(str(out)), labels.append(FERPLUS_TO_CANONICAL[int(winner[i])])
+    _check_duplicates(paths, new_path)
+    df = make_table("ferplus", splits, paths, labels)
+    _check_nonempty_splits(df, new_path, splits=("train", "val", "test"))
+    return df, report
+
+
+READERS = {"rafdb": read_rafdb, "affectnet": read_affectnet, "caers": read_caers, "ferplus": read_ferplus}
+
+
+def check_images(df: pd.DataFrame, report: IngestReport, max_bad_fraction: float = 0.0) -> pd.DataFrame:
+    """Decode every image; drop unreadable ones up to ``max_bad_fraction``, else fail naming them."""
+    paths = df["image"].tolist()
+
+    def ok(path):
+        try:
+            decode(path)
+            return None
+        except ImageReadError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        errors = list(pool.map(ok, paths, chunksize=64))
+    bad = [i for i, e in enumerate(errors) if e]
+    if not bad:
+        return df
+    if len(bad) > max_bad_fraction * len(df):
+        shown = "\n  ".join(errors[i] for i in bad[:10])
+        raise DatasetFormatError(
+            f"{len(bad)} of {len(df)} images unreadable ({len(bad) / len(df):.2%} > allowed {max_bad_fraction:.2%}):\n  {shown}"
+        )
+    report.skipped_images.extend(paths[i] for i in bad)
+    report.count("unreadable image (skipped)", len(bad))
+    return df.drop(index=df.index[bad]).reset_index(drop=True)
+
+
+def ingest(
+    dataset: str,
+    root,
+    *,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    max_bad_fraction: float = 0.0,
+    check: bool = True,
+    **reader_kwargs,
+) -> tuple[pd.DataFrame, IngestReport]:
+    """Read a dataset, check its images, and carve a validation split where it has none."""
+    if dataset not in READERS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(READERS)}")
+    df, report = READERS[dataset](root, **reader_kwargs)
+    if check:
+        df = check_images(df, report, max_bad_fraction)
+    df = stratified_val_split(df, val_fraction, seed)
+    for split in SPLITS:
+        if split != "val" and not (df["split"] == split).any():
+            raise DatasetFormatError(f"{root}: empty split '{split}' after removing unreadable images")
+    return df, report

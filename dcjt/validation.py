@@ -1,0 +1,138 @@
+"""Great Expectations (1.x) guards for label tables.
+
+GX runs in an ephemeral context (no files written). ZenML's GX integration needs GX < 1.0, so
+the suite is used directly here and called from steps. Cross-row rules that GX's pandas
+expectations cannot state (an image in both train and test) become helper columns of a
+derived frame that GX then checks, so every rule is reported the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+from dcjt.labels import LABEL_ORIGINS, NUM_CLASSES, SPLITS, VA_ORIGINS, LabelTableError, check_table
+
+
+@dataclass
+class ValidationReport:
+    """Outcome of one suite run: success, failures with samples, and GX's full JSON."""
+
+    success: bool
+    failures: list[dict] = field(default_factory=list)
+    result_json: dict = field(default_factory=dict)
+
+    def message(self, name: str) -> str:
+        lines = [f"{name}: {len(self.failures)} expectation(s) failed"]
+        for f in self.failures:
+            lines.append(f"  - {f['expectation']} {f['kwargs']}: {f['unexpected_count']} bad rows, e.g. {f['samples'] or f['observed']}")
+        return "\n".join(lines)
+
+
+class ValidationError(LabelTableError):
+    def __init__(self, report: ValidationReport, name: str):
+        super().__init__(report.message(name))
+        self.report = report
+
+
+def _with_helper_columns(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in ("dataset", "split", "image", "label_origin", "va_origin"):
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
+    train = set(zip(df.loc[df["split"] == "train", "dataset"], df.loc[df["split"] == "train", "image"]))
+    test_keys = list(zip(df["dataset"], df["image"]))
+    is_test = (df["split"] == "test").to_numpy()
+    out["train_test_overlap"] = [bool(t and k in train) for t, k in zip(is_test, test_keys)]
+    out["va_pair"] = np.where(df["valence"].isna() == df["arousal"].isna(), "ok", "half_missing")
+    return out
+
+
+def _build_suite():
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    suite = gx.ExpectationSuite(name="label_table")
+    add = suite.add_expectation
+    add(gxe.ExpectColumnValuesToNotBeNull(column="image"))
+    add(gxe.ExpectColumnValuesToNotBeNull(column="dataset"))
+    add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["dataset", "image"]))
+    add(gxe.ExpectColumnValuesToNotBeNull(column="label"))
+    add(gxe.ExpectColumnValuesToBeBetween(column="label", min_value=0, max_value=NUM_CLASSES - 1))
+    add(gxe.ExpectColumnValuesToBeBetween(column="valence", min_value=-1.0, max_value=1.0))
+    add(gxe.ExpectColumnValuesToBeBetween(column="arousal", min_value=-1.0, max_value=1.0))
+    add(gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)))
+    add(gxe.ExpectColumnValuesToBeInSet(column="label_origin", value_set=list(LABEL_ORIGINS)))
+    add(gxe.ExpectColumnValuesToBeInSet(column="va_origin", value_set=list(VA_ORIGINS)))
+    add(gxe.ExpectColumnValuesToBeInSet(column="va_pair", value_set=["ok"]))
+    for col in ("valence", "arousal"):
+        add(
+            gxe.ExpectColumnValuesToNotBeNull(
+                column=col, row_condition=Column("va_origin") != "none"
+            )
+        )
+    add(gxe.ExpectColumnValuesToBeInSet(column="train_test_overlap", value_set=[False]))
+    add(
+        gxe.ExpectColumnDistinctValuesToContainSet(
+            column="label", value_set=list(range(NUM_CLASSES)), row_condition=Column("split") == "train"
+        )
+    )
+    return suite
+
+
+def validate_table(df: pd.DataFrame, *, require_all_classes: bool = True) -> ValidationReport:
+    """Run the GX suite on a label table and collect failures with sample rows."""
+    import great_expectations as gx
+
+    check_table(df)
+    frame = _with_helper_columns(df.reset_index(drop=True))
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("label_tables")
+    batch_def = source.add_dataframe_asset(name="table").add_batch_definition_whole_dataframe("whole")
+    suite = context.suites.add(_build_suite())
+    if not require_all_classes or not (frame["split"] == "train").any():
+        suite.expectations = [e for e in suite.expectations if e.expectation_type != "expect_column_distinct_values_to_contain_set"]
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name="label_table", data=batch_def, suite=suite))
+    result = definition.run(batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE"})
+    failures = []
+    for r in result.results:
+        if r.success:
+            continue
+        cfg = r.expectation_config
+        res = r.result or {}
+        idx = res.get("unexpected_index_list") or []
+        if idx and isinstance(idx[0], dict):
+            idx = [d.get("index", d) for d in idx]
+        try:
+            samples = frame.loc[list(idx)[:5], [c for c in ("image", "split", "label", "valence", "arousal") if c in frame]].to_dict("records")
+        except (KeyError, TypeError):
+            samples = (res.get("partial_unexpected_list") or res.get("observed_value") or [])
+        kwargs = {k: v for k, v in cfg.kwargs.items() if k in ("column", "column_list", "value_set", "min_value", "max_value", "row_condition")}
+        failures.append(
+            {
+                "expectation": cfg.type,
+                "kwargs": kwargs,
+                "unexpected_count": int(res.get("unexpected_count") or len(idx) or 0),
+                "observed": res.get("observed_value"),
+                "samples": samples if isinstance(samples, list) else [samples],
+            }
+        )
+    full = json.loads(json.dumps(result.to_json_dict(), default=str))
+    return ValidationReport(success=bool(result.success), failures=failures, result_json=full)
+
+
+def assert_valid(df: pd.DataFrame, name: str = "table", *, require_all_classes: bool = True) -> ValidationReport:
+    """Validate and raise ``ValidationError`` naming every failed expectation."""
+    report = validate_table(df, require_all_classes=require_all_classes)
+    if not report.success:
+        raise ValidationError(report, name)
+    return report

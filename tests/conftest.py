@@ -1,0 +1,33 @@
+"""Shared fixtures: isolated state folders and tiny real-format datasets."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+
+# Labels in canonical order covering every class, twice, so a wrong order mapping fails.
+ALL_LABELS = [0, 1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0]
+
+
+def random_images(n: int, size: int = 32, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.fixture
+def rafdb_root(tmp_path):
+    from dcjt.layouts import write_rafdb
+
+    labels = ALL_LABELS + ALL_LABELS[:7]
+    splits = ["train"] * len(ALL_LABELS) + ["test"] * 7
+    write_rafdb(tmp_path / "rafdb", random_images(len(labels)), labels, splits)
+    return tmp_path / "rafdb", labels, splits

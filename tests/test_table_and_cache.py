@@ -1,0 +1,116 @@
+"""Label table contract, GX suite, preprocessing and the decoded-image cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import random_images
+from dcjt.cache import build_cache, cache_key, open_cache
+from dcjt.images import ImageReadError, decode, preprocess
+from dcjt.labels import LabelTableError, make_table, read_table, write_table
+from dcjt.readers import ingest
+from dcjt.validation import ValidationError, validate_table
+
+
+def _table(n_train=7, n_test=2):
+    labels = list(range(7))[:n_train] + [1] * n_test
+    splits = ["train"] * n_train + ["test"] * n_test
+    return make_table("x", splits, [f"img{i}.jpg" for i in range(len(labels))], labels,
+                      np.linspace(-1, 1, len(labels)), np.zeros(len(labels)))  # fmt: skip
+
+
+def test_valid_table_passes_and_roundtrips(tmp_path):
+    df = _table()
+    assert validate_table(df).success
+    write_table(df, tmp_path / "t.parquet")
+    back = read_table(tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(back, df.reset_index(drop=True), check_dtype=False)
+
+
+@pytest.mark.parametrize(
+    "breakage, expectation",
+    [
+        (lambda d: d.__setitem__("valence", d["valence"].where(d.index != 2, 1.5)), "expect_column_values_to_be_between"),
+        (lambda d: d.loc.__setitem__((8, "image"), "img0.jpg"), "expect_compound_columns_to_be_unique"),
+        (lambda d: d.loc.__setitem__((1, "split"), "dev"), "expect_column_values_to_be_in_set"),
+        (lambda d: d.loc.__setitem__((3, "arousal"), np.nan), "expect_column_values_to_not_be_null"),
+        (lambda d: d.loc.__setitem__((6, "label"), 1), "expect_column_distinct_values_to_contain_set"),
+    ],
+    ids=["va-range", "duplicate", "split", "va-missing", "class-absent"],
+)
+def test_gx_suite_names_each_failure(breakage, expectation, tmp_path):
+    df = _table()
+    breakage(df)
+    report = validate_table(df)
+    assert not report.success
+    assert expectation in [f["expectation"] for f in report.failures]
+    assert report.result_json["success"] is False
+    with pytest.raises(ValidationError, match=expectation):
+        write_table(df, tmp_path / "bad.parquet")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_train_test_overlap_is_caught():
+    df = _table()
+    df.loc[8, "image"] = "img0.jpg"
+    failures = {f["expectation"]: f for f in validate_table(df).failures}
+    assert "expect_column_values_to_be_in_set" in failures
+    overlap = [f for f in validate_table(df).failures if f["kwargs"].get("column") == "train_test_overlap"]
+    assert overlap and overlap[0]["unexpected_count"] == 1
+
+
+def test_check_table_rejects_label_out_of_range(tmp_path):
+    df = _table()
+    df.loc[0, "label"] = 7
+    with pytest.raises(LabelTableError, match="labels outside 0..6"):
+        write_table(df, tmp_path / "t.parquet")
+
+
+def test_preprocess_crop_and_align():
+    img = np.zeros((100, 100, 3), dtype=np.uint8)
+    img[20:60, 30:70] = 255
+    out = preprocess(img, 16, box=(30, 20, 40, 40))
+    assert out.shape == (16, 16, 3) and out.min() == 255
+    # Landmarks whose eyes/mouth sit exactly on the template map the square onto itself.
+    marks = np.array([[35, 40], [65, 40], [48, 75], [45, 75], [55, 75]], dtype=float)
+    aligned = preprocess(np.asarray(random_images(1, 100)[0]), 100, landmarks=marks)
+    assert aligned.shape == (100, 100, 3)
+
+
+def test_decode_truncated_raises(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(random_images(1, 64)[0]).save(tmp_path / "a.jpg")
+    (tmp_path / "a.jpg").write_bytes((tmp_path / "a.jpg").read_bytes()[:300])
+    with pytest.raises(ImageReadError, match="a.jpg"):
+        decode(tmp_path / "a.jpg")
+
+
+def test_cache_builds_once_and_reuses(rafdb_root, tmp_path):
+    root, labels, _ = rafdb_root
+    df, _ = ingest("rafdb", root, val_fraction=0.0)
+    cache = build_cache(df, 16, tmp_path / "cache")
+    assert cache.images.shape == (len(df), 16, 16, 3)
+    expected = preprocess(decode(df["image"].iloc[3]), 16)
+    assert np.array_equal(cache.images[cache.positions(df.iloc[[3]])[0]], expected)
+    # Same table (even relabeled) -> same cache; different size -> new cache.
+    relabeled = df.assign(label=0)
+    assert cache_key(relabeled, 16) == cache_key(df, 16)
+    again = build_cache(relabeled, 16, tmp_path / "cache")
+    assert again.path == cache.path
+    assert build_cache(df, 24, tmp_path / "cache").path != cache.path
+    subset = df.iloc[[5, 1]]
+    assert cache.positions(subset).tolist() == [5, 1]
+
+
+def test_cache_failure_leaves_nothing(rafdb_root, tmp_path):
+    root, *_ = rafdb_root
+    df, _ = ingest("rafdb", root, val_fraction=0.0)
+    victim = df["image"].iloc[4]
+    open(victim, "wb").write(b"not an image")
+    with pytest.raises(ImageReadError, match=victim.rsplit("/", 1)[1]):
+        build_cache(df, 16, tmp_path / "cache")
+    assert open_cache(df, 16, tmp_path / "cache") is None
+    assert not [p for p in (tmp_path / "cache").iterdir()]
