@@ -1,0 +1,401 @@
+"""One training loop for M_A (classifier), M_B / DCN (multi-task) and the DCJT joint schedule.
+
+Loss: CE + lambda x MSE on (valence, arousal) (Eqs. 4-6); rows with NaN valence/arousal add
+no MSE; lambda = 0 trains a plain classifier. Joint schedule (Algorithm 3): warm-up epochs on
+A only; afterwards, on epochs with ``epoch % joint_frequency == 0`` B is trained on too, either
+one B batch after each A batch (``joint_mode="batch"``, the paper) or a full class-balanced pass
+over B after the A pass (``"epoch"``, the official code).
+
+Every epoch's shuffles and augmentations come from generators seeded by (seed, epoch), and a
+checkpoint (model, optimiser, scheduler, RNG, history) is written atomically after each epoch,
+so a killed run resumes to the same result as an uninterrupted one on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dcjt.labels import NUM_CLASSES
+from dcjt.metrics import classification_report, va_report
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("step", "exponential", "cosine", "none")
+JOINT_MODES = ("batch", "epoch")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, bad input); names the epoch and batch."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    scheduler: str = "step"
+    step_size: int = 40
+    gamma: float = 0.5
+    lam: float = 0.0
+    warmup_epochs: int = 0
+    joint_frequency: int = 1
+    joint_mode: str = "epoch"
+    balanced_extra: bool = True
+    seed: int = 0
+    flip: bool = True
+    erase_p: float = 0.5
+    erase_scale: tuple[float, float] = (0.02, 0.25)
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        self.erase_scale = tuple(self.erase_scale)
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            problems.append(f"batch_size must be >= 2, got {self.batch_size}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.lam < 0:
+            problems.append(f"lambda (lam) must be >= 0, got {self.lam}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            problems.append(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+        if self.joint_frequency < 1:
+            problems.append(f"joint_frequency must be >= 1, got {self.joint_frequency}")
+        if self.joint_mode not in JOINT_MODES:
+            problems.append(f"joint_mode must be one of {JOINT_MODES}, got {self.joint_mode!r}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.scheduler not in SCHEDULERS:
+            problems.append(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if not 0 <= self.erase_p <= 1:
+            problems.append(f"erase_p must be in [0, 1], got {self.erase_p}")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Samples:
+    """Rows of one table on its decoded-image cache."""
+
+    images: np.ndarray  # (M, S, S, 3) uint8, usually a memmap
+    positions: np.ndarray  # row -> index into ``images``
+    labels: np.ndarray  # int64
+    va: np.ndarray  # (N, 2) float32, NaN where unknown
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[1])
+
+
+def samples_from(table: pd.DataFrame, cache) -> Samples:
+    return Samples(
+        images=cache.images,
+        positions=cache.positions(table),
+        labels=table["label"].to_numpy(dtype=np.int64),
+        va=table[["valence", "arousal"]].to_numpy(dtype=np.float32),
+    )
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # weights of the validation-selected epoch
+    history: pd.DataFrame
+    selected_epoch: int
+    metrics: dict = field(default_factory=dict)
+
+
+def device_default() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+# --- batches and augmentation ---------------------------------------------------------------------
+def load_batch(samples: Samples, idx: np.ndarray, device: torch.device, channels_last: bool = False):
+    """Images (normalised float NCHW), labels and valence/arousal for rows ``idx``."""
+    pos = samples.positions[idx]
+    order = np.argsort(pos, kind="stable")  # sequential memmap reads
+    idx, pos = idx[order], pos[order]
+    x = torch.from_numpy(np.ascontiguousarray(samples.images[pos])).to(device, non_blocking=True)
+    x = x.permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(samples.labels[idx]).to(device)
+    va = torch.from_numpy(samples.va[idx]).to(device)
+    return x, y, va
+
+
+def augment(x: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and RandomErasing (value 0, scale ``erase_scale``), per sample, in place."""
+    n, _, h, w = x.shape
+    if cfg.flip:
+        flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
+        x[flip] = x[flip].flip(-1)
+    if cfg.erase_p > 0:
+        lo, hi = cfg.erase_scale
+        for i, (p, s, r, u, v) in enumerate(torch.rand(n, 5, generator=g).tolist()):
+            if p >= cfg.erase_p:
+                continue
+            area = (lo + (hi - lo) * s) * h * w
+            ratio = math.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * r)
+            eh, ew = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
+            if 0 < eh < h and 0 < ew < w:
+                top, left = int(u * (h - eh + 1)), int(v * (w - ew + 1))
+                x[i, :, top : top + eh, left : left + ew] = 0
+    return x
+
+
+def epoch_plan(epoch: int, cfg: TrainConfig, n_a: int, extra_labels: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
+    """The ordered batches of one epoch: ("A", rows) and, on joint epochs, ("B", rows)."""
+    rng = np.random.default_rng([cfg.seed, epoch])
+    bs = cfg.batch_size
+
+    def chunks(order):
+        out = [order[i : i + bs] for i in range(0, len(order), bs)]
+        return [c for c in out if len(c) > 1]  # BatchNorm needs two samples
+
+    a_batches = chunks(rng.permutation(n_a))
+    joint = extra_labels is not None and len(extra_labels) > 1 and epoch >= cfg.warmup_epochs and epoch % cfg.joint_frequency == 0
+    if not joint:
+        return [("A", b) for b in a_batches]
+    n_b = len(extra_labels)
+    if cfg.joint_mode == "batch":
+        b_order = rng.permutation(n_b)
+        plan = []
+        for i, a in enumerate(a_batches):
+            plan.append(("A", a))
+            start = (i * bs) % n_b
+            b = np.take(b_order, np.arange(start, start + bs), mode="wrap")
+            plan.append(("B", b))
+        return plan
+    if cfg.balanced_extra:
+        counts = np.bincount(extra_labels, minlength=NUM_CLASSES).astype(float)
+        weights = 1.0 / counts[extra_labels]
+        b_order = rng.choice(n_b, size=n_b, replace=True, p=weights / weights.sum())
+    else:
+        b_order = rng.permutation(n_b)
+    return [("A", b) for b in a_batches] + [("B", b) for b in chunks(b_order)]
+
+
+# --- model, optimiser, schedule -------------------------------------------------------------------
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.scheduler == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def loss_fn(out: torch.Tensor, y: torch.Tensor, va: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CE + lam x MSE; rows with NaN valence/arousal contribute no MSE."""
+    out = out.float()
+    ce = F.cross_entropy(out[:, :NUM_CLASSES], y)
+    known = ~torch.isnan(va).any(dim=1)
+    if lam > 0 and known.any():
+        mse = F.mse_loss(out[known, NUM_CLASSES:], va[known])
+    else:
+        mse = out.new_zeros(())
+    return ce + lam * mse, ce.detach(), mse.detach()
+
+
+def _autocast(device: torch.device, cfg: TrainConfig):
+    enabled = cfg.amp and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+# --- prediction -------------------------------------------------------------------------------------
+@torch.no_grad()
+def predict(model: torch.nn.Module, samples: Samples, batch_size: int = 256, device: torch.device | None = None,
+            amp: bool = True) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Class probabilities (N, 7) and valence/arousal (N, 2) for every row, in row order."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    probs, vas = np.zeros((len(samples), NUM_CLASSES), np.float32), np.zeros((len(samples), 2), np.float32)
+    cl = device.type == "cuda"
+    for start in range(0, len(samples), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(samples)))
+        order = np.argsort(samples.positions[idx], kind="stable")
+        x, _, _ = load_batch(samples, idx, device, channels_last=cl)  # rows come back sorted by position
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and cl):
+            out = model(x).float()
+        probs[idx[order]] = torch.softmax(out[:, :NUM_CLASSES], dim=1).cpu().numpy()
+        vas[idx[order]] = out[:, NUM_CLASSES:].cpu().numpy()
+    model.train(was_training)
+    return probs, vas
+
+
+def evaluate(model, samples: Samples | None, batch_size: int = 256) -> dict:
+    if samples is None or len(samples) == 0:
+        return {}
+    probs, va = predict(model, samples, batch_size)
+    out = classification_report(samples.labels, probs.argmax(1))
+    out.update(va_report(samples.va, va))
+    return out
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _fingerprint(cfg: TrainConfig, model: torch.nn.Module, sizes: tuple) -> dict:
+    spec = model.spec() if hasattr(model, "spec") else {}
+    return {"config": cfg.to_dict(), "model": spec, "sizes": list(sizes)}
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+def train(
+    model: torch.nn.Module,
+    train_a: Samples,
+    *,
+    cfg: TrainConfig,
+    extra: Samples | None = None,
+    val: Samples | None = None,
+    test: Samples | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    device: torch.device | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` on A (and B on joint epochs); select the epoch by validation accuracy."""
+    device = device or device_default()
+    expected = getattr(model, "image_size", train_a.image_size)
+    for name, s in (("train", train_a), ("extra", extra), ("val", val), ("test", test)):
+        if s is not None and s.image_size != expected:
+            raise ValueError(f"{name} images are {s.image_size}px but the network expects {expected}px")
+    if len(train_a) < 2:
+        raise ValueError(f"training needs at least 2 rows, got {len(train_a)}")
+    model.to(device)
+    channels_last = cfg.channels_last and device.type == "cuda"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if cfg.compile else model
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg)
+    history: list[dict] = []
+    best = {"epoch": -1, "val": -math.inf, "state": None}
+    start_epoch = 0
+    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
+    fingerprint = _fingerprint(cfg, model, (len(train_a), len(extra) if extra else 0))
+    if ckpt_path is not None:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        if ckpt_path.exists():
+            ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+            if ck["fingerprint"] != fingerprint:
+                raise ValueError(f"checkpoint {ckpt_path} belongs to another training (config or data differ); use a new folder")
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            torch.set_rng_state(ck["rng"])
+            history, best, start_epoch = ck["history"], ck["best"], ck["epoch"] + 1
+            log.info("%s: resumed from %s at epoch %d", desc, ckpt_path, start_epoch)
+    quiet = not sys.stderr.isatty()
+    extra_labels = extra.labels if extra is not None else None
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        plan = epoch_plan(epoch, cfg, len(train_a), extra_labels)
+        totals = {"A": [0.0, 0.0, 0.0, 0], "B": [0.0, 0.0, 0.0, 0]}
+        bar = tqdm(plan, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=quiet, leave=False)
+        for b, (source, idx) in enumerate(bar):
+            samples = train_a if source == "A" else extra
+            x, y, va = load_batch(samples, idx, device, channels_last)
+            x = augment(x, cfg, g)
+            with _autocast(device, cfg):
+                out = step_model(x)
+            loss, ce, mse = loss_fn(out, y, va, cfg.lam)
+            if not torch.isfinite(loss):
+                where = f"last good checkpoint: {ckpt_path}" if ckpt_path and ckpt_path.exists() else "no checkpoint yet"
+                raise TrainingError(f"{desc}: non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b + 1} ({source}); {where}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            t = totals[source]
+            t[0] += loss.item() * len(idx)
+            t[1] += ce.item() * len(idx)
+            t[2] += mse.item() * len(idx)
+            t[3] += len(idx)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        sched.step()
+        row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "joint": totals["B"][3] > 0}
+        for source, (l, c, m, n) in totals.items():
+            if n:
+                row.update({f"{source}_loss": l / n, f"{source}_ce": c / n, f"{source}_mse": m / n})
+        for split, s in (("val", val), ("test", test)):
+            for k, v in evaluate(model, s, cfg.eval_batch_size).items():
+                row[f"{split}_{k}"] = v
+        history.append(row)
+        score = row.get("val_accuracy", -row.get("A_loss", 0.0))
+        if score > best["val"]:
+            best = {"epoch": epoch, "val": score, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        if ckpt_path is not None:
+            _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                          "rng": torch.get_rng_state(), "epoch": epoch, "history": history, "best": best,
+                          "fingerprint": fingerprint}, ckpt_path)  # fmt: skip
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if not quiet:
+            tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
+    hist = pd.DataFrame(history)
+    final = copy.deepcopy(model).cpu()
+    final.load_state_dict(best["state"])
+    final.eval()
+    metrics = {"selected_epoch": int(best["epoch"])}
+    if "test_accuracy" in hist:
+        metrics["test_accuracy_selected"] = float(hist.loc[hist["epoch"] == best["epoch"], "test_accuracy"].iloc[0])
+        metrics["test_accuracy_last"] = float(hist["test_accuracy"].iloc[-1])
+        metrics["best_test_accuracy_over_epochs_for_comparison_only"] = float(hist["test_accuracy"].max())
+    if "val_accuracy" in hist:
+        metrics["val_accuracy_selected"] = float(best["val"])
+    return TrainResult(model=final, history=hist, selected_epoch=int(best["epoch"]), metrics=metrics)

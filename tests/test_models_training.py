@@ -1,0 +1,229 @@
+"""Networks, the training loop, the joint schedule, checkpoints/resume, metrics, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from dcjt import metrics
+from dcjt.training import Samples, TrainConfig, TrainingError, epoch_plan, loss_fn, make_optimizer, predict, set_seed, train
+from models.nets import DCNet, WeightsError, build_model
+
+
+def toy_samples(n=96, size=32, seed=0, va=True) -> Samples:
+    """Images whose colour encodes the class: learnable in a few epochs."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 7, n)
+    imgs = rng.integers(0, 60, (n, size, size, 3), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        imgs[i, :, :, k % 3] += np.uint8(25 * (k + 1))
+    vas = np.c_[(labels - 3) / 4, rng.uniform(-0.5, 0.5, n)].astype(np.float32) if va else np.full((n, 2), np.nan, np.float32)
+    return Samples(imgs, np.arange(n), labels.astype(np.int64), vas)
+
+
+# --- networks ------------------------------------------------------------------------------------------
+def test_arm_eval_is_batch_independent():
+    torch.manual_seed(0)
+    net = build_model("resnet18", "arm", 96)
+    net.train()
+    for _ in range(3):  # populate the running batch-mean estimate
+        net(torch.randn(4, 3, 96, 96))
+    net.eval()
+    batch = torch.randn(5, 3, 96, 96)
+    with torch.no_grad():
+        together = net(batch)
+        alone = torch.cat([net(batch[i : i + 1]) for i in range(5)])
+        other = net(torch.cat([batch[:1], torch.randn(7, 3, 96, 96)]))[:1]
+    torch.testing.assert_close(alone, together, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(other, together[:1], rtol=1e-5, atol=1e-5)
+    assert net.head.running_mean.abs().sum() > 0
+
+
+def test_outputs_and_shapes():
+    for backbone, head, size in (("resnet18", "linear", 64), ("tiny", "linear", 64), ("resnet18", "arm", 224)):
+        net = build_model(backbone, head, size).eval()
+        with torch.no_grad():
+            assert net(torch.zeros(2, 3, size, size)).shape == (2, 9)
+
+
+def test_weights_from_local_files(tmp_path):
+    ref = resnet18(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "imagenet.pth")
+    net = build_model("resnet18", "linear", 64, weights=str(tmp_path / "imagenet.pth"))
+    torch.testing.assert_close(net.trunk[0].weight, ref.conv1.weight)
+    celeb = {"state_dict": {f"module.{k}": v for k, v in ref.state_dict().items() if not k.startswith("fc.")}}
+    torch.save(celeb, tmp_path / "msceleb.pth.tar")
+    net2 = build_model("resnet18", "linear", 64, weights=str(tmp_path / "msceleb.pth.tar"))
+    torch.testing.assert_close(net2.trunk[7][1].conv2.weight, ref.layer4[1].conv2.weight)
+    torch.save({"encoder.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(WeightsError, match="missing keys"):
+        build_model("resnet18", "linear", 64, weights=str(tmp_path / "other.pth"))
+    with pytest.raises(WeightsError, match="not found"):
+        build_model("resnet18", "linear", 64, weights=str(tmp_path / "nope.pth"))
+
+
+def test_bad_network_arguments():
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_model("vgg", "linear", 64)
+    with pytest.raises(ValueError, match="at least 96"):
+        build_model("resnet18", "arm", 64)
+    net = build_model("tiny", "linear", 64)
+    with pytest.raises(ValueError, match="expects 64x64"):
+        net(torch.zeros(1, 3, 32, 32))
+
+
+# --- loss and schedule ---------------------------------------------------------------------------------
+def test_loss_masks_nan_valence_arousal():
+    out = torch.tensor([[5.0, 0, 0, 0, 0, 0, 0, 0.5, 0.5], [0, 5.0, 0, 0, 0, 0, 0, 0.0, 0.0]])
+    y = torch.tensor([0, 1])
+    va = torch.tensor([[0.0, 0.0], [float("nan"), float("nan")]])
+    loss, ce, mse = loss_fn(out, y, va, lam=2.0)
+    assert mse.item() == pytest.approx(0.25)
+    assert loss.item() == pytest.approx(ce.item() + 0.5)
+    assert loss_fn(out, y, va, lam=0.0)[0].item() == pytest.approx(ce.item())
+
+
+def test_joint_schedule_warmup_frequency_and_modes():
+    cfg = TrainConfig(epochs=10, batch_size=4, warmup_epochs=3, joint_frequency=2, joint_mode="batch")
+    extra = np.array([0] * 30 + [1] * 2)
+    for epoch in range(10):
+        plan = epoch_plan(epoch, cfg, 16, extra)
+        has_b = any(s == "B" for s, _ in plan)
+        assert has_b == (epoch >= 3 and epoch % 2 == 0)
+        if has_b:
+            assert [s for s, _ in plan] == ["A", "B"] * 4
+    ep = TrainConfig(epochs=10, batch_size=4, warmup_epochs=3, joint_frequency=2, joint_mode="epoch")
+    plan = epoch_plan(4, ep, 16, extra)
+    b_rows = np.concatenate([idx for s, idx in plan if s == "B"])
+    assert len(b_rows) == 32 and [s for s, _ in plan][:4] == ["A"] * 4
+    share_rare = np.mean(extra[b_rows] == 1)
+    assert share_rare > 0.25  # class-balanced: the 2 rare rows fill about half of the pass
+    assert np.array_equal(np.concatenate([i for _, i in epoch_plan(4, ep, 16, extra)]), np.concatenate([i for _, i in plan]))
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="lambda"):
+        TrainConfig(lam=-1)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        TrainConfig(epochs=5, warmup_epochs=5)
+    with pytest.raises(ValueError, match="joint_mode"):
+        TrainConfig(joint_mode="both")
+
+
+def test_weight_decay_reaches_optimizer():
+    opt = make_optimizer(build_model("tiny", "linear", 32), TrainConfig(weight_decay=1e-4, optimizer="adam"))
+    assert opt.param_groups[0]["weight_decay"] == 1e-4
+
+
+# --- training --------------------------------------------------------------------------------------------
+def _cfg(**kw):
+    base = dict(epochs=3, batch_size=16, lr=3e-3, lam=1.0, scheduler="step", step_size=2, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_learns_selects_on_val_and_reports():
+    set_seed(0)
+    data, val, test = toy_samples(160, seed=0), toy_samples(48, seed=1), toy_samples(48, seed=2)
+    result = train(build_model("tiny", "linear", 32), data, cfg=_cfg(epochs=4), val=val, test=test)
+    m = result.metrics
+    assert m["test_accuracy_selected"] > 0.5
+    assert set(m) >= {"test_accuracy_last", "best_test_accuracy_over_epochs_for_comparison_only", "val_accuracy_selected"}
+    assert result.selected_epoch == int(result.history["val_accuracy"].idxmax())
+    probs, va = predict(result.model, test)
+    assert probs.shape == (48, 7) and np.allclose(probs.sum(1), 1, atol=1e-5) and va.shape == (48, 2)
+
+
+def test_same_seed_same_weights_and_joint_runs():
+    weights = []
+    for _ in range(2):
+        set_seed(1)
+        r = train(build_model("tiny", "linear", 32), toy_samples(64), cfg=_cfg(epochs=2, warmup_epochs=1, joint_frequency=1),
+                  extra=toy_samples(40, seed=5, va=True))  # fmt: skip
+        weights.append(r.model.fc.weight.detach().clone())
+        assert r.history["joint"].tolist() == [False, True]
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_wrong_image_size_is_refused():
+    with pytest.raises(ValueError, match="32px but the network expects 64px"):
+        train(build_model("tiny", "linear", 64), toy_samples(16), cfg=_cfg())
+
+
+def test_nan_loss_stops_with_epoch_and_batch_and_keeps_checkpoint(tmp_path):
+    set_seed(0)
+    net = build_model("tiny", "linear", 32)
+
+    def poison(epoch, row):
+        with torch.no_grad():
+            net.fc.weight.fill_(float("nan"))
+
+    with pytest.raises(TrainingError, match=r"epoch 2, batch 1") as err:
+        train(net, toy_samples(48), cfg=_cfg(), checkpoint_dir=tmp_path, on_epoch_end=poison)
+    assert "last good checkpoint" in str(err.value)
+    ck = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert ck["epoch"] == 0 and torch.isfinite(ck["model"]["fc.weight"]).all()
+
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    sys.path[:0] = [{root!r}, {tests!r}]
+    from test_models_training import toy_samples, _cfg
+    from dcjt.training import set_seed, train
+    from models.nets import build_model
+    set_seed(0)
+    def die(epoch, row):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+    train(build_model("tiny", "linear", 32), toy_samples(64), cfg=_cfg(epochs=4, warmup_epochs=1),
+          extra=toy_samples(32, seed=9), val=toy_samples(32, seed=4), checkpoint_dir={ckpt!r}, on_epoch_end=die)
+    """
+)
+
+
+def test_killed_training_resumes_to_the_same_result(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    kw = dict(cfg=_cfg(epochs=4, warmup_epochs=1), extra=toy_samples(32, seed=9), val=toy_samples(32, seed=4))
+    set_seed(0)
+    straight = train(build_model("tiny", "linear", 32), toy_samples(64), **kw)
+    script = RESUME_SCRIPT.format(root=root, tests=os.path.join(root, "tests"), ckpt=str(tmp_path / "ck"))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert torch.load(tmp_path / "ck" / "last.pt", weights_only=False)["epoch"] == 1
+    set_seed(123)  # a different process state: the checkpoint must carry everything
+    resumed = train(build_model("tiny", "linear", 32), toy_samples(64), checkpoint_dir=tmp_path / "ck", **kw)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert straight.history.drop(columns="lr").equals(resumed.history.drop(columns="lr"))
+
+
+# --- metrics ---------------------------------------------------------------------------------------------
+def test_classification_metrics_by_hand():
+    y, p = [0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0]
+    assert metrics.accuracy(y, p) == pytest.approx(4 / 6)
+    assert metrics.mean_class_accuracy(y, p) == pytest.approx((0.5 + 1 + 0.5) / 3)
+    # F1: class0 tp1 fp1 fn1 -> .5; class1 tp2 fp1 fn0 -> .8; class2 tp1 fp0 fn1 -> 2/3
+    assert metrics.macro_f1(y, p) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert metrics.confusion_matrix(y, p)[0, 1] == 1
+
+
+def test_va_metrics_by_hand():
+    y, p = np.array([0.5, -0.5, 0.2, -0.2]), np.array([0.4, -0.6, 0.2, 0.1])
+    assert metrics.rmse(y, p) == pytest.approx(np.sqrt((0.01 + 0.01 + 0 + 0.09) / 4))
+    assert metrics.sagr(y, p) == pytest.approx(0.75)
+    assert metrics.ccc(y, y) == pytest.approx(1.0)
+    # CCC with a constant offset: 2*cov / (var_y + var_p + d^2)
+    shifted = y + 0.1
+    var = y.var()
+    assert metrics.ccc(y, shifted) == pytest.approx(2 * var / (2 * var + 0.01))
+    assert metrics.pcc(y, 2 * y) == pytest.approx(1.0)
+    assert metrics.rmse([0.0], [3.0]) == pytest.approx(1.0)  # predictions clipped to [-1, 1]
