@@ -13,12 +13,37 @@ import click
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+PIPELINE_OPTIONS = [
+    click.option("--config", "config_name", default="demo", show_default=True, help="configs/NAME.yaml or a YAML path"),
+    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value, e.g. dcn.lam=15"),
+    click.option("--target-root", type=click.Path(file_okay=False), help="target dataset folder (data.target.root)"),
+    click.option("--extra-root", type=click.Path(file_okay=False), help="extra dataset folder (data.extra.root)"),
+    click.option("--image-size", type=int, help="image side in pixels (image_size)"),
+    click.option("--backbone", help="network.backbone: resnet18 | tiny"),
+    click.option("--head", help="network.head: linear | arm"),
+    click.option("--weights", type=click.Path(dir_okay=False), help="local ResNet-18 weights file (network.weights)"),
+    click.option("--mapping", help="method.mapping: none | global | emotion | emotion_ot"),
+    click.option("--seed", type=int, help="seed of data splits, initialisation and shuffles"),
+    click.option("--schedule", metavar="CRON", help="attach a cron schedule instead of running now"),
+]
+
+
+def pipeline_options(f):
+    for option in reversed(PIPELINE_OPTIONS):
+        f = option(f)
+    return f
+
+
 @click.group(invoke_without_command=True)
+@pipeline_options
 @click.pass_context
-def cli(ctx: click.Context) -> None:
-    """DCJT: train FER models on datasets whose annotators disagree."""
+def cli(ctx: click.Context, **kwargs) -> None:
+    """DCJT: train FER models on datasets whose annotators disagree.
+
+    With no command: run the pipeline (the demo unless --config says otherwise).
+    """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(pipeline_cmd)
+        ctx.invoke(pipeline_cmd, **kwargs)
 
 
 @cli.command("ingest")
@@ -50,9 +75,85 @@ def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_imag
 
 
 @cli.command("pipeline")
-def pipeline_cmd() -> None:
-    """Run a pipeline (the demo by default)."""
-    raise click.ClickException("the pipeline lands with the pipeline issue")
+@pipeline_options
+def pipeline_cmd(config_name, overrides, target_root, extra_root, image_size, backbone, head, weights, mapping, seed, schedule) -> None:
+    """Run the DCJT pipeline (DCJT + the configured baselines), register and promote the model."""
+    from dcjt.config import ConfigError, load_config
+
+    sets = list(overrides)
+    for key, value in (("data.target.root", target_root), ("data.extra.root", extra_root), ("image_size", image_size),
+                       ("network.backbone", backbone), ("network.head", head), ("network.weights", weights),
+                       ("method.mapping", mapping), ("seed", seed)):  # fmt: skip
+        if value is not None:
+            sets.append(f"{key}={value}")
+    try:
+        cfg = load_config(config_name, sets)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    from pipelines.runner import ScheduleNotSupported, crontab_line, run_pipeline
+
+    try:
+        outcome = run_pipeline(cfg, schedule=schedule)
+    except ScheduleNotSupported as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo(crontab_line(schedule, sys.argv[1:]), err=True)
+        sys.exit(2)
+    if outcome is None:
+        click.echo(f"schedule attached: {schedule}")
+        return
+    table = outcome.comparison.assign(accuracy=lambda d: (d["accuracy"] * 100).round(2))
+    click.echo("\nAccuracy on the target's test split (%), validation-selected epoch:")
+    click.echo(table.to_string(index=False))
+    promo = outcome.promotion
+    click.echo(f"\nregistered {promo['model_name']} version {promo['version']}: "
+               f"{'promoted to champion' if promo['promoted'] else 'kept the current champion'}")  # fmt: skip
+    click.echo(f"pipeline wall time: {outcome.seconds:.0f} s")
+    if outcome.tracking_uri.startswith("sqlite:"):
+        click.echo(f"open the MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    click.echo(f"tracking_uri: {outcome.tracking_uri}")
+    click.echo(f"model: {outcome.model_uri}")
+    click.echo(f"comparison: {outcome.comparison_path}")
+
+
+@cli.command("predict")
+@click.option("--model", "model_uri", required=True, help="e.g. models:/dcjt-synthetic@champion")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
+def predict_cmd(model_uri, inputs) -> None:
+    """Print label and valence/arousal for each image (files, or folders of images)."""
+    from pipelines.runner import prepare_environment
+
+    prepare_environment()
+    import mlflow
+    import pandas as pd
+
+    paths = []
+    for item in map(Path, inputs):
+        paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")) if item.is_dir() else [item]
+    if not paths:
+        raise click.ClickException("no images found")
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise click.ClickException(f"cannot load {model_uri}: {exc}") from exc
+    out = model.predict(pd.DataFrame({"image": [str(p) for p in paths]}))
+    for path, row in zip(paths, out.itertuples()):
+        click.echo(f"{path}\t{row.emotion}\tlabel={row.label}\tvalence={row.valence:+.3f}\tarousal={row.arousal:+.3f}")
+
+
+@cli.command("synth")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--layout", type=click.Choice(["rafdb", "affectnet", "affectnet-npy"]), multiple=True, required=True,
+              help="rafdb writes the target set, affectnet / affectnet-npy the extra set")  # fmt: skip
+@click.option("--n-target", default=2500, show_default=True)
+@click.option("--n-extra", default=5000, show_default=True)
+@click.option("--size", default=100, show_default=True, help="image side (RAF-DB aligned faces are 100)")
+@click.option("--seed", default=0, show_default=True)
+def synth_cmd(out, layout, n_target, n_extra, size, seed) -> None:
+    """Write the synthetic world in the real releases' layouts (plus truth.parquet)."""
+    from dcjt.synthdisk import write_world
+
+    for line in write_world(out, layout, n_target=n_target, n_extra=n_extra, size=size, seed=seed):
+        click.echo(line)
 
 
 if __name__ == "__main__":

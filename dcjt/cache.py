@@ -71,12 +71,17 @@ def _row_args(table: pd.DataFrame):
 
 def open_cache(table: pd.DataFrame, size: int, cache_dir: str | os.PathLike) -> ImageCache | None:
     """Open the cache for ``table`` at ``size`` if it exists, else ``None``."""
-    base = Path(cache_dir) / f"{cache_key(table, size)}"
-    data, meta = base.with_suffix(".npy"), base.with_suffix(".json")
+    data = (Path(cache_dir) / cache_key(table, size)).with_suffix(".npy")
+    return load_cache(data) if data.exists() and data.with_suffix(".json").exists() else None
+
+
+def load_cache(path: str | os.PathLike) -> ImageCache:
+    """Open a cache by the path of its ``.npy`` file (as returned by ``build_cache``)."""
+    data = Path(path)
+    meta = data.with_suffix(".json")
     if not (data.exists() and meta.exists()):
-        return None
-    keys = pd.Index(json.loads(meta.read_text())["keys"])
-    return ImageCache(path=data, images=np.load(data, mmap_mode="r"), keys=keys)
+        raise FileNotFoundError(f"image cache not found: {data} (was the cache folder moved or cleaned?)")
+    return ImageCache(path=data, images=np.load(data, mmap_mode="r"), keys=pd.Index(json.loads(meta.read_text())["keys"]))
 
 
 def write_cache(table: pd.DataFrame, size: int, cache_dir, images_iter) -> ImageCache:

@@ -103,27 +103,65 @@ class TrainConfig:
 
 @dataclass
 class Samples:
-    """Rows of one table on its decoded-image cache."""
+    """Rows of one or more tables on their decoded-image caches.
 
-    images: np.ndarray  # (M, S, S, 3) uint8, usually a memmap
-    positions: np.ndarray  # row -> index into ``images``
+    ``images`` is one array (M, S, S, 3) or a list of them (one per cache); ``source`` says
+    which array each row's image lives in (all zeros for a single array).
+    """
+
+    images: np.ndarray | list[np.ndarray]
+    positions: np.ndarray  # row -> index into its array
     labels: np.ndarray  # int64
     va: np.ndarray  # (N, 2) float32, NaN where unknown
+    source: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, list):
+            self.images = [self.images]
+        if self.source is None:
+            self.source = np.zeros(len(self.positions), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.positions)
 
     @property
     def image_size(self) -> int:
-        return int(self.images.shape[1])
+        return int(self.images[0].shape[1])
+
+    def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images of rows ``idx`` and the row order they come back in (sorted reads)."""
+        key = self.source[idx] * (1 << 40) + self.positions[idx]
+        order = np.argsort(key, kind="stable")
+        idx = idx[order]
+        out = np.empty((len(idx), *self.images[0].shape[1:]), dtype=np.uint8)
+        for src in np.unique(self.source[idx]):
+            sel = self.source[idx] == src
+            out[sel] = self.images[src][self.positions[idx[sel]]]
+        return out, idx
 
 
-def samples_from(table: pd.DataFrame, cache) -> Samples:
+def samples_from(table: pd.DataFrame, *caches) -> Samples:
+    """Samples for ``table`` whose images live in any of ``caches`` (first match wins)."""
+    positions = np.full(len(table), -1, dtype=np.int64)
+    source = np.zeros(len(table), dtype=np.int64)
+    for i, cache in enumerate(caches):
+        todo = positions < 0
+        if not todo.any():
+            break
+        found = cache.keys.get_indexer(
+            (table["dataset"].astype(str) + "/" + table["image"].astype(str))[todo]
+        )
+        hit = np.flatnonzero(todo)[found >= 0]
+        positions[hit], source[hit] = found[found >= 0], i
+    if (positions < 0).any():
+        missing = table.loc[positions < 0, "image"].head(5).tolist()
+        raise KeyError(f"{int((positions < 0).sum())} images are in no image cache, e.g. {missing}")
     return Samples(
-        images=cache.images,
-        positions=cache.positions(table),
+        images=[c.images for c in caches],
+        positions=positions,
         labels=table["label"].to_numpy(dtype=np.int64),
         va=table[["valence", "arousal"]].to_numpy(dtype=np.float32),
+        source=source,
     )
 
 
@@ -146,11 +184,12 @@ def set_seed(seed: int) -> None:
 
 # --- batches and augmentation ---------------------------------------------------------------------
 def load_batch(samples: Samples, idx: np.ndarray, device: torch.device, channels_last: bool = False):
-    """Images (normalised float NCHW), labels and valence/arousal for rows ``idx``."""
-    pos = samples.positions[idx]
-    order = np.argsort(pos, kind="stable")  # sequential memmap reads
-    idx, pos = idx[order], pos[order]
-    x = torch.from_numpy(np.ascontiguousarray(samples.images[pos])).to(device, non_blocking=True)
+    """Images (normalised float NCHW), labels and valence/arousal for rows ``idx``.
+
+    Rows come back in storage order (sequential memmap reads); labels follow the same order.
+    """
+    imgs, idx = samples.gather(idx)
+    x = torch.from_numpy(imgs).to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
@@ -159,7 +198,7 @@ def load_batch(samples: Samples, idx: np.ndarray, device: torch.device, channels
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(samples.labels[idx]).to(device)
     va = torch.from_numpy(samples.va[idx]).to(device)
-    return x, y, va
+    return x, y, va, idx
 
 
 def augment(x: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
@@ -262,13 +301,11 @@ def predict(model: torch.nn.Module, samples: Samples, batch_size: int = 256, dev
     probs, vas = np.zeros((len(samples), NUM_CLASSES), np.float32), np.zeros((len(samples), 2), np.float32)
     cl = device.type == "cuda"
     for start in range(0, len(samples), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(samples)))
-        order = np.argsort(samples.positions[idx], kind="stable")
-        x, _, _ = load_batch(samples, idx, device, channels_last=cl)  # rows come back sorted by position
+        x, _, _, rows = load_batch(samples, np.arange(start, min(start + batch_size, len(samples))), device, channels_last=cl)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp and cl):
             out = model(x).float()
-        probs[idx[order]] = torch.softmax(out[:, :NUM_CLASSES], dim=1).cpu().numpy()
-        vas[idx[order]] = out[:, NUM_CLASSES:].cpu().numpy()
+        probs[rows] = torch.softmax(out[:, :NUM_CLASSES], dim=1).cpu().numpy()
+        vas[rows] = out[:, NUM_CLASSES:].cpu().numpy()
     model.train(was_training)
     return probs, vas
 
@@ -350,7 +387,7 @@ def train(
         bar = tqdm(plan, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=quiet, leave=False)
         for b, (source, idx) in enumerate(bar):
             samples = train_a if source == "A" else extra
-            x, y, va = load_batch(samples, idx, device, channels_last)
+            x, y, va, _ = load_batch(samples, idx, device, channels_last)
             x = augment(x, cfg, g)
             with _autocast(device, cfg):
                 out = step_model(x)

@@ -1,0 +1,1 @@
+"""Thin ZenML steps over the core package (``dcjt``, ``models``): one per DCJT stage."""

@@ -1,0 +1,52 @@
+"""Figures for the tracking store: valence/arousal per emotion (paper Figs. 2 and 4), confusion."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from dcjt.labels import EMOTIONS  # noqa: E402
+
+COLORS = plt.get_cmap("tab10").colors[:7]
+
+
+def va_scatter(panels: dict[str, pd.DataFrame], centres: np.ndarray | None = None, max_points: int = 4000, seed: int = 0):
+    """One panel per table: valence/arousal coloured by discrete label, A's class centres as stars."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
+    rng = np.random.default_rng(seed)
+    for ax, (title, table) in zip(axes[0], panels.items()):
+        t = table.dropna(subset=["valence", "arousal"])
+        if len(t) > max_points:
+            t = t.iloc[np.sort(rng.choice(len(t), max_points, replace=False))]
+        for k, name in enumerate(EMOTIONS):
+            sel = t["label"].to_numpy() == k
+            ax.scatter(t["valence"].to_numpy()[sel], t["arousal"].to_numpy()[sel], s=4, alpha=0.45, color=COLORS[k], label=name)
+        if centres is not None:
+            for k in range(len(EMOTIONS)):
+                if not np.isnan(centres[k]).any():
+                    ax.scatter(*centres[k], marker="*", s=220, color=COLORS[k], edgecolor="black", linewidth=0.8)
+        ax.set(xlim=(-1, 1), ylim=(-1, 1), xlabel="valence", ylabel="arousal", title=title)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.axvline(0, color="grey", lw=0.5)
+    axes[0][0].legend(loc="lower left", fontsize=7, markerscale=3)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(matrix: np.ndarray, title: str, row_label: str = "true", col_label: str = "predicted"):
+    m = np.asarray(matrix, dtype=float)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5.2))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    ax.set(xlabel=col_label, ylabel=row_label, title=title)
+    fig.tight_layout()
+    return fig

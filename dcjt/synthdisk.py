@@ -1,0 +1,41 @@
+"""Write the synthetic world to disk in the real releases' layouts (``run.py synth``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from dcjt import layouts
+from dcjt.synth import WorldConfig, generate_world
+
+
+def write_world(out: Path, layout_names, *, n_target: int, n_extra: int, size: int, seed: int) -> list[str]:
+    """Target set as RAF-DB, extra set as AffectNet (CSV or npy release); truth kept beside them."""
+    out = Path(out)
+    world = generate_world(WorldConfig(n_target=n_target, n_extra=n_extra, size=size, seed=seed))
+    lines, truth = [], []
+    if "rafdb" in layout_names:
+        table, images = world["target"]
+        paths = layouts.write_rafdb(out / "rafdb", images, table["label"], table["split"])
+        truth.append(table.assign(image=[str(p) for p in paths]))
+        lines.append(f"target set in RAF-DB layout: {out / 'rafdb'} ({len(table)} images)")
+    for name in ("affectnet", "affectnet-npy"):
+        if name not in layout_names:
+            continue
+        table, images = world["extra"]
+        root = out / name
+        args = (root, images, table["label"], table["valence"], table["arousal"], table["split"])
+        if name == "affectnet":
+            layouts.write_affectnet_csv(*args)
+            paths = [root / "Manually_Annotated_Images" / f"{i // 1000:03d}/{i:07d}.jpg" for i in range(len(table))]
+        else:
+            layouts.write_affectnet_npy(*args)
+            paths = [root / ("train_set" if s == "train" else "val_set") / "images" / f"{i}.jpg" for i, s in enumerate(table["split"])]
+        truth.append(table.assign(image=[str(p) for p in paths]))
+        lines.append(f"extra set in AffectNet layout ({name}): {root} ({len(table)} images)")
+    if truth:
+        cols = ["dataset", "image", "label", "truth_label", "truth_intensity", "truth_valence", "truth_arousal"]
+        pd.concat([t[cols] for t in truth], ignore_index=True).to_parquet(out / "truth.parquet", index=False)
+        lines.append(f"hidden truth (never read by training): {out / 'truth.parquet'}")
+    return lines

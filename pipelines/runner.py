@@ -1,0 +1,129 @@
+"""Run a configured pipeline locally (or on the active ZenML stack) with MLflow tracking.
+
+State (ZenML store, MLflow SQLite store and artifacts, image caches, checkpoints) lives under
+``DCJT_HOME`` (default ``./state``) unless ``ZENML_CONFIG_PATH`` / ``MLFLOW_TRACKING_URI`` say
+otherwise. Call ``prepare_environment`` before importing ZenML.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcjt.config import REPO_ROOT, fingerprint, state_home
+
+
+class ScheduleNotSupported(RuntimeError):
+    pass
+
+
+def prepare_environment(cfg: dict | None = None) -> str:
+    """Point ZenML and MLflow at their stores; returns the MLflow tracking URI."""
+    home = state_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("ZENML_CONFIG_PATH", str(home / "zenml"))
+    os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+    os.environ.setdefault("ZENML_LOGGING_COLORS_DISABLED", "true")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
+    uri = (cfg or {}).get("mlflow", {}).get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def ensure_experiment(name: str) -> None:
+    """Create the experiment with its artifacts under DCJT_HOME when the store is local."""
+    import mlflow
+
+    if mlflow.get_experiment_by_name(name) is None:
+        local = mlflow.get_tracking_uri().startswith("sqlite:")
+        location = (state_home() / "mlartifacts" / name).as_uri() if local else None
+        mlflow.create_experiment(name, artifact_location=location)
+
+
+@dataclass
+class RunOutcome:
+    run_name: str
+    tracking_uri: str
+    model_uri: str
+    comparison_path: str
+    comparison: object
+    promotion: dict
+    seconds: float
+
+
+def run_pipeline(cfg: dict, *, schedule: str | None = None) -> RunOutcome | None:
+    uri = prepare_environment(cfg)
+    from zenml.utils import source_utils
+
+    source_utils.set_custom_source_root(str(REPO_ROOT))
+    from pipelines.dcjt import dcjt_pipeline
+
+    ensure_experiment(cfg["experiment"])
+    if cfg["data"]["kind"] == "files":
+        for role in ("target", "extra"):
+            cfg["data"][role]["fingerprint"] = fingerprint(cfg["data"][role]["root"])
+    run_name = f"{cfg['name']}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    if schedule:
+        return _schedule(cfg, schedule)
+    t0 = time.perf_counter()
+    try:
+        run = dcjt_pipeline.with_options(run_name=run_name)(config=cfg)
+    except BaseException:
+        _fail_parent_run(run_name)
+        raise
+    seconds = time.perf_counter() - t0
+    run = _refresh(run)
+    report = run.steps["report_run"]
+    comparison = report.outputs["comparison"][0].load()
+    promotion = run.steps["register_and_promote"].outputs["promotion"][0].load()
+    return RunOutcome(run_name=run.name, tracking_uri=uri, model_uri=f"models:/{cfg['model_name']}@champion",
+                      comparison_path=report.outputs["comparison_csv"][0].load(), comparison=comparison,
+                      promotion=promotion, seconds=seconds)  # fmt: skip
+
+
+def _refresh(run):
+    from zenml.client import Client
+
+    return Client().get_pipeline_run(run.id)
+
+
+def _fail_parent_run(run_name: str) -> None:
+    """Mark the MLflow parent run of a failed pipeline run as FAILED (if it was opened)."""
+    try:
+        import mlflow
+
+        for r in mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{run_name}'",
+                                    output_format="list"):  # fmt: skip
+            mlflow.MlflowClient().set_terminated(r.info.run_id, "FAILED")
+    except Exception as exc:  # never hide the pipeline's own error
+        print(f"warning: could not mark MLflow run of {run_name} failed: {exc}", file=sys.stderr)
+
+
+def crontab_line(cron: str, argv: list[str]) -> str:
+    args = [a for i, a in enumerate(argv) if a != "--schedule" and (i == 0 or argv[i - 1] != "--schedule")]
+    return f"{cron} cd {shlex.quote(str(REPO_ROOT))} && {shlex.quote(sys.executable)} run.py {' '.join(map(shlex.quote, args))}"
+
+
+def _schedule(cfg: dict, cron: str):
+    from zenml.client import Client
+    from zenml.config.schedule import Schedule
+
+    from pipelines.dcjt import dcjt_pipeline
+
+    stack = Client().active_stack
+    if not stack.orchestrator.config.is_schedulable:
+        raise ScheduleNotSupported(
+            f"the active ZenML stack '{stack.name}' (orchestrator '{stack.orchestrator.flavor}') cannot schedule runs; "
+            "register a Kubernetes or Kubeflow stack (see README), or use cron:"
+        )
+    dcjt_pipeline.with_options(schedule=Schedule(cron_expression=cron, name=f"{cfg['name']}-schedule"))(config=cfg)
+    return None
