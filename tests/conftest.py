@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
+# Every test session gets its own state: ZenML store, MLflow store, caches, checkpoints.
+_STATE = Path(tempfile.mkdtemp(prefix="dcjt-test-state-"))
+os.environ["DCJT_HOME"] = str(_STATE)
+os.environ["ZENML_CONFIG_PATH"] = str(_STATE / "zenml")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STATE / 'mlflow.db'}"
 
 # Labels in canonical order covering every class, twice, so a wrong order mapping fails.
 ALL_LABELS = [0, 1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0]

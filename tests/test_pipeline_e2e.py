@@ -1,0 +1,183 @@
+"""The whole DCJT pipeline on tiny synthetic data in isolated ZenML and MLflow stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "image_size=32", "data.world.n_target=420", "data.world.n_extra=700",
+    "m_a.epochs=2", "m_b.epochs=2", "dcn.epochs=3", "dcn.warmup_epochs=1", "dcn.joint_frequency=1",
+    "m_a.batch_size=32", "m_b.batch_size=32", "dcn.batch_size=32",
+]  # fmt: skip
+
+
+def _run(*extra):
+    from dcjt.config import load_config
+    from pipelines.runner import run_pipeline
+
+    return run_pipeline(load_config("demo", TINY + list(extra)))
+
+
+@pytest.fixture(scope="module")
+def first_run():
+    return _run()
+
+
+def _registry():
+    client = mlflow.MlflowClient()
+    versions = sorted(int(v.version) for v in client.search_model_versions("name='dcjt-synthetic'"))
+    champion = client.get_model_version_by_alias("dcjt-synthetic", "champion")
+    return client, versions, champion
+
+
+def test_pipeline_completes_and_tracks_everything(first_run):
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(first_run.run_name)
+    assert str(run.status) == "completed"
+    expected = {"open_tracking", "ingest_synthetic", "cache_target", "cache_extra", "train_m_a", "select_extra_subset",
+                "train_m_b", "pseudo_label_target", "map_extra_continuous", "relabel_extra", "train_dcn", "evaluate_model",
+                "register_and_promote", "train_straight", "report_run"}  # fmt: skip
+    assert expected <= set(run.steps)
+    assert all(str(s.status) == "completed" for s in run.steps.values())
+    assert set(first_run.comparison["variant"]) == {"target_only", "straight", "dcjt"}
+    assert Path(first_run.comparison_path).read_text().startswith("variant,accuracy")
+    parent = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{first_run.run_name}'",
+                                output_format="list")[0]  # fmt: skip
+    assert parent.info.status == "FINISHED"
+    assert {"final.test_accuracy", "test_accuracy.target_only", "test_accuracy.straight", "mapping.mapped",
+            "subset.kept", "audit.w2_global_before", "audit.w2_global_after"} <= set(parent.data.metrics)  # fmt: skip
+    assert parent.data.params["method.mapping"] == "emotion"
+    files = {f.path for d in ("stats", "plots", "audit", "va_stats") for f in mlflow.MlflowClient().list_artifacts(parent.info.run_id, d)}
+    assert {"stats/mapping.json", "stats/subset.json", "stats/relabel.json", "stats/gx.json", "plots/va_extra_before_after.png",
+            "plots/confusion_dcn.png", "audit/criteria_before.csv", "va_stats/target_pseudo.csv"} <= files  # fmt: skip
+    mapping = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="stats/mapping.json")).read_text())
+    assert mapping["mode"] == "emotion" and "transforms" in mapping
+    children = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                                  output_format="list")  # fmt: skip
+    stages = {c.data.tags["dcjt.stage"] for c in children}
+    assert {"M_A", "M_B", "DCN", "straight", "register"} <= stages
+    dcn = next(c for c in children if c.data.tags["dcjt.stage"] == "DCN")
+    history = mlflow.MlflowClient().get_metric_history(dcn.info.run_id, "A_loss")
+    assert len(history) == 3  # one value per epoch
+
+
+def test_registered_model_loads_in_a_fresh_process(first_run):
+    image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
+    code = (
+        "import mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/dcjt-synthetic@champion'); "
+        f"out = m.predict(pd.DataFrame({{'image': [{str(image)!r}]}})); print(out.to_json(orient='records'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd="/")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])[0]
+    assert 0 <= row["label"] <= 6 and -1 <= row["valence"] <= 1 and abs(sum(v for k, v in row.items() if k.startswith("prob_")) - 1) < 1e-4
+    cli = subprocess.run([sys.executable, str(ROOT / "run.py"), "predict", "--model", "models:/dcjt-synthetic@champion", str(image.parent)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert len([l for l in cli.stdout.splitlines() if "valence=" in l]) == len(list(image.parent.glob("*.png")))
+
+
+def test_rerun_is_a_cache_hit_and_leaves_the_registry_alone(first_run):
+    from zenml.client import Client
+
+    _, versions_before, champion_before = _registry()
+    again = _run()
+    run = Client().get_pipeline_run(again.run_name)
+    work = {n: str(s.status) for n, s in run.steps.items() if n not in ("open_tracking", "report_run", "merge_reports")}
+    assert set(work.values()) == {"cached"}, work
+    _, versions_after, champion_after = _registry()
+    assert versions_after == versions_before and champion_after.version == champion_before.version
+
+
+def test_variant_reuses_shared_stages_and_promotion_follows_accuracy(first_run):
+    from zenml.client import Client
+
+    client, versions_before, champion_before = _registry()
+    variant = _run("method.mapping=global")
+    run = Client().get_pipeline_run(variant.run_name)
+    status = {n: str(s.status) for n, s in run.steps.items()}
+    for shared in ("ingest_synthetic", "train_m_a", "select_extra_subset", "train_m_b", "pseudo_label_target", "train_straight"):
+        assert status[shared] == "cached", (shared, status)
+    for changed in ("map_extra_continuous", "train_dcn", "register_and_promote"):
+        assert status[changed] == "completed", (changed, status)
+    _, versions_after, champion_after = _registry()
+    assert len(versions_after) == len(versions_before) + 1
+    new_acc, old_acc = variant.promotion["accuracy"], float(champion_before.tags["test_accuracy"])
+    if new_acc > old_acc:
+        assert str(champion_after.version) == variant.promotion["version"]
+    else:
+        assert champion_after.version == champion_before.version
+    zen = Client().get_model("dcjt-synthetic")
+    assert len(Client().list_model_versions(model_name_or_id=zen.id)) == len(versions_after)
+
+
+def test_failing_step_leaves_registry_and_marks_run_failed(first_run):
+    client, versions_before, champion_before = _registry()
+    cache_dir = Path(os.environ["DCJT_HOME"]) / "cache"
+    moved = cache_dir.with_name("cache-away")
+    shutil.move(cache_dir, moved)  # a cleaned cache folder: the changed DCN step cannot read its images
+    try:
+        with pytest.raises(Exception, match="image cache not found|Pipeline run has failed"):
+            _run("dcn.lam=2.0")
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        shutil.move(moved, cache_dir)
+    _, versions_after, champion_after = _registry()
+    assert versions_after == versions_before and champion_after.version == champion_before.version
+    failed = mlflow.search_runs(search_all_experiments=True, filter_string="attributes.status = 'FAILED'", output_format="list")
+    assert failed, "the parent run of the failed pipeline run is marked FAILED"
+
+
+def test_schedule_on_local_stack_explains_and_prints_crontab():
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "--schedule", "0 3 * * 0", "--set", "image_size=32"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2
+    assert "cannot schedule" in proc.stderr
+    assert "0 3 * * 0 cd " in proc.stderr and "run.py --set image_size=32" in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_models_serve_answers_over_http(first_run):
+    image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/dcjt-synthetic@champion",
+                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})  # fmt: skip
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise AssertionError(f"server did not come up: {server.stderr.read()[-2000:] if server.poll() is not None else ''}")
+                time.sleep(1)
+        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[str(image)]]}}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
+        reply = json.loads(urllib.request.urlopen(req, timeout=60).read())
+        row = reply["predictions"][0]
+        assert row["emotion"] in ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
+        assert -1 <= row["arousal"] <= 1
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
