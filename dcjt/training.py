@@ -68,6 +68,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     eval_batch_size: int = 256
+    devices: int = 1  # > 1: DistributedDataParallel over this many processes (GPUs)
 
     def __post_init__(self) -> None:
         self.erase_scale = tuple(self.erase_scale)
@@ -92,6 +93,8 @@ class TrainConfig:
             problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.scheduler not in SCHEDULERS:
             problems.append(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.devices < 1:
+            problems.append(f"devices must be >= 1, got {self.devices}")
         if not 0 <= self.erase_p <= 1:
             problems.append(f"erase_p must be in [0, 1], got {self.erase_p}")
         if problems:
@@ -128,11 +131,14 @@ class Samples:
     def image_size(self) -> int:
         return int(self.images[0].shape[1])
 
+    def sort_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` in storage order (array, then position): sequential memmap reads."""
+        key = self.source[idx] * (1 << 40) + self.positions[idx]
+        return idx[np.argsort(key, kind="stable")]
+
     def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 images of rows ``idx`` and the row order they come back in (sorted reads)."""
-        key = self.source[idx] * (1 << 40) + self.positions[idx]
-        order = np.argsort(key, kind="stable")
-        idx = idx[order]
+        idx = self.sort_rows(idx)
         out = np.empty((len(idx), *self.images[0].shape[1:]), dtype=np.uint8)
         for src in np.unique(self.source[idx]):
             sel = self.source[idx] == src
@@ -173,8 +179,40 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
 
 
+def dist_context() -> tuple[int, int]:
+    """(rank, world size) of a DistributedDataParallel run; (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def device_default() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _all_finite(loss: torch.Tensor, world: int) -> bool:
+    """Whether the loss is finite in every process (all stop together, none hangs)."""
+    bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(bad)
+    return bad.item() == 0
+
+
+def _reduce_totals(totals: dict, device: torch.device) -> dict:
+    """Sum the per-process loss sums of an epoch (row counts are the same everywhere)."""
+    import torch.distributed as dist
+
+    keys = sorted(totals)
+    t = torch.tensor([totals[k][j] for k in keys for j in range(3)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    vals = t.tolist()
+    return {k: [*vals[3 * i : 3 * i + 3], totals[k][3]] for i, k in enumerate(keys)}
 
 
 def set_seed(seed: int) -> None:
@@ -201,15 +239,22 @@ def load_batch(samples: Samples, idx: np.ndarray, device: torch.device, channels
     return x, y, va, idx
 
 
-def augment(x: torch.Tensor, cfg: TrainConfig, g: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip and RandomErasing (value 0, scale ``erase_scale``), per sample, in place."""
+AUGMENT_DRAWS = 6  # per row: flip, erase?, erase scale, erase ratio, erase top, erase left
+
+
+def augment(x: torch.Tensor, cfg: TrainConfig, draws: torch.Tensor) -> torch.Tensor:
+    """Random horizontal flip and RandomErasing (value 0, scale ``erase_scale``), in place.
+
+    ``draws`` holds ``AUGMENT_DRAWS`` uniform numbers per row, drawn for the whole batch, so a row
+    gets the same augmentation whichever process (DDP rank) handles it.
+    """
     n, _, h, w = x.shape
     if cfg.flip:
-        flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
+        flip = (draws[:, 0] < 0.5).to(x.device)
         x[flip] = x[flip].flip(-1)
     if cfg.erase_p > 0:
         lo, hi = cfg.erase_scale
-        for i, (p, s, r, u, v) in enumerate(torch.rand(n, 5, generator=g).tolist()):
+        for i, (p, s, r, u, v) in enumerate(draws[:, 1:].tolist()):
             if p >= cfg.erase_p:
                 continue
             area = (lo + (hi - lo) * s) * h * w
@@ -273,16 +318,24 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
-def loss_fn(out: torch.Tensor, y: torch.Tensor, va: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CE + lam x MSE; rows with NaN valence/arousal contribute no MSE."""
+def loss_fn(out: torch.Tensor, y: torch.Tensor, va: torch.Tensor, lam: float, *, n_total: int | None = None,
+            known_total: int | None = None, world: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """CE + lam x MSE; rows with NaN valence/arousal contribute no MSE.
+
+    Computed as sums over this process's rows divided by the whole batch's counts (``n_total``
+    rows, ``known_total`` with valence/arousal) and multiplied by ``world``: DDP's gradient
+    average then equals the single-process gradient of the batch means exactly.
+    """
     out = out.float()
-    ce = F.cross_entropy(out[:, :NUM_CLASSES], y)
+    n_total = len(y) if n_total is None else n_total
     known = ~torch.isnan(va).any(dim=1)
-    if lam > 0 and known.any():
-        mse = F.mse_loss(out[known, NUM_CLASSES:], va[known])
+    known_total = int(known.sum()) if known_total is None else known_total
+    ce = F.cross_entropy(out[:, :NUM_CLASSES], y, reduction="sum") / n_total
+    if lam > 0 and known_total > 0:
+        mse = ((out[known, NUM_CLASSES:] - va[known]) ** 2).sum() / (2 * known_total)
     else:
         mse = out.new_zeros(())
-    return ce + lam * mse, ce.detach(), mse.detach()
+    return (ce + lam * mse) * world, ce.detach(), mse.detach()
 
 
 def _autocast(device: torch.device, cfg: TrainConfig):
@@ -353,11 +406,18 @@ def train(
             raise ValueError(f"{name} images are {s.image_size}px but the network expects {expected}px")
     if len(train_a) < 2:
         raise ValueError(f"training needs at least 2 rows, got {len(train_a)}")
+    rank, world = dist_context()
+    if world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # batch statistics of the global batch
     model.to(device)
     channels_last = cfg.channels_last and device.type == "cuda"
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = model
+    if world > 1:
+        step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        step_model = torch.compile(step_model)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
     history: list[dict] = []
@@ -387,28 +447,38 @@ def train(
         bar = tqdm(plan, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=quiet, leave=False)
         for b, (source, idx) in enumerate(bar):
             samples = train_a if source == "A" else extra
-            x, y, va, _ = load_batch(samples, idx, device, channels_last)
-            x = augment(x, cfg, g)
+            rows = samples.sort_rows(idx)
+            draws = torch.rand(len(rows), AUGMENT_DRAWS, generator=g)
+            if world > 1 and len(rows) < 2 * world:
+                continue  # too few rows to give every process two (BatchNorm)
+            mine = np.array_split(np.arange(len(rows)), world)[rank]
+            x, y, va, _ = load_batch(samples, rows[mine], device, channels_last)
+            x = augment(x, cfg, draws[mine])
+            known_total = int((~np.isnan(samples.va[idx]).any(axis=1)).sum())
             with _autocast(device, cfg):
                 out = step_model(x)
-            loss, ce, mse = loss_fn(out, y, va, cfg.lam)
-            if not torch.isfinite(loss):
+            loss, ce, mse = loss_fn(out, y, va, cfg.lam, n_total=len(rows), known_total=known_total, world=world)
+            if not _all_finite(loss, world):
                 where = f"last good checkpoint: {ckpt_path}" if ckpt_path and ckpt_path.exists() else "no checkpoint yet"
                 raise TrainingError(f"{desc}: non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b + 1} ({source}); {where}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             t = totals[source]
-            t[0] += loss.item() * len(idx)
+            t[0] += loss.item() / world * len(idx)
             t[1] += ce.item() * len(idx)
             t[2] += mse.item() * len(idx)
             t[3] += len(idx)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item() / world:.3f}")
         sched.step()
+        if world > 1:
+            totals = _reduce_totals(totals, device)
         row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "joint": totals["B"][3] > 0}
         for source, (l, c, m, n) in totals.items():
             if n:
                 row.update({f"{source}_loss": l / n, f"{source}_ce": c / n, f"{source}_mse": m / n})
+        if rank != 0:  # only the first process evaluates, selects and writes checkpoints
+            continue
         for split, s in (("val", val), ("test", test)):
             for k, v in evaluate(model, s, cfg.eval_batch_size).items():
                 row[f"{split}_{k}"] = v
@@ -426,7 +496,8 @@ def train(
             tqdm.write(f"{desc} epoch {epoch + 1}/{cfg.epochs}: " + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
     hist = pd.DataFrame(history)
     final = copy.deepcopy(model).cpu()
-    final.load_state_dict(best["state"])
+    if best["state"] is not None:
+        final.load_state_dict(best["state"])
     final.eval()
     metrics = {"selected_epoch": int(best["epoch"])}
     if "test_accuracy" in hist:

@@ -13,11 +13,10 @@ import pandas as pd
 import torch
 from zenml import step
 
-from dcjt.cache import load_cache
+from dcjt.distributed import run_distributed, train_job
 from dcjt.labels import SUBSET_COLUMN, stratified_val_split
 from dcjt.method import straight_combination
-from dcjt.training import TrainConfig, samples_from, set_seed, train
-from models.nets import build_model
+from dcjt.training import TrainConfig
 from steps.common import child_run, core_cache_policy, log_frame
 
 
@@ -37,18 +36,20 @@ def _fit(role: str, *, train_rows: pd.DataFrame, val_rows: pd.DataFrame | None, 
          extra_rows: pd.DataFrame | None, caches: list[str], network: dict, train_cfg: dict,
          image_size: int, checkpoint_root: str, parent_run_id: str):  # fmt: skip
     cfg = TrainConfig(**train_cfg)
-    caches = [load_cache(p) for p in caches]
-    s = lambda t: None if t is None or len(t) == 0 else samples_from(t, *caches)  # noqa: E731
     ckpt = Path(checkpoint_root) / f"{role}-{_digest(network, train_cfg, image_size, train_rows, extra_rows if extra_rows is not None else 0)}"
-    set_seed(cfg.seed)
-    model = build_model(network["backbone"], network.get("head", "linear"), image_size, network.get("weights"))
+    job = dict(network=network, train_cfg=train_cfg, image_size=image_size, cache_paths=caches, train_rows=train_rows,
+               val_rows=val_rows, test_rows=test_rows, extra_rows=extra_rows, checkpoint_dir=ckpt, desc=role)  # fmt: skip
     with child_run(parent_run_id, role) as run:
         mlflow.log_params({f"train.{k}": v for k, v in train_cfg.items()} | {f"network.{k}": v for k, v in network.items()})
         mlflow.log_params({"rows.train": len(train_rows), "rows.extra": 0 if extra_rows is None else len(extra_rows),
                            "rows.val": 0 if val_rows is None else len(val_rows), "checkpoint_dir": str(ckpt)})  # fmt: skip
         log = lambda epoch, row: mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=epoch)  # noqa: E731
-        result = train(model, s(train_rows), cfg=cfg, extra=s(extra_rows), val=s(val_rows), test=s(test_rows),
-                       checkpoint_dir=ckpt, on_epoch_end=log, desc=role)  # fmt: skip
+        if cfg.devices > 1:  # DDP processes cannot reach this run: log the history afterwards
+            result = run_distributed(train_job, cfg.devices, **job)
+            for row in result.history.to_dict("records"):
+                log(int(row["epoch"]), row)
+        else:
+            result = train_job(**job, on_epoch_end=log)
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.items()})
         log_frame(result.history, f"{role}_history.csv")
         mlflow.log_artifact(str(ckpt / "last.pt"), artifact_path="checkpoint")

@@ -1,0 +1,67 @@
+"""Multi-GPU training with PyTorch's DistributedDataParallel, launched by torch.multiprocessing.
+
+``run_distributed(fn, nprocs, **kwargs)`` starts ``nprocs`` processes (one per GPU with NCCL, or
+CPU processes with gloo), runs ``fn(**kwargs)`` in each inside a process group, and returns what
+rank 0 returned. ``dcjt.training.train`` notices the process group: each process takes its share
+of every batch (same augmentation draws as one process), gradients are averaged by DDP, BatchNorm
+is synchronised on GPUs, and only rank 0 evaluates and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, fn, kwargs: dict, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(rank)
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    try:
+        result = fn(**kwargs)
+        if rank == 0:
+            torch.save(result, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_distributed(fn, nprocs: int, **kwargs):
+    """Run ``fn(**kwargs)`` in ``nprocs`` DDP processes; return rank 0's result."""
+    if nprocs < 2:
+        return fn(**kwargs)
+    if torch.cuda.is_available() and torch.cuda.device_count() < nprocs:
+        raise ValueError(f"asked for {nprocs} GPU processes but this node has {torch.cuda.device_count()} GPUs")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "result.pt")
+        mp.spawn(_worker, args=(nprocs, _free_port(), fn, kwargs, out), nprocs=nprocs, join=True)
+        return torch.load(out, weights_only=False)
+
+
+def train_job(*, network: dict, train_cfg: dict, image_size: int, cache_paths: list[str], train_rows, val_rows=None,
+              test_rows=None, extra_rows=None, checkpoint_dir=None, on_epoch_end=None, desc: str = "train"):  # fmt: skip
+    """Open the image caches, build the network and train: what one process (or each DDP rank) runs."""
+    from dcjt.cache import load_cache
+    from dcjt.training import TrainConfig, samples_from, set_seed, train
+    from models.nets import build_model
+
+    cfg = TrainConfig(**train_cfg)
+    caches = [load_cache(p) for p in cache_paths]
+    s = lambda t: None if t is None or len(t) == 0 else samples_from(t, *caches)  # noqa: E731
+    set_seed(cfg.seed)
+    model = build_model(network["backbone"], network.get("head", "linear"), image_size, network.get("weights"))
+    return train(model, s(train_rows), cfg=cfg, extra=s(extra_rows), val=s(val_rows), test=s(test_rows),
+                 checkpoint_dir=checkpoint_dir, on_epoch_end=on_epoch_end, desc=desc)  # fmt: skip

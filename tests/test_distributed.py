@@ -1,0 +1,42 @@
+"""DistributedDataParallel on CPU (gloo, 2 processes) equals one process on the same data."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dcjt.distributed import run_distributed
+from dcjt.training import TrainConfig, set_seed, train
+from test_models_training import toy_samples
+
+
+class NoNormNet(nn.Module):
+    """BatchNorm-free: on CPU DDP cannot synchronise BatchNorm (GPUs use SyncBatchNorm)."""
+
+    image_size = 32
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 9))  # fmt: skip
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def fit() -> dict:
+    set_seed(0)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, lam=1.0, warmup_epochs=1, joint_frequency=1, seed=5, scheduler="none")
+    result = train(NoNormNet(), toy_samples(64), cfg=cfg, extra=toy_samples(32, seed=8), val=toy_samples(16, seed=2))
+    return {k: v.clone() for k, v in result.model.state_dict().items()} | {"_history": result.history}
+
+
+def test_two_gloo_processes_match_one_process():
+    one = fit()
+    two = run_distributed(fit, 2)
+    for key, value in one.items():
+        if key == "_history":
+            assert list(value["epoch"]) == list(two[key]["epoch"])
+            continue
+        torch.testing.assert_close(two[key], value, rtol=1e-4, atol=1e-5)
+    assert not torch.equal(one["body.0.weight"], NoNormNet().body[0].weight)  # it did train
