@@ -25,6 +25,8 @@ PIPELINE_OPTIONS = [
     click.option("--mapping", help="method.mapping: none | global | emotion | emotion_ot"),
     click.option("--seed", type=int, help="seed of data splits, initialisation and shuffles"),
     click.option("--schedule", metavar="CRON", help="attach a cron schedule instead of running now"),
+    click.option("--run-config", type=click.Path(dir_okay=False, exists=True),
+                 help="ZenML run configuration for a remote stack, e.g. configs/remote-kubernetes.yaml"),
 ]
 
 
@@ -76,7 +78,8 @@ def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_imag
 
 @cli.command("pipeline")
 @pipeline_options
-def pipeline_cmd(config_name, overrides, target_root, extra_root, image_size, backbone, head, weights, mapping, seed, schedule) -> None:
+def pipeline_cmd(config_name, overrides, target_root, extra_root, image_size, backbone, head, weights, mapping, seed, schedule,
+                 run_config) -> None:
     """Run the DCJT pipeline (DCJT + the configured baselines), register and promote the model."""
     from dcjt.config import ConfigError, load_config
 
@@ -93,7 +96,7 @@ def pipeline_cmd(config_name, overrides, target_root, extra_root, image_size, ba
     from pipelines.runner import ScheduleNotSupported, crontab_line, run_pipeline
 
     try:
-        outcome = run_pipeline(cfg, schedule=schedule)
+        outcome = run_pipeline(cfg, schedule=schedule, run_config=run_config)
     except ScheduleNotSupported as exc:
         click.echo(f"error: {exc}", err=True)
         click.echo(crontab_line(schedule, sys.argv[1:]), err=True)

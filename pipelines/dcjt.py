@@ -18,6 +18,10 @@ from steps.tracking import open_tracking, report_run
 from steps.training import train_dcn, train_m_a, train_m_b, train_straight
 
 
+# Steps that train or run a network over a dataset: on a cluster they get the GPU image and GPUs.
+GPU_STEPS = ("train_m_a", "select_extra_subset", "train_m_b", "pseudo_label_target", "train_dcn", "train_straight")
+
+
 def variant_name(cfg: dict) -> str:
     m = cfg["method"]
     name = f"dcjt-{m['mapping']}-{'relabel' if m.get('relabel', True) else 'norelabel'}"

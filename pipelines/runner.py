@@ -60,7 +60,7 @@ class RunOutcome:
     seconds: float
 
 
-def run_pipeline(cfg: dict, *, schedule: str | None = None) -> RunOutcome | None:
+def run_pipeline(cfg: dict, *, schedule: str | None = None, run_config: str | None = None) -> RunOutcome | None:
     uri = prepare_environment(cfg)
     from zenml.utils import source_utils
 
@@ -72,11 +72,12 @@ def run_pipeline(cfg: dict, *, schedule: str | None = None) -> RunOutcome | None
         for role in ("target", "extra"):
             cfg["data"][role]["fingerprint"] = fingerprint(cfg["data"][role]["root"])
     run_name = f"{cfg['name']}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    pipe = dcjt_pipeline.with_options(config_path=run_config) if run_config else dcjt_pipeline
     if schedule:
-        return _schedule(cfg, schedule)
+        return _schedule(pipe, cfg, schedule)
     t0 = time.perf_counter()
     try:
-        run = dcjt_pipeline.with_options(run_name=run_name)(config=cfg)
+        run = pipe.with_options(run_name=run_name)(config=cfg)
     except BaseException:
         _fail_parent_run(run_name)
         raise
@@ -113,11 +114,9 @@ def crontab_line(cron: str, argv: list[str]) -> str:
     return f"{cron} cd {shlex.quote(str(REPO_ROOT))} && {shlex.quote(sys.executable)} run.py {' '.join(map(shlex.quote, args))}"
 
 
-def _schedule(cfg: dict, cron: str):
+def _schedule(pipe, cfg: dict, cron: str):
     from zenml.client import Client
     from zenml.config.schedule import Schedule
-
-    from pipelines.dcjt import dcjt_pipeline
 
     stack = Client().active_stack
     if not stack.orchestrator.config.is_schedulable:
@@ -125,5 +124,5 @@ def _schedule(cfg: dict, cron: str):
             f"the active ZenML stack '{stack.name}' (orchestrator '{stack.orchestrator.flavor}') cannot schedule runs; "
             "register a Kubernetes or Kubeflow stack (see README), or use cron:"
         )
-    dcjt_pipeline.with_options(schedule=Schedule(cron_expression=cron, name=f"{cfg['name']}-schedule"))(config=cfg)
+    pipe.with_options(schedule=Schedule(cron_expression=cron, name=f"{cfg['name']}-schedule"))(config=cfg)
     return None

@@ -1,0 +1,104 @@
+"""Remote stacks, checked statically: the remote configs resolve against the pipeline on real
+Kubernetes / Kubeflow orchestrator components (registered, never contacted), and the images lint."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pipelines.dcjt import GPU_STEPS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compiled_steps(flavor: str) -> dict:
+    from zenml.client import Client
+    from zenml.config.compiler import Compiler
+    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+    from zenml.enums import StackComponentType
+    from zenml.stack import Stack
+    from zenml.utils import source_utils, yaml_utils
+
+    from dcjt.config import load_config
+    from pipelines.dcjt import dcjt_pipeline
+    from pipelines.runner import prepare_environment
+
+    prepare_environment()
+    source_utils.set_custom_source_root(str(ROOT))
+    client = Client()
+    conf = {"kubernetes_context": "cluster-under-test"}
+    conf |= {"skip_local_validations": True} if flavor == "kubernetes" else {"kubeflow_hostname": "http://127.0.0.1:9/pipeline"}
+    name = f"{flavor}-static-check"
+    try:
+        stack = client.get_stack(name)
+    except KeyError:
+        orch = client.create_stack_component(name=name, flavor=flavor, component_type=StackComponentType.ORCHESTRATOR, configuration=conf)
+        stack = client.create_stack(name=name, components={StackComponentType.ORCHESTRATOR: orch.name,
+                                                           StackComponentType.ARTIFACT_STORE: "default"})  # fmt: skip
+    path = ROOT / "configs" / f"remote-{flavor}.yaml"
+    pipe = dcjt_pipeline.with_options(config_path=str(path))
+    pipe.prepare(config=load_config("rafdb", ["data.kind=synthetic", "data.world={n_target: 10, n_extra: 10}"]))
+    run_config = PipelineRunConfiguration.model_validate(yaml_utils.read_yaml(str(path)))
+    snapshot = Compiler().compile(pipeline=pipe, stack=Stack.from_model(stack), run_configuration=run_config)
+    return {name: step.config for name, step in snapshot.step_configurations.items()}
+
+
+@pytest.mark.parametrize("flavor", ["kubernetes", "kubeflow"])
+def test_remote_config_gives_gpus_to_exactly_the_training_steps(flavor):
+    steps = _compiled_steps(flavor)
+    assert len(steps) >= 15
+    gpu = {n for n, c in steps.items() if c.resource_settings.gpu_count}
+    assert gpu == set(GPU_STEPS)
+    for name, cfg in steps.items():
+        image = cfg.docker_settings.parent_image
+        assert image, f"step {name} has no image"
+        assert image.endswith("dcjt-gpu:0.1.0" if name in GPU_STEPS else "dcjt-cpu:0.1.0"), (name, image)
+        orch = next((v for k, v in cfg.settings.items() if k.startswith("orchestrator")), None)
+        pod = orch.model_dump()["pod_settings"] if orch is not None else {"node_selectors": {}}
+        if flavor == "kubernetes":
+            gpus = pod["resources"].get("limits", {}).get("nvidia.com/gpu")
+            assert (gpus == "1") == (name in GPU_STEPS), (name, pod["resources"])
+            mounts = {m["mountPath"] for m in pod["volume_mounts"]}
+            assert "/data" in mounts, name  # datasets, image cache and checkpoints on the shared volume
+            if name in GPU_STEPS:
+                assert "/dev/shm" in mounts and pod["tolerations"]
+    if flavor == "kubeflow":
+        # Kubeflow applies gpu_count only with an "accelerator" node selector. The config sets it on
+        # exactly the GPU steps; ZenML 0.98 drops it when it re-validates the settings during
+        # compilation (its settings validator rebuilds pod_settings from a key the compiler does not
+        # keep), which this check documents: see README "Kubeflow".
+        import yaml
+
+        raw = yaml.safe_load((ROOT / "configs" / "remote-kubeflow.yaml").read_text())["steps"]
+        selected = {n for n, v in raw.items() if "accelerator" in v["settings"]["orchestrator.kubeflow"]["node_selectors"]}
+        assert selected == set(GPU_STEPS)
+
+
+def test_dockerfiles_lint_clean():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    proc = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), "docker/Dockerfile.gpu", "docker/Dockerfile.cpu"],
+                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("dockerfile", ["docker/Dockerfile.gpu", "docker/Dockerfile.cpu"])
+def test_images_install_the_pins_of_pyproject(dockerfile):
+    text = (ROOT / dockerfile).read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "COPY pyproject.toml" in text and re.search(r'pip install (--extra-index-url \S+ )?".\[cluster\]"', text)
+    # No second source of versions: every pip install is the project itself.
+    for line in re.findall(r"pip install[^\n]*", text):
+        assert line.rstrip(" \\").endswith(('".[cluster]"', "-e .")), line
+    assert project["requires-python"] == ">=3.11,<3.12"
+    assert "python3.11" in text or "python:3.11" in text
+    assert re.search(r"^USER \d+", text, re.M), "images run as a non-root user"
+    assert not re.search(r"(?i)(password|secret|token)\s*=", text)
+    assert {".venv", "state", ".git"} <= set((ROOT / ".dockerignore").read_text().split())
+    pins = {d.split("==")[0]: d.split("==")[1] for d in project["dependencies"] if "==" in d}
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
