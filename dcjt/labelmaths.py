@@ -47,13 +47,6 @@ def _remaining(extra: pd.DataFrame) -> np.ndarray:
     return ~extra[SUBSET_COLUMN].fillna(False).to_numpy(dtype=bool)
 
 
-def _gaussian(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    n = len(x)
-    mean = x.mean(axis=0) if n else np.full(2, np.nan)
-    cov = np.cov(x, rowvar=False, bias=False) if n >= 2 else np.full((2, 2), np.nan)
-    return mean, np.atleast_2d(cov), n
-
-
 def _confusion(a, b) -> np.ndarray:
     m = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     np.add.at(m, (np.asarray(a, dtype=int), np.asarray(b, dtype=int)), 1)
@@ -132,16 +125,32 @@ def select_subset(extra: pd.DataFrame, predictions) -> tuple[pd.DataFrame, dict]
 
 # --- Gaussian statistics ----------------------------------------------------------------------------
 def va_stats(table: pd.DataFrame, by_emotion: bool = True, label_column: str = "label") -> pd.DataFrame:
-    """Mean, covariance and count of valence/arousal, per emotion (and a ``global`` row)."""
+    """Mean, covariance and count of valence/arousal, per emotion (and a ``global`` row).
+
+    Sums of first and second moments per class in one pass each (``bincount``): fast on
+    millions of rows.
+    """
     has = _has_va(table)
     x, labels = _va(table)[has], table[label_column].to_numpy()[has]
-    groups = [(name, labels == i) for i, name in enumerate(EMOTIONS)] if by_emotion else []
+    groups = labels if by_emotion else np.zeros(0, dtype=int)
     rows = []
-    for name, sel in groups + [("global", np.ones(len(x), dtype=bool))]:
-        mean, cov, n = _gaussian(x[sel])
-        rows.append({"emotion": name, "count": n, "mean_v": mean[0], "mean_a": mean[1],
-                     "cov_vv": cov[0, 0], "cov_va": cov[0, 1], "cov_aa": cov[1, 1]})  # fmt: skip
+    if by_emotion:
+        n = np.bincount(groups, minlength=NUM_CLASSES).astype(float)
+        sums = [np.bincount(groups, weights=w, minlength=NUM_CLASSES) for w in (x[:, 0], x[:, 1], x[:, 0] ** 2, x[:, 1] ** 2, x[:, 0] * x[:, 1])]
+        for k, name in enumerate(EMOTIONS):
+            rows.append(_moments_row(name, n[k], *(s_[k] for s_ in sums)))
+    rows.append(_moments_row("global", float(len(x)), x[:, 0].sum(), x[:, 1].sum(), (x[:, 0] ** 2).sum(), (x[:, 1] ** 2).sum(),
+                             (x[:, 0] * x[:, 1]).sum()))  # fmt: skip
     return pd.DataFrame(rows).set_index("emotion")
+
+
+def _moments_row(name: str, n: float, sv: float, sa: float, svv: float, saa: float, sva: float) -> dict:
+    mean_v, mean_a = (sv / n, sa / n) if n else (np.nan, np.nan)
+    if n >= 2:
+        cov = ((svv - n * mean_v**2) / (n - 1), (sva - n * mean_v * mean_a) / (n - 1), (saa - n * mean_a**2) / (n - 1))
+    else:
+        cov = (np.nan, np.nan, np.nan)
+    return {"emotion": name, "count": int(n), "mean_v": mean_v, "mean_a": mean_a, "cov_vv": cov[0], "cov_va": cov[1], "cov_aa": cov[2]}
 
 
 def _stats_row(stats: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -216,9 +225,9 @@ def map_continuous(
                                     "n": int(sel.sum()), "fallback": t is glob and key != "global"}  # fmt: skip
     clipped = rows & ((np.abs(mapped) > 1).any(axis=1))
     mapped = np.clip(mapped, -1.0, 1.0)
-    out.loc[rows, "valence"] = mapped[rows, 0]
-    out.loc[rows, "arousal"] = mapped[rows, 1]
-    out.loc[rows, "va_origin"] = "mapped"
+    out["valence"] = np.where(rows, mapped[:, 0], x[:, 0])
+    out["arousal"] = np.where(rows, mapped[:, 1], x[:, 1])
+    out["va_origin"] = pd.array(np.where(rows, "mapped", out["va_origin"].to_numpy(dtype=object)), dtype=out["va_origin"].dtype)
     stats["n_mapped"], stats["n_clipped"] = int(rows.sum()), int(clipped.sum())
     return out, stats
 
@@ -246,11 +255,16 @@ def relabel_nearest(extra: pd.DataFrame, target: pd.DataFrame) -> tuple[pd.DataF
     old = extra["label"].to_numpy()
     new = old.copy()
     if rows.any():
-        d2 = ((_va(extra)[rows, None, :] - centres[None, present, :]) ** 2).sum(axis=2)
-        new[rows] = np.flatnonzero(present)[d2.argmin(axis=1)]
+        x = _va(extra)[rows]
+        best, best_d = np.full(len(x), -1), np.full(len(x), np.inf)
+        for k in np.flatnonzero(present):  # one pass per class: no (N, 7, 2) temporary
+            d = (x[:, 0] - centres[k, 0]) ** 2 + (x[:, 1] - centres[k, 1]) ** 2
+            closer = d < best_d
+            best[closer], best_d[closer] = k, d[closer]
+        new[rows] = best
     changed = new != old
     out["label"] = new.astype("int64")
-    out.loc[changed, "label_origin"] = "relabeled"
+    out["label_origin"] = pd.array(np.where(changed, "relabeled", out["label_origin"].to_numpy(dtype=object)), dtype=out["label_origin"].dtype)
     stats = {
         "n_considered": int(rows.sum()),
         "n_changed": int(changed.sum()),
