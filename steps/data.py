@@ -18,8 +18,7 @@ from steps.common import core_cache_policy
 
 
 def _gx_summary(report, name: str) -> dict:
-    return {"table": name, "success": report.success, "failures": report.failures,
-            "statistics": report.result_json.get("statistics", {})}  # fmt: skip
+    return {"table": name, "success": report.success, "failures": report.failures, "result": report.result_json}
 
 
 @step(cache_policy=core_cache_policy())

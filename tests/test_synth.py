@@ -1,0 +1,81 @@
+"""The synthetic world: determinism, annotator criteria, hidden truth, real on-disk layouts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dcjt.readers import read_affectnet, read_rafdb
+from dcjt.synth import ANGER, DISGUST, FEAR, HAPPINESS, NEUTRAL, SADNESS, SURPRISE, ExtraCriteria, WorldConfig, annotate_extra, generate_world, sample_latents
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_world_is_deterministic_and_keeps_truth_apart():
+    cfg = WorldConfig(n_target=120, n_extra=150, size=32, seed=4)
+    a, b = generate_world(cfg), generate_world(cfg)
+    for role in ("target", "extra"):
+        pd.testing.assert_frame_equal(a[role][0], b[role][0])
+        assert np.array_equal(a[role][1], b[role][1])
+        assert a[role][1].shape == (len(a[role][0]), 32, 32, 3)
+    other = generate_world(WorldConfig(n_target=120, n_extra=150, size=32, seed=5))
+    assert not np.array_equal(a["target"][1], other["target"][1])
+    target, extra = a["target"][0], a["extra"][0]
+    assert {"truth_label", "truth_valence", "truth_arousal", "truth_intensity"} <= set(target.columns)
+    assert target["valence"].isna().all() and (target["va_origin"] == "none").all()  # target: discrete only
+    assert extra["valence"].notna().all() and (extra["va_origin"] == "human").all()
+
+
+def test_extra_annotators_follow_their_criteria():
+    rng = np.random.default_rng(0)
+    lat = sample_latents(20_000, rng)
+    c = ExtraCriteria(noise=0.0, va_noise=0.0)
+    labels, va = annotate_extra(lat, c, rng)
+    e, i, ar = lat["emotion"].to_numpy(), lat["intensity"].to_numpy(), lat["arousal"].to_numpy()
+    weak = ((e == HAPPINESS) | (e == SADNESS)) & (i < c.weak_to_neutral)
+    assert (labels[weak] == NEUTRAL).all()
+    assert (labels[(e == FEAR) & (ar > c.fear_to_surprise_arousal)] == SURPRISE).all()
+    anger = e == ANGER
+    assert abs((labels[anger] == DISGUST).mean() - c.anger_to_disgust) < 0.02
+    strong_happy = (e == HAPPINESS) & (i >= c.weak_to_neutral)
+    assert (labels[strong_happy] == HAPPINESS).all()
+    # valence/arousal distortion: happiness valence shifted up by the per-emotion shift
+    delta = va[strong_happy, 0] - np.clip(lat["valence"].to_numpy()[strong_happy] * c.va_scale[0] + c.va_shift[0] + 0.1, -1, 1)
+    assert np.abs(delta).max() < 1e-9
+    assert (np.abs(va) <= 1).all()
+
+
+def test_synth_cli_writes_real_layouts_that_the_readers_read(tmp_path):
+    out = tmp_path / "world"
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "synth", "--out", str(out), "--layout", "rafdb", "--layout", "affectnet",
+                           "--layout", "affectnet-npy", "--n-target", "60", "--n-extra", "50", "--size", "48"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    truth = pd.read_parquet(out / "truth.parquet").set_index("image")
+    raf, _ = read_rafdb(out / "rafdb")
+    assert (raf["label"].to_numpy() == truth.loc[raf["image"], "label"].to_numpy()).all()
+    for release in ("affectnet", "affectnet-npy"):
+        an, _ = read_affectnet(out / release)
+        assert len(an) == 50
+        assert (an["label"].to_numpy() == truth.loc[an["image"], "label"].to_numpy()).all()
+
+
+def test_ingest_cli_prints_counts_and_leaves_no_table_on_error(rafdb_root, tmp_path):
+    root, labels, _ = rafdb_root
+    out = tmp_path / "t.parquet"
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "ingest", "--dataset", "rafdb", "--root", str(root), "--out", str(out),
+                           "--val-fraction", "0"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "happiness" in proc.stdout and "train" in proc.stdout and out.exists()
+    assert len(pd.read_parquet(out)) == len(labels)
+    listing = root / "EmoLabel" / "list_patition_label.txt"
+    listing.write_text(listing.read_text().replace(" 4\n", " 8\n", 1))
+    bad = tmp_path / "bad.parquet"
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "ingest", "--dataset", "rafdb", "--root", str(root), "--out", str(bad)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode != 0 and "label 8 outside 1..7" in proc.stderr
+    assert not bad.exists()
