@@ -227,7 +227,7 @@ def map_continuous(
     mapped = np.clip(mapped, -1.0, 1.0)
     out["valence"] = np.where(rows, mapped[:, 0], x[:, 0])
     out["arousal"] = np.where(rows, mapped[:, 1], x[:, 1])
-    out["va_origin"] = pd.array(np.where(rows, "mapped", out["va_origin"].to_numpy(dtype=object)), dtype=out["va_origin"].dtype)
+    out["va_origin"] = out["va_origin"].mask(rows, "mapped")
     stats["n_mapped"], stats["n_clipped"] = int(rows.sum()), int(clipped.sum())
     return out, stats
 
@@ -264,7 +264,7 @@ def relabel_nearest(extra: pd.DataFrame, target: pd.DataFrame) -> tuple[pd.DataF
         new[rows] = best
     changed = new != old
     out["label"] = new.astype("int64")
-    out["label_origin"] = pd.array(np.where(changed, "relabeled", out["label_origin"].to_numpy(dtype=object)), dtype=out["label_origin"].dtype)
+    out["label_origin"] = out["label_origin"].mask(changed, "relabeled")
     stats = {
         "n_considered": int(rows.sum()),
         "n_changed": int(changed.sum()),
