@@ -1,8 +1,8 @@
 """What every step shares: the cache policy and the MLflow helpers.
 
 ZenML's cache key covers a step's own source, parameters and inputs, not the core code it
-calls; every step therefore lists the core package's files as file dependencies, so a change in
-``dcjt/`` or ``models/`` invalidates cached results. The MLflow parent run id is an input that
+calls; every step therefore lists the files of ``dcjt/``, ``models/`` and ``steps/`` (helpers beside
+the step functions) as file dependencies, so a change in any of them invalidates cached results. The MLflow parent run id is an input that
 the cache key ignores (it changes every run; the work does not).
 """
 
@@ -18,7 +18,7 @@ import pandas as pd
 from zenml.config.cache_policy import CachePolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CORE_FILES = sorted(str(p.relative_to(REPO_ROOT)) for d in ("dcjt", "models") for p in (REPO_ROOT / d).glob("*.py"))
+CORE_FILES = sorted(str(p.relative_to(REPO_ROOT)) for d in ("dcjt", "models", "steps") for p in (REPO_ROOT / d).glob("*.py"))
 PARENT_RUN = "parent_run_id"
 
 
