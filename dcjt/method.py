@@ -21,12 +21,9 @@ import pandas as pd
 from dcjt.labelmaths import criteria_audit, map_continuous, relabel_nearest
 from dcjt.labels import SUBSET_COLUMN
 
-VARIANTS = ("target_only", "straight", "dcjt", "oracle")
-
 
 @dataclass(frozen=True)
 class Variant:
-    kind: str = "dcjt"
     mapping: str = "emotion"
     relabel: bool = True
     pseudo_from: str = "subset"  # M_B trained on the selected subset of B, or on "all" of B
@@ -34,8 +31,7 @@ class Variant:
 
     @property
     def name(self) -> str:
-        if self.kind != "dcjt":
-            return self.kind
+        """Stable name of a DCJT variant, e.g. ``dcjt-emotion-relabel``."""
         parts = [f"dcjt-{self.mapping}", "relabel" if self.relabel else "norelabel"]
         if self.pseudo_from != "subset":
             parts.append(f"pseudo-{self.pseudo_from}")

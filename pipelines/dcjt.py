@@ -10,6 +10,7 @@ from __future__ import annotations
 from zenml import pipeline
 from zenml.enums import ExecutionMode
 
+from dcjt.method import Variant
 from steps.data import build_image_cache, ingest_dataset, ingest_synthetic, merge_reports
 from steps.evaluation import evaluate_model
 from steps.labels import map_extra_continuous, pseudo_label_target, relabel_extra, select_extra_subset
@@ -20,12 +21,6 @@ from steps.training import train_dcn, train_m_a, train_m_b, train_straight
 
 # Steps that train or run a network over a dataset: on a cluster they get the GPU image and GPUs.
 GPU_STEPS = ("train_m_a", "select_extra_subset", "train_m_b", "pseudo_label_target", "train_dcn", "train_straight")
-
-
-def variant_name(cfg: dict) -> str:
-    m = cfg["method"]
-    name = f"dcjt-{m['mapping']}-{'relabel' if m.get('relabel', True) else 'norelabel'}"
-    return name + ("" if m.get("pseudo_from", "subset") == "subset" else f"-pseudo-{m['pseudo_from']}")
 
 
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.FAIL_FAST)
@@ -57,7 +52,8 @@ def dcjt_pipeline(config: dict) -> None:
     mapped, mapping_stats = map_extra_continuous(marked, pseudo, mapping=method["mapping"], b_stats_from=method.get("b_stats_from", "all"))
     prepared, relabel_stats = relabel_extra(mapped, pseudo, enabled=bool(method.get("relabel", True)))
     dcn, _, _ = train_dcn(pseudo, prepared, role="DCN", train_cfg=with_seed("dcn"), target_cache=t_cache, extra_cache=e_cache, **common)
-    evaluation = evaluate_model(dcn, target, t_cache, variant=variant_name(config))
+    variant = Variant(method["mapping"], bool(method.get("relabel", True)), method.get("pseudo_from", "subset"))
+    evaluation = evaluate_model(dcn, target, t_cache, variant=variant.name)
     promotion = register_and_promote(dcn, evaluation, target, model_name=config["model_name"], parent_run_id=parent)
     straight = None
     if "straight" in config.get("baselines", []):

@@ -16,6 +16,7 @@ def registry(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("registry-test", artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_experiment("registry-test")
     Image.fromarray(random_images(1, 64)[0]).save(tmp_path / "face.png")
     yield str(tmp_path / "face.png")
