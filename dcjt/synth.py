@@ -34,7 +34,7 @@ VA_CENTRES = np.array([[0.20, 0.75], [-0.55, 0.65], [-0.60, 0.30], [0.80, 0.30],
 class ExtraCriteria:
     """How the extra population's annotators differ from the target's."""
 
-    weak_to_neutral: float = 0.65  # happiness / sadness weaker than this intensity -> "neutral"
+    weak_to_neutral: float = 0.8  # happiness / sadness weaker than this intensity -> "neutral"
     fear_to_surprise_arousal: float = 0.3  # fear with true arousal above this -> "surprise"
     anger_to_disgust: float = 0.8  # share of anger (the lower-arousal part) called "disgust"
     noise: float = 0.1  # symmetric label noise

@@ -8,6 +8,8 @@ derived frame that GX then checks, so every rule is reported the same way.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -95,7 +97,8 @@ def validate_table(df: pd.DataFrame, *, require_all_classes: bool = True) -> Val
     frame = _with_helper_columns(df.reset_index(drop=True))
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
+    with contextlib.redirect_stdout(io.StringIO()):  # GX prints its ephemeral docs-site set-up
+        context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("label_tables")
     batch_def = source.add_dataframe_asset(name="table").add_batch_definition_whole_dataframe("whole")

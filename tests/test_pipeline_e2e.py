@@ -181,3 +181,39 @@ def test_mlflow_models_serve_answers_over_http(first_run):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_killed_run_resumes_training_from_its_checkpoint(first_run):
+    """Kill the pipeline process during DCN training; the re-run continues from the checkpoint."""
+    import signal
+
+    import torch
+
+    change = ["dcn.epochs=5", "dcn.lr=0.002"]  # a DCN no earlier run has trained
+    cmd = [sys.executable, str(ROOT / "run.py"), *[a for s in TINY + change for a in ("--set", s)]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt_root = Path(os.environ["DCJT_HOME"]) / "checkpoints"
+    before = set(ckpt_root.glob("DCN-*"))
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            fresh = [p / "last.pt" for p in set(ckpt_root.glob("DCN-*")) - before if (p / "last.pt").exists()]
+            if fresh and torch.load(fresh[0], weights_only=False)["epoch"] >= 1:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = torch.load(fresh[0], weights_only=False)["epoch"]
+    assert killed_at < 4
+    resumed = _run(*change)
+    parent = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{resumed.run_name}'",
+                                output_format="list")[0]  # fmt: skip
+    dcn = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                             filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`dcjt.stage` = 'DCN'")[0]  # fmt: skip
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(dcn.info.run_id, "A_loss")]
+    assert steps == list(range(killed_at + 1, 5))  # only the epochs after the checkpoint were trained
+    assert torch.load(fresh[0], weights_only=False)["epoch"] == 4
