@@ -49,14 +49,15 @@ class ImageCache:
 
     def positions(self, table: pd.DataFrame) -> np.ndarray:
         """Row positions in the cache of each row of ``table`` (error names missing images)."""
-        pos = self.keys.get_indexer(_keys(table))
+        pos = self.keys.get_indexer(row_keys(table))
         if (pos < 0).any():
             missing = table.loc[pos < 0, "image"].head(5).tolist()
             raise KeyError(f"{int((pos < 0).sum())} images of the table are not in cache {self.path}, e.g. {missing}")
         return pos
 
 
-def _keys(table: pd.DataFrame) -> pd.Index:
+def row_keys(table: pd.DataFrame) -> pd.Index:
+    """The key of each row's image in a cache: ``dataset/image``."""
     return pd.Index(table["dataset"].astype(str) + "/" + table["image"].astype(str))
 
 
@@ -98,7 +99,7 @@ def write_cache(table: pd.DataFrame, size: int, cache_dir, images_iter) -> Image
         arr.flush()
         del arr
         meta_tmp = Path(tmp).with_suffix(".json")
-        meta_tmp.write_text(json.dumps({"size": size, "n": len(table), "keys": _keys(table).tolist()}))
+        meta_tmp.write_text(json.dumps({"size": size, "n": len(table), "keys": row_keys(table).tolist()}))
         os.replace(meta_tmp, base.with_suffix(".json"))
         os.replace(tmp, base.with_suffix(".npy"))
     except BaseException:

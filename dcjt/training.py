@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from dcjt.cache import row_keys
 from dcjt.labels import NUM_CLASSES
 from dcjt.metrics import classification_report, va_report
 
@@ -154,9 +155,7 @@ def samples_from(table: pd.DataFrame, *caches) -> Samples:
         todo = positions < 0
         if not todo.any():
             break
-        found = cache.keys.get_indexer(
-            (table["dataset"].astype(str) + "/" + table["image"].astype(str))[todo]
-        )
+        found = cache.keys.get_indexer(row_keys(table)[todo])
         hit = np.flatnonzero(todo)[found >= 0]
         positions[hit], source[hit] = found[found >= 0], i
     if (positions < 0).any():
