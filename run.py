@@ -5,12 +5,25 @@ Subcommands: ingest, synth, pipeline, predict. ``python run.py COMMAND --help`` 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dcjt.config import DATASETS
+
+# CLI shortcuts: option name -> config field they set (``--set`` reaches every other field).
+SHORTCUTS = {
+    "target_root": "data.target.root",
+    "extra_root": "data.extra.root",
+    "image_size": "image_size",
+    "backbone": "network.backbone",
+    "head": "network.head",
+    "weights": "network.weights",
+    "mapping": "method.mapping",
+    "seed": "seed",
+}
 
 
 PIPELINE_OPTIONS = [
@@ -25,8 +38,11 @@ PIPELINE_OPTIONS = [
     click.option("--mapping", help="method.mapping: none | global | emotion | emotion_ot"),
     click.option("--seed", type=int, help="seed of data splits, initialisation and shuffles"),
     click.option("--schedule", metavar="CRON", help="attach a cron schedule instead of running now"),
-    click.option("--run-config", type=click.Path(dir_okay=False, exists=True),
-                 help="ZenML run configuration for a remote stack, e.g. configs/remote-kubernetes.yaml"),
+    click.option(
+        "--run-config",
+        type=click.Path(dir_okay=False, exists=True),
+        help="ZenML run configuration for a remote stack, e.g. configs/remote-kubernetes.yaml",
+    ),
 ]
 
 
@@ -44,12 +60,14 @@ def cli(ctx: click.Context, **kwargs) -> None:
 
     With no command: run the pipeline (the demo unless --config says otherwise).
     """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
     if ctx.invoked_subcommand is None:
         ctx.invoke(pipeline_cmd, **kwargs)
 
 
 @cli.command("ingest")
-@click.option("--dataset", type=click.Choice(["rafdb", "affectnet", "caers", "ferplus"]), required=True)
+@click.option("--dataset", type=click.Choice(DATASETS), required=True)
 @click.option("--root", type=click.Path(path_type=Path), required=True, help="dataset root in its release layout")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="label table to write (.parquet)")
 @click.option("--val-fraction", default=0.1, show_default=True, help="validation share carved from train if none")
@@ -58,13 +76,15 @@ def cli(ctx: click.Context, **kwargs) -> None:
 @click.option("--no-image-check", is_flag=True, help="skip decoding every image at ingestion")
 def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_image_check) -> None:
     """Read a dataset root into a validated label table and print counts per split and class."""
-    from dcjt.labels import counts_by_split_and_class, write_table
-    from dcjt.readers import ingest
+    from dcjt.data.labels import counts_by_split_and_class
+    from dcjt.data.readers import ingest
+    from dcjt.data.validation import write_valid_table
 
     try:
-        df, report = ingest(dataset, root, val_fraction=val_fraction, seed=seed,
-                            max_bad_fraction=max_bad_fraction, check=not no_image_check)  # fmt: skip
-        write_table(df, out)
+        df, report = ingest(
+            dataset, root, val_fraction=val_fraction, seed=seed, max_bad_fraction=max_bad_fraction, check=not no_image_check
+        )
+        write_valid_table(df, out)
     except (ValueError, FileNotFoundError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(counts_by_split_and_class(df).to_string())
@@ -78,19 +98,13 @@ def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_imag
 
 @cli.command("pipeline")
 @pipeline_options
-def pipeline_cmd(config_name, overrides, target_root, extra_root, image_size, backbone, head, weights, mapping, seed, schedule,
-                 run_config) -> None:
+def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> None:
     """Run the DCJT pipeline (DCJT + the configured baselines), register and promote the model."""
     from dcjt.config import ConfigError, load_config
 
-    sets = list(overrides)
-    for key, value in (("data.target.root", target_root), ("data.extra.root", extra_root), ("image_size", image_size),
-                       ("network.backbone", backbone), ("network.head", head), ("network.weights", weights),
-                       ("method.mapping", mapping), ("seed", seed)):  # fmt: skip
-        if value is not None:
-            sets.append(f"{key}={value}")
+    values = {SHORTCUTS[name]: value for name, value in shortcuts.items() if value is not None}
     try:
-        cfg = load_config(config_name, sets)
+        cfg = load_config(config_name, overrides, values)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     from pipelines.runner import ScheduleNotSupported, crontab_line, run_pipeline
@@ -108,8 +122,10 @@ def pipeline_cmd(config_name, overrides, target_root, extra_root, image_size, ba
     click.echo("\nAccuracy on the target's test split (%), validation-selected epoch:")
     click.echo(table.to_string(index=False))
     promo = outcome.promotion
-    click.echo(f"\nregistered {promo['model_name']} version {promo['version']}: "
-               f"{'promoted to champion' if promo['promoted'] else 'kept the current champion'}")  # fmt: skip
+    click.echo(
+        f"\nregistered {promo['model_name']} version {promo['version']}: "
+        f"{'promoted to champion' if promo['promoted'] else 'kept the current champion'}"
+    )
     click.echo(f"pipeline wall time: {outcome.seconds:.0f} s")
     if outcome.tracking_uri.startswith("sqlite:"):
         click.echo(f"open the MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri {outcome.tracking_uri}")
@@ -145,15 +161,20 @@ def predict_cmd(model_uri, inputs) -> None:
 
 @cli.command("synth")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-@click.option("--layout", type=click.Choice(["rafdb", "affectnet", "affectnet-npy"]), multiple=True, required=True,
-              help="rafdb writes the target set, affectnet / affectnet-npy the extra set")  # fmt: skip
+@click.option(
+    "--layout",
+    type=click.Choice(["rafdb", "affectnet", "affectnet-npy"]),
+    multiple=True,
+    required=True,
+    help="rafdb writes the target set, affectnet / affectnet-npy the extra set",
+)
 @click.option("--n-target", default=2500, show_default=True)
 @click.option("--n-extra", default=5000, show_default=True)
 @click.option("--size", default=100, show_default=True, help="image side (RAF-DB aligned faces are 100)")
 @click.option("--seed", default=0, show_default=True)
 def synth_cmd(out, layout, n_target, n_extra, size, seed) -> None:
     """Write the synthetic world in the real releases' layouts (plus truth.parquet)."""
-    from dcjt.synthdisk import write_world
+    from dcjt.synthetic.disk import write_world
 
     for line in write_world(out, layout, n_target=n_target, n_extra=n_extra, size=size, seed=seed):
         click.echo(line)

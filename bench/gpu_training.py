@@ -6,13 +6,9 @@ Needs CUDA; on a CPU-only machine it says so and exits 0.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -21,8 +17,10 @@ def main() -> None:
     if not torch.cuda.is_available():
         print("gpu_training_images_per_s: n/a (no CUDA device)")
         return
-    from dcjt.training import Samples, TrainConfig, set_seed, train
-    from models.nets import build_model
+    from dcjt.config import TrainConfig
+    from dcjt.nets import build_model
+    from dcjt.train.batches import Samples
+    from dcjt.train.loop import set_seed, train
 
     n, size = 128 * 40, 224
     rng = np.random.default_rng(0)

@@ -6,7 +6,6 @@ resized to 64) as float tensors, single process, side by side. Last line: the ra
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dcjt.cache import build_cache  # noqa: E402
-from dcjt.images import load_preprocessed  # noqa: E402
-from dcjt.layouts import write_rafdb  # noqa: E402
-from dcjt.readers import ingest  # noqa: E402
+from dcjt.data.cache import build_cache
+from dcjt.data.images import load_preprocessed
+from dcjt.data.readers import ingest
+from dcjt.synthetic.layouts import write_rafdb
 
 N, SIZE, BATCH = 3000, 64, 128
 

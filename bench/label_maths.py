@@ -6,15 +6,12 @@ timed on 20,000 rows and scaled per row. Last line: the speed ratio.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dcjt.labelmaths import class_centres, map_continuous, relabel_nearest  # noqa: E402
-from dcjt.labels import EMOTIONS, make_table  # noqa: E402
+from dcjt.data.labels import EMOTIONS, make_table
+from dcjt.method import class_centres, map_continuous, relabel_nearest
 
 N_B, N_A, N_LOOP = 1_000_000, 300_000, 20_000
 
@@ -31,8 +28,10 @@ def table(n, seed, shift):
 def loop(extra, stats, centres):
     """Per-row reference: one 2x2 transform and a 7-way nearest-centre search per row."""
     out = []
-    transforms = {EMOTIONS.index(k): (np.array(t["matrix"]), np.array(t["mu_target"]), np.array(t["mu_extra"]))
-                  for k, t in stats["transforms"].items()}  # fmt: skip
+    transforms = {
+        EMOTIONS.index(k): (np.array(t["matrix"]), np.array(t["mu_target"]), np.array(t["mu_extra"]))
+        for k, t in stats["transforms"].items()
+    }
     for v, a, label, sub in zip(extra["valence"], extra["arousal"], extra["label"], extra["in_subset"]):
         if sub:
             out.append((v, a, label))

@@ -4,16 +4,14 @@ Last line: images/s."""
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dcjt.synth import render_many, sample_latents  # noqa: E402
+from dcjt.synthetic.render import render_many
+from dcjt.synthetic.world import sample_latents
 
 N = 3000
 

@@ -15,20 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dcjt.labelmaths import criteria_audit, select_subset  # noqa: E402
-from dcjt.labels import EMOTIONS, stratified_val_split  # noqa: E402
-from dcjt.method import Variant, oracle_extra, prepare_extra, relabel_truth_report, straight_combination, train_rows, with_pseudo_va  # noqa: E402
-from dcjt.synth import WorldConfig, generate_world  # noqa: E402
-from dcjt.training import Samples, TrainConfig, predict, set_seed, train  # noqa: E402
-from models.nets import build_model  # noqa: E402
+from dcjt.data.labels import EMOTIONS, stratified_val_split
+from dcjt.labelmaths import criteria_audit, select_subset
+from dcjt.method import (
+    Variant,
+    oracle_extra,
+    prepare_extra,
+    relabel_truth_report,
+    straight_combination,
+    train_rows,
+    with_pseudo_va,
+)
+from dcjt.nets import build_model
+from dcjt.synthetic.world import WorldConfig, generate_world
+from dcjt.train.loop import Samples, TrainConfig, predict, set_seed, train
 
 MAPPINGS = ("none", "global", "emotion", "emotion_ot")
 
@@ -64,7 +70,9 @@ def run_seed(seed: int, args) -> tuple[dict, dict]:
 
     def fit(name, a, cfg, extra=None):
         set_seed(seed)
-        r = train(net(), w.s(a), cfg=cfg, extra=None if extra is None else w.s(extra), val=w.s(a_val), test=w.s(a_test), desc=name)
+        r = train(
+            net(), w.s(a), cfg=cfg, extra=None if extra is None else w.s(extra), val=w.s(a_val), test=w.s(a_test), desc=name
+        )
         acc[name] = r.metrics["test_accuracy_selected"]
         print(f"  seed {seed} {name:<28} test acc {acc[name]:.4f}", flush=True)
         return r
@@ -75,14 +83,27 @@ def run_seed(seed: int, args) -> tuple[dict, dict]:
     sub = marked[marked["in_subset"]].reset_index(drop=True)
     sub = stratified_val_split(sub, 0.1, seed)
     set_seed(seed)
-    m_b = train(net(), w.s(sub[sub["split"] == "train"]), cfg=TrainConfig(epochs=args.epochs, lam=1.0, **base),
-                val=w.s(sub[sub["split"] == "val"]), desc="M_B")  # fmt: skip
+    m_b = train(
+        net(),
+        w.s(sub[sub["split"] == "train"]),
+        cfg=TrainConfig(epochs=args.epochs, lam=1.0, **base),
+        val=w.s(sub[sub["split"] == "val"]),
+        desc="M_B",
+    )
     _, pseudo_va = predict(m_b.model, w.s(tgt))
     tgt_pseudo = with_pseudo_va(tgt, pseudo_va)
-    truth["pseudo_rmse_vs_true_va"] = float(np.sqrt(np.mean((pseudo_va - tgt[["truth_valence", "truth_arousal"]].to_numpy()) ** 2)))
+    truth["pseudo_rmse_vs_true_va"] = float(
+        np.sqrt(np.mean((pseudo_va - tgt[["truth_valence", "truth_arousal"]].to_numpy()) ** 2))
+    )
     fit("straight", straight_combination(a_train, ext), cls_cfg)
-    joint = TrainConfig(epochs=args.epochs + 2, lam=args.lam, warmup_epochs=args.warmup, joint_frequency=args.joint_frequency,
-                        joint_mode="epoch", **base)  # fmt: skip
+    joint = TrainConfig(
+        epochs=args.epochs + 2,
+        lam=args.lam,
+        warmup_epochs=args.warmup,
+        joint_frequency=args.joint_frequency,
+        joint_mode="epoch",
+        **base,
+    )
     a_joint = train_rows(tgt_pseudo)
     a_joint = a_joint[a_joint["split"] == "train"]
     truth["w2_before"] = criteria_audit(train_rows(tgt_pseudo), marked)["w2"].to_dict()
@@ -119,15 +140,28 @@ def main() -> None:
         truths.append(t)
     table = pd.DataFrame(accs)
     summary = pd.DataFrame({"mean": table.mean() * 100, "std": table.std(ddof=1).fillna(0) * 100}).round(2)
-    print(f"\nworld: {args.n_target} target + {args.n_extra} extra images, {args.size}px, {args.seeds} seeds; "
-          f"accuracy on the target test split (%), validation-selected epoch")  # fmt: skip
+    print(
+        f"\nworld: {args.n_target} target + {args.n_extra} extra images, {args.size}px, {args.seeds} seeds; "
+        f"accuracy on the target test split (%), validation-selected epoch"
+    )
     print(summary.to_string())
-    w2 = pd.DataFrame({"w2_before": pd.DataFrame([t["w2_before"] for t in truths]).mean(),
-                       "w2_after_emotion_map": pd.DataFrame([t.get("w2_after", {}) for t in truths]).mean()}).round(3)  # fmt: skip
+    w2 = pd.DataFrame(
+        {
+            "w2_before": pd.DataFrame([t["w2_before"] for t in truths]).mean(),
+            "w2_after_emotion_map": pd.DataFrame([t.get("w2_after", {}) for t in truths]).mean(),
+        }
+    ).round(3)
     print("\nper-emotion 2-Wasserstein distance, extra vs target pseudo valence/arousal (mean over seeds)")
     print(w2.reindex(list(EMOTIONS) + ["global"]).to_string())
-    keys = ["subset_kept", "subset_purity", "pseudo_rmse_vs_true_va", "n_relabeled", "relabeled_share_correct",
-            "remaining_correct_before", "remaining_correct_after"]  # fmt: skip
+    keys = [
+        "subset_kept",
+        "subset_purity",
+        "pseudo_rmse_vs_true_va",
+        "n_relabeled",
+        "relabeled_share_correct",
+        "remaining_correct_before",
+        "remaining_correct_after",
+    ]
     print("\nstage 1-3 against the hidden truth (mean over seeds)")
     for k in keys:
         vals = [t[k] for t in truths if k in t]

@@ -17,18 +17,23 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 N, SIZE, BATCH, ROUNDS = 1536, 64, 64, 3
 
 
 def data():
     rng = np.random.default_rng(0)
-    return rng.integers(0, 256, (N, SIZE, SIZE, 3), dtype=np.uint8), rng.integers(0, 7, N), rng.uniform(-1, 1, (N, 2)).astype(np.float32)
+    return (
+        rng.integers(0, 256, (N, SIZE, SIZE, 3), dtype=np.uint8),
+        rng.integers(0, 7, N),
+        rng.uniform(-1, 1, (N, 2)).astype(np.float32),
+    )
 
 
 def run_project(erase: bool) -> float:
-    from dcjt.training import Samples, TrainConfig, set_seed, train
-    from models.nets import build_model
+    from dcjt.config import TrainConfig
+    from dcjt.nets import build_model
+    from dcjt.train.batches import Samples
+    from dcjt.train.loop import set_seed, train
 
     imgs, labels, va = data()
     set_seed(0)
@@ -43,7 +48,7 @@ def run_bare() -> float:
     import torch
     import torch.nn.functional as F
 
-    from models.nets import build_model
+    from dcjt.nets import build_model
 
     imgs, labels, va = data()
     torch.manual_seed(0)

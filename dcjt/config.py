@@ -1,36 +1,219 @@
-"""Pipeline configuration: YAML files in ``configs/``, ``extends`` for shared parts, and
-``--set a.b=value`` overrides from the command line. Validated before anything runs."""
+"""The one typed configuration of a pipeline run (pydantic): every default lives here.
+
+YAML files in ``configs/`` set what differs from these defaults (``extends`` shares parts),
+``--set a.b=value`` and the CLI shortcuts override single fields, and validation errors name
+the key path (``dcn.lam: ...``). Steps receive these objects, not dicts.
+"""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dcjt.labelmaths import B_STATS_SOURCES, MAPPING_MODES
-from dcjt.training import TrainConfig
-from models.nets import BACKBONES, HEADS
+from dcjt.method.mapping import B_STATS_SOURCES, MAPPING_MODES
+from dcjt.method.pseudo import PSEUDO_SOURCES
+from dcjt.synthetic.world import WorldSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
+
+BACKBONES = ("resnet18", "tiny")
+HEADS = ("linear", "arm")
 DATASETS = ("rafdb", "affectnet", "caers", "ferplus")
+DATASETS_WITH_VA: tuple[str, ...] = ("affectnet",)
 
 
 class ConfigError(ValueError):
     """A configuration value is missing or out of range; the message names the key."""
 
 
+class Settings(BaseModel):
+    """Base: unknown keys are errors (a typo never silently falls back to a default)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainConfig(Settings):
+    """One training run's recipe (M_A, M_B, the DCN and every comparison row)."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    scheduler: Literal["step", "exponential", "cosine", "none"] = "step"
+    step_size: int = Field(40, ge=1)
+    gamma: float = Field(0.5, gt=0)
+    lam: float = Field(0.0, ge=0, description="lambda: weight of the valence/arousal MSE")
+    warmup_epochs: int = Field(0, ge=0)
+    joint_frequency: int = Field(1, ge=1)
+    joint_mode: Literal["batch", "epoch"] = "epoch"
+    balanced_extra: bool = True
+    seed: int = 0
+    flip: bool = True
+    erase_p: float = Field(0.5, ge=0, le=1)
+    erase_scale: tuple[float, float] = (0.02, 0.25)
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    eval_batch_size: int = Field(256, ge=1)
+    devices: int = Field(1, ge=1, description="> 1: DistributedDataParallel over this many processes (GPUs)")
+
+    @model_validator(mode="after")
+    def _warmup_before_end(self) -> TrainConfig:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+        return self
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+class NetworkConfig(Settings):
+    backbone: Literal[BACKBONES] = "resnet18"
+    head: Literal[HEADS] = "linear"
+    weights: str | None = Field(None, description="local ResNet-18 weights file (ImageNet or MS-Celeb)")
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, v: str | None) -> str | None:
+        if v and not Path(v).is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+
+class MethodConfig(Settings):
+    """Which DCJT variant: stage 2's source, stage 3's mapping and relabeling."""
+
+    mapping: Literal[MAPPING_MODES] = "emotion"
+    relabel: bool = True
+    pseudo_from: Literal[PSEUDO_SOURCES] = "subset"
+    b_stats_from: Literal[B_STATS_SOURCES] = "all"
+
+    @property
+    def variant_name(self) -> str:
+        """Stable name of the variant, e.g. ``dcjt-emotion-relabel``."""
+        parts = [f"dcjt-{self.mapping}", "relabel" if self.relabel else "norelabel"]
+        if self.pseudo_from != "subset":
+            parts.append(f"pseudo-{self.pseudo_from}")
+        return "-".join(parts)
+
+
+class DatasetSpec(Settings):
+    dataset: Literal[DATASETS]
+    root: str | None = None
+    fingerprint: str = Field("", description="set by the runner: changed files change ZenML's cache key")
+
+
+class DataConfig(Settings):
+    kind: Literal["synthetic", "files"] = "synthetic"
+    world: WorldSpec = Field(default_factory=WorldSpec)
+    target: DatasetSpec | None = None
+    extra: DatasetSpec | None = None
+    max_bad_fraction: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _files_need_roots(self) -> DataConfig:
+        if self.kind != "files":
+            return self
+        for role in ("target", "extra"):
+            spec = getattr(self, role)
+            if spec is None:
+                raise ValueError(f"data.{role} is not set (dataset and root)")
+            if not spec.root:
+                raise ValueError(f"data.{role}.root is not set: pass --{role}-root DIR or --set data.{role}.root=DIR")
+            if not Path(spec.root).is_dir():
+                raise ValueError(f"data.{role}.root: folder not found: {spec.root}")
+        if self.extra.dataset not in DATASETS_WITH_VA:
+            raise ValueError(f"data.extra must be a dataset with valence/arousal labels {DATASETS_WITH_VA}")
+        return self
+
+
+class PathsConfig(Settings):
+    """Where state lives; empty values resolve under ``DCJT_HOME`` (default ./state)."""
+
+    home: str = ""
+    cache_dir: str = ""
+    data_dir: str = ""
+    checkpoint_root: str = ""
+    outputs: str = ""
+
+    @model_validator(mode="after")
+    def _resolve(self) -> PathsConfig:
+        home = Path(self.home) if self.home else state_home()
+        defaults = {
+            "home": home,
+            "cache_dir": home / "cache",
+            "data_dir": home / "data",
+            "checkpoint_root": home / "checkpoints",
+            "outputs": home / "outputs",
+        }
+        for key, value in defaults.items():
+            if not getattr(self, key):
+                object.__setattr__(self, key, str(value))
+        return self
+
+
+class MlflowConfig(Settings):
+    tracking_uri: str | None = None
+
+
+class EvaluationConfig(Settings):
+    test_curve: bool = Field(
+        False,
+        description="score the test split after every epoch (the paper-comparison number "
+        "best_test_accuracy_over_epochs_for_comparison_only); never used to select",
+    )
+
+
+class PipelineConfig(Settings):
+    name: str
+    experiment: str = Field(description="MLflow experiment: one per target dataset")
+    model_name: str = Field(description="MLflow registered model")
+    image_size: int = 224
+    seed: int = 0
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    data: DataConfig = Field(default_factory=DataConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    m_a: TrainConfig = Field(default_factory=TrainConfig)
+    m_b: TrainConfig = Field(default_factory=lambda: TrainConfig(lam=1.0))
+    dcn: TrainConfig = Field(default_factory=lambda: TrainConfig(lam=1.0))
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    baselines: list[Literal["straight"]] = Field(default_factory=lambda: ["straight"])
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"must be a multiple of 32, got {v}")
+        return v
+
+    def train_config(self, stage: str) -> TrainConfig:
+        """The recipe of ``stage`` (m_a, m_b, dcn) with the run's seed."""
+        return getattr(self, stage).model_copy(update={"seed": self.seed})
+
+
+# --- state folder -----------------------------------------------------------------------------------
 def state_home() -> Path:
     """Where ZenML, MLflow, image caches and checkpoints live (``DCJT_HOME``, default ./state)."""
     return Path(os.environ.get("DCJT_HOME", REPO_ROOT / "state")).resolve()
 
 
+# --- loading ----------------------------------------------------------------------------------------
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        both_dicts = isinstance(v, dict) and isinstance(out.get(k), dict)
+        out[k] = _merge(out[k], v) if both_dicts else copy.deepcopy(v)
     return out
 
 
@@ -39,85 +222,66 @@ def _read(name_or_path: str) -> dict:
     if not path.suffix:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("remote"))
         raise ConfigError(f"config {name_or_path!r} not found (looked for {path}); known: {known}")
     data = yaml.safe_load(path.read_text()) or {}
     parent = data.pop("extends", None)
     return _merge(_read(parent), data) if parent else data
 
 
-def apply_override(cfg: dict, assignment: str) -> dict:
-    if "=" not in assignment:
-        raise ConfigError(f"override {assignment!r} must look like key.path=value")
-    key, raw = assignment.split("=", 1)
-    node = cfg
+def set_value(raw: dict, key: str, value: Any) -> dict:
+    """Set ``a.b.c`` in the raw (not yet validated) config to ``value``."""
+    node = raw
     parts = key.strip().split(".")
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {assignment!r}: {p!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
-    return cfg
+            raise ConfigError(f"{key}: {p!r} is not a section")
+    node[parts[-1]] = value
+    return raw
 
 
-def load_config(name_or_path: str = "demo", overrides: list[str] | tuple = ()) -> dict:
-    cfg = _read(name_or_path)
-    for o in overrides:
-        apply_override(cfg, o)
-    validate(cfg)
-    home = state_home()
-    paths = {"home": str(home), "cache_dir": str(home / "cache"), "data_dir": str(home / "data"),
-             "checkpoint_root": str(home / "checkpoints"), "outputs": str(home / "outputs")}  # fmt: skip
-    cfg["paths"] = {**paths, **cfg.get("paths", {})}
-    return cfg
+def parse_assignment(assignment: str) -> tuple[str, Any]:
+    """``key.path=value`` (value read as YAML: numbers, booleans, lists, mappings)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like key.path=value")
+    key, text = assignment.split("=", 1)
+    return key.strip(), yaml.safe_load(text)
 
 
-def validate(cfg: dict) -> None:
-    for key in ("name", "experiment", "model_name", "image_size", "seed", "data", "network", "m_a", "m_b", "dcn", "method"):
-        if key not in cfg:
-            raise ConfigError(f"config is missing '{key}'")
-    for stage in ("m_a", "m_b", "dcn"):
-        try:
-            TrainConfig(**cfg[stage])
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{stage}: {exc}") from exc
-    net = cfg["network"]
-    if net.get("backbone") not in BACKBONES:
-        raise ConfigError(f"network.backbone must be one of {BACKBONES}, got {net.get('backbone')!r}")
-    if net.get("head", "linear") not in HEADS:
-        raise ConfigError(f"network.head must be one of {HEADS}, got {net.get('head')!r}")
-    if net.get("weights") and not Path(net["weights"]).is_file():
-        raise ConfigError(f"network.weights: file not found: {net['weights']}")
-    m = cfg["method"]
-    if m.get("mapping") not in MAPPING_MODES:
-        raise ConfigError(f"method.mapping must be one of {MAPPING_MODES}, got {m.get('mapping')!r}")
-    if m.get("b_stats_from", "all") not in B_STATS_SOURCES:
-        raise ConfigError(f"method.b_stats_from must be one of {B_STATS_SOURCES}")
-    if m.get("pseudo_from", "subset") not in ("subset", "all"):
-        raise ConfigError("method.pseudo_from must be 'subset' or 'all'")
-    if not isinstance(cfg["image_size"], int) or cfg["image_size"] % 32:
-        raise ConfigError(f"image_size must be a multiple of 32, got {cfg['image_size']!r}")
-    data = cfg["data"]
-    if data.get("kind") == "synthetic":
-        return
-    if data.get("kind") != "files":
-        raise ConfigError(f"data.kind must be 'synthetic' or 'files', got {data.get('kind')!r}")
-    for role in ("target", "extra"):
-        spec = data.get(role) or {}
-        if spec.get("dataset") not in DATASETS:
-            raise ConfigError(f"data.{role}.dataset must be one of {DATASETS}, got {spec.get('dataset')!r}")
-        if not spec.get("root"):
-            raise ConfigError(f"data.{role}.root is not set: pass --{role}-root DIR or --set data.{role}.root=DIR")
-        if not Path(spec["root"]).is_dir():
-            raise ConfigError(f"data.{role}.root: folder not found: {spec['root']}")
-    if data["extra"]["dataset"] != "affectnet":
-        raise ConfigError("data.extra must be a dataset with valence/arousal labels (affectnet)")
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(
+            f"{where}: {msg}"
+            + (f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else "")
+        )
+    return "; ".join(lines)
+
+
+def validate_config(raw: dict) -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def load_config(
+    name_or_path: str = "demo", overrides: list[str] | tuple = (), values: dict[str, Any] | None = None
+) -> PipelineConfig:
+    """Read a config, apply ``key=value`` overrides and typed ``values``, validate."""
+    raw = _read(name_or_path)
+    for assignment in overrides:
+        set_value(raw, *parse_assignment(assignment))
+    for key, value in (values or {}).items():
+        set_value(raw, key, value)
+    return validate_config(raw)
 
 
 def fingerprint(root: str) -> str:
     """Cheap identity of a dataset folder: paths, sizes and modification times of its files."""
-    import hashlib
-
     h = hashlib.sha256()
     for dirpath, _, files in sorted(os.walk(root)):
         for f in sorted(files):

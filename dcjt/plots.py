@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from dcjt.data.labels import EMOTIONS
 
-from dcjt.labels import EMOTIONS  # noqa: E402
-
-COLORS = plt.get_cmap("tab10").colors[:7]
+# Figures are built with the object API (``Figure``), not pyplot: no GUI backend is chosen,
+# nothing global is set at import, and a figure is freed when it goes out of scope.
+COLORS = colormaps["tab10"].colors[:7]
 
 
 def va_scatter(panels: dict[str, pd.DataFrame], centres: np.ndarray | None = None, max_points: int = 4000, seed: int = 0):
     """One panel per table: valence/arousal coloured by discrete label, A's class centres as stars."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5), squeeze=False)
+    fig = Figure(figsize=(5 * len(panels), 5))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     rng = np.random.default_rng(seed)
     for ax, (title, table) in zip(axes[0], panels.items()):
         t = table.dropna(subset=["valence", "arousal"])
@@ -40,7 +41,8 @@ def va_scatter(panels: dict[str, pd.DataFrame], centres: np.ndarray | None = Non
 def confusion_figure(matrix: np.ndarray, title: str, row_label: str = "true", col_label: str = "predicted"):
     m = np.asarray(matrix, dtype=float)
     norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(6, 5.2))
+    fig = Figure(figsize=(6, 5.2))
+    ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):

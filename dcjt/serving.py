@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dcjt.images import decode, preprocess
-from dcjt.labels import EMOTIONS, NUM_CLASSES
-from dcjt.training import IMAGENET_MEAN, IMAGENET_STD
+from dcjt.data.images import decode, preprocess
+from dcjt.data.labels import EMOTIONS, NUM_CLASSES
+from dcjt.inference import forward_uint8
 
 OUTPUT_COLUMNS = ["label", "emotion", *[f"prob_{e}" for e in EMOTIONS], "valence", "arousal"]
 
@@ -44,20 +44,14 @@ def _decode_bytes(b: bytes) -> np.ndarray:
 
 def predict_arrays(model: torch.nn.Module, images: list[np.ndarray], batch_size: int = 128) -> pd.DataFrame:
     """Run the network on RGB uint8 images of any size; one output row per image."""
-    size = model.image_size
     model.eval()
-    probs, vas = [], []
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            batch = np.stack([preprocess(img, size) for img in images[i : i + batch_size]])
-            x = (torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255 - mean) / std
-            out = model(x).float()
-            probs.append(torch.softmax(out[:, :NUM_CLASSES], 1).numpy())
-            vas.append(out[:, NUM_CLASSES:].clamp(-1, 1).numpy())
-    p = np.concatenate(probs) if probs else np.zeros((0, NUM_CLASSES))
-    va = np.concatenate(vas) if vas else np.zeros((0, 2))
+    probs, vas = [np.zeros((0, NUM_CLASSES))], [np.zeros((0, 2))]
+    for i in range(0, len(images), batch_size):
+        batch = np.stack([preprocess(img, model.image_size) for img in images[i : i + batch_size]])
+        p, va = forward_uint8(model, batch)
+        probs.append(p)
+        vas.append(np.clip(va, -1, 1))
+    p, va = np.concatenate(probs), np.concatenate(vas)
     label = p.argmax(1)
     frame = pd.DataFrame({"label": label.astype("int64"), "emotion": [EMOTIONS[k] for k in label]})
     for k, e in enumerate(EMOTIONS):
@@ -70,7 +64,7 @@ class DCNPyfunc(mlflow.pyfunc.PythonModel):
     """Loads the network from its spec + weights artifacts; predicts on paths or image bytes."""
 
     def load_context(self, context) -> None:
-        from models.nets import build_model
+        from dcjt.nets import build_model
 
         spec = json.loads(Path(context.artifacts["spec"]).read_text())
         self.model = build_model(spec["backbone"], spec["head"], spec["image_size"])

@@ -2,7 +2,8 @@
 relabeling -> DCN -> evaluation -> registry, with the paper's baselines as config switches.
 
 Variants of an ablation share M_A, the subset and M_B through ZenML's cache: only the steps whose
-parameters differ (mapping, relabeling, DCN) run again.
+parameters differ (mapping, relabeling, DCN) run again. Every reported row (target only, straight,
+DCJT) is scored by the same ``evaluate_model`` step on A's test split.
 """
 
 from __future__ import annotations
@@ -10,53 +11,110 @@ from __future__ import annotations
 from zenml import pipeline
 from zenml.enums import ExecutionMode
 
-from dcjt.method import Variant
+from dcjt.config import PipelineConfig
 from steps.data import build_image_cache, ingest_dataset, ingest_synthetic, merge_reports
 from steps.evaluation import evaluate_model
-from steps.labels import map_extra_continuous, pseudo_label_target, relabel_extra, select_extra_subset
 from steps.registry import register_and_promote
+from steps.stages import map_extra_continuous, pseudo_label_target, relabel_extra, select_extra_subset
 from steps.tracking import open_tracking, report_run
 from steps.training import train_dcn, train_m_a, train_m_b, train_straight
-
 
 # Steps that train or run a network over a dataset: on a cluster they get the GPU image and GPUs.
 GPU_STEPS = ("train_m_a", "select_extra_subset", "train_m_b", "pseudo_label_target", "train_dcn", "train_straight")
 
 
+def ingest(config: PipelineConfig):
+    """Label tables of A and B (validated) and the ingest report."""
+    data, paths = config.data, config.paths
+    if data.kind == "synthetic":
+        return ingest_synthetic(
+            world=data.world,
+            image_size=config.image_size,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+            data_dir=paths.data_dir,
+            cache_dir=paths.cache_dir,
+        )
+    target, t_report = ingest_dataset(
+        id="ingest_target",
+        spec=data.target,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        max_bad_fraction=data.max_bad_fraction,
+    )
+    extra, e_report = ingest_dataset(
+        id="ingest_extra",
+        spec=data.extra,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        max_bad_fraction=data.max_bad_fraction,
+    )
+    return target, extra, merge_reports(t_report, e_report)
+
+
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.FAIL_FAST)
-def dcjt_pipeline(config: dict) -> None:
-    p, size, seed = config["paths"], config["image_size"], config["seed"]
-    net, method, data = config["network"], config["method"], config["data"]
-    parent = open_tracking(config=config, experiment=config["experiment"])
-    if data["kind"] == "synthetic":
-        target, extra, gx = ingest_synthetic(world=data["world"], image_size=size, val_fraction=config["val_fraction"],
-                                             seed=seed, data_dir=p["data_dir"], cache_dir=p["cache_dir"])  # fmt: skip
-    else:
-        reads = {}
-        for role in ("target", "extra"):
-            spec = data[role]
-            reads[role] = ingest_dataset(id=f"ingest_{role}", dataset=spec["dataset"], root=spec["root"],
-                                         fingerprint=spec.get("fingerprint", ""), val_fraction=config["val_fraction"],
-                                         seed=seed, max_bad_fraction=data.get("max_bad_fraction", 0.0))  # fmt: skip
-        (target, t_report), (extra, e_report) = reads["target"], reads["extra"]
-        gx = merge_reports(t_report, e_report)
-    t_cache = build_image_cache(table=target, image_size=size, cache_dir=p["cache_dir"], id="cache_target")
-    e_cache = build_image_cache(table=extra, image_size=size, cache_dir=p["cache_dir"], id="cache_extra")
-    common = dict(network=net, image_size=size, checkpoint_root=p["checkpoint_root"], parent_run_id=parent)
-    with_seed = lambda stage: dict(config[stage], seed=seed)  # noqa: E731
-    m_a, m_a_metrics, _ = train_m_a(target, train_cfg=with_seed("m_a"), target_cache=t_cache, **common)
+def dcjt_pipeline(config: PipelineConfig) -> None:
+    p, size, method = config.paths, config.image_size, config.method
+    parent = open_tracking(config=config)
+    target, extra, gx = ingest(config)
+    t_cache = build_image_cache(table=target, image_size=size, cache_dir=p.cache_dir, id="cache_target")
+    e_cache = build_image_cache(table=extra, image_size=size, cache_dir=p.cache_dir, id="cache_extra")
+    common = dict(network=config.network, image_size=size, checkpoint_root=p.checkpoint_root, parent_run_id=parent)
+    curve = config.evaluation.test_curve
+    m_a, m_a_metrics, _ = train_m_a(
+        target, train_cfg=config.train_config("m_a"), target_cache=t_cache, test_curve=curve, **common
+    )
     marked, subset_stats = select_extra_subset(m_a, extra, e_cache)
-    m_b, _, _ = train_m_b(marked, pseudo_from=method.get("pseudo_from", "subset"), val_fraction=config["val_fraction"],
-                          train_cfg=with_seed("m_b"), extra_cache=e_cache, **common)  # fmt: skip
+    m_b, _, _ = train_m_b(
+        marked,
+        pseudo_from=method.pseudo_from,
+        val_fraction=config.val_fraction,
+        train_cfg=config.train_config("m_b"),
+        extra_cache=e_cache,
+        **common,
+    )
     pseudo, pseudo_stats = pseudo_label_target(m_b, target, t_cache)
-    mapped, mapping_stats = map_extra_continuous(marked, pseudo, mapping=method["mapping"], b_stats_from=method.get("b_stats_from", "all"))
-    prepared, relabel_stats = relabel_extra(mapped, pseudo, enabled=bool(method.get("relabel", True)))
-    dcn, _, _ = train_dcn(pseudo, prepared, role="DCN", train_cfg=with_seed("dcn"), target_cache=t_cache, extra_cache=e_cache, **common)
-    variant = Variant(method["mapping"], bool(method.get("relabel", True)), method.get("pseudo_from", "subset"))
-    evaluation = evaluate_model(dcn, target, t_cache, variant=variant.name)
-    promotion = register_and_promote(dcn, evaluation, target, model_name=config["model_name"], parent_run_id=parent)
+    mapped, mapping_stats = map_extra_continuous(marked, pseudo, method=method)
+    prepared, relabel_stats = relabel_extra(mapped, pseudo, method=method)
+    dcn, _, _ = train_dcn(
+        pseudo,
+        prepared,
+        role="DCN",
+        train_cfg=config.train_config("dcn"),
+        target_cache=t_cache,
+        extra_cache=e_cache,
+        test_curve=curve,
+        **common,
+    )
+    target_only = evaluate_model(m_a, target, t_cache, variant="target_only", id="evaluate_target_only")
+    dcjt = evaluate_model(dcn, target, t_cache, variant=method.variant_name, id="evaluate_dcjt")
+    promotion = register_and_promote(dcn, dcjt, target, model_name=config.model_name, parent_run_id=parent)
     straight = None
-    if "straight" in config.get("baselines", []):
-        _, straight, _ = train_straight(target, extra, train_cfg=with_seed("m_a"), target_cache=t_cache, extra_cache=e_cache, **common)
-    report_run(parent, m_a_metrics, evaluation, gx, subset_stats, pseudo_stats, mapping_stats, relabel_stats, pseudo, marked,
-               prepared, promotion, comparison_path=f"{p['outputs']}/comparison.csv", straight_metrics=straight)  # fmt: skip
+    if "straight" in config.baselines:
+        straight_model, _, _ = train_straight(
+            target,
+            extra,
+            train_cfg=config.train_config("m_a"),
+            target_cache=t_cache,
+            extra_cache=e_cache,
+            test_curve=curve,
+            **common,
+        )
+        straight = evaluate_model(straight_model, target, t_cache, variant="straight", id="evaluate_straight")
+    report_run(
+        parent,
+        target_only,
+        dcjt,
+        gx,
+        subset_stats,
+        pseudo_stats,
+        mapping_stats,
+        relabel_stats,
+        pseudo,
+        marked,
+        prepared,
+        promotion,
+        comparison_path=f"{p.outputs}/comparison.csv",
+        m_a_metrics=m_a_metrics,
+        straight_evaluation=straight,
+    )

@@ -13,16 +13,15 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
-from dcjt.config import REPO_ROOT, fingerprint, state_home
+from dcjt.config import REPO_ROOT, PipelineConfig, fingerprint, state_home
 
 
 class ScheduleNotSupported(RuntimeError):
     pass
 
 
-def prepare_environment(cfg: dict | None = None) -> str:
+def prepare_environment(cfg: PipelineConfig | None = None) -> str:
     """Point ZenML and MLflow at their stores; returns the MLflow tracking URI."""
     home = state_home()
     home.mkdir(parents=True, exist_ok=True)
@@ -31,7 +30,8 @@ def prepare_environment(cfg: dict | None = None) -> str:
     os.environ.setdefault("ZENML_LOGGING_COLORS_DISABLED", "true")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
-    uri = (cfg or {}).get("mlflow", {}).get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+    configured = cfg.mlflow.tracking_uri if cfg is not None else None
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = uri
     import mlflow
 
@@ -60,18 +60,18 @@ class RunOutcome:
     seconds: float
 
 
-def run_pipeline(cfg: dict, *, schedule: str | None = None, run_config: str | None = None) -> RunOutcome | None:
+def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config: str | None = None) -> RunOutcome | None:
     uri = prepare_environment(cfg)
     from zenml.utils import source_utils
 
     source_utils.set_custom_source_root(str(REPO_ROOT))
     from pipelines.dcjt import dcjt_pipeline
 
-    ensure_experiment(cfg["experiment"])
-    if cfg["data"]["kind"] == "files":
-        for role in ("target", "extra"):
-            cfg["data"][role]["fingerprint"] = fingerprint(cfg["data"][role]["root"])
-    run_name = f"{cfg['name']}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    ensure_experiment(cfg.experiment)
+    if cfg.data.kind == "files":
+        for spec in (cfg.data.target, cfg.data.extra):
+            spec.fingerprint = fingerprint(spec.root)
+    run_name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     pipe = dcjt_pipeline.with_options(config_path=run_config) if run_config else dcjt_pipeline
     if schedule:
         return _schedule(pipe, cfg, schedule)
@@ -86,9 +86,15 @@ def run_pipeline(cfg: dict, *, schedule: str | None = None, run_config: str | No
     report = run.steps["report_run"]
     comparison = report.outputs["comparison"][0].load()
     promotion = run.steps["register_and_promote"].outputs["promotion"][0].load()
-    return RunOutcome(run_name=run.name, tracking_uri=uri, model_uri=f"models:/{cfg['model_name']}@champion",
-                      comparison_path=report.outputs["comparison_csv"][0].load(), comparison=comparison,
-                      promotion=promotion, seconds=seconds)  # fmt: skip
+    return RunOutcome(
+        run_name=run.name,
+        tracking_uri=uri,
+        model_uri=f"models:/{cfg.model_name}@champion",
+        comparison_path=report.outputs["comparison_csv"][0].load(),
+        comparison=comparison,
+        promotion=promotion,
+        seconds=seconds,
+    )
 
 
 def _refresh(run):
@@ -102,8 +108,9 @@ def _fail_parent_run(run_name: str) -> None:
     try:
         import mlflow
 
-        for r in mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{run_name}'",
-                                    output_format="list"):  # fmt: skip
+        for r in mlflow.search_runs(
+            search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{run_name}'", output_format="list"
+        ):
             mlflow.MlflowClient().set_terminated(r.info.run_id, "FAILED")
     except Exception as exc:  # never hide the pipeline's own error
         print(f"warning: could not mark MLflow run of {run_name} failed: {exc}", file=sys.stderr)
@@ -114,7 +121,7 @@ def crontab_line(cron: str, argv: list[str]) -> str:
     return f"{cron} cd {shlex.quote(str(REPO_ROOT))} && {shlex.quote(sys.executable)} run.py {' '.join(map(shlex.quote, args))}"
 
 
-def _schedule(pipe, cfg: dict, cron: str):
+def _schedule(pipe, cfg: PipelineConfig, cron: str):
     from zenml.client import Client
     from zenml.config.schedule import Schedule
 
@@ -124,5 +131,5 @@ def _schedule(pipe, cfg: dict, cron: str):
             f"the active ZenML stack '{stack.name}' (orchestrator '{stack.orchestrator.flavor}') cannot schedule runs; "
             "register a Kubernetes or Kubeflow stack (see README), or use cron:"
         )
-    pipe.with_options(schedule=Schedule(cron_expression=cron, name=f"{cfg['name']}-schedule"))(config=cfg)
+    pipe.with_options(schedule=Schedule(cron_expression=cron, name=f"{cfg.name}-schedule"))(config=cfg)
     return None

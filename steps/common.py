@@ -1,14 +1,17 @@
 """What every step shares: the cache policy and the MLflow helpers.
 
-ZenML's cache key covers a step's own source, parameters and inputs, not the core code it
-calls; every step therefore lists the files of ``dcjt/``, ``models/`` and ``steps/`` (helpers beside
-the step functions) as file dependencies, so a change in any of them invalidates cached results. The MLflow parent run id is an input that
-the cache key ignores (it changes every run; the work does not).
+ZenML's cache key covers a step's own source, parameters and inputs, not the code it calls.
+Every step's policy therefore adds ``code_digest()``: a hash of the sources of the core package
+(``dcjt/``) and of ``steps/``, computed when a key is computed (never at import), so a change in
+any of them invalidates cached results. The MLflow parent run id is an input that the cache key
+ignores (it changes every run; the work does not).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -18,20 +21,31 @@ import pandas as pd
 from zenml.config.cache_policy import CachePolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CORE_FILES = sorted(str(p.relative_to(REPO_ROOT)) for d in ("dcjt", "models", "steps") for p in (REPO_ROOT / d).glob("*.py"))
+CODE_FOLDERS = ("dcjt", "steps")
 PARENT_RUN = "parent_run_id"
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """Hash of every Python source under ``CODE_FOLDERS`` (paths and contents)."""
+    h = hashlib.sha256()
+    for folder in CODE_FOLDERS:
+        for path in sorted((REPO_ROOT / folder).rglob("*.py")):
+            h.update(str(path.relative_to(REPO_ROOT)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def core_cache_policy() -> CachePolicy:
-    return CachePolicy(file_dependencies=CORE_FILES, ignored_inputs=[PARENT_RUN])
+    return CachePolicy(cache_func="steps.common.code_digest", ignored_inputs=[PARENT_RUN])
 
 
 @contextlib.contextmanager
 def child_run(parent_run_id: str, name: str):
     """An MLflow run nested under the pipeline's parent run (works across processes)."""
     parent = mlflow.get_run(parent_run_id)
-    with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name,
-                          tags={"mlflow.parentRunId": parent_run_id, "dcjt.stage": name}) as run:  # fmt: skip
+    tags = {"mlflow.parentRunId": parent_run_id, "dcjt.stage": name}
+    with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name, tags=tags) as run:
         yield run
 
 
@@ -45,13 +59,6 @@ def log_frame(frame: pd.DataFrame, name: str) -> None:
         path = Path(tmp) / filename
         frame.to_csv(path, index=True)
         mlflow.log_artifact(str(path), artifact_path=folder or None)
-
-
-def log_figure(fig, name: str) -> None:
-    import matplotlib.pyplot as plt
-
-    mlflow.log_figure(fig, name)
-    plt.close(fig)
 
 
 def _jsonable(o):

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Tuple
+from typing import Annotated
 
-import cv2
 import pandas as pd
 from zenml import step
 
-from dcjt.cache import build_cache, open_cache, write_cache
-from dcjt.labels import stratified_val_split
-from dcjt.readers import ingest
-from dcjt.synth import ExtraCriteria, WorldConfig, generate_world
-from dcjt.validation import assert_valid
+from dcjt.config import DatasetSpec
+from dcjt.data.cache import build_cache, open_cache, write_cache
+from dcjt.data.labels import stratified_val_split
+from dcjt.data.readers import ingest
+from dcjt.data.validation import assert_valid
+from dcjt.synthetic.disk import write_world_pngs
+from dcjt.synthetic.world import WorldSpec
 from steps.common import core_cache_policy
 
 
@@ -23,28 +23,11 @@ def _gx_summary(report, name: str) -> dict:
 
 @step(cache_policy=core_cache_policy())
 def ingest_synthetic(
-    world: dict, image_size: int, val_fraction: float, seed: int, data_dir: str, cache_dir: str
-) -> Tuple[
-    Annotated[pd.DataFrame, "target_table"],
-    Annotated[pd.DataFrame, "extra_table"],
-    Annotated[dict, "ingest_gx"],
-]:
+    world: WorldSpec, image_size: int, val_fraction: float, seed: int, data_dir: str, cache_dir: str
+) -> tuple[Annotated[pd.DataFrame, "target_table"], Annotated[pd.DataFrame, "extra_table"], Annotated[dict, "ingest_gx"]]:
     """Generate the synthetic world: PNG files, label tables and their image caches."""
-    cfg = WorldConfig(**{k: v for k, v in world.items() if k != "extra"}, size=image_size, seed=seed,
-                      extra=ExtraCriteria(**world.get("extra", {})))  # fmt: skip
     tables, gx = {}, {}
-    for role, (table, images) in generate_world(cfg).items():
-        if role == "third":
-            continue
-        folder = Path(data_dir)
-        paths = []
-        for name, img in zip(table["image"], images):
-            path = folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                cv2.imwrite(str(path), img[:, :, ::-1])
-            paths.append(str(path))
-        table = table.assign(image=pd.array(paths, dtype="string"))
+    for role, (table, images) in write_world_pngs(world, image_size, seed, data_dir).items():
         if role == "target":
             table = stratified_val_split(table, val_fraction, seed)
         gx[role] = _gx_summary(assert_valid(table, name=f"synthetic {role}"), role)
@@ -56,17 +39,23 @@ def ingest_synthetic(
 
 @step(cache_policy=core_cache_policy())
 def ingest_dataset(
-    dataset: str, root: str, fingerprint: str, val_fraction: float, seed: int, max_bad_fraction: float = 0.0
-) -> Tuple[Annotated[pd.DataFrame, "table"], Annotated[dict, "ingest_report"]]:
+    spec: DatasetSpec, val_fraction: float, seed: int, max_bad_fraction: float = 0.0
+) -> tuple[Annotated[pd.DataFrame, "table"], Annotated[dict, "ingest_report"]]:
     """Read a dataset root in its release layout into a validated label table.
 
-    ``fingerprint`` (file list, sizes, times) is a parameter only so that changed files on disk
-    change the cache key.
+    ``spec.fingerprint`` (file list, sizes, times) is part of the parameters only so that
+    changed files on disk change the cache key.
     """
-    table, report = ingest(dataset, root, val_fraction=val_fraction, seed=seed, max_bad_fraction=max_bad_fraction)
-    gx = _gx_summary(assert_valid(table, name=f"{dataset} at {root}"), dataset)
-    return table, {"dataset": dataset, "excluded": report.excluded, "skipped_images": report.skipped_images,
-                   "notes": report.notes, "gx": gx, "fingerprint": fingerprint}  # fmt: skip
+    table, report = ingest(spec.dataset, spec.root, val_fraction=val_fraction, seed=seed, max_bad_fraction=max_bad_fraction)
+    gx = _gx_summary(assert_valid(table, name=f"{spec.dataset} at {spec.root}"), spec.dataset)
+    return table, {
+        "dataset": spec.dataset,
+        "excluded": report.excluded,
+        "skipped_images": report.skipped_images,
+        "notes": report.notes,
+        "gx": gx,
+        "fingerprint": spec.fingerprint,
+    }
 
 
 @step(cache_policy=core_cache_policy())

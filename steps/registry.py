@@ -26,11 +26,18 @@ ACCURACY_TAG = "test_accuracy"
 
 
 def model_signature() -> ModelSignature:
-    from dcjt.labels import EMOTIONS
+    from dcjt.data.labels import EMOTIONS
 
     inputs = Schema([ColSpec("string", "image", required=False), ColSpec("binary", "image_bytes", required=False)])
-    outputs = Schema([ColSpec("long", "label"), ColSpec("string", "emotion"),
-                      *[ColSpec("double", f"prob_{e}") for e in EMOTIONS], ColSpec("double", "valence"), ColSpec("double", "arousal")])  # fmt: skip
+    outputs = Schema(
+        [
+            ColSpec("long", "label"),
+            ColSpec("string", "emotion"),
+            *[ColSpec("double", f"prob_{e}") for e in EMOTIONS],
+            ColSpec("double", "valence"),
+            ColSpec("double", "arousal"),
+        ]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -53,14 +60,17 @@ def _mirror_in_zenml(name: str, version: str, promoted: bool, accuracy: float) -
         client.get_model(name)
     except KeyError:
         client.create_model(name=name, description="DCJT facial expression model (mirrors the MLflow registry)")
-    mv = client.create_model_version(model_name_or_id=name, name=f"mlflow-v{version}",
-                                     description=f"MLflow version {version}, test accuracy {accuracy:.4f}")  # fmt: skip
-    client.update_model_version(model_name_or_id=name, version_name_or_id=mv.id,
-                                stage="production" if promoted else "staging", force=True)  # fmt: skip
+    mv = client.create_model_version(
+        model_name_or_id=name, name=f"mlflow-v{version}", description=f"MLflow version {version}, test accuracy {accuracy:.4f}"
+    )
+    client.update_model_version(
+        model_name_or_id=name, version_name_or_id=mv.id, stage="production" if promoted else "staging", force=True
+    )
 
 
-def register_version(model: torch.nn.Module, accuracy: float, model_name: str, *, variant: str, example_images: list[str],
-                     mirror=None) -> dict:  # fmt: skip
+def register_version(
+    model: torch.nn.Module, accuracy: float, model_name: str, *, variant: str, example_images: list[str], mirror=None
+) -> dict:
     """Log + register ``model`` inside the active MLflow run; alias challenger; champion if it wins.
 
     ``mirror(name, version, promoted, accuracy)`` records the outcome elsewhere (ZenML). If anything
@@ -71,20 +81,34 @@ def register_version(model: torch.nn.Module, accuracy: float, model_name: str, *
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = save_model_files(model, Path(tmp))
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=DCNPyfunc(), artifacts=artifacts,
-            code_paths=[str(REPO_ROOT / "dcjt"), str(REPO_ROOT / "models")],
-            signature=model_signature(), input_example=pd.DataFrame({"image": example_images}),
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "torchvision", "opencv-python-headless<5", "pillow", "pandas", "numpy"],
-        )  # fmt: skip
+            name="model",
+            python_model=DCNPyfunc(),
+            artifacts=artifacts,
+            code_paths=[str(REPO_ROOT / "dcjt")],
+            signature=model_signature(),
+            input_example=pd.DataFrame({"image": example_images}),
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                "torchvision",
+                "opencv-python-headless<5",
+                "pillow",
+                "pandas",
+                "numpy",
+            ],
+        )
     champion = current_champion(client, model_name)
     previous = {alias: v.version for alias in ("champion", "challenger") if (v := _alias(client, model_name, alias))}
     version = mlflow.register_model(info.model_uri, model_name)
     try:
         champion_acc = float(champion.tags[ACCURACY_TAG]) if champion is not None and ACCURACY_TAG in champion.tags else None
         promoted = champion_acc is None or accuracy > champion_acc
-        tags = {ACCURACY_TAG: f"{accuracy:.6f}", "champion_accuracy_before": "none" if champion_acc is None else f"{champion_acc:.6f}",
-                "promotion": "promoted" if promoted else "kept champion", "variant": variant,
-                "mlflow_run_id": run.info.run_id if run else ""}  # fmt: skip
+        tags = {
+            ACCURACY_TAG: f"{accuracy:.6f}",
+            "champion_accuracy_before": "none" if champion_acc is None else f"{champion_acc:.6f}",
+            "promotion": "promoted" if promoted else "kept champion",
+            "variant": variant,
+            "mlflow_run_id": run.info.run_id if run else "",
+        }
         for k, v in tags.items():
             client.set_model_version_tag(model_name, version.version, k, v)
         client.set_registered_model_alias(model_name, "challenger", version.version)
@@ -97,20 +121,30 @@ def register_version(model: torch.nn.Module, accuracy: float, model_name: str, *
         for alias, v in previous.items():
             client.set_registered_model_alias(model_name, alias, v)
         raise
-    return {"model_name": model_name, "version": str(version.version), "model_uri": info.model_uri, "promoted": promoted,
-            "accuracy": accuracy, "champion_accuracy_before": champion_acc,
-            "champion_version": str(version.version) if promoted else (str(champion.version) if champion else None)}  # fmt: skip
+    return {
+        "model_name": model_name,
+        "version": str(version.version),
+        "model_uri": info.model_uri,
+        "promoted": promoted,
+        "accuracy": accuracy,
+        "champion_accuracy_before": champion_acc,
+        "champion_version": str(version.version) if promoted else (str(champion.version) if champion else None),
+    }
 
 
 @step(cache_policy=core_cache_policy())
-def register_and_promote(model: torch.nn.Module, evaluation: dict, target_table: pd.DataFrame, model_name: str,
-                         parent_run_id: str) -> Annotated[dict, "promotion"]:  # fmt: skip
+def register_and_promote(
+    model: torch.nn.Module, evaluation: dict, target_table: pd.DataFrame, model_name: str, parent_run_id: str
+) -> Annotated[dict, "promotion"]:
     """Log the DCN as a pyfunc model, register it, alias it challenger, promote it if it wins."""
     accuracy = float(evaluation["test_accuracy"])
     example = target_table.loc[target_table["split"] == "test", "image"].head(2).astype(str).tolist()
     with child_run(parent_run_id, "register"):
-        promotion = register_version(model, accuracy, model_name, variant=str(evaluation.get("variant")),
-                                     example_images=example, mirror=_mirror_in_zenml)  # fmt: skip
+        promotion = register_version(
+            model, accuracy, model_name, variant=str(evaluation.get("variant")), example_images=example, mirror=_mirror_in_zenml
+        )
         mlflow.log_metrics({"test_accuracy": accuracy})
-        mlflow.set_tags({"promotion": "promoted" if promotion["promoted"] else "kept champion", "registered_version": promotion["version"]})
+        mlflow.set_tags(
+            {"promotion": "promoted" if promotion["promoted"] else "kept champion", "registered_version": promotion["version"]}
+        )
     return promotion

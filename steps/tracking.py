@@ -8,18 +8,18 @@ when the work itself came from ZenML's cache.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional, Tuple
+from typing import Annotated
 
 import mlflow
 import numpy as np
 import pandas as pd
 from zenml import get_step_context, step
 
-from dcjt.labelmaths import class_centres, criteria_audit, va_stats
-from dcjt.labels import EMOTIONS
-from dcjt.method import train_rows
+from dcjt.config import PipelineConfig
+from dcjt.data.labels import EMOTIONS, split_rows
+from dcjt.method import class_centres, criteria_audit, va_stats
 from dcjt.plots import confusion_figure, va_scatter
-from steps.common import log_figure, log_frame, log_json
+from steps.common import log_frame, log_json
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -34,14 +34,14 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 
 @step(enable_cache=False)
-def open_tracking(config: dict, experiment: str) -> Annotated[str, "parent_run_id"]:
+def open_tracking(config: PipelineConfig) -> Annotated[str, "parent_run_id"]:
     """Start the parent MLflow run (one per pipeline run); params = the resolved config."""
     client = mlflow.MlflowClient()
-    exp = mlflow.set_experiment(experiment)
+    exp = mlflow.set_experiment(config.experiment)
     run_name = get_step_context().pipeline_run.name
-    run = client.create_run(exp.experiment_id, run_name=run_name,
-                            tags={"zenml.run_name": run_name, "dcjt.config": str(config.get("name", ""))})  # fmt: skip
-    params = [mlflow.entities.Param(k, str(v)[:500]) for k, v in flatten(config).items()]
+    tags = {"zenml.run_name": run_name, "dcjt.config": config.name}
+    run = client.create_run(exp.experiment_id, run_name=run_name, tags=tags)
+    params = [mlflow.entities.Param(k, str(v)[:500]) for k, v in flatten(config.model_dump(mode="json")).items()]
     for i in range(0, len(params), 90):
         client.log_batch(run.info.run_id, params=params[i : i + 90])
     return run.info.run_id
@@ -50,8 +50,8 @@ def open_tracking(config: dict, experiment: str) -> Annotated[str, "parent_run_i
 @step(enable_cache=False)
 def report_run(
     parent_run_id: str,
-    m_a_metrics: dict,
-    dcn_evaluation: dict,
+    target_only_evaluation: dict,
+    dcjt_evaluation: dict,
     ingest_gx: dict,
     subset_stats: dict,
     pseudo_stats: dict,
@@ -62,61 +62,92 @@ def report_run(
     extra_prepared: pd.DataFrame,
     promotion: dict,
     comparison_path: str,
-    straight_metrics: Optional[dict] = None,
-) -> Tuple[Annotated[pd.DataFrame, "comparison"], Annotated[str, "comparison_csv"]]:
+    m_a_metrics: dict,
+    straight_evaluation: dict | None = None,
+) -> tuple[Annotated[pd.DataFrame, "comparison"], Annotated[str, "comparison_csv"]]:
     """Log stats, plots and final metrics into the parent run, write the comparison CSV, close the run."""
-    results = {"target_only": m_a_metrics, "dcjt": dcn_evaluation}
-    if straight_metrics is not None:
-        results["straight"] = straight_metrics
+    evaluations = {"target_only": target_only_evaluation, "dcjt": dcjt_evaluation}
+    if straight_evaluation is not None:
+        evaluations["straight"] = straight_evaluation
     comparison = pd.DataFrame(
-        [{"variant": name, "accuracy": float(r.get("test_accuracy", r.get("test_accuracy_selected", np.nan)))} for name, r in results.items()],
+        [{"variant": name, "accuracy": float(r["test_accuracy"])} for name, r in evaluations.items()],
         columns=["variant", "accuracy"],
     )
-    stats = {"gx": ingest_gx, "subset": subset_stats, "pseudo": pseudo_stats, "mapping": mapping_stats, "relabel": relabel_stats,
-             "m_a": m_a_metrics, "dcn_evaluation": dcn_evaluation, "promotion": promotion}  # fmt: skip
+    stats = {
+        "gx": ingest_gx,
+        "subset": subset_stats,
+        "pseudo": pseudo_stats,
+        "mapping": mapping_stats,
+        "relabel": relabel_stats,
+        "m_a": m_a_metrics,
+        "evaluations": evaluations,
+        "promotion": promotion,
+    }
     with mlflow.start_run(run_id=parent_run_id):
         for name, value in stats.items():
             log_json(value, f"stats/{name}.json")
-        for name, r in results.items():
-            acc = r.get("test_accuracy", r.get("test_accuracy_selected"))
-            mlflow.log_metric(f"test_accuracy.{name}", float(acc))
-        dcjt = results.get("dcjt", {})
+        for name, r in evaluations.items():
+            mlflow.log_metric(f"test_accuracy.{name}", float(r["test_accuracy"]))
+        dcjt = evaluations.get("dcjt", {})
         for k, v in dcjt.items():
             if isinstance(v, (int, float)) and k.startswith("test_"):
                 mlflow.log_metric(f"final.{k}", float(v))
         subset = stats.get("subset", {})
         if subset:
             mlflow.log_metrics({"subset.kept": subset["n_kept"], "subset.kept_fraction": subset["kept_fraction"]})
-            log_figure(confusion_figure(subset["agreement"]["matrix"], "B label x M_A prediction", "B label", "M_A prediction"), "plots/subset_agreement.png")
+            mlflow.log_figure(
+                confusion_figure(subset["agreement"]["matrix"], "B label x M_A prediction", "B label", "M_A prediction"),
+                "plots/subset_agreement.png",
+            )
         relabel = stats.get("relabel", {})
         if relabel.get("enabled"):
             mlflow.log_metrics({"relabel.changed": relabel["n_changed"], "relabel.changed_fraction": relabel["changed_fraction"]})
-            log_figure(confusion_figure(relabel["transition"]["matrix"], "relabel transition", "old label", "new label"), "plots/relabel_transition.png")
+            mlflow.log_figure(
+                confusion_figure(relabel["transition"]["matrix"], "relabel transition", "old label", "new label"),
+                "plots/relabel_transition.png",
+            )
         mapping = stats.get("mapping", {})
         if mapping:
-            mlflow.log_metrics({"mapping.mapped": mapping["n_mapped"], "mapping.clipped": mapping["n_clipped"],
-                                "mapping.fallbacks": len(mapping["fallbacks"])})  # fmt: skip
-        a = train_rows(target_pseudo)
+            mlflow.log_metrics(
+                {
+                    "mapping.mapped": mapping["n_mapped"],
+                    "mapping.clipped": mapping["n_clipped"],
+                    "mapping.fallbacks": len(mapping["fallbacks"]),
+                }
+            )
+        a = split_rows(target_pseudo, "train")
         remaining = lambda t: t[~t["in_subset"]] if "in_subset" in t else t  # noqa: E731
-        before, after = remaining(train_rows(extra_marked)), remaining(train_rows(extra_prepared))
+        before, after = remaining(split_rows(extra_marked, "train")), remaining(split_rows(extra_prepared, "train"))
         log_frame(va_stats(a), "va_stats/target_pseudo.csv")
         log_frame(va_stats(before), "va_stats/extra_remaining_before.csv")
         log_frame(va_stats(after), "va_stats/extra_remaining_after.csv")
         audit_before, audit_after = criteria_audit(a, before), criteria_audit(a, after)
         log_frame(audit_before, "audit/criteria_before.csv")
         log_frame(audit_after, "audit/criteria_after.csv")
-        mlflow.log_metrics({"audit.w2_global_before": float(audit_before.loc["global", "w2"]),
-                            "audit.w2_global_after": float(audit_after.loc["global", "w2"]),
-                            "audit.w2_mean_emotion_before": float(np.nanmean(audit_before.loc[list(EMOTIONS), "w2"])),
-                            "audit.w2_mean_emotion_after": float(np.nanmean(audit_after.loc[list(EMOTIONS), "w2"]))})  # fmt: skip
+        mlflow.log_metrics(
+            {
+                "audit.w2_global_before": float(audit_before.loc["global", "w2"]),
+                "audit.w2_global_after": float(audit_after.loc["global", "w2"]),
+                "audit.w2_mean_emotion_before": float(np.nanmean(audit_before.loc[list(EMOTIONS), "w2"])),
+                "audit.w2_mean_emotion_after": float(np.nanmean(audit_after.loc[list(EMOTIONS), "w2"])),
+            }
+        )
         centres = class_centres(a)
-        log_figure(va_scatter({"A: pseudo V/A (by A label)": a}, centres), "plots/va_target_pseudo.png")
-        log_figure(va_scatter({"B - subB before mapping": before, "after mapping + relabeling": after}, centres), "plots/va_extra_before_after.png")
+        mlflow.log_figure(va_scatter({"A: pseudo V/A (by A label)": a}, centres), "plots/va_target_pseudo.png")
+        mlflow.log_figure(
+            va_scatter({"B - subB before mapping": before, "after mapping + relabeling": after}, centres),
+            "plots/va_extra_before_after.png",
+        )
         if "confusion" in dcjt:
-            log_figure(confusion_figure(dcjt["confusion"], "DCN on A's test split"), "plots/confusion_dcn.png")
+            mlflow.log_figure(confusion_figure(dcjt["confusion"], "DCN on A's test split"), "plots/confusion_dcn.png")
         log_frame(comparison.set_index("variant"), "comparison.csv")
-        mlflow.set_tags({"registered_model": promotion.get("model_name", ""), "registered_version": promotion.get("version", ""),
-                         "promotion": "promoted" if promotion.get("promoted") else "kept champion"})  # fmt: skip
+        mlflow.set_tags(
+            {
+                "registered_model": promotion.get("model_name", ""),
+                "registered_version": promotion.get("version", ""),
+                "promotion": "promoted" if promotion.get("promoted") else "kept champion",
+            }
+        )
     mlflow.MlflowClient().set_terminated(parent_run_id, "FINISHED")
     Path(comparison_path).parent.mkdir(parents=True, exist_ok=True)
     comparison.to_csv(comparison_path, index=False)

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
-os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
-# Every test session gets its own state: ZenML store, MLflow store, caches, checkpoints.
-_STATE = Path(tempfile.mkdtemp(prefix="dcjt-test-state-"))
-os.environ["DCJT_HOME"] = str(_STATE)
-os.environ["ZENML_CONFIG_PATH"] = str(_STATE / "zenml")
-os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STATE / 'mlflow.db'}"
+
+def pytest_configure(config) -> None:
+    """Every test session gets its own state: ZenML store, MLflow store, caches, checkpoints."""
+    state = Path(tempfile.mkdtemp(prefix="dcjt-test-state-"))
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+    os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
+    os.environ["DCJT_HOME"] = str(state)
+    os.environ["ZENML_CONFIG_PATH"] = str(state / "zenml")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{state / 'mlflow.db'}"
+
 
 # Labels in canonical order covering every class, twice, so a wrong order mapping fails.
 ALL_LABELS = [0, 1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0]
@@ -32,7 +32,7 @@ def random_images(n: int, size: int = 32, seed: int = 0) -> list[np.ndarray]:
 
 @pytest.fixture
 def rafdb_root(tmp_path):
-    from dcjt.layouts import write_rafdb
+    from dcjt.synthetic.layouts import write_rafdb
 
     labels = ALL_LABELS + ALL_LABELS[:7]
     splits = ["train"] * len(ALL_LABELS) + ["test"] * 7

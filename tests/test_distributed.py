@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
+from test_models_training import toy_samples
 from torch import nn
 
-from dcjt.distributed import run_distributed
-from dcjt.training import TrainConfig, set_seed, train
-from test_models_training import toy_samples
+from dcjt.config import TrainConfig
+from dcjt.train.distributed import run_distributed
+from dcjt.train.loop import set_seed, train
 
 
 class NoNormNet(nn.Module):
@@ -17,8 +18,15 @@ class NoNormNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 9))  # fmt: skip
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, 2, 1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 9),
+        )
 
     def forward(self, x):
         return self.body(x)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcjt.labelmaths import (
-    class_centres, cholesky_map, criteria_audit, map_continuous, ot_map, relabel_nearest, select_subset,
-    va_stats, wasserstein2,
-)  # fmt: skip
-from dcjt.labels import EMOTIONS, make_table
+from dcjt.data.labels import EMOTIONS, make_table
+from dcjt.method import class_centres, criteria_audit, map_continuous, relabel_nearest, select_subset, va_stats
+from dcjt.method.gaussian import cholesky_map, ot_map, wasserstein2
 
 
 def _table(va, labels, name="t", subset=None):
@@ -114,12 +111,15 @@ def test_hand_worked_example():
     # a: mean 0; cov_vv = (0.01+0.01)/3, cov_aa = (0.0025*2)/3 -> ratio 4:1
     b = _table([[0.25, 0.25], [0.15, 0.25], [0.2, 0.3], [0.2, 0.2]], [0] * 4, "b")
     # b: mean (0.2, 0.25); cov_vv = 0.005/3, cov_aa = 0.005/3
-    m = cholesky_map(va_stats(a).loc["surprise"].pipe(lambda r: np.diag([r.cov_vv, r.cov_aa])),
-                     va_stats(b).loc["surprise"].pipe(lambda r: np.diag([r.cov_vv, r.cov_aa])))  # fmt: skip
+    m = cholesky_map(
+        va_stats(a).loc["surprise"].pipe(lambda r: np.diag([r.cov_vv, r.cov_aa])),
+        va_stats(b).loc["surprise"].pipe(lambda r: np.diag([r.cov_vv, r.cov_aa])),
+    )
     np.testing.assert_allclose(m, np.diag([np.sqrt(4), 1.0]), atol=1e-12)
     mapped, stats = map_continuous(b, a, "global")
-    np.testing.assert_allclose(mapped[["valence", "arousal"]].to_numpy(),
-                               [[0.1, 0.0], [-0.1, 0.0], [0.0, 0.05], [0.0, -0.05]], atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        mapped[["valence", "arousal"]].to_numpy(), [[0.1, 0.0], [-0.1, 0.0], [0.0, 0.05], [0.0, -0.05]], atol=1e-12
+    )
     assert stats["transforms"]["global"]["mu_extra"] == pytest.approx([0.2, 0.25])
 
 
@@ -162,7 +162,7 @@ def test_degenerate_cases_take_documented_fallbacks(caplog):
     assert "happiness extra" in reasons and "shrunk" in reasons["happiness extra"]["action"]
     assert stats["transforms"]["fear"]["fallback"] is True
     assert np.isfinite(out[["valence", "arousal"]].to_numpy()).all()
-    assert ((out[["valence", "arousal"]].abs() <= 1).all().all())
+    assert (out[["valence", "arousal"]].abs() <= 1).all().all()
     # Relabeling never proposes a class the target lacks.
     rel, rstats = relabel_nearest(out, a)
     assert 1 not in set(rel["label"]) or (rel["label_origin"][rel["label"] == 1] == "human").all()

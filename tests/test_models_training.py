@@ -13,9 +13,13 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from dcjt import metrics
-from dcjt.training import Samples, TrainConfig, TrainingError, epoch_plan, loss_fn, make_optimizer, predict, set_seed, train
-from models.nets import DCNet, WeightsError, build_model
+from dcjt.config import TrainConfig
+from dcjt.nets import WeightsError, build_model
+from dcjt.train import metrics
+from dcjt.train.batches import Samples, epoch_plan
+from dcjt.train.loop import TrainingError, loss_fn, set_seed, train
+from dcjt.train.optim import make_optimizer
+from dcjt.train.predict import evaluate, predict
 
 
 def toy_samples(n=96, size=32, seed=0, va=True) -> Samples:
@@ -110,12 +114,29 @@ def test_joint_schedule_warmup_frequency_and_modes():
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="lambda"):
+    with pytest.raises(ValueError, match="lam"):
         TrainConfig(lam=-1)
     with pytest.raises(ValueError, match="warmup_epochs"):
         TrainConfig(epochs=5, warmup_epochs=5)
     with pytest.raises(ValueError, match="joint_mode"):
         TrainConfig(joint_mode="both")
+
+
+def test_pipeline_config_errors_name_the_key_path():
+    from dcjt.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"dcn\.lam: Input should be greater than or equal to 0 \(got -1\)"):
+        load_config("demo", ["dcn.lam=-1"])
+    with pytest.raises(ConfigError, match=r"method\.mapping: Input should be 'none', 'global', 'emotion' or 'emotion_ot'"):
+        load_config("demo", ["method.mapping=nearest"])
+    with pytest.raises(ConfigError, match=r"dcn\.lamda: Extra inputs are not permitted"):
+        load_config("demo", ["dcn.lamda=2"])  # a typo is an error, not a silent default
+    with pytest.raises(ConfigError, match=r"image_size: must be a multiple of 32"):
+        load_config("demo", values={"image_size": 50})
+    with pytest.raises(ConfigError, match="data.target.root is not set"):
+        load_config("rafdb")
+    cfg = load_config("rafdb", ["data.kind=synthetic"], {"seed": 3})
+    assert cfg.train_config("dcn").seed == 3 and cfg.dcn.lam == 15.0 and cfg.network.head == "arm"
 
 
 def test_weight_decay_reaches_optimizer():
@@ -133,11 +154,14 @@ def _cfg(**kw):
 def test_training_learns_selects_on_val_and_reports():
     set_seed(0)
     data, val, test = toy_samples(160, seed=0), toy_samples(48, seed=1), toy_samples(48, seed=2)
-    result = train(build_model("tiny", "linear", 32), data, cfg=_cfg(epochs=4), val=val, test=test)
+    curve = lambda model: {f"test_{k}": v for k, v in evaluate(model, test).items()}  # noqa: E731
+    result = train(build_model("tiny", "linear", 32), data, cfg=_cfg(epochs=4), val=val, epoch_metrics=curve)
     m = result.metrics
-    assert m["test_accuracy_selected"] > 0.5
-    assert set(m) >= {"test_accuracy_last", "best_test_accuracy_over_epochs_for_comparison_only", "val_accuracy_selected"}
+    assert evaluate(result.model, test)["accuracy"] > 0.5
+    assert set(m) >= {"best_test_accuracy_over_epochs_for_comparison_only", "val_accuracy_selected", "images_seen"}
+    assert m["images_seen"] == 4 * 160 and m["epochs_run"] == 4
     assert result.selected_epoch == int(result.history["val_accuracy"].idxmax())
+    assert "test_accuracy" in result.history  # the opt-in curve is recorded, never used to select
     probs, va = predict(result.model, test)
     assert probs.shape == (48, 7) and np.allclose(probs.sum(1), 1, atol=1e-5) and va.shape == (48, 2)
 
@@ -146,8 +170,12 @@ def test_same_seed_same_weights_and_joint_runs():
     weights = []
     for _ in range(2):
         set_seed(1)
-        r = train(build_model("tiny", "linear", 32), toy_samples(64), cfg=_cfg(epochs=2, warmup_epochs=1, joint_frequency=1),
-                  extra=toy_samples(40, seed=5, va=True))  # fmt: skip
+        r = train(
+            build_model("tiny", "linear", 32),
+            toy_samples(64),
+            cfg=_cfg(epochs=2, warmup_epochs=1, joint_frequency=1),
+            extra=toy_samples(40, seed=5, va=True),
+        )
         weights.append(r.model.fc.weight.detach().clone())
         assert r.history["joint"].tolist() == [False, True]
     assert torch.equal(weights[0], weights[1])
@@ -176,10 +204,10 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_checkpoint(tmp_path):
 RESUME_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
-    sys.path[:0] = [{root!r}, {tests!r}]
+    sys.path[:0] = [{tests!r}]
     from test_models_training import toy_samples, _cfg
-    from dcjt.training import set_seed, train
-    from models.nets import build_model
+    from dcjt.train.loop import set_seed, train
+    from dcjt.nets import build_model
     set_seed(0)
     def die(epoch, row):
         if epoch == 1:
@@ -195,7 +223,7 @@ def test_killed_training_resumes_to_the_same_result(tmp_path):
     kw = dict(cfg=_cfg(epochs=4, warmup_epochs=1), extra=toy_samples(32, seed=9), val=toy_samples(32, seed=4))
     set_seed(0)
     straight = train(build_model("tiny", "linear", 32), toy_samples(64), **kw)
-    script = RESUME_SCRIPT.format(root=root, tests=os.path.join(root, "tests"), ckpt=str(tmp_path / "ck"))
+    script = RESUME_SCRIPT.format(tests=os.path.join(root, "tests"), ckpt=str(tmp_path / "ck"))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert torch.load(tmp_path / "ck" / "last.pt", weights_only=False)["epoch"] == 1
@@ -209,11 +237,13 @@ def test_killed_training_resumes_to_the_same_result(tmp_path):
 # --- metrics ---------------------------------------------------------------------------------------------
 def test_classification_metrics_by_hand():
     y, p = [0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0]
-    assert metrics.accuracy(y, p) == pytest.approx(4 / 6)
-    assert metrics.mean_class_accuracy(y, p) == pytest.approx((0.5 + 1 + 0.5) / 3)
+    report = metrics.classification_report(y, p)
+    assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["mean_class_accuracy"] == pytest.approx((0.5 + 1 + 0.5) / 3)
     # F1: class0 tp1 fp1 fn1 -> .5; class1 tp2 fp1 fn0 -> .8; class2 tp1 fp0 fn1 -> 2/3
-    assert metrics.macro_f1(y, p) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
-    assert metrics.confusion_matrix(y, p)[0, 1] == 1
+    assert report["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    m = metrics.confusion_matrix(y, p)
+    assert m.shape == (7, 7) and m[0, 1] == 1 and m.sum() == 6
 
 
 def test_va_metrics_by_hand():

@@ -17,10 +17,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "image_size=32", "data.world.n_target=420", "data.world.n_extra=700",
-    "m_a.epochs=2", "m_b.epochs=2", "dcn.epochs=3", "dcn.warmup_epochs=1", "dcn.joint_frequency=1",
-    "m_a.batch_size=32", "m_b.batch_size=32", "dcn.batch_size=32",
-]  # fmt: skip
+    "image_size=32",
+    "data.world.n_target=420",
+    "data.world.n_extra=700",
+    "m_a.epochs=2",
+    "m_b.epochs=2",
+    "dcn.epochs=3",
+    "dcn.warmup_epochs=1",
+    "dcn.joint_frequency=1",
+    "m_a.batch_size=32",
+    "m_b.batch_size=32",
+    "dcn.batch_size=32",
+]
 
 
 def _run(*extra):
@@ -47,26 +55,65 @@ def test_pipeline_completes_and_tracks_everything(first_run):
 
     run = Client().get_pipeline_run(first_run.run_name)
     assert str(run.status) == "completed"
-    expected = {"open_tracking", "ingest_synthetic", "cache_target", "cache_extra", "train_m_a", "select_extra_subset",
-                "train_m_b", "pseudo_label_target", "map_extra_continuous", "relabel_extra", "train_dcn", "evaluate_model",
-                "register_and_promote", "train_straight", "report_run"}  # fmt: skip
+    expected = {
+        "open_tracking",
+        "ingest_synthetic",
+        "cache_target",
+        "cache_extra",
+        "train_m_a",
+        "select_extra_subset",
+        "train_m_b",
+        "pseudo_label_target",
+        "map_extra_continuous",
+        "relabel_extra",
+        "train_dcn",
+        "evaluate_dcjt",
+        "evaluate_target_only",
+        "evaluate_straight",
+        "register_and_promote",
+        "train_straight",
+        "report_run",
+    }
     assert expected <= set(run.steps)
     assert all(str(s.status) == "completed" for s in run.steps.values())
     assert set(first_run.comparison["variant"]) == {"target_only", "straight", "dcjt"}
     assert Path(first_run.comparison_path).read_text().startswith("variant,accuracy")
-    parent = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{first_run.run_name}'",
-                                output_format="list")[0]  # fmt: skip
+    parent = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{first_run.run_name}'", output_format="list"
+    )[0]
     assert parent.info.status == "FINISHED"
-    assert {"final.test_accuracy", "test_accuracy.target_only", "test_accuracy.straight", "mapping.mapped",
-            "subset.kept", "audit.w2_global_before", "audit.w2_global_after"} <= set(parent.data.metrics)  # fmt: skip
+    assert {
+        "final.test_accuracy",
+        "test_accuracy.target_only",
+        "test_accuracy.straight",
+        "mapping.mapped",
+        "subset.kept",
+        "audit.w2_global_before",
+        "audit.w2_global_after",
+    } <= set(parent.data.metrics)
     assert parent.data.params["method.mapping"] == "emotion"
-    files = {f.path for d in ("stats", "plots", "audit", "va_stats") for f in mlflow.MlflowClient().list_artifacts(parent.info.run_id, d)}
-    assert {"stats/mapping.json", "stats/subset.json", "stats/relabel.json", "stats/gx.json", "plots/va_extra_before_after.png",
-            "plots/confusion_dcn.png", "audit/criteria_before.csv", "va_stats/target_pseudo.csv"} <= files  # fmt: skip
-    mapping = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="stats/mapping.json")).read_text())
+    files = {
+        f.path
+        for d in ("stats", "plots", "audit", "va_stats")
+        for f in mlflow.MlflowClient().list_artifacts(parent.info.run_id, d)
+    }
+    assert {
+        "stats/mapping.json",
+        "stats/subset.json",
+        "stats/relabel.json",
+        "stats/gx.json",
+        "plots/va_extra_before_after.png",
+        "plots/confusion_dcn.png",
+        "audit/criteria_before.csv",
+        "va_stats/target_pseudo.csv",
+    } <= files
+    mapping = json.loads(
+        Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="stats/mapping.json")).read_text()
+    )
     assert mapping["mode"] == "emotion" and "transforms" in mapping
-    children = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-                                  output_format="list")  # fmt: skip
+    children = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", output_format="list"
+    )
     stages = {c.data.tags["dcjt.stage"] for c in children}
     assert {"M_A", "M_B", "DCN", "straight", "register"} <= stages
     dcn = next(c for c in children if c.data.tags["dcjt.stage"] == "DCN")
@@ -83,11 +130,19 @@ def test_registered_model_loads_in_a_fresh_process(first_run):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd="/")
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads(proc.stdout.strip().splitlines()[-1])[0]
-    assert 0 <= row["label"] <= 6 and -1 <= row["valence"] <= 1 and abs(sum(v for k, v in row.items() if k.startswith("prob_")) - 1) < 1e-4
-    cli = subprocess.run([sys.executable, str(ROOT / "run.py"), "predict", "--model", "models:/dcjt-synthetic@champion", str(image.parent)],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (
+        0 <= row["label"] <= 6
+        and -1 <= row["valence"] <= 1
+        and abs(sum(v for k, v in row.items() if k.startswith("prob_")) - 1) < 1e-4
+    )
+    cli = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "predict", "--model", "models:/dcjt-synthetic@champion", str(image.parent)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cli.returncode == 0, cli.stderr[-2000:]
-    assert len([l for l in cli.stdout.splitlines() if "valence=" in l]) == len(list(image.parent.glob("*.png")))
+    assert len([line for line in cli.stdout.splitlines() if "valence=" in line]) == len(list(image.parent.glob("*.png")))
 
 
 def test_rerun_is_a_cache_hit_and_leaves_the_registry_alone(first_run):
@@ -142,8 +197,12 @@ def test_failing_step_leaves_registry_and_marks_run_failed(first_run):
 
 
 def test_schedule_on_local_stack_explains_and_prints_crontab():
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "--schedule", "0 3 * * 0", "--set", "image_size=32"],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "--schedule", "0 3 * * 0", "--set", "image_size=32"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "cannot schedule" in proc.stderr
     assert "0 3 * * 0 cd " in proc.stderr and "run.py --set image_size=32" in proc.stderr
@@ -158,22 +217,43 @@ def _free_port() -> int:
 def test_mlflow_models_serve_answers_over_http(first_run):
     image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/dcjt-synthetic@champion",
-                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})  # fmt: skip
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/dcjt-synthetic@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
     try:
         deadline = time.time() + 180
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
                 break
-            except OSError:
+            except OSError as exc:
                 if time.time() > deadline or server.poll() is not None:
-                    raise AssertionError(f"server did not come up: {server.stderr.read()[-2000:] if server.poll() is not None else ''}")
+                    raise AssertionError(
+                        f"server did not come up: {server.stderr.read()[-2000:] if server.poll() is not None else ''}"
+                    ) from exc
                 time.sleep(1)
         body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[str(image)]]}}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
         reply = json.loads(urllib.request.urlopen(req, timeout=60).read())
         row = reply["predictions"][0]
         assert row["emotion"] in ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
@@ -210,10 +290,14 @@ def test_killed_run_resumes_training_from_its_checkpoint(first_run):
     killed_at = torch.load(fresh[0], weights_only=False)["epoch"]
     assert killed_at < 4
     resumed = _run(*change)
-    parent = mlflow.search_runs(search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{resumed.run_name}'",
-                                output_format="list")[0]  # fmt: skip
-    dcn = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                             filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`dcjt.stage` = 'DCN'")[0]  # fmt: skip
+    parent = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{resumed.run_name}'", output_format="list"
+    )[0]
+    dcn = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`dcjt.stage` = 'DCN'",
+    )[0]
     steps = [m.step for m in mlflow.MlflowClient().get_metric_history(dcn.info.run_id, "A_loss")]
     assert steps == list(range(killed_at + 1, 5))  # only the epochs after the checkpoint were trained
     assert torch.load(fresh[0], weights_only=False)["epoch"] == 4

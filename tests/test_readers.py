@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import ALL_LABELS, random_images
 from PIL import Image
 
-from conftest import ALL_LABELS, random_images
-from dcjt import layouts
-from dcjt.labels import EMOTIONS
-from dcjt.readers import DatasetFormatError, ingest, read_affectnet, read_caers, read_ferplus, read_rafdb
+from dcjt.data.labels import EMOTIONS
+from dcjt.data.readers import DatasetFormatError, ingest, read_affectnet, read_caers, read_ferplus, read_rafdb
+from dcjt.synthetic import layouts
 
 
 def test_rafdb_reads_labels_in_canonical_order(rafdb_root):
@@ -58,14 +57,20 @@ def test_affectnet_csv_release_maps_codes_and_excludes(tmp_path):
     codes = [None] * n
     # Two extra rows: code 7 (contempt) and a -2 valence row must be excluded and counted.
     images = random_images(n + 2, size=48)
-    from dcjt.layouts import CANONICAL_TO_AFFECTNET
+    from dcjt.synthetic.layouts import CANONICAL_TO_AFFECTNET
 
     codes = [CANONICAL_TO_AFFECTNET[x] for x in labels] + [7, 1]
     landmarks = [np.tile([[10, 15], [30, 15], [24, 36]], (1, 1)).ravel()] * (n + 2)
     layouts.write_affectnet_csv(
-        tmp_path / "an", images, labels + [3, 3], list(v) + [0.1, -2.0], list(a) + [0.1, 0.5],
-        splits + ["train", "train"], codes=codes, boxes=[(4, 4, 40, 40)] * (n + 2),
-    )  # fmt: skip
+        tmp_path / "an",
+        images,
+        labels + [3, 3],
+        list(v) + [0.1, -2.0],
+        list(a) + [0.1, 0.5],
+        splits + ["train", "train"],
+        codes=codes,
+        boxes=[(4, 4, 40, 40)] * (n + 2),
+    )
     df, report = read_affectnet(tmp_path / "an")
     assert df["label"].tolist() == labels
     assert np.allclose(df["valence"], v, atol=1e-6)
@@ -95,8 +100,16 @@ def test_affectnet_npy_release(tmp_path):
     labels, splits, v, a = _affectnet_rows()
     marks = [np.array([[5, 8], [10, 8], [7, 12], [6, 14], [9, 14]], dtype=float)] * len(labels)
     codes = [layouts.CANONICAL_TO_AFFECTNET[x] for x in labels] + [10]
-    layouts.write_affectnet_npy(tmp_path / "an2", random_images(len(labels) + 1), labels + [0], list(v) + [0.0],
-                                list(a) + [0.0], splits + ["train"], landmarks=marks + marks[:1], codes=codes)  # fmt: skip
+    layouts.write_affectnet_npy(
+        tmp_path / "an2",
+        random_images(len(labels) + 1),
+        labels + [0],
+        list(v) + [0.0],
+        list(a) + [0.0],
+        splits + ["train"],
+        landmarks=marks + marks[:1],
+        codes=codes,
+    )
     df, report = read_affectnet(tmp_path / "an2")
     assert sorted(zip(df["image"].map(lambda p: int(p.rsplit("/", 1)[1][:-4])), df["label"])) == list(enumerate(labels))
     assert report.excluded["code 10 (no-face)"] == 1
@@ -176,7 +189,7 @@ def test_image_listed_twice(rafdb_root):
 def test_empty_split(rafdb_root):
     root, *_ = rafdb_root
     listing = root / "EmoLabel" / "list_patition_label.txt"
-    listing.write_text("\n".join(l for l in listing.read_text().splitlines() if l.startswith("train")))
+    listing.write_text("\n".join(line for line in listing.read_text().splitlines() if line.startswith("train")))
     with pytest.raises(DatasetFormatError, match="empty split 'test'"):
         read_rafdb(root)
 

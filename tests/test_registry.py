@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import mlflow
 import pytest
+from conftest import random_images
 from PIL import Image
 
-from conftest import random_images
-from models.nets import build_model
+from dcjt.nets import build_model
 from steps.registry import current_champion, register_version
 
 
@@ -25,7 +25,9 @@ def registry(tmp_path, monkeypatch):
 
 def _register(accuracy, image, mirror=None):
     with mlflow.start_run():
-        return register_version(build_model("tiny", "linear", 64), accuracy, "fer", variant="t", example_images=[image], mirror=mirror)
+        return register_version(
+            build_model("tiny", "linear", 64), accuracy, "fer", variant="t", example_images=[image], mirror=mirror
+        )
 
 
 def test_champion_moves_only_on_a_better_run(registry):

@@ -38,9 +38,12 @@ def _compiled_steps(flavor: str) -> dict:
     try:
         stack = client.get_stack(name)
     except KeyError:
-        orch = client.create_stack_component(name=name, flavor=flavor, component_type=StackComponentType.ORCHESTRATOR, configuration=conf)
-        stack = client.create_stack(name=name, components={StackComponentType.ORCHESTRATOR: orch.name,
-                                                           StackComponentType.ARTIFACT_STORE: "default"})  # fmt: skip
+        orch = client.create_stack_component(
+            name=name, flavor=flavor, component_type=StackComponentType.ORCHESTRATOR, configuration=conf
+        )
+        stack = client.create_stack(
+            name=name, components={StackComponentType.ORCHESTRATOR: orch.name, StackComponentType.ARTIFACT_STORE: "default"}
+        )
     path = ROOT / "configs" / f"remote-{flavor}.yaml"
     pipe = dcjt_pipeline.with_options(config_path=str(path))
     pipe.prepare(config=load_config("rafdb", ["data.kind=synthetic", "data.world={n_target: 10, n_extra: 10}"]))
@@ -82,8 +85,12 @@ def test_remote_config_gives_gpus_to_exactly_the_training_steps(flavor):
 
 def test_dockerfiles_lint_clean():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    proc = subprocess.run([hadolint, "--config", str(ROOT / ".hadolint.yaml"), "docker/Dockerfile.gpu", "docker/Dockerfile.cpu"],
-                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [hadolint, "--config", str(ROOT / ".hadolint.yaml"), "docker/Dockerfile.gpu", "docker/Dockerfile.cpu"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

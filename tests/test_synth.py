@@ -9,20 +9,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dcjt.readers import read_affectnet, read_rafdb
-from dcjt.synth import ANGER, DISGUST, FEAR, HAPPINESS, NEUTRAL, SADNESS, SURPRISE, ExtraCriteria, WorldConfig, annotate_extra, generate_world, sample_latents
+from dcjt.data.readers import read_affectnet, read_rafdb
+from dcjt.synthetic.annotators import ExtraCriteria, annotate_extra
+from dcjt.synthetic.render import ANGER, DISGUST, FEAR, HAPPINESS, NEUTRAL, SADNESS, SURPRISE
+from dcjt.synthetic.world import WorldSpec, generate_world, sample_latents
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_world_is_deterministic_and_keeps_truth_apart():
-    cfg = WorldConfig(n_target=120, n_extra=150, size=32, seed=4)
-    a, b = generate_world(cfg), generate_world(cfg)
+    spec = WorldSpec(n_target=120, n_extra=150)
+    a, b = generate_world(spec, 32, 4), generate_world(spec, 32, 4)
     for role in ("target", "extra"):
         pd.testing.assert_frame_equal(a[role][0], b[role][0])
         assert np.array_equal(a[role][1], b[role][1])
         assert a[role][1].shape == (len(a[role][0]), 32, 32, 3)
-    other = generate_world(WorldConfig(n_target=120, n_extra=150, size=32, seed=5))
+    other = generate_world(spec, 32, 5)
     assert not np.array_equal(a["target"][1], other["target"][1])
     target, extra = a["target"][0], a["extra"][0]
     assert {"truth_label", "truth_valence", "truth_arousal", "truth_intensity"} <= set(target.columns)
@@ -51,9 +53,30 @@ def test_extra_annotators_follow_their_criteria():
 
 def test_synth_cli_writes_real_layouts_that_the_readers_read(tmp_path):
     out = tmp_path / "world"
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "synth", "--out", str(out), "--layout", "rafdb", "--layout", "affectnet",
-                           "--layout", "affectnet-npy", "--n-target", "60", "--n-extra", "50", "--size", "48"],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "synth",
+            "--out",
+            str(out),
+            "--layout",
+            "rafdb",
+            "--layout",
+            "affectnet",
+            "--layout",
+            "affectnet-npy",
+            "--n-target",
+            "60",
+            "--n-extra",
+            "50",
+            "--size",
+            "48",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     truth = pd.read_parquet(out / "truth.parquet").set_index("image")
     raf, _ = read_rafdb(out / "rafdb")
@@ -67,15 +90,35 @@ def test_synth_cli_writes_real_layouts_that_the_readers_read(tmp_path):
 def test_ingest_cli_prints_counts_and_leaves_no_table_on_error(rafdb_root, tmp_path):
     root, labels, _ = rafdb_root
     out = tmp_path / "t.parquet"
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "ingest", "--dataset", "rafdb", "--root", str(root), "--out", str(out),
-                           "--val-fraction", "0"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "ingest",
+            "--dataset",
+            "rafdb",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--val-fraction",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "happiness" in proc.stdout and "train" in proc.stdout and out.exists()
     assert len(pd.read_parquet(out)) == len(labels)
     listing = root / "EmoLabel" / "list_patition_label.txt"
     listing.write_text(listing.read_text().replace(" 4\n", " 8\n", 1))
     bad = tmp_path / "bad.parquet"
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "ingest", "--dataset", "rafdb", "--root", str(root), "--out", str(bad)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "ingest", "--dataset", "rafdb", "--root", str(root), "--out", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0 and "label 8 outside 1..7" in proc.stderr
     assert not bad.exists()

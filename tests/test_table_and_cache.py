@@ -5,26 +5,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import random_images
-from dcjt.cache import build_cache, cache_key, open_cache
-from dcjt.images import ImageReadError, decode, preprocess
-from dcjt.labels import LabelTableError, make_table, read_table, write_table
-from dcjt.readers import ingest
-from dcjt.validation import ValidationError, validate_table
+
+from dcjt.data.cache import build_cache, cache_key, open_cache
+from dcjt.data.images import ImageReadError, decode, preprocess
+from dcjt.data.labels import LabelTableError, make_table, read_table, write_table
+from dcjt.data.readers import ingest
+from dcjt.data.validation import ValidationError, validate_table, write_valid_table
 
 
 def _table(n_train=7, n_test=2):
     labels = list(range(7))[:n_train] + [1] * n_test
     splits = ["train"] * n_train + ["test"] * n_test
-    return make_table("x", splits, [f"img{i}.jpg" for i in range(len(labels))], labels,
-                      np.linspace(-1, 1, len(labels)), np.zeros(len(labels)))  # fmt: skip
+    return make_table(
+        "x", splits, [f"img{i}.jpg" for i in range(len(labels))], labels, np.linspace(-1, 1, len(labels)), np.zeros(len(labels))
+    )
 
 
 def test_valid_table_passes_and_roundtrips(tmp_path):
     df = _table()
     assert validate_table(df).success
-    write_table(df, tmp_path / "t.parquet")
+    write_valid_table(df, tmp_path / "t.parquet")
     back = read_table(tmp_path / "t.parquet")
     pd.testing.assert_frame_equal(back, df.reset_index(drop=True), check_dtype=False)
 
@@ -48,7 +49,7 @@ def test_gx_suite_names_each_failure(breakage, expectation, tmp_path):
     assert expectation in [f["expectation"] for f in report.failures]
     assert report.result_json["success"] is False
     with pytest.raises(ValidationError, match=expectation):
-        write_table(df, tmp_path / "bad.parquet")
+        write_valid_table(df, tmp_path / "bad.parquet")
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 

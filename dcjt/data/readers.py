@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dcjt.images import ImageReadError, decode
-from dcjt.labels import NUM_CLASSES, SPLITS, make_table, stratified_val_split
+from dcjt.data.images import ImageReadError, decode
+from dcjt.data.labels import EMOTIONS, NUM_CLASSES, SPLITS, make_table, stratified_val_split
 
 
 class DatasetFormatError(ValueError):
@@ -34,17 +34,34 @@ class IngestReport:
         self.excluded[reason] = self.excluded.get(reason, 0) + n
 
 
-# --- label orders of the releases, mapped to the canonical order ------------------------------
-AFFECTNET_TO_CANONICAL = {0: 6, 1: 3, 2: 4, 3: 0, 4: 1, 5: 2, 6: 5}
+# --- label orders of the releases, mapped by name to the canonical order --------------------------
+AFFECTNET_CODES = ("neutral", "happiness", "sadness", "surprise", "fear", "disgust", "anger")  # codes 0..6
+AFFECTNET_TO_CANONICAL = {code: EMOTIONS.index(name) for code, name in enumerate(AFFECTNET_CODES)}
 AFFECTNET_CODE_NAMES = {7: "contempt", 8: "none", 9: "uncertain", 10: "no-face"}
-CAERS_FOLDERS = {"Surprise": 0, "Fear": 1, "Disgust": 2, "Happy": 3, "Sad": 4, "Anger": 5, "Neutral": 6}
+CAERS_FOLDER_NAMES = {
+    "Surprise": "surprise",
+    "Fear": "fear",
+    "Disgust": "disgust",
+    "Happy": "happiness",
+    "Sad": "sadness",
+    "Anger": "anger",
+    "Neutral": "neutral",
+}
+CAERS_FOLDERS = {folder: EMOTIONS.index(name) for folder, name in CAERS_FOLDER_NAMES.items()}
 FERPLUS_VOTES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
-FERPLUS_TO_CANONICAL = {0: 6, 1: 3, 2: 0, 3: 4, 4: 5, 5: 2, 6: 1}
+FERPLUS_TO_CANONICAL = {k: EMOTIONS.index(name) for k, name in enumerate(FERPLUS_VOTES) if name in EMOTIONS}
 FERPLUS_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 AFFECTNET_COLUMNS = (
-    "subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
-    "facial_landmarks", "expression", "valence", "arousal",
-)  # fmt: skip
+    "subDirectory_filePath",
+    "face_x",
+    "face_y",
+    "face_width",
+    "face_height",
+    "facial_landmarks",
+    "expression",
+    "valence",
+    "arousal",
+)
 
 
 def _require_dir(root: Path, what: str) -> Path:
@@ -161,13 +178,21 @@ def _read_affectnet_csv(root: Path):
         images = [str(root / "Manually_Annotated_Images" / p) for p in raw["subDirectory_filePath"]]
         frames.append(
             make_table(
-                "affectnet", split, images, [AFFECTNET_TO_CANONICAL[c] for c in raw["expression"].astype(int)],
-                raw["valence"], raw["arousal"],
-                extra={"face_x": raw["face_x"].to_numpy(float), "face_y": raw["face_y"].to_numpy(float),
-                       "face_w": raw["face_width"].to_numpy(float), "face_h": raw["face_height"].to_numpy(float),
-                       "landmarks": landmarks},
+                "affectnet",
+                split,
+                images,
+                [AFFECTNET_TO_CANONICAL[c] for c in raw["expression"].astype(int)],
+                raw["valence"],
+                raw["arousal"],
+                extra={
+                    "face_x": raw["face_x"].to_numpy(float),
+                    "face_y": raw["face_y"].to_numpy(float),
+                    "face_w": raw["face_width"].to_numpy(float),
+                    "face_h": raw["face_height"].to_numpy(float),
+                    "landmarks": landmarks,
+                },
             )
-        )  # fmt: skip
+        )
     df = pd.concat(frames, ignore_index=True)
     _check_nonempty_splits(df, root / "Manually_Annotated_file_lists")
     return df, report
@@ -201,14 +226,21 @@ def _read_affectnet_npy(root: Path):
         keep = _affectnet_filter(codes, val, aro, report)
         for i in np.flatnonzero(keep):
             if not -1 <= val[i] <= 1 or not -1 <= aro[i] <= 1:
-                raise DatasetFormatError(f"{ann}/{images[i].stem}_val/aro.npy: valence/arousal {val[i]}, {aro[i]} outside [-1, 1]")
+                raise DatasetFormatError(
+                    f"{ann}/{images[i].stem}_val/aro.npy: valence/arousal {val[i]}, {aro[i]} outside [-1, 1]"
+                )
         idx = np.flatnonzero(keep)
         frames.append(
             make_table(
-                "affectnet", split, [str(images[i]) for i in idx], [AFFECTNET_TO_CANONICAL[codes[i]] for i in idx],
-                [val[i] for i in idx], [aro[i] for i in idx], extra={"landmarks": [marks[i] for i in idx]},
+                "affectnet",
+                split,
+                [str(images[i]) for i in idx],
+                [AFFECTNET_TO_CANONICAL[codes[i]] for i in idx],
+                [val[i] for i in idx],
+                [aro[i] for i in idx],
+                extra={"landmarks": [marks[i] for i in idx]},
             )
-        )  # fmt: skip
+        )
     df = pd.concat(frames, ignore_index=True)
     _check_nonempty_splits(df, root)
     return df, report

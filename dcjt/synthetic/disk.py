@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pandas as pd
 
-from dcjt import layouts
-from dcjt.synth import WorldConfig, generate_world
+from dcjt.synthetic import layouts
+from dcjt.synthetic.world import WorldSpec, generate_world
 
 
 def write_world(out: Path, layout_names, *, n_target: int, n_extra: int, size: int, seed: int) -> list[str]:
     """Target set as RAF-DB, extra set as AffectNet (CSV or npy release); truth kept beside them."""
     out = Path(out)
-    world = generate_world(WorldConfig(n_target=n_target, n_extra=n_extra, size=size, seed=seed))
+    world = generate_world(WorldSpec(n_target=n_target, n_extra=n_extra), size, seed)
     lines, truth = [], []
     if "rafdb" in layout_names:
         table, images = world["target"]
@@ -31,7 +33,9 @@ def write_world(out: Path, layout_names, *, n_target: int, n_extra: int, size: i
             paths = [root / "Manually_Annotated_Images" / f"{i // 1000:03d}/{i:07d}.jpg" for i in range(len(table))]
         else:
             layouts.write_affectnet_npy(*args)
-            paths = [root / ("train_set" if s == "train" else "val_set") / "images" / f"{i}.jpg" for i, s in enumerate(table["split"])]
+            paths = [
+                root / ("train_set" if s == "train" else "val_set") / "images" / f"{i}.jpg" for i, s in enumerate(table["split"])
+            ]
         truth.append(table.assign(image=[str(p) for p in paths]))
         lines.append(f"extra set in AffectNet layout ({name}): {root} ({len(table)} images)")
     if truth:
@@ -39,3 +43,21 @@ def write_world(out: Path, layout_names, *, n_target: int, n_extra: int, size: i
         pd.concat([t[cols] for t in truth], ignore_index=True).to_parquet(out / "truth.parquet", index=False)
         lines.append(f"hidden truth (never read by training): {out / 'truth.parquet'}")
     return lines
+
+
+def write_world_pngs(spec: WorldSpec, size: int, seed: int, data_dir: str | Path) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """Generate the world and write each image once as PNG under ``data_dir``.
+
+    Returns per role the table (``image`` = absolute PNG paths) and the images in row order.
+    """
+    out = {}
+    for role, (table, images) in generate_world(spec, size, seed).items():
+        paths = []
+        for name, img in zip(table["image"], images):
+            path = Path(data_dir) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                cv2.imwrite(str(path), img[:, :, ::-1])
+            paths.append(str(path))
+        out[role] = (table.assign(image=pd.array(paths, dtype="string")), images)
+    return out

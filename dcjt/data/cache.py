@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dcjt.images import load_preprocessed
-from dcjt.labels import BOX_COLUMNS, LANDMARK_COLUMN
+from dcjt.data.images import load_preprocessed
+from dcjt.data.labels import BOX_COLUMNS, LANDMARK_COLUMN
 
 PREPROCESS_VERSION = 1
 

@@ -60,9 +60,7 @@ def make_table(
             "valence": val,
             "arousal": aro,
             "label_origin": pd.Series(["human"] * n, dtype="string"),
-            "va_origin": pd.Series(
-                np.where(np.isnan(val) | np.isnan(aro), "none", va_origin).astype(object), dtype="string"
-            ),
+            "va_origin": pd.Series(np.where(np.isnan(val) | np.isnan(aro), "none", va_origin).astype(object), dtype="string"),
         }
     )
     for key, values in (extra or {}).items():
@@ -73,7 +71,7 @@ def make_table(
 def check_table(df: pd.DataFrame, name: str = "table") -> None:
     """Fast structural checks (columns, dtypes, label range) that need no GX.
 
-    The GX suite (``dcjt.validation``) checks the full contract; this is the cheap guard used
+    The GX suite (``dcjt.data.validation``) checks the full contract; this is the cheap guard used
     on every read and write so that a broken table never travels silently.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
@@ -87,14 +85,11 @@ def check_table(df: pd.DataFrame, name: str = "table") -> None:
         raise LabelTableError(f"{name}: {len(bad)} labels outside 0..{NUM_CLASSES - 1}, e.g. {rows}")
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike, *, validate: bool = True) -> Path:
-    """Validate, then write parquet atomically (temp file + rename): no half-written table."""
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Check the structure, then write parquet atomically (temp file + rename): no half-written
+    table. ``dcjt.data.validation.write_valid_table`` runs the full GX suite first."""
     path = Path(path)
     check_table(df, str(path))
-    if validate:
-        from dcjt.validation import assert_valid
-
-        assert_valid(df, name=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -115,6 +110,11 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_parquet(path)
     check_table(df, str(path))
     return df
+
+
+def split_rows(table: pd.DataFrame, split: str) -> pd.DataFrame:
+    """The rows of one split, re-indexed from 0."""
+    return table[table["split"] == split].reset_index(drop=True)
 
 
 def counts_by_split_and_class(df: pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 ``run_distributed(fn, nprocs, **kwargs)`` starts ``nprocs`` processes (one per GPU with NCCL, or
 CPU processes with gloo), runs ``fn(**kwargs)`` in each inside a process group, and returns what
-rank 0 returned. ``dcjt.training.train`` notices the process group: each process takes its share
+rank 0 returned. ``dcjt.train.loop.train`` notices the process group: each process takes its share
 of every batch (same augmentation draws as one process), gradients are averaged by DDP, BatchNorm
 is synchronised on GPUs, and only rank 0 evaluates and writes checkpoints.
 """
@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from dcjt.config import NetworkConfig, TrainConfig
 
 
 def _free_port() -> int:
@@ -51,17 +53,46 @@ def run_distributed(fn, nprocs: int, **kwargs):
         return torch.load(out, weights_only=False)
 
 
-def train_job(*, network: dict, train_cfg: dict, image_size: int, cache_paths: list[str], train_rows, val_rows=None,
-              test_rows=None, extra_rows=None, checkpoint_dir=None, on_epoch_end=None, desc: str = "train"):  # fmt: skip
-    """Open the image caches, build the network and train: what one process (or each DDP rank) runs."""
-    from dcjt.cache import load_cache
-    from dcjt.training import TrainConfig, samples_from, set_seed, train
-    from models.nets import build_model
+def train_job(
+    *,
+    network: NetworkConfig,
+    train_cfg: TrainConfig,
+    image_size: int,
+    cache_paths: list[str],
+    train_rows,
+    val_rows=None,
+    curve_rows=None,
+    extra_rows=None,
+    checkpoint_dir=None,
+    on_epoch_end=None,
+    desc: str = "train",
+):
+    """Open the image caches, build the network and train: what one process (or each DDP rank) runs.
 
-    cfg = TrainConfig(**train_cfg)
+    ``curve_rows`` (opt-in): rows scored after every epoch as ``test_*`` metrics, never for selection.
+    """
+    from dcjt.data.cache import load_cache
+    from dcjt.nets import build_model
+    from dcjt.train.batches import samples_from
+    from dcjt.train.loop import set_seed, train
+    from dcjt.train.predict import evaluate
+
     caches = [load_cache(p) for p in cache_paths]
     s = lambda t: None if t is None or len(t) == 0 else samples_from(t, *caches)  # noqa: E731
-    set_seed(cfg.seed)
-    model = build_model(network["backbone"], network.get("head", "linear"), image_size, network.get("weights"))
-    return train(model, s(train_rows), cfg=cfg, extra=s(extra_rows), val=s(val_rows), test=s(test_rows),
-                 checkpoint_dir=checkpoint_dir, on_epoch_end=on_epoch_end, desc=desc)  # fmt: skip
+    curve = s(curve_rows)
+    curve_hook = None
+    if curve is not None:
+        curve_hook = lambda model: {f"test_{k}": v for k, v in evaluate(model, curve, train_cfg.eval_batch_size).items()}  # noqa: E731
+    set_seed(train_cfg.seed)
+    model = build_model(network.backbone, network.head, image_size, network.weights)
+    return train(
+        model,
+        s(train_rows),
+        cfg=train_cfg,
+        extra=s(extra_rows),
+        val=s(val_rows),
+        checkpoint_dir=checkpoint_dir,
+        on_epoch_end=on_epoch_end,
+        epoch_metrics=curve_hook,
+        desc=desc,
+    )

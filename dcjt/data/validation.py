@@ -11,15 +11,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
-from dcjt.labels import LABEL_ORIGINS, NUM_CLASSES, SPLITS, VA_ORIGINS, LabelTableError, check_table
+from dcjt.data.labels import LABEL_ORIGINS, NUM_CLASSES, SPLITS, VA_ORIGINS, LabelTableError, check_table, write_table
 
 
 @dataclass
@@ -33,7 +30,9 @@ class ValidationReport:
     def message(self, name: str) -> str:
         lines = [f"{name}: {len(self.failures)} expectation(s) failed"]
         for f in self.failures:
-            lines.append(f"  - {f['expectation']} {f['kwargs']}: {f['unexpected_count']} bad rows, e.g. {f['samples'] or f['observed']}")
+            lines.append(
+                f"  - {f['expectation']} {f['kwargs']}: {f['unexpected_count']} bad rows, e.g. {f['samples'] or f['observed']}"
+            )
         return "\n".join(lines)
 
 
@@ -74,11 +73,7 @@ def _build_suite(require_all_classes: bool = True):
     add(gxe.ExpectColumnValuesToBeInSet(column="va_origin", value_set=list(VA_ORIGINS)))
     add(gxe.ExpectColumnValuesToBeInSet(column="va_pair", value_set=["ok"]))
     for col in ("valence", "arousal"):
-        add(
-            gxe.ExpectColumnValuesToNotBeNull(
-                column=col, row_condition=Column("va_origin") != "none"
-            )
-        )
+        add(gxe.ExpectColumnValuesToNotBeNull(column=col, row_condition=Column("va_origin") != "none"))
     add(gxe.ExpectColumnValuesToBeInSet(column="train_test_overlap", value_set=[False]))
     if require_all_classes:
         add(
@@ -115,10 +110,16 @@ def validate_table(df: pd.DataFrame, *, require_all_classes: bool = True) -> Val
         if idx and isinstance(idx[0], dict):
             idx = [d.get("index", d) for d in idx]
         try:
-            samples = frame.loc[list(idx)[:5], [c for c in ("image", "split", "label", "valence", "arousal") if c in frame]].to_dict("records")
+            samples = frame.loc[
+                list(idx)[:5], [c for c in ("image", "split", "label", "valence", "arousal") if c in frame]
+            ].to_dict("records")
         except (KeyError, TypeError):
-            samples = (res.get("partial_unexpected_list") or res.get("observed_value") or [])
-        kwargs = {k: v for k, v in cfg.kwargs.items() if k in ("column", "column_list", "value_set", "min_value", "max_value", "row_condition")}
+            samples = res.get("partial_unexpected_list") or res.get("observed_value") or []
+        kwargs = {
+            k: v
+            for k, v in cfg.kwargs.items()
+            if k in ("column", "column_list", "value_set", "min_value", "max_value", "row_condition")
+        }
         failures.append(
             {
                 "expectation": cfg.type,
@@ -137,4 +138,17 @@ def assert_valid(df: pd.DataFrame, name: str = "table", *, require_all_classes: 
     report = validate_table(df, require_all_classes=require_all_classes)
     if not report.success:
         raise ValidationError(report, name)
+    return report
+
+
+def gx_summary(df: pd.DataFrame, name: str, *, require_all_classes: bool = False) -> dict:
+    """Validate a table a stage produced (raises on failure); the summary kept with its stats."""
+    report = assert_valid(df, name=name, require_all_classes=require_all_classes)
+    return {"table": name, "success": report.success, "statistics": report.result_json.get("statistics", {})}
+
+
+def write_valid_table(df: pd.DataFrame, path) -> ValidationReport:
+    """Run the full suite, then write the table atomically: a failing table is never written."""
+    report = assert_valid(df, name=str(path))
+    write_table(df, path)
     return report

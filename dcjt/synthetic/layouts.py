@@ -1,4 +1,4 @@
-"""Writers for the datasets' real on-disk release layouts (the inverse of ``dcjt.readers``).
+"""Writers for the datasets' real on-disk release layouts (the inverse of ``dcjt.data.readers``).
 
 Used by the synthetic world (``run.py synth --layout``) and by test fixtures, so that the real
 readers are exercised end to end on real image files.
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dcjt.readers import AFFECTNET_COLUMNS, AFFECTNET_TO_CANONICAL, CAERS_FOLDERS, FERPLUS_TO_CANONICAL, FERPLUS_VOTES
+from dcjt.data.readers import AFFECTNET_COLUMNS, AFFECTNET_TO_CANONICAL, CAERS_FOLDERS, FERPLUS_TO_CANONICAL, FERPLUS_VOTES
 
 CANONICAL_TO_AFFECTNET = {v: k for k, v in AFFECTNET_TO_CANONICAL.items()}
 CANONICAL_TO_CAERS = {v: k for k, v in CAERS_FOLDERS.items()}

@@ -12,10 +12,9 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from dcjt.labels import NUM_CLASSES
+from dcjt.config import BACKBONES, HEADS
+from dcjt.data.labels import NUM_CLASSES
 
-BACKBONES = ("resnet18", "tiny")
-HEADS = ("linear", "arm")
 OUTPUTS = NUM_CLASSES + 2  # 7 logits + valence + arousal
 
 
@@ -40,9 +39,14 @@ def _block(cin: int, cout: int, stride: int) -> nn.Module:
 def _tiny_trunk() -> nn.Sequential:
     """A 4-stage residual net (32-256 channels, stride 32) for CPU demos at 64x64."""
     return nn.Sequential(
-        nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
-        _block(32, 32, 1), _block(32, 64, 2), _block(64, 128, 2), _block(128, 256, 2),
-    )  # fmt: skip
+        nn.Conv2d(3, 32, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(inplace=True),
+        _block(32, 32, 1),
+        _block(32, 64, 2),
+        _block(64, 128, 2),
+        _block(128, 256, 2),
+    )
 
 
 def load_backbone_weights(trunk: nn.Sequential, path: str | Path) -> None:

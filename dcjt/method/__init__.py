@@ -1,0 +1,27 @@
+"""The DCJT method as stages, each a pure function over label tables (no ZenML, no torch).
+
+Stage 1 ``subset``, stage 2 ``pseudo``, stage 3 ``mapping`` and ``relabel``, stage 4 data
+``joint``; ``gaussian`` holds the maths they share and ``truth`` the synthetic-world checks.
+"""
+
+from dcjt.method.gaussian import criteria_audit, va_stats
+from dcjt.method.joint import oracle_extra, straight_combination
+from dcjt.method.mapping import MAPPING_MODES, map_continuous
+from dcjt.method.pseudo import m_b_rows, pseudo_label, with_pseudo_va
+from dcjt.method.relabel import class_centres, relabel_nearest
+from dcjt.method.subset import select_subset
+
+__all__ = [
+    "MAPPING_MODES",
+    "class_centres",
+    "criteria_audit",
+    "m_b_rows",
+    "map_continuous",
+    "oracle_extra",
+    "pseudo_label",
+    "relabel_nearest",
+    "select_subset",
+    "straight_combination",
+    "va_stats",
+    "with_pseudo_va",
+]

@@ -1,0 +1,38 @@
+"""Stage 1 (paper 3.2): keep the rows of B whose label M_A agrees with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dcjt.data.labels import EMOTIONS, NUM_CLASSES, SUBSET_COLUMN
+from dcjt.method.gaussian import label_confusion, matrix_record
+from dcjt.method.truth import subset_truth
+
+
+def select_subset(extra: pd.DataFrame, predictions) -> tuple[pd.DataFrame, dict]:
+    """Mark rows of B where M_A's prediction equals B's human label (``in_subset``)."""
+    pred = np.asarray(predictions.to_numpy() if isinstance(predictions, pd.Series) else predictions)
+    if pred.ndim == 2:  # class probabilities
+        pred = pred.argmax(axis=1)
+    if len(pred) != len(extra):
+        raise ValueError(f"select_subset: {len(pred)} predictions for {len(extra)} rows of the extra table")
+    if len(pred) and (pred.min() < 0 or pred.max() >= NUM_CLASSES):
+        raise ValueError(f"select_subset: predictions must be class ids 0..{NUM_CLASSES - 1}")
+    labels = extra["label"].to_numpy()
+    keep = pred.astype(int) == labels
+    out = extra.copy()
+    out[SUBSET_COLUMN] = keep
+    agreement = label_confusion(labels, pred)
+    totals = np.bincount(labels, minlength=NUM_CLASSES)
+    kept = np.bincount(labels[keep], minlength=NUM_CLASSES)
+    stats = {
+        "n_rows": int(len(out)),
+        "n_kept": int(keep.sum()),
+        "kept_fraction": float(keep.mean()) if len(keep) else 0.0,
+        "kept_per_class": dict(zip(EMOTIONS, kept.tolist())),
+        "total_per_class": dict(zip(EMOTIONS, totals.tolist())),
+        "agreement": matrix_record(agreement, "extra label", "M_A prediction"),
+        "truth": subset_truth(out),
+    }
+    return out, stats

@@ -1,0 +1,60 @@
+"""Annotator populations of the synthetic world: the target's criteria and the extra's other ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from dcjt.data.labels import EMOTIONS, NUM_CLASSES
+from dcjt.synthetic.render import ANGER, DISGUST, FEAR, HAPPINESS, NEUTRAL, SADNESS, SURPRISE
+
+
+class ExtraCriteria(BaseModel):
+    """How the extra population's annotators differ from the target's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weak_to_neutral: float = 0.8  # happiness / sadness weaker than this intensity -> "neutral"
+    fear_to_surprise_arousal: float = 0.3  # fear with true arousal above this -> "surprise"
+    anger_to_disgust: float = 0.8  # share of anger (the lower-arousal part) called "disgust"
+    noise: float = 0.1  # symmetric label noise
+    va_scale: tuple[float, float] = (0.8, 0.9)  # global scale of (valence, arousal)
+    va_shift: tuple[float, float] = (0.05, 0.12)
+    va_emotion_shift: dict[str, tuple[float, float]] = Field(
+        default_factory=lambda: {
+            "happiness": (0.10, -0.10),
+            "sadness": (-0.05, -0.10),
+            "fear": (0.0, 0.10),
+            "anger": (0.05, -0.05),
+        }
+    )
+    va_noise: float = 0.08
+
+
+def _noisy(labels: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    flip = rng.random(len(labels)) < rate
+    other = (labels + rng.integers(1, NUM_CLASSES, len(labels))) % NUM_CLASSES
+    return np.where(flip, other, labels)
+
+
+def annotate_target(lat: pd.DataFrame, rate: float, rng: np.random.Generator) -> np.ndarray:
+    return _noisy(lat["emotion"].to_numpy(), rate, rng)
+
+
+def annotate_extra(lat: pd.DataFrame, c: ExtraCriteria, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Discrete labels and valence/arousal published by the extra population."""
+    e, i, ar = lat["emotion"].to_numpy(), lat["intensity"].to_numpy(), lat["arousal"].to_numpy()
+    label = e.copy()
+    label[((e == HAPPINESS) | (e == SADNESS)) & (i < c.weak_to_neutral)] = NEUTRAL
+    label[(e == FEAR) & (ar > c.fear_to_surprise_arousal)] = SURPRISE
+    anger = np.flatnonzero(e == ANGER)
+    if len(anger):
+        cut = np.quantile(ar[anger], c.anger_to_disgust)
+        label[anger[ar[anger] <= cut]] = DISGUST
+    label = _noisy(label, c.noise, rng)
+    va = lat[["valence", "arousal"]].to_numpy() * np.asarray(c.va_scale) + np.asarray(c.va_shift)
+    for emo, shift in c.va_emotion_shift.items():
+        va[e == EMOTIONS.index(emo)] += shift
+    va = np.clip(va + rng.normal(0, c.va_noise, va.shape), -1, 1)
+    return label, va

@@ -1,0 +1,78 @@
+"""The synthetic FER world: latents per image (true emotion, intensity, valence, arousal), two
+annotator populations that disagree, and rendered faces. The hidden truth stays in ``truth_*``
+columns that training never reads.
+
+- target: discrete labels only, small symmetric noise (the criteria we want to match);
+- extra: discrete AND valence/arousal by other criteria (weak happiness/sadness called neutral,
+  high-arousal fear called surprise, part of anger called disgust, noise), with valence/arousal
+  distorted per emotion (scale, shift) plus noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from dcjt.data.labels import NUM_CLASSES, make_table
+from dcjt.synthetic.annotators import ExtraCriteria, annotate_extra, annotate_target
+from dcjt.synthetic.render import NEUTRAL, VA_CENTRES, render_many
+
+RAFDB_PRIORS = np.array([1290, 281, 717, 4772, 1982, 705, 2524], dtype=float) / 12271
+
+
+class WorldSpec(BaseModel):
+    """Sizes and criteria of the two populations (image size and seed are the run's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_target: int = Field(3000, ge=10)
+    n_extra: int = Field(6000, ge=10)
+    target_test_fraction: float = Field(0.2, gt=0, lt=1)
+    extra_test_fraction: float = Field(0.08, gt=0, lt=1)
+    target_noise: float = Field(0.04, ge=0, le=1)
+    extra: ExtraCriteria = Field(default_factory=ExtraCriteria)
+
+
+def sample_latents(n: int, rng: np.random.Generator, priors: np.ndarray = RAFDB_PRIORS) -> pd.DataFrame:
+    """True emotion (RAF-DB priors), intensity, valence/arousal drifting toward neutral when weak."""
+    emotion = rng.choice(NUM_CLASSES, size=n, p=priors / priors.sum())
+    intensity = np.where(emotion == NEUTRAL, 0.0, 0.1 + 0.9 * rng.beta(2.0, 1.6, size=n))
+    va = VA_CENTRES[emotion] * intensity[:, None] + rng.normal(0, 0.08, size=(n, 2))
+    va[emotion == NEUTRAL] = rng.normal(0, 0.1, size=((emotion == NEUTRAL).sum(), 2))
+    va = np.clip(va, -1, 1)
+    return pd.DataFrame({"emotion": emotion, "intensity": intensity, "valence": va[:, 0], "arousal": va[:, 1]})
+
+
+def _splits(n: int, test_fraction: float, rng) -> np.ndarray:
+    split = np.array(["train"] * n, dtype=object)
+    split[rng.permutation(n)[: int(round(n * test_fraction))]] = "test"
+    return split
+
+
+def _truth(lat: pd.DataFrame) -> dict:
+    return {
+        "truth_label": lat["emotion"].to_numpy(),
+        "truth_intensity": lat["intensity"].to_numpy(),
+        "truth_valence": lat["valence"].to_numpy(),
+        "truth_arousal": lat["arousal"].to_numpy(),
+    }
+
+
+def generate_world(spec: WorldSpec, size: int = 64, seed: int = 0) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """Deterministic tables + images (``size`` px) for ``target`` and ``extra``."""
+    rng = np.random.default_rng([seed, 7])
+    out = {}
+    lat = sample_latents(spec.n_target, rng)
+    labels = annotate_target(lat, spec.target_noise, rng)
+    names = [f"synth-target-{seed}/{i:06d}.png" for i in range(spec.n_target)]
+    split = _splits(spec.n_target, spec.target_test_fraction, rng)
+    table = make_table("synth_target", split, names, labels, extra=_truth(lat))
+    out["target"] = (table, render_many(lat, seed, size, "target"))
+    lat = sample_latents(spec.n_extra, rng)
+    labels, va = annotate_extra(lat, spec.extra, rng)
+    names = [f"synth-extra-{seed}/{i:06d}.png" for i in range(spec.n_extra)]
+    split = _splits(spec.n_extra, spec.extra_test_fraction, rng)
+    table = make_table("synth_extra", split, names, labels, va[:, 0], va[:, 1], extra=_truth(lat))
+    out["extra"] = (table, render_many(lat, seed, size, "extra"))
+    return out

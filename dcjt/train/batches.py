@@ -1,0 +1,154 @@
+"""Training rows on their decoded-image caches, one epoch's batch plan, and augmentation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dcjt.config import TrainConfig
+from dcjt.data.cache import row_keys
+from dcjt.data.labels import NUM_CLASSES
+from dcjt.inference import normalise
+
+
+@dataclass
+class Samples:
+    """Rows of one or more tables on their decoded-image caches.
+
+    ``images`` is one array (M, S, S, 3) or a list of them (one per cache); ``source`` says
+    which array each row's image lives in (all zeros for a single array).
+    """
+
+    images: np.ndarray | list[np.ndarray]
+    positions: np.ndarray  # row -> index into its array
+    labels: np.ndarray  # int64
+    va: np.ndarray  # (N, 2) float32, NaN where unknown
+    source: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, list):
+            self.images = [self.images]
+        if self.source is None:
+            self.source = np.zeros(len(self.positions), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images[0].shape[1])
+
+    def sort_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Rows ``idx`` in storage order (array, then position): sequential memmap reads."""
+        key = self.source[idx] * (1 << 40) + self.positions[idx]
+        return idx[np.argsort(key, kind="stable")]
+
+    def gather(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images of rows ``idx`` and the row order they come back in (sorted reads)."""
+        idx = self.sort_rows(idx)
+        out = np.empty((len(idx), *self.images[0].shape[1:]), dtype=np.uint8)
+        for src in np.unique(self.source[idx]):
+            sel = self.source[idx] == src
+            out[sel] = self.images[src][self.positions[idx[sel]]]
+        return out, idx
+
+
+def samples_from(table: pd.DataFrame, *caches) -> Samples:
+    """Samples for ``table`` whose images live in any of ``caches`` (first match wins)."""
+    positions = np.full(len(table), -1, dtype=np.int64)
+    source = np.zeros(len(table), dtype=np.int64)
+    for i, cache in enumerate(caches):
+        todo = positions < 0
+        if not todo.any():
+            break
+        found = cache.keys.get_indexer(row_keys(table)[todo])
+        hit = np.flatnonzero(todo)[found >= 0]
+        positions[hit], source[hit] = found[found >= 0], i
+    if (positions < 0).any():
+        missing = table.loc[positions < 0, "image"].head(5).tolist()
+        raise KeyError(f"{int((positions < 0).sum())} images are in no image cache, e.g. {missing}")
+    return Samples(
+        images=[c.images for c in caches],
+        positions=positions,
+        labels=table["label"].to_numpy(dtype=np.int64),
+        va=table[["valence", "arousal"]].to_numpy(dtype=np.float32),
+        source=source,
+    )
+
+
+def load_batch(samples: Samples, idx: np.ndarray, device: torch.device, channels_last: bool = False):
+    """Images (normalised float NCHW), labels and valence/arousal for rows ``idx``.
+
+    Rows come back in storage order (sequential memmap reads); labels follow the same order.
+    """
+    imgs, idx = samples.gather(idx)
+    x = normalise(torch.from_numpy(imgs).to(device, non_blocking=True), channels_last)
+    y = torch.from_numpy(samples.labels[idx]).to(device)
+    va = torch.from_numpy(samples.va[idx]).to(device)
+    return x, y, va, idx
+
+
+AUGMENT_DRAWS = 6  # per row: flip, erase?, erase scale, erase ratio, erase top, erase left
+
+
+def augment(x: torch.Tensor, cfg: TrainConfig, draws: torch.Tensor) -> torch.Tensor:
+    """Random horizontal flip and RandomErasing (value 0, scale ``erase_scale``), in place.
+
+    ``draws`` holds ``AUGMENT_DRAWS`` uniform numbers per row, drawn for the whole batch, so a row
+    gets the same augmentation whichever process (DDP rank) handles it.
+    """
+    n, _, h, w = x.shape
+    if cfg.flip:
+        flip = (draws[:, 0] < 0.5).to(x.device)
+        x[flip] = x[flip].flip(-1)
+    if cfg.erase_p > 0:
+        lo, hi = cfg.erase_scale
+        for i, (p, s, r, u, v) in enumerate(draws[:, 1:].tolist()):
+            if p >= cfg.erase_p:
+                continue
+            area = (lo + (hi - lo) * s) * h * w
+            ratio = math.exp(math.log(0.3) + (math.log(3.3) - math.log(0.3)) * r)
+            eh, ew = int(round(math.sqrt(area * ratio))), int(round(math.sqrt(area / ratio)))
+            if 0 < eh < h and 0 < ew < w:
+                top, left = int(u * (h - eh + 1)), int(v * (w - ew + 1))
+                x[i, :, top : top + eh, left : left + ew] = 0
+    return x
+
+
+def is_joint_epoch(epoch: int, cfg: TrainConfig) -> bool:
+    """Algorithm 3: after the warm-up, every ``joint_frequency``-th epoch also trains on B."""
+    return epoch >= cfg.warmup_epochs and epoch % cfg.joint_frequency == 0
+
+
+def epoch_plan(epoch: int, cfg: TrainConfig, n_a: int, extra_labels: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
+    """The ordered batches of one epoch: ("A", rows) and, on joint epochs, ("B", rows)."""
+    rng = np.random.default_rng([cfg.seed, epoch])
+    bs = cfg.batch_size
+
+    def chunks(order):
+        out = [order[i : i + bs] for i in range(0, len(order), bs)]
+        return [c for c in out if len(c) > 1]  # BatchNorm needs two samples
+
+    a_batches = chunks(rng.permutation(n_a))
+    if extra_labels is None or len(extra_labels) < 2 or not is_joint_epoch(epoch, cfg):
+        return [("A", b) for b in a_batches]
+    n_b = len(extra_labels)
+    if cfg.joint_mode == "batch":
+        b_order = rng.permutation(n_b)
+        plan = []
+        for i, a in enumerate(a_batches):
+            plan.append(("A", a))
+            start = (i * bs) % n_b
+            plan.append(("B", np.take(b_order, np.arange(start, start + bs), mode="wrap")))
+        return plan
+    if cfg.balanced_extra:
+        counts = np.bincount(extra_labels, minlength=NUM_CLASSES).astype(float)
+        weights = 1.0 / counts[extra_labels]
+        b_order = rng.choice(n_b, size=n_b, replace=True, p=weights / weights.sum())
+    else:
+        b_order = rng.permutation(n_b)
+    return [("A", b) for b in a_batches] + [("B", b) for b in chunks(b_order)]

@@ -1,0 +1,327 @@
+"""One training loop for M_A (classifier), M_B / DCN (multi-task) and the DCJT joint schedule.
+
+Loss: CE + lambda x MSE on (valence, arousal) (Eqs. 4-6); rows with NaN valence/arousal add
+no MSE; lambda = 0 trains a plain classifier. Joint schedule (Algorithm 3): warm-up epochs on
+A only; afterwards, on epochs with ``epoch % joint_frequency == 0`` B is trained on too, either
+one B batch after each A batch (``joint_mode="batch"``, the paper) or a full class-balanced pass
+over B after the A pass (``"epoch"``, the official code).
+
+The loop sees training and validation rows only: the epoch is selected by validation accuracy
+and the test split is scored once, afterwards, by the evaluation step. ``epoch_metrics`` is an
+opt-in hook (e.g. a per-epoch test curve for comparison with papers); it never selects.
+
+Every epoch's shuffles and augmentations come from generators seeded by (seed, epoch), and a
+checkpoint is written atomically after each epoch, so a killed run resumes to the same result.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from dcjt.config import TrainConfig
+from dcjt.data.labels import NUM_CLASSES
+from dcjt.train.batches import AUGMENT_DRAWS, Samples, augment, epoch_plan, load_batch
+from dcjt.train.checkpoint import fingerprint, load_checkpoint, save_atomic
+from dcjt.train.optim import make_optimizer, make_scheduler
+from dcjt.train.predict import evaluate
+
+log = logging.getLogger(__name__)
+
+EpochHook = Callable[[int, dict], None]
+EpochMetrics = Callable[[torch.nn.Module], dict]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, bad input); names the epoch and batch."""
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # weights of the validation-selected epoch
+    history: pd.DataFrame
+    selected_epoch: int
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint restores: where to start, the history, the best epoch so far."""
+
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"epoch": -1, "val": -math.inf, "state": None})
+
+
+def dist_context() -> tuple[int, int]:
+    """(rank, world size) of a DistributedDataParallel run; (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def device_default() -> torch.device:
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def loss_fn(
+    out: torch.Tensor,
+    y: torch.Tensor,
+    va: torch.Tensor,
+    lam: float,
+    *,
+    n_total: int | None = None,
+    known_total: int | None = None,
+    world: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CE + lam x MSE; rows with NaN valence/arousal contribute no MSE.
+
+    Computed as sums over this process's rows divided by the whole batch's counts (``n_total``
+    rows, ``known_total`` with valence/arousal) and multiplied by ``world``: DDP's gradient
+    average then equals the single-process gradient of the batch means exactly.
+    """
+    out = out.float()
+    n_total = len(y) if n_total is None else n_total
+    known = ~torch.isnan(va).any(dim=1)
+    known_total = int(known.sum()) if known_total is None else known_total
+    ce = F.cross_entropy(out[:, :NUM_CLASSES], y, reduction="sum") / n_total
+    if lam > 0 and known_total > 0:
+        mse = ((out[known, NUM_CLASSES:] - va[known]) ** 2).sum() / (2 * known_total)
+    else:
+        mse = out.new_zeros(())
+    return (ce + lam * mse) * world, ce.detach(), mse.detach()
+
+
+# --- the parts of the loop ---------------------------------------------------------------------------
+def check_inputs(model: torch.nn.Module, train_a: Samples, **others: Samples | None) -> None:
+    expected = getattr(model, "image_size", train_a.image_size)
+    for name, s in (("train", train_a), *others.items()):
+        if s is not None and s.image_size != expected:
+            raise ValueError(f"{name} images are {s.image_size}px but the network expects {expected}px")
+    if len(train_a) < 2:
+        raise ValueError(f"training needs at least 2 rows, got {len(train_a)}")
+
+
+def prepare_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, world: int) -> torch.nn.Module:
+    """Move to the device (channels_last on CUDA), wrap for DDP / torch.compile; returns the stepped model."""
+    if world > 1 and device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # batch statistics of the global batch
+    model.to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    step_model = model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(step_model) if cfg.compile else step_model
+
+
+def resume(ckpt_path: Path | None, expected: dict, model, opt, sched, device: torch.device, desc: str) -> LoopState:
+    """The state to continue from: the last checkpoint of this training, or a fresh start."""
+    if ckpt_path is None:
+        return LoopState()
+    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    ck = load_checkpoint(ckpt_path, expected, device)
+    if ck is None:
+        return LoopState()
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    sched.load_state_dict(ck["scheduler"])
+    torch.set_rng_state(ck["rng"])
+    log.info("%s: resumed from %s at epoch %d", desc, ckpt_path, ck["epoch"] + 1)
+    return LoopState(start_epoch=ck["epoch"] + 1, history=ck["history"], best=ck["best"])
+
+
+def _all_finite(loss: torch.Tensor, world: int) -> bool:
+    """Whether the loss is finite in every process (all stop together, none hangs)."""
+    bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(bad)
+    return bad.item() == 0
+
+
+def _reduce_totals(totals: dict, device: torch.device) -> dict:
+    """Sum the per-process loss sums of an epoch (row counts are the same everywhere)."""
+    import torch.distributed as dist
+
+    keys = sorted(totals)
+    t = torch.tensor([totals[k][j] for k in keys for j in range(3)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    vals = t.tolist()
+    return {k: [*vals[3 * i : 3 * i + 3], totals[k][3]] for i, k in enumerate(keys)}
+
+
+def run_epoch(
+    epoch: int,
+    step_model,
+    opt,
+    train_a: Samples,
+    extra: Samples | None,
+    cfg: TrainConfig,
+    device: torch.device,
+    desc: str,
+    ckpt_path: Path | None,
+) -> dict:
+    """One pass of the epoch plan; returns the epoch's mean losses per source (A, B)."""
+    rank, world = dist_context()
+    step_model.train()
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    plan = epoch_plan(epoch, cfg, len(train_a), extra.labels if extra is not None else None)
+    totals = {"A": [0.0, 0.0, 0.0, 0], "B": [0.0, 0.0, 0.0, 0]}
+    channels_last = cfg.channels_last and device.type == "cuda"
+    bar = tqdm(plan, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=not sys.stderr.isatty(), leave=False)
+    for b, (source, idx) in enumerate(bar):
+        samples = train_a if source == "A" else extra
+        rows = samples.sort_rows(idx)
+        draws = torch.rand(len(rows), AUGMENT_DRAWS, generator=g)
+        if world > 1 and len(rows) < 2 * world:
+            continue  # too few rows to give every process two (BatchNorm)
+        mine = np.array_split(np.arange(len(rows)), world)[rank]
+        x, y, va, _ = load_batch(samples, rows[mine], device, channels_last)
+        x = augment(x, cfg, draws[mine])
+        known_total = int((~np.isnan(samples.va[idx]).any(axis=1)).sum())
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+            out = step_model(x)
+        loss, ce, mse = loss_fn(out, y, va, cfg.lam, n_total=len(rows), known_total=known_total, world=world)
+        if not _all_finite(loss, world):
+            where = f"last good checkpoint: {ckpt_path}" if ckpt_path and ckpt_path.exists() else "no checkpoint yet"
+            raise TrainingError(
+                f"{desc}: non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b + 1} ({source}); {where}"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        t = totals[source]
+        t[0] += loss.item() / world * len(idx)
+        t[1] += ce.item() * len(idx)
+        t[2] += mse.item() * len(idx)
+        t[3] += len(idx)
+        bar.set_postfix(loss=f"{loss.item() / world:.3f}")
+    if world > 1:
+        totals = _reduce_totals(totals, device)
+    row = {
+        "epoch": epoch,
+        "lr": opt.param_groups[0]["lr"],
+        "joint": totals["B"][3] > 0,
+        "images_seen": int(totals["A"][3] + totals["B"][3]),
+    }
+    for source, (loss_sum, ce_sum, mse_sum, n) in totals.items():
+        if n:
+            row.update({f"{source}_loss": loss_sum / n, f"{source}_ce": ce_sum / n, f"{source}_mse": mse_sum / n})
+    return row
+
+
+def evaluate_epoch(model: torch.nn.Module, val: Samples | None, cfg: TrainConfig, epoch_metrics: EpochMetrics | None) -> dict:
+    """Validation metrics (``val_*``) and whatever the opt-in hook adds."""
+    row = {f"val_{k}": v for k, v in evaluate(model, val, cfg.eval_batch_size).items()}
+    if epoch_metrics is not None:
+        row.update(epoch_metrics(model))
+    return row
+
+
+def select(state: LoopState, epoch: int, row: dict, model: torch.nn.Module) -> None:
+    """Keep the epoch with the best validation accuracy (lowest training loss without validation)."""
+    score = row.get("val_accuracy", -row.get("A_loss", 0.0))
+    if score > state.best["val"]:
+        weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state.best = {"epoch": epoch, "val": score, "state": weights}
+
+
+def save_checkpoint(path: Path, epoch: int, model, opt, sched, state: LoopState, fp: dict) -> None:
+    save_atomic(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": torch.get_rng_state(),
+            "epoch": epoch,
+            "history": state.history,
+            "best": state.best,
+            "fingerprint": fp,
+        },
+        path,
+    )
+
+
+def result(model: torch.nn.Module, state: LoopState) -> TrainResult:
+    """The validation-selected weights, the history and the summary metrics."""
+    hist = pd.DataFrame(state.history)
+    final = copy.deepcopy(model).cpu()
+    if state.best["state"] is not None:
+        final.load_state_dict(state.best["state"])
+    final.eval()
+    metrics = {"selected_epoch": int(state.best["epoch"]), "epochs_run": len(hist)}
+    if "images_seen" in hist:
+        metrics["images_seen"] = int(hist["images_seen"].sum())
+    if "val_accuracy" in hist:
+        metrics["val_accuracy_selected"] = float(state.best["val"])
+    if "test_accuracy" in hist:
+        metrics["best_test_accuracy_over_epochs_for_comparison_only"] = float(hist["test_accuracy"].max())
+    return TrainResult(model=final, history=hist, selected_epoch=int(state.best["epoch"]), metrics=metrics)
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+def train(
+    model: torch.nn.Module,
+    train_a: Samples,
+    *,
+    cfg: TrainConfig,
+    extra: Samples | None = None,
+    val: Samples | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    on_epoch_end: EpochHook | None = None,
+    epoch_metrics: EpochMetrics | None = None,
+    device: torch.device | None = None,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` on A (and B on joint epochs); select the epoch by validation accuracy."""
+    device = device or device_default()
+    check_inputs(model, train_a, extra=extra, val=val)
+    rank, world = dist_context()
+    step_model = prepare_model(model, cfg, device, world)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg)
+    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
+    fp = fingerprint(cfg, model, (len(train_a), len(extra) if extra else 0))
+    state = resume(ckpt_path, fp, model, opt, sched, device, desc)
+    for epoch in range(state.start_epoch, cfg.epochs):
+        row = run_epoch(epoch, step_model, opt, train_a, extra, cfg, device, desc, ckpt_path)
+        sched.step()
+        if rank != 0:  # only the first process evaluates, selects and writes checkpoints
+            continue
+        row.update(evaluate_epoch(model, val, cfg, epoch_metrics))
+        state.history.append(row)
+        select(state, epoch, row, model)
+        if ckpt_path is not None:
+            save_checkpoint(ckpt_path, epoch, model, opt, sched, state, fp)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        if sys.stderr.isatty():
+            tqdm.write(
+                f"{desc} epoch {epoch + 1}/{cfg.epochs}: "
+                + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
+            )
+    return result(model, state)

@@ -1,0 +1,49 @@
+"""Predictions and metrics of a model over table rows on their image caches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dcjt.data.labels import NUM_CLASSES, split_rows
+from dcjt.inference import forward_uint8
+from dcjt.train.batches import Samples, samples_from
+from dcjt.train.metrics import classification_report, confusion_matrix, va_report
+
+
+def predict(
+    model: torch.nn.Module, samples: Samples, batch_size: int = 256, device: torch.device | None = None, amp: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (N, 7) and valence/arousal (N, 2) for every row, in row order."""
+    was_training = model.training
+    model.eval()
+    probs = np.zeros((len(samples), NUM_CLASSES), np.float32)
+    vas = np.zeros((len(samples), 2), np.float32)
+    for start in range(0, len(samples), batch_size):
+        images, rows = samples.gather(np.arange(start, min(start + batch_size, len(samples))))
+        probs[rows], vas[rows] = forward_uint8(model, images, device, amp)
+    model.train(was_training)
+    return probs, vas
+
+
+def evaluate(model: torch.nn.Module, samples: Samples | None, batch_size: int = 256) -> dict:
+    """Accuracy, balanced accuracy, macro-F1 and valence/arousal metrics (where labels exist)."""
+    if samples is None or len(samples) == 0:
+        return {}
+    probs, va = predict(model, samples, batch_size)
+    return {**classification_report(samples.labels, probs.argmax(1)), **va_report(samples.va, va)}
+
+
+def split_report(model: torch.nn.Module, table: pd.DataFrame, *caches, split: str = "test") -> dict:
+    """Every metric of ``model`` on one split of ``table``: ``{split}_*`` scores, the confusion
+    matrix and, on the synthetic world, valence/arousal against the hidden truth."""
+    rows = split_rows(table, split)
+    probs, va = predict(model, samples_from(rows, *caches))
+    pred = probs.argmax(1)
+    out = {f"n_{split}": int(len(rows)), **{f"{split}_{k}": v for k, v in classification_report(rows["label"], pred).items()}}
+    out["confusion"] = confusion_matrix(rows["label"], pred).tolist()
+    if "truth_valence" in rows:
+        truth = rows[["truth_valence", "truth_arousal"]].to_numpy(dtype=float)
+        out.update({f"{split}_truth_{k}": v for k, v in va_report(truth, va).items()})
+    return out

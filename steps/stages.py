@@ -1,0 +1,68 @@
+"""Stages 1-3 as steps: subset selection, pseudo valence/arousal, mapping, relabeling.
+
+Each step runs a model where the stage needs one, calls the stage's function in
+``dcjt.method``, re-validates the changed table with the GX suite and returns table + stats.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+import torch
+from zenml import step
+
+from dcjt.config import MethodConfig
+from dcjt.data.cache import load_cache
+from dcjt.data.labels import split_rows
+from dcjt.data.validation import gx_summary
+from dcjt.method import map_continuous, pseudo_label, relabel_nearest, select_subset
+from dcjt.train.batches import samples_from
+from dcjt.train.predict import predict
+from steps.common import core_cache_policy
+
+
+@step(cache_policy=core_cache_policy())
+def select_extra_subset(
+    m_a: torch.nn.Module, extra_table: pd.DataFrame, extra_cache: str
+) -> tuple[Annotated[pd.DataFrame, "extra_marked"], Annotated[dict, "subset_stats"]]:
+    """Stage 1: M_A predicts every image of B; keep the rows where it agrees with B's label."""
+    probs, _ = predict(m_a, samples_from(extra_table, load_cache(extra_cache)))
+    marked, stats = select_subset(extra_table, probs)
+    stats["gx"] = gx_summary(marked, "extra after subset selection")
+    return marked, stats
+
+
+@step(cache_policy=core_cache_policy())
+def pseudo_label_target(
+    m_b: torch.nn.Module, target_table: pd.DataFrame, target_cache: str
+) -> tuple[Annotated[pd.DataFrame, "target_pseudo"], Annotated[dict, "pseudo_stats"]]:
+    """Stage 2: M_B predicts valence/arousal for every image of A (its pseudo continuous labels)."""
+    _, va = predict(m_b, samples_from(target_table, load_cache(target_cache)))
+    pseudo, stats = pseudo_label(target_table, va)
+    stats["gx"] = gx_summary(pseudo, "target with pseudo V/A")
+    return pseudo, stats
+
+
+@step(cache_policy=core_cache_policy())
+def map_extra_continuous(
+    extra_marked: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig
+) -> tuple[Annotated[pd.DataFrame, "extra_mapped"], Annotated[dict, "mapping_stats"]]:
+    """Stage 3a: map B - subB's valence/arousal onto A's (per-emotion) Gaussians."""
+    target = split_rows(target_pseudo, "train")
+    mapped, stats = map_continuous(split_rows(extra_marked, "train"), target, method.mapping, b_stats_from=method.b_stats_from)
+    stats["gx"] = gx_summary(mapped, "extra after mapping")
+    return mapped, stats
+
+
+@step(cache_policy=core_cache_policy())
+def relabel_extra(
+    extra_mapped: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig
+) -> tuple[Annotated[pd.DataFrame, "extra_prepared"], Annotated[dict, "relabel_stats"]]:
+    """Stage 3b: relabel B - subB by the nearest class centre of A's pseudo labels (or pass through)."""
+    if not method.relabel:
+        return extra_mapped, {"enabled": False}
+    relabeled, stats = relabel_nearest(extra_mapped, split_rows(target_pseudo, "train"))
+    stats["enabled"] = True
+    stats["gx"] = gx_summary(relabeled, "extra after relabeling")
+    return relabeled, stats
