@@ -119,19 +119,49 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> N
         click.echo(f"schedule attached: {schedule}")
         return
     table = outcome.comparison.assign(accuracy=lambda d: (d["accuracy"] * 100).round(2))
-    click.echo("\nAccuracy on the target's test split (%), validation-selected epoch:")
+    budget = "until validation stops improving" if cfg.budget.mode == "converged" else "equal optimiser steps"
+    click.echo(f"\nAccuracy on the target's test split (%), validation-selected epoch; every row: the DCN's recipe, {budget}:")
     click.echo(table.to_string(index=False))
     promo = outcome.promotion
-    click.echo(
-        f"\nregistered {promo['model_name']} version {promo['version']}: "
-        f"{'promoted to champion' if promo['promoted'] else 'kept the current champion'}"
-    )
+    if promo:
+        verdict = "promoted to champion" if promo["promoted"] else "kept the current champion"
+        click.echo(f"\nregistered {promo['model_name']} version {promo['version']}: {verdict}")
     click.echo(f"pipeline wall time: {outcome.seconds:.0f} s")
     if outcome.tracking_uri.startswith("sqlite:"):
         click.echo(f"open the MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri {outcome.tracking_uri}")
     click.echo(f"tracking_uri: {outcome.tracking_uri}")
     click.echo(f"model: {outcome.model_uri}")
     click.echo(f"comparison: {outcome.comparison_path}")
+
+
+@cli.command("study")
+@click.option("--config", "config_name", default="demo", show_default=True, help="configs/NAME.yaml or a YAML path")
+@click.option("--table", default="main", show_default=True, help="main | 1 | 2 | 8 | all (paper Tables 1, 2, 8)")
+@click.option("--seeds", default="0,1,2", show_default=True, help="e.g. 0,1,2 or 0-4")
+@click.option("--row", "only", multiple=True, help="only this row (repeatable); names as in the table")
+@click.option("--name", help="study name (MLflow tag; default CONFIG-table-TABLE)")
+@click.option("--budget", type=click.Choice(["converged", "steps"]), help="budget.mode for every row")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")
+def study_cmd(config_name, table, seeds, only, name, budget, overrides) -> None:
+    """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the table."""
+    from dcjt.config import ConfigError
+    from dcjt.study import StudyError, parse_seeds, study_rows
+
+    try:
+        seed_list = parse_seeds(seeds)
+        study_rows(table, list(only) or None)
+        values = {"budget.mode": budget} if budget else {}
+        from pipelines.study import run_study
+
+        outcome = run_study(config_name, table, seed_list, overrides=overrides, values=values, only=list(only) or None,
+                            name=name, progress=click.echo)  # fmt: skip
+    except (StudyError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("\n" + outcome.markdown)
+    click.echo(f"study wall time: {outcome.seconds:.0f} s")
+    click.echo(f"mlflow_study_run: {outcome.mlflow_run_id}")
+    click.echo(f"study_csv: {outcome.csv_path}")
+    click.echo(f"study_md: {outcome.md_path}")
 
 
 @cli.command("predict")

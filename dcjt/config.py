@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dcjt.method.mapping import B_STATS_SOURCES, MAPPING_MODES
 from dcjt.method.pseudo import PSEUDO_SOURCES
+from dcjt.method.relabel import RELABEL_MODES
 from dcjt.synthetic.world import WorldSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,8 @@ class TrainConfig(Settings):
     channels_last: bool = True
     compile: bool = False
     eval_batch_size: int = Field(256, ge=1)
+    patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val accuracy")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps")
     devices: int = Field(1, ge=1, description="> 1: DistributedDataParallel over this many processes (GPUs)")
 
     @model_validator(mode="after")
@@ -89,20 +92,65 @@ class NetworkConfig(Settings):
 
 
 class MethodConfig(Settings):
-    """Which DCJT variant: stage 2's source, stage 3's mapping and relabeling."""
+    """Which rows the final network trains on, with which labels (paper Tables 1, 2, 8).
 
-    mapping: Literal[MAPPING_MODES] = "emotion"
-    relabel: bool = True
+    The defaults are DCJT: A with pseudo V/A from M_B trained on B's subset (CLS), plus all of B
+    (subset as labelled, B - subB mapped per emotion and relabeled), joint schedule. The target-only
+    and straight baselines are settings of the same fields (``BASELINES``).
+    """
+
+    extra_use: Literal["none", "subset", "all"] = Field("all", description="rows of B the network trains on")
+    continuous: bool = Field(True, description="train valence/arousal too (DL & CL) or discrete labels only (DL)")
+    combine: Literal["joint", "merged"] = Field("joint", description="joint schedule, or A and B pooled every epoch")
     pseudo_from: Literal[PSEUDO_SOURCES] = "subset"
+    mapping: Literal[MAPPING_MODES] = "emotion"
     b_stats_from: Literal[B_STATS_SOURCES] = "all"
+    relabel: Literal[RELABEL_MODES] = "nearest"
+    gate_ratio: float = Field(0.8, gt=0, le=1, description="gated: new centre nearer than ratio x the old class's centre")
+    gate_m_a: bool = Field(True, description="gated: M_A must also predict the new label")
+    extra_fraction: float = Field(1.0, gt=0, le=1, description="seeded, stratified share of B's train rows used")
+
+    @field_validator("relabel", mode="before")
+    @classmethod
+    def _relabel_flag(cls, v):
+        return {True: "nearest", False: "none"}.get(v, v) if isinstance(v, bool) else v
 
     @property
     def variant_name(self) -> str:
-        """Stable name of the variant, e.g. ``dcjt-emotion-relabel``."""
-        parts = [f"dcjt-{self.mapping}", "relabel" if self.relabel else "norelabel"]
+        """Stable, readable name of the variant, e.g. ``dcjt-emotion-nearest``."""
+        parts = [f"dcjt-{self.mapping}", self.relabel]
         if self.pseudo_from != "subset":
             parts.append(f"pseudo-{self.pseudo_from}")
+        if self.extra_use != "all":
+            parts.append(f"extra-{self.extra_use}")
+        if not self.continuous:
+            parts.append("discrete")
+        if self.combine != "joint":
+            parts.append(self.combine)
+        if self.extra_fraction < 1:
+            parts.append(f"b{self.extra_fraction:g}")
         return "-".join(parts)
+
+
+# The comparison rows reported beside DCJT: settings of the same method, trained with the DCN's
+# recipe and budget, scored by the same evaluation step.
+BASELINES: dict[str, dict[str, Any]] = {
+    "target_only": {"extra_use": "none", "continuous": False},
+    "straight": {"extra_use": "all", "continuous": False, "combine": "merged", "mapping": "none", "relabel": "none"},
+    "oracle": {"relabel": "oracle"},  # synthetic world only: B relabeled with the hidden truth
+}
+
+
+class BudgetConfig(Settings):
+    """How much training every reported row gets (equal epochs are not equal work)."""
+
+    mode: Literal["converged", "steps"] = Field(
+        "converged",
+        description="converged: each row trains until val accuracy has not improved for `patience` epochs "
+        "(at most dcn.epochs); steps: every row gets the same number of optimiser steps",
+    )
+    patience: int = Field(3, ge=1)
+    steps: int | None = Field(None, ge=1, description="steps mode: None = the DCJT row's steps at dcn.epochs")
 
 
 class DatasetSpec(Settings):
@@ -185,7 +233,10 @@ class PipelineConfig(Settings):
     m_b: TrainConfig = Field(default_factory=lambda: TrainConfig(lam=1.0))
     dcn: TrainConfig = Field(default_factory=lambda: TrainConfig(lam=1.0))
     method: MethodConfig = Field(default_factory=MethodConfig)
-    baselines: list[Literal["straight"]] = Field(default_factory=lambda: ["straight"])
+    baselines: list[Literal[tuple(BASELINES)]] = Field(default_factory=lambda: ["target_only", "straight"])
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    register_model: bool = Field(True, description="register the DCN and run the promotion gate (studies: off)")
+    tracking_tags: dict[str, str] = Field(default_factory=dict, description="extra tags of the MLflow parent run")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
@@ -196,6 +247,16 @@ class PipelineConfig(Settings):
         if v % 32:
             raise ValueError(f"must be a multiple of 32, got {v}")
         return v
+
+    def method_for(self, row: str) -> MethodConfig:
+        """The method settings of a reported row: ``dcjt`` or one of ``BASELINES``."""
+        if row == "dcjt":
+            return self.method
+        # The oracle is DCJT with true labels; the other baselines ignore stage 3's settings, so
+        # they start from the defaults (identical across variants: ZenML's cache serves them).
+        shared = {"pseudo_from": self.method.pseudo_from, "extra_fraction": self.method.extra_fraction}
+        base = self.method if row == "oracle" else MethodConfig(**shared)
+        return base.model_copy(update=BASELINES[row])
 
     def train_config(self, stage: str) -> TrainConfig:
         """The recipe of ``stage`` (m_a, m_b, dcn) with the run's seed."""

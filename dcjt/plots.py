@@ -52,3 +52,26 @@ def confusion_figure(matrix: np.ndarray, title: str, row_label: str = "true", co
     ax.set(xlabel=col_label, ylabel=row_label, title=title)
     fig.tight_layout()
     return fig
+
+
+def study_figure(summary: pd.DataFrame, reference: str):
+    """Bar chart of each row's mean accuracy, with the 95 % interval of its difference to the reference."""
+    fig = Figure(figsize=(8, 0.45 * len(summary) + 1.5))
+    ax = fig.subplots()
+    y = np.arange(len(summary))
+    ref = (
+        float(summary.loc[summary["row"] == reference, "accuracy_mean"].iloc[0])
+        if (summary["row"] == reference).any()
+        else np.nan
+    )
+    ax.barh(y, summary["accuracy_mean"], color=["grey" if r == reference else "tab:blue" for r in summary["row"]])
+    if "diff" in summary:
+        has = summary["diff"].notna().to_numpy()
+        lo = (summary["diff"] - summary["diff_lo"]).to_numpy()[has]
+        hi = (summary["diff_hi"] - summary["diff"]).to_numpy()[has]
+        ax.errorbar(ref + summary["diff"].to_numpy()[has], y[has], xerr=[lo, hi], fmt="o", color="black", capsize=3)
+    ax.set_yticks(y, summary["row"])
+    ax.invert_yaxis()
+    ax.set(xlabel=f"test accuracy % (dots: reference + paired difference, 95 % CI); reference: {reference}")
+    fig.tight_layout()
+    return fig

@@ -2,8 +2,9 @@
 relabeling -> DCN -> evaluation -> registry, with the paper's baselines as config switches.
 
 Variants of an ablation share M_A, the subset and M_B through ZenML's cache: only the steps whose
-parameters differ (mapping, relabeling, DCN) run again. Every reported row (target only, straight,
-DCJT) is scored by the same ``evaluate_model`` step on A's test split.
+parameters differ (mapping, relabeling, DCN) run again. Every reported row (DCJT and the
+baselines: target only, straight, the oracle) trains with the DCN's recipe and budget in
+``train_dcn`` and is scored by the same ``evaluate_model`` step on A's test split.
 """
 
 from __future__ import annotations
@@ -17,10 +18,18 @@ from steps.evaluation import evaluate_model
 from steps.registry import register_and_promote
 from steps.stages import map_extra_continuous, pseudo_label_target, relabel_extra, select_extra_subset
 from steps.tracking import open_tracking, report_run
-from steps.training import train_dcn, train_m_a, train_m_b, train_straight
+from steps.training import train_dcn, train_m_a, train_m_b
 
 # Steps that train or run a network over a dataset: on a cluster they get the GPU image and GPUs.
-GPU_STEPS = ("train_m_a", "select_extra_subset", "train_m_b", "pseudo_label_target", "train_dcn", "train_straight")
+GPU_STEPS = (
+    "train_m_a",
+    "select_extra_subset",
+    "train_m_b",
+    "pseudo_label_target",
+    "train_dcn",
+    "train_target_only",
+    "train_straight",
+)
 
 
 def ingest(config: PipelineConfig):
@@ -61,10 +70,11 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     e_cache = build_image_cache(table=extra, image_size=size, cache_dir=p.cache_dir, id="cache_extra")
     common = dict(network=config.network, image_size=size, checkpoint_root=p.checkpoint_root, parent_run_id=parent)
     curve = config.evaluation.test_curve
+    # Stages 1-3 (M_A is the stage-1 selector and keeps its own settings).
     m_a, m_a_metrics, _ = train_m_a(
         target, train_cfg=config.train_config("m_a"), target_cache=t_cache, test_curve=curve, **common
     )
-    marked, subset_stats = select_extra_subset(m_a, extra, e_cache)
+    marked, subset_stats = select_extra_subset(m_a, extra, e_cache, extra_fraction=method.extra_fraction, seed=config.seed)
     m_b, _, _ = train_m_b(
         marked,
         pseudo_from=method.pseudo_from,
@@ -76,34 +86,27 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     pseudo, pseudo_stats = pseudo_label_target(m_b, target, t_cache)
     mapped, mapping_stats = map_extra_continuous(marked, pseudo, method=method)
     prepared, relabel_stats = relabel_extra(mapped, pseudo, method=method)
-    dcn, _, _ = train_dcn(
-        pseudo,
-        prepared,
-        role="DCN",
-        train_cfg=config.train_config("dcn"),
-        target_cache=t_cache,
-        extra_cache=e_cache,
-        test_curve=curve,
-        **common,
-    )
-    target_only = evaluate_model(m_a, target, t_cache, variant="target_only", id="evaluate_target_only")
-    dcjt = evaluate_model(dcn, target, t_cache, variant=method.variant_name, id="evaluate_dcjt")
-    promotion = register_and_promote(dcn, dcjt, target, model_name=config.model_name, parent_run_id=parent)
-    straight = None
-    if "straight" in config.baselines:
-        straight_model, _, _ = train_straight(
-            target,
-            extra,
-            train_cfg=config.train_config("m_a"),
-            target_cache=t_cache,
-            extra_cache=e_cache,
-            test_curve=curve,
-            **common,
-        )
-        straight = evaluate_model(straight_model, target, t_cache, variant="straight", id="evaluate_straight")
+    # Stage 4 and the rows reported beside it: one recipe and budget, one evaluation step.
+    dcn_common = dict(budget=config.budget, train_cfg=config.train_config("dcn"), target_cache=t_cache, extra_cache=e_cache,
+                      test_curve=curve, **common)  # fmt: skip
+    dcn, dcn_metrics, _ = train_dcn(pseudo, prepared, marked, role="DCN", method=method, **dcn_common)
+    dcjt = evaluate_model(dcn, target, t_cache, variant=method.variant_name, training=dcn_metrics, id="evaluate_dcjt")
+    promotion = None
+    if config.register_model:
+        promotion = register_and_promote(dcn, dcjt, target, model_name=config.model_name, parent_run_id=parent)
+    baselines = {}
+    for row in config.baselines:
+        row_method = config.method_for(row)
+        if row_method.extra_use == "none" or (row_method.mapping, row_method.relabel) == ("none", "none"):
+            row_extra = marked  # B as published (or not used): shared by every variant, so cached
+        elif row_method.relabel == method.relabel:
+            row_extra = prepared
+        else:
+            row_extra, _ = relabel_extra(mapped, pseudo, method=row_method, id=f"relabel_{row}")
+        model, metrics, _ = train_dcn(pseudo, row_extra, marked, role=row, method=row_method, id=f"train_{row}", **dcn_common)
+        baselines[row] = evaluate_model(model, target, t_cache, variant=row, training=metrics, id=f"evaluate_{row}")
     report_run(
         parent,
-        target_only,
         dcjt,
         gx,
         subset_stats,
@@ -113,8 +116,10 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         pseudo,
         marked,
         prepared,
-        promotion,
         comparison_path=f"{p.outputs}/comparison.csv",
         m_a_metrics=m_a_metrics,
-        straight_evaluation=straight,
+        promotion=promotion,
+        target_only_evaluation=baselines.get("target_only"),
+        straight_evaluation=baselines.get("straight"),
+        oracle_evaluation=baselines.get("oracle"),
     )

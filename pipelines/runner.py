@@ -56,7 +56,8 @@ class RunOutcome:
     model_uri: str
     comparison_path: str
     comparison: object
-    promotion: dict
+    promotion: dict | None
+    summary: dict
     seconds: float
 
 
@@ -85,7 +86,8 @@ def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config
     run = _refresh(run)
     report = run.steps["report_run"]
     comparison = report.outputs["comparison"][0].load()
-    promotion = run.steps["register_and_promote"].outputs["promotion"][0].load()
+    promote = run.steps.get("register_and_promote")
+    promotion = promote.outputs["promotion"][0].load() if promote is not None else None
     return RunOutcome(
         run_name=run.name,
         tracking_uri=uri,
@@ -93,6 +95,7 @@ def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config
         comparison_path=report.outputs["comparison_csv"][0].load(),
         comparison=comparison,
         promotion=promotion,
+        summary=report.outputs["summary"][0].load(),
         seconds=seconds,
     )
 

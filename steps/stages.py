@@ -16,7 +16,7 @@ from dcjt.config import MethodConfig
 from dcjt.data.cache import load_cache
 from dcjt.data.labels import split_rows
 from dcjt.data.validation import gx_summary
-from dcjt.method import map_continuous, pseudo_label, relabel_nearest, select_subset
+from dcjt.method import map_continuous, pseudo_label, relabel, select_subset, take_fraction
 from dcjt.train.batches import samples_from
 from dcjt.train.predict import predict
 from steps.common import core_cache_policy
@@ -24,11 +24,13 @@ from steps.common import core_cache_policy
 
 @step(cache_policy=core_cache_policy())
 def select_extra_subset(
-    m_a: torch.nn.Module, extra_table: pd.DataFrame, extra_cache: str
+    m_a: torch.nn.Module, extra_table: pd.DataFrame, extra_cache: str, extra_fraction: float, seed: int
 ) -> tuple[Annotated[pd.DataFrame, "extra_marked"], Annotated[dict, "subset_stats"]]:
-    """Stage 1: M_A predicts every image of B; keep the rows where it agrees with B's label."""
-    probs, _ = predict(m_a, samples_from(extra_table, load_cache(extra_cache)))
-    marked, stats = select_subset(extra_table, probs)
+    """Stage 1: M_A predicts every image of B (or of a seeded share of it, ``extra_fraction``);
+    keep the rows where it agrees with B's label."""
+    extra = take_fraction(extra_table, extra_fraction, seed)
+    probs, _ = predict(m_a, samples_from(extra, load_cache(extra_cache)))
+    marked, stats = select_subset(extra, probs)
     stats["gx"] = gx_summary(marked, "extra after subset selection")
     return marked, stats
 
@@ -59,10 +61,10 @@ def map_extra_continuous(
 def relabel_extra(
     extra_mapped: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig
 ) -> tuple[Annotated[pd.DataFrame, "extra_prepared"], Annotated[dict, "relabel_stats"]]:
-    """Stage 3b: relabel B - subB by the nearest class centre of A's pseudo labels (or pass through)."""
-    if not method.relabel:
-        return extra_mapped, {"enabled": False}
-    relabeled, stats = relabel_nearest(extra_mapped, split_rows(target_pseudo, "train"))
-    stats["enabled"] = True
-    stats["gx"] = gx_summary(relabeled, "extra after relabeling")
+    """Stage 3b: relabel B - subB by A's class centres (``method.relabel``: none, nearest, gated, oracle)."""
+    target = split_rows(target_pseudo, "train")
+    relabeled, stats = relabel(extra_mapped, target, method.relabel, gate_ratio=method.gate_ratio, gate_m_a=method.gate_m_a)
+    stats["enabled"] = method.relabel != "none"
+    if stats["enabled"]:
+        stats["gx"] = gx_summary(relabeled, "extra after relabeling")
     return relabeled, stats

@@ -39,7 +39,7 @@ def open_tracking(config: PipelineConfig) -> Annotated[str, "parent_run_id"]:
     client = mlflow.MlflowClient()
     exp = mlflow.set_experiment(config.experiment)
     run_name = get_step_context().pipeline_run.name
-    tags = {"zenml.run_name": run_name, "dcjt.config": config.name}
+    tags = {"zenml.run_name": run_name, "dcjt.config": config.name, "variant": config.method.variant_name, **config.tracking_tags}
     run = client.create_run(exp.experiment_id, run_name=run_name, tags=tags)
     params = [mlflow.entities.Param(k, str(v)[:500]) for k, v in flatten(config.model_dump(mode="json")).items()]
     for i in range(0, len(params), 90):
@@ -50,7 +50,6 @@ def open_tracking(config: PipelineConfig) -> Annotated[str, "parent_run_id"]:
 @step(enable_cache=False)
 def report_run(
     parent_run_id: str,
-    target_only_evaluation: dict,
     dcjt_evaluation: dict,
     ingest_gx: dict,
     subset_stats: dict,
@@ -60,18 +59,27 @@ def report_run(
     target_pseudo: pd.DataFrame,
     extra_marked: pd.DataFrame,
     extra_prepared: pd.DataFrame,
-    promotion: dict,
     comparison_path: str,
     m_a_metrics: dict,
+    promotion: dict | None = None,
+    target_only_evaluation: dict | None = None,
     straight_evaluation: dict | None = None,
-) -> tuple[Annotated[pd.DataFrame, "comparison"], Annotated[str, "comparison_csv"]]:
-    """Log stats, plots and final metrics into the parent run, write the comparison CSV, close the run."""
-    evaluations = {"target_only": target_only_evaluation, "dcjt": dcjt_evaluation}
-    if straight_evaluation is not None:
-        evaluations["straight"] = straight_evaluation
+    oracle_evaluation: dict | None = None,
+) -> tuple[Annotated[pd.DataFrame, "comparison"], Annotated[str, "comparison_csv"], Annotated[dict, "summary"]]:
+    """Log stats, plots and final metrics into the parent run, write the comparison CSV, close the run.
+
+    ``summary`` holds every row's evaluation and the stage diagnostics (the study reads it)."""
+    rows = {"target_only": target_only_evaluation, "straight": straight_evaluation, "dcjt": dcjt_evaluation,
+            "oracle": oracle_evaluation}  # fmt: skip
+    evaluations = {name: r for name, r in rows.items() if r is not None}
+    promotion = promotion or {}
+    columns = ["variant", "accuracy", "images_seen", "epochs_run", "steps"]
     comparison = pd.DataFrame(
-        [{"variant": name, "accuracy": float(r["test_accuracy"])} for name, r in evaluations.items()],
-        columns=["variant", "accuracy"],
+        [
+            {"variant": name, "accuracy": float(r["test_accuracy"]), **{c: r.get(c) for c in columns[2:]}}
+            for name, r in evaluations.items()
+        ],
+        columns=columns,
     )
     stats = {
         "gx": ingest_gx,
@@ -124,14 +132,18 @@ def report_run(
         audit_before, audit_after = criteria_audit(a, before), criteria_audit(a, after)
         log_frame(audit_before, "audit/criteria_before.csv")
         log_frame(audit_after, "audit/criteria_after.csv")
-        mlflow.log_metrics(
-            {
-                "audit.w2_global_before": float(audit_before.loc["global", "w2"]),
-                "audit.w2_global_after": float(audit_after.loc["global", "w2"]),
-                "audit.w2_mean_emotion_before": float(np.nanmean(audit_before.loc[list(EMOTIONS), "w2"])),
-                "audit.w2_mean_emotion_after": float(np.nanmean(audit_after.loc[list(EMOTIONS), "w2"])),
-            }
-        )
+        diagnostics = {
+            "w2_global_before": float(audit_before.loc["global", "w2"]),
+            "w2_global_after": float(audit_after.loc["global", "w2"]),
+            "w2_mean_emotion_before": float(np.nanmean(audit_before.loc[list(EMOTIONS), "w2"])),
+            "w2_mean_emotion_after": float(np.nanmean(audit_after.loc[list(EMOTIONS), "w2"])),
+        }
+        if "truth_valence" in a:  # synthetic world: distance to the true criteria (A's true V/A per emotion)
+            truth = a.assign(valence=a["truth_valence"], arousal=a["truth_arousal"])
+            for when, b in (("before", before), ("after", after)):
+                audit = criteria_audit(truth, b)
+                diagnostics[f"w2_truth_mean_emotion_{when}"] = float(np.nanmean(audit.loc[list(EMOTIONS), "w2"]))
+        mlflow.log_metrics({f"audit.{k}": v for k, v in diagnostics.items()})
         centres = class_centres(a)
         mlflow.log_figure(va_scatter({"A: pseudo V/A (by A label)": a}, centres), "plots/va_target_pseudo.png")
         mlflow.log_figure(
@@ -145,10 +157,14 @@ def report_run(
             {
                 "registered_model": promotion.get("model_name", ""),
                 "registered_version": promotion.get("version", ""),
-                "promotion": "promoted" if promotion.get("promoted") else "kept champion",
+                "promotion": ("promoted" if promotion.get("promoted") else "kept champion") if promotion else "not registered",
             }
         )
     mlflow.MlflowClient().set_terminated(parent_run_id, "FINISHED")
     Path(comparison_path).parent.mkdir(parents=True, exist_ok=True)
     comparison.to_csv(comparison_path, index=False)
-    return comparison, comparison_path
+    for part in (subset_stats, pseudo_stats, relabel_stats):
+        diagnostics.update({k: v for k, v in part.get("truth", {}).items() if isinstance(v, (int, float))})
+    summary = {"evaluations": evaluations, "diagnostics": diagnostics, "mlflow_run_id": parent_run_id,
+               "subset_kept_fraction": subset_stats.get("kept_fraction")}  # fmt: skip
+    return comparison, comparison_path, summary

@@ -13,9 +13,10 @@ import pandas as pd
 import torch
 from zenml import step
 
-from dcjt.config import NetworkConfig, TrainConfig
+from dcjt.config import BudgetConfig, MethodConfig, NetworkConfig, TrainConfig
 from dcjt.data.labels import split_rows
-from dcjt.method import m_b_rows, straight_combination
+from dcjt.method import m_b_rows, training_rows
+from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.distributed import run_distributed, train_job
 from steps.common import child_run, core_cache_policy, log_frame
 
@@ -153,41 +154,13 @@ def train_m_b(
 
 
 @step(cache_policy=core_cache_policy())
-def train_straight(
-    target_table: pd.DataFrame,
-    extra_table: pd.DataFrame,
-    network: NetworkConfig,
-    train_cfg: TrainConfig,
-    image_size: int,
-    target_cache: str,
-    extra_cache: str,
-    checkpoint_root: str,
-    test_curve: bool,
-    parent_run_id: str,
-) -> tuple[Annotated[torch.nn.Module, "model"], Annotated[dict, "metrics"], Annotated[pd.DataFrame, "history"]]:
-    """Baseline: A and B merged as they are, discrete labels only."""
-    merged = straight_combination(split_rows(target_table, "train"), split_rows(extra_table, "train"))
-    model, metrics, history = _fit(
-        "straight",
-        train_rows=merged,
-        val_rows=split_rows(target_table, "val"),
-        extra_rows=None,
-        curve_rows=_curve(target_table, test_curve),
-        caches=[target_cache, extra_cache],
-        network=network,
-        train_cfg=train_cfg.model_copy(update={"lam": 0.0}),
-        image_size=image_size,
-        checkpoint_root=checkpoint_root,
-        parent_run_id=parent_run_id,
-    )
-    return model, metrics, history  # a tuple literal: ZenML reads three outputs from it
-
-
-@step(cache_policy=core_cache_policy())
 def train_dcn(
     target_pseudo: pd.DataFrame,
     extra_prepared: pd.DataFrame,
+    extra_marked: pd.DataFrame,
     role: str,
+    method: MethodConfig,
+    budget: BudgetConfig,
     network: NetworkConfig,
     train_cfg: TrainConfig,
     image_size: int,
@@ -197,16 +170,22 @@ def train_dcn(
     test_curve: bool,
     parent_run_id: str,
 ) -> tuple[Annotated[torch.nn.Module, "model"], Annotated[dict, "metrics"], Annotated[pd.DataFrame, "history"]]:
-    """Stage 4: the Discrete-Continuous Net, CE + lambda x MSE, warm-up on A then joint passes over B."""
+    """Stage 4, and every row reported beside it: the DCN's recipe and budget on the row's data
+    (``method``): CE + lambda x MSE, warm-up on A then joint passes over B (or A and B pooled)."""
+    a_rows, b_rows = training_rows(target_pseudo, extra_prepared, method)
+    b_labels = None if b_rows is None else b_rows["label"].to_numpy()
+    full_b = split_rows(extra_marked, "train")["label"].to_numpy()
+    reference = reference_steps(train_cfg, len(split_rows(target_pseudo, "train")), full_b)
+    recipe = row_recipe(train_cfg, budget, method, len(a_rows), b_labels, reference)
     model, metrics, history = _fit(
         role,
-        train_rows=split_rows(target_pseudo, "train"),
+        train_rows=a_rows,
         val_rows=split_rows(target_pseudo, "val"),
-        extra_rows=split_rows(extra_prepared, "train"),
+        extra_rows=b_rows,
         curve_rows=_curve(target_pseudo, test_curve),
         caches=[target_cache, extra_cache],
         network=network,
-        train_cfg=train_cfg,
+        train_cfg=recipe,
         image_size=image_size,
         checkpoint_root=checkpoint_root,
         parent_run_id=parent_run_id,

@@ -72,6 +72,7 @@ def test_pipeline_completes_and_tracks_everything(first_run):
         "evaluate_straight",
         "register_and_promote",
         "train_straight",
+        "train_target_only",
         "report_run",
     }
     assert expected <= set(run.steps)
@@ -115,7 +116,7 @@ def test_pipeline_completes_and_tracks_everything(first_run):
         search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", output_format="list"
     )
     stages = {c.data.tags["dcjt.stage"] for c in children}
-    assert {"M_A", "M_B", "DCN", "straight", "register"} <= stages
+    assert {"M_A", "M_B", "DCN", "straight", "target_only", "register"} <= stages
     dcn = next(c for c in children if c.data.tags["dcjt.stage"] == "DCN")
     history = mlflow.MlflowClient().get_metric_history(dcn.info.run_id, "A_loss")
     assert len(history) == 3  # one value per epoch
@@ -164,7 +165,8 @@ def test_variant_reuses_shared_stages_and_promotion_follows_accuracy(first_run):
     variant = _run("method.mapping=global")
     run = Client().get_pipeline_run(variant.run_name)
     status = {n: str(s.status) for n, s in run.steps.items()}
-    for shared in ("ingest_synthetic", "train_m_a", "select_extra_subset", "train_m_b", "pseudo_label_target", "train_straight"):
+    for shared in ("ingest_synthetic", "train_m_a", "select_extra_subset", "train_m_b", "pseudo_label_target", "train_straight",
+                   "train_target_only"):  # fmt: skip
         assert status[shared] == "cached", (shared, status)
     for changed in ("map_extra_continuous", "train_dcn", "register_and_promote"):
         assert status[changed] == "completed", (changed, status)
@@ -269,7 +271,7 @@ def test_killed_run_resumes_training_from_its_checkpoint(first_run):
 
     import torch
 
-    change = ["dcn.epochs=5", "dcn.lr=0.002"]  # a DCN no earlier run has trained
+    change = ["dcn.epochs=5", "dcn.lr=0.002", "budget.patience=10"]  # a DCN no earlier run has trained; no early stop
     cmd = [sys.executable, str(ROOT / "run.py"), *[a for s in TINY + change for a in ("--set", s)]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt_root = Path(os.environ["DCJT_HOME"]) / "checkpoints"

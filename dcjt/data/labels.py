@@ -28,6 +28,7 @@ REQUIRED_COLUMNS = ("dataset", "split", "image", "label", "valence", "arousal", 
 BOX_COLUMNS = ("face_x", "face_y", "face_w", "face_h")
 LANDMARK_COLUMN = "landmarks"
 SUBSET_COLUMN = "in_subset"  # set by stage 1: rows of B that M_A agrees with
+M_A_COLUMN = "m_a_label"  # set by stage 1: M_A's predicted class for each row of B
 
 
 class LabelTableError(ValueError):
@@ -146,3 +147,14 @@ def stratified_val_split(df: pd.DataFrame, fraction: float, seed: int) -> pd.Dat
     if chosen:
         out.loc[np.concatenate(chosen), "split"] = "val"
     return out
+
+
+def stratified_sample(df: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """A seeded share ``fraction`` of each class's rows (at least one row per class present)."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for _, idx in df.groupby("label").groups.items():
+        idx = np.asarray(idx)
+        k = max(1, int(round(len(idx) * fraction)))
+        chosen.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+    return df.loc[np.sort(np.concatenate(chosen))] if chosen else df.iloc[:0]

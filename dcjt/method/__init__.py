@@ -5,23 +5,26 @@ Stage 1 ``subset``, stage 2 ``pseudo``, stage 3 ``mapping`` and ``relabel``, sta
 """
 
 from dcjt.method.gaussian import criteria_audit, va_stats
-from dcjt.method.joint import oracle_extra, straight_combination
+from dcjt.method.joint import training_rows
 from dcjt.method.mapping import MAPPING_MODES, map_continuous
 from dcjt.method.pseudo import m_b_rows, pseudo_label, with_pseudo_va
-from dcjt.method.relabel import class_centres, relabel_nearest
-from dcjt.method.subset import select_subset
+from dcjt.method.relabel import RELABEL_MODES, class_centres, relabel, relabel_gated, relabel_nearest
+from dcjt.method.subset import select_subset, take_fraction
 
 __all__ = [
     "MAPPING_MODES",
+    "RELABEL_MODES",
+    "relabel",
+    "relabel_gated",
+    "take_fraction",
     "class_centres",
     "criteria_audit",
     "m_b_rows",
     "map_continuous",
-    "oracle_extra",
     "pseudo_label",
     "relabel_nearest",
     "select_subset",
-    "straight_combination",
+    "training_rows",
     "va_stats",
     "with_pseudo_va",
 ]

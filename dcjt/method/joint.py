@@ -1,10 +1,9 @@
-"""Stage 4 data (paper 3.5) and the comparison rows' training data, from label tables.
+"""Stage 4 data (paper 3.5): the rows and labels the final network trains on, for every row of
+the paper's tables, from A's table (with pseudo V/A) and B's prepared table.
 
-- DCJT: A with pseudo valence/arousal, plus B (subset as labelled, B - subB mapped/relabeled),
-  trained with the joint schedule of ``dcjt.train.loop``.
-- ``straight_combination``: A and B merged as they are, discrete labels only.
-- ``oracle_extra`` (synthetic world only): B's discrete labels replaced by the hidden truth,
-  the ceiling of relabeling.
+``MethodConfig`` says which: ``extra_use`` (no B, B's subset, or all of B), ``continuous``
+(valence/arousal targets or discrete labels only) and ``combine`` (the joint schedule, with B as
+the extra set, or A and B pooled as one set every epoch: the straight combination).
 """
 
 from __future__ import annotations
@@ -12,21 +11,27 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
-def straight_combination(target: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
-    """A and B merged as they are, discrete labels only (the paper's 'combination straightly')."""
-    b = extra.copy()
-    b["valence"], b["arousal"], b["va_origin"] = np.nan, np.nan, "none"
-    cols = [c for c in target.columns if c in b.columns]
-    return pd.concat([target[cols], b[cols]], ignore_index=True)
+from dcjt.data.labels import SUBSET_COLUMN, split_rows
 
 
-def oracle_extra(extra_prepared: pd.DataFrame) -> pd.DataFrame:
-    """B with its discrete labels replaced by the hidden truth (synthetic world only)."""
-    if "truth_label" not in extra_prepared:
-        raise ValueError("the oracle needs the synthetic world's truth_label column")
-    out = extra_prepared.copy()
-    changed = out["label"].to_numpy() != out["truth_label"].to_numpy()
-    out["label"] = out["truth_label"].astype("int64")
-    out["label_origin"] = out["label_origin"].mask(changed, "relabeled")
+def _discrete_only(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.copy()
+    out["valence"], out["arousal"], out["va_origin"] = np.nan, np.nan, "none"
     return out
+
+
+def training_rows(target_pseudo: pd.DataFrame, extra_prepared: pd.DataFrame, method) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(A's training rows, B's training rows or None) for ``method`` (a ``MethodConfig``)."""
+    a = split_rows(target_pseudo, "train")
+    b = None
+    if method.extra_use != "none":
+        b = split_rows(extra_prepared, "train")
+        if method.extra_use == "subset":
+            b = b[b[SUBSET_COLUMN].to_numpy(dtype=bool)].reset_index(drop=True)
+    if not method.continuous:
+        a = _discrete_only(a)
+        b = None if b is None else _discrete_only(b)
+    if method.combine == "merged" and b is not None:
+        cols = [c for c in a.columns if c in b.columns]
+        return pd.concat([a[cols], b[cols]], ignore_index=True), None
+    return a, b

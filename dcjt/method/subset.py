@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dcjt.data.labels import EMOTIONS, NUM_CLASSES, SUBSET_COLUMN
+from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SUBSET_COLUMN, stratified_sample
 from dcjt.method.gaussian import label_confusion, matrix_record
 from dcjt.method.truth import subset_truth
 
@@ -23,6 +23,7 @@ def select_subset(extra: pd.DataFrame, predictions) -> tuple[pd.DataFrame, dict]
     keep = pred.astype(int) == labels
     out = extra.copy()
     out[SUBSET_COLUMN] = keep
+    out[M_A_COLUMN] = pred.astype("int64")
     agreement = label_confusion(labels, pred)
     totals = np.bincount(labels, minlength=NUM_CLASSES)
     kept = np.bincount(labels[keep], minlength=NUM_CLASSES)
@@ -36,3 +37,14 @@ def select_subset(extra: pd.DataFrame, predictions) -> tuple[pd.DataFrame, dict]
         "truth": subset_truth(out),
     }
     return out, stats
+
+
+def take_fraction(extra: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """A seeded, stratified ``fraction`` of B's train rows (other splits kept): paper Table 8."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"extra_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return extra
+    train = extra["split"].to_numpy() == "train"
+    keep = stratified_sample(extra[train], fraction, seed)
+    return pd.concat([keep, extra[~train]]).sort_index().reset_index(drop=True)

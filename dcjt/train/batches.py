@@ -152,3 +152,18 @@ def epoch_plan(epoch: int, cfg: TrainConfig, n_a: int, extra_labels: np.ndarray 
     else:
         b_order = rng.permutation(n_b)
     return [("A", b) for b in a_batches] + [("B", b) for b in chunks(b_order)]
+
+
+def steps_per_epoch(cfg: TrainConfig, n_a: int, extra_labels: np.ndarray | None, epochs: int) -> list[int]:
+    """Optimiser steps of each of ``epochs`` epochs under ``cfg``'s schedule (joint epochs have more)."""
+    return [len(epoch_plan(e, cfg, n_a, extra_labels)) for e in range(epochs)]
+
+
+def epochs_for_steps(cfg: TrainConfig, n_a: int, extra_labels: np.ndarray | None, steps: int, limit: int = 100_000) -> int:
+    """The fewest epochs whose plans hold at least ``steps`` optimiser steps."""
+    total = 0
+    for e in range(limit):
+        total += len(epoch_plan(e, cfg, n_a, extra_labels))
+        if total >= steps:
+            return e + 1
+    raise ValueError(f"{steps} steps need more than {limit} epochs")

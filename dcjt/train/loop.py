@@ -184,8 +184,10 @@ def run_epoch(
     device: torch.device,
     desc: str,
     ckpt_path: Path | None,
+    steps_left: int | None = None,
 ) -> dict:
-    """One pass of the epoch plan; returns the epoch's mean losses per source (A, B)."""
+    """One pass of the epoch plan (at most ``steps_left`` optimiser steps); returns the epoch's
+    mean losses per source (A, B), its optimiser steps and images seen."""
     rank, world = dist_context()
     step_model.train()
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -193,7 +195,10 @@ def run_epoch(
     totals = {"A": [0.0, 0.0, 0.0, 0], "B": [0.0, 0.0, 0.0, 0]}
     channels_last = cfg.channels_last and device.type == "cuda"
     bar = tqdm(plan, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=not sys.stderr.isatty(), leave=False)
+    steps = 0
     for b, (source, idx) in enumerate(bar):
+        if steps_left is not None and steps >= steps_left:
+            break
         samples = train_a if source == "A" else extra
         rows = samples.sort_rows(idx)
         draws = torch.rand(len(rows), AUGMENT_DRAWS, generator=g)
@@ -214,6 +219,7 @@ def run_epoch(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        steps += 1
         t = totals[source]
         t[0] += loss.item() / world * len(idx)
         t[1] += ce.item() * len(idx)
@@ -226,6 +232,7 @@ def run_epoch(
         "epoch": epoch,
         "lr": opt.param_groups[0]["lr"],
         "joint": totals["B"][3] > 0,
+        "steps": steps,
         "images_seen": int(totals["A"][3] + totals["B"][3]),
     }
     for source, (loss_sum, ce_sum, mse_sum, n) in totals.items():
@@ -248,6 +255,15 @@ def select(state: LoopState, epoch: int, row: dict, model: torch.nn.Module) -> N
     if score > state.best["val"]:
         weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         state.best = {"epoch": epoch, "val": score, "state": weights}
+
+
+def should_stop(state: LoopState, epoch: int, cfg: TrainConfig) -> str | None:
+    """Why training ends after ``epoch`` (patience or step budget spent), or None."""
+    if cfg.max_steps is not None and sum(r["steps"] for r in state.history) >= cfg.max_steps:
+        return f"step budget of {cfg.max_steps} spent"
+    if cfg.patience is not None and epoch - state.best["epoch"] >= cfg.patience:
+        return f"no better validation accuracy for {cfg.patience} epochs"
+    return None
 
 
 def save_checkpoint(path: Path, epoch: int, model, opt, sched, state: LoopState, fp: dict) -> None:
@@ -276,6 +292,7 @@ def result(model: torch.nn.Module, state: LoopState) -> TrainResult:
     metrics = {"selected_epoch": int(state.best["epoch"]), "epochs_run": len(hist)}
     if "images_seen" in hist:
         metrics["images_seen"] = int(hist["images_seen"].sum())
+        metrics["steps"] = int(hist["steps"].sum())
     if "val_accuracy" in hist:
         metrics["val_accuracy_selected"] = float(state.best["val"])
     if "test_accuracy" in hist:
@@ -308,7 +325,11 @@ def train(
     fp = fingerprint(cfg, model, (len(train_a), len(extra) if extra else 0))
     state = resume(ckpt_path, fp, model, opt, sched, device, desc)
     for epoch in range(state.start_epoch, cfg.epochs):
-        row = run_epoch(epoch, step_model, opt, train_a, extra, cfg, device, desc, ckpt_path)
+        if state.history and should_stop(state, epoch - 1, cfg):
+            break  # resumed after the stopping epoch
+        spent = sum(r["steps"] for r in state.history)
+        steps_left = None if cfg.max_steps is None else cfg.max_steps - spent
+        row = run_epoch(epoch, step_model, opt, train_a, extra, cfg, device, desc, ckpt_path, steps_left)
         sched.step()
         if rank != 0:  # only the first process evaluates, selects and writes checkpoints
             continue

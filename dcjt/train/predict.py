@@ -43,6 +43,7 @@ def split_report(model: torch.nn.Module, table: pd.DataFrame, *caches, split: st
     pred = probs.argmax(1)
     out = {f"n_{split}": int(len(rows)), **{f"{split}_{k}": v for k, v in classification_report(rows["label"], pred).items()}}
     out["confusion"] = confusion_matrix(rows["label"], pred).tolist()
+    out[f"{split}_correct"] = (pred == rows["label"].to_numpy()).astype(int).tolist()  # per image, for paired bootstraps
     if "truth_valence" in rows:
         truth = rows[["truth_valence", "truth_arousal"]].to_numpy(dtype=float)
         out.update({f"{split}_truth_{k}": v for k, v in va_report(truth, va).items()})

@@ -1,0 +1,182 @@
+"""Studies: the paper's ablation tables as named rows of the one pipeline, and their statistics.
+
+A row is a name and the config values it sets (``method.*``); each (row, seed) is one pipeline
+run, so shared stages come from ZenML's cache. Statistics: mean and standard deviation over
+seeds, and for each row the paired difference to the table's reference row with a 95 % interval
+from a paired bootstrap over test images within each seed, pooled over seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from dcjt.config import BASELINES
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    values: dict = field(default_factory=dict)  # dotted config keys -> values
+    synthetic_only: bool = False
+
+
+def _method(**kw) -> dict:
+    return {f"method.{k}": v for k, v in kw.items()}
+
+
+TARGET_ONLY = Row("target only (A, DL)", _method(**BASELINES["target_only"]))
+STRAIGHT = Row("straight A + B", _method(**BASELINES["straight"]))
+DCJT = Row("DCJT", {})
+ORACLE = Row("oracle (B relabeled by truth)", _method(**BASELINES["oracle"]), synthetic_only=True)
+
+# Paper Table 1: A alone or A + B's subset; discrete labels, or with pseudo V/A from M_B trained on
+# all of B (CLE) or on the subset (CLS).
+TABLE_1 = [
+    Row("A | DL", _method(extra_use="none", continuous=False)),
+    Row("A | DL & CLE", _method(extra_use="none", pseudo_from="all")),
+    Row("A | DL & CLS", _method(extra_use="none", pseudo_from="subset")),
+    Row("A + subB | DL", _method(extra_use="subset", continuous=False)),
+    Row("A + subB | DL & CLE", _method(extra_use="subset", pseudo_from="all")),
+    Row("A + subB | DL & CLS", _method(extra_use="subset", pseudo_from="subset")),
+]
+
+# Paper Table 2: A (CLE or CLS) + subset + B - subB with original or relabeled discrete labels x
+# original / global / per-emotion continuous labels; plus the OT map and the gated relabel.
+_MAPPING_NAMES = {"none": "orig CL", "global": "GCLM", "emotion": "EDCLM"}
+TABLE_2 = [
+    Row(
+        f"{src} | {'relabeled' if relabel != 'none' else 'orig'} DL | {_MAPPING_NAMES[mapping]}",
+        _method(pseudo_from=("all" if src == "CLE" else "subset"), relabel=relabel, mapping=mapping),
+    )  # fmt: skip
+    for src in ("CLE", "CLS")
+    for relabel in ("none", "nearest")
+    for mapping in ("none", "global", "emotion")
+] + [
+    Row("CLS | relabeled DL | EDCLM-OT", _method(relabel="nearest", mapping="emotion_ot")),
+    Row("CLS | gated DL | EDCLM", _method(relabel="gated", mapping="emotion")),
+    Row("CLS | gated DL | orig CL", _method(relabel="gated", mapping="none")),
+]
+
+# Paper Table 8: DCJT with a seeded, stratified share of B.
+TABLE_8 = [Row(f"DCJT, B {int(f * 100)} %", _method(extra_fraction=f)) for f in (0.1, 0.5, 1.0)]
+
+TABLES: dict[str, list[Row]] = {
+    "main": [TARGET_ONLY, STRAIGHT, DCJT, ORACLE],
+    "1": TABLE_1,
+    "2": TABLE_2,
+    "8": TABLE_8,
+}
+REFERENCES = {"main": TARGET_ONLY.name, "1": "A | DL", "2": "CLS | orig DL | orig CL", "8": "DCJT, B 100 %"}
+
+
+class StudyError(ValueError):
+    """An unknown table or row, or seeds that do not parse."""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0,1,2`` or ``0-2`` -> [0, 1, 2]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                seeds += list(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise StudyError(f"--seeds {text!r}: expected integers like 0,1,2 or 0-2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise StudyError(f"--seeds {text!r}: expected distinct integers like 0,1,2")
+    return seeds
+
+
+def study_rows(table: str, only: list[str] | None = None, synthetic: bool = True) -> tuple[list[Row], str]:
+    """The rows of ``table`` (``all``: every table's rows once), optionally only the named ones,
+    and the reference row's name."""
+    if table != "all" and table not in TABLES:
+        raise StudyError(f"unknown table {table!r}; choose from {sorted(TABLES) + ['all']}")
+    names = list(TABLES) if table == "all" else [table]
+    rows = list({r.name: r for t in names for r in TABLES[t]}.values())
+    rows = [r for r in rows if synthetic or not r.synthetic_only]
+    if only:
+        known = {r.name: r for r in rows}
+        unknown = [n for n in only if n not in known]
+        if unknown:
+            raise StudyError(f"unknown row(s) {unknown} in table {table}; rows: {list(known)}")
+        rows = [known[n] for n in only]
+    reference = REFERENCES.get(table, TARGET_ONLY.name)
+    if reference not in {r.name for r in rows}:
+        reference = rows[0].name
+    return rows, reference
+
+
+def paired_bootstrap(
+    correct_row: list[np.ndarray], correct_ref: list[np.ndarray], n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean over seeds of (row accuracy - reference accuracy) and its 95 % interval.
+
+    Each resample draws test images with replacement within every seed (the same images for both
+    rows: paired) and averages the per-seed differences.
+    """
+    rng = np.random.default_rng(seed)
+    diffs = [np.asarray(a, float) - np.asarray(b, float) for a, b in zip(correct_row, correct_ref)]
+    point = float(np.mean([d.mean() for d in diffs]))
+    boot = np.zeros(n_boot)
+    for d in diffs:
+        idx = rng.integers(0, len(d), size=(n_boot, len(d)))
+        boot += d[idx].mean(axis=1)
+    boot /= len(diffs)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return point, float(lo), float(hi)
+
+
+DIAGNOSTICS = ("subset_purity", "pseudo_rmse", "w2_truth_mean_emotion_before", "w2_truth_mean_emotion_after",
+               "relabel_precision", "remaining_correct_after")  # fmt: skip
+
+
+def summarise(records: pd.DataFrame, correct: dict[tuple[str, int], np.ndarray], reference: str) -> pd.DataFrame:
+    """One line per row: accuracy mean +- std over seeds, budget spent, the paired difference to
+    the reference with its 95 % interval, and the synthetic-world diagnostics (means)."""
+    lines = []
+    for name, group in records.groupby("row", sort=False):
+        seeds = sorted(group["seed"])
+        line = {
+            "row": name,
+            "seeds": len(seeds),
+            "accuracy_mean": 100 * group["accuracy"].mean(),
+            "accuracy_std": 100 * group["accuracy"].std(ddof=1) if len(group) > 1 else 0.0,
+            "images_seen": group["images_seen"].mean(),
+            "epochs_run": group["epochs_run"].mean(),
+        }
+        if name != reference and all((reference, s) in correct for s in seeds):
+            d, lo, hi = paired_bootstrap([correct[(name, s)] for s in seeds], [correct[(reference, s)] for s in seeds])
+            line.update({"diff": 100 * d, "diff_lo": 100 * lo, "diff_hi": 100 * hi})
+        for k in DIAGNOSTICS:
+            if k in group and group[k].notna().any():
+                line[k] = group[k].mean()
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def markdown(summary: pd.DataFrame, reference: str, title: str) -> str:
+    """The study as a markdown table in the paper's shape."""
+    head = ["row", "accuracy % (mean ± std)", f"Δ vs {reference} [95 % CI]", "images seen", "epochs"]
+    diag = [k for k in DIAGNOSTICS if k in summary]
+    lines = [f"### {title}", "", "| " + " | ".join(head + diag) + " |", "|" + "---|" * (len(head) + len(diag))]
+    for _, r in summary.iterrows():
+        delta = "reference" if r["row"] == reference else (
+            f"{r['diff']:+.2f} [{r['diff_lo']:+.2f}, {r['diff_hi']:+.2f}]" if pd.notna(r.get("diff")) else "")  # fmt: skip
+        cells = [
+            r["row"],
+            f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f}",
+            delta,
+            f"{r['images_seen']:,.0f}",
+            f"{r['epochs_run']:.1f}",
+        ]
+        cells += [f"{r[k]:.3f}" if pd.notna(r.get(k)) else "" for k in diag]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,93 @@
+"""Run a study: every (row, seed) as one pipeline run, then the table, its CSV and its MLflow run.
+
+Finished rows come from ZenML's cache when a study is run again (or resumed after an
+interruption): only the tracking steps run, no training.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dcjt.config import load_config
+from dcjt.study import markdown, study_rows, summarise
+from pipelines.runner import ensure_experiment, run_pipeline
+
+
+@dataclass
+class StudyOutcome:
+    name: str
+    records: pd.DataFrame
+    summary: pd.DataFrame
+    markdown: str
+    csv_path: Path
+    md_path: Path
+    mlflow_run_id: str
+    seconds: float
+
+
+def _record(row: str, seed: int, summary: dict) -> tuple[dict, np.ndarray]:
+    ev = summary["evaluations"]["dcjt"]
+    rec = {"row": row, "seed": seed, "accuracy": ev["test_accuracy"], "macro_f1": ev["test_macro_f1"],
+           "mean_class_accuracy": ev["test_mean_class_accuracy"], "images_seen": ev.get("images_seen"),
+           "epochs_run": ev.get("epochs_run"), "steps": ev.get("steps"), "selected_epoch": ev.get("selected_epoch"),
+           "variant": ev["variant"], "mlflow_run_id": summary["mlflow_run_id"], **summary["diagnostics"]}  # fmt: skip
+    return rec, np.asarray(ev["test_correct"])
+
+
+def run_study(config_name: str, table: str, seeds: list[int], *, overrides=(), values=None, only=None, name=None,
+              progress=print) -> StudyOutcome:  # fmt: skip
+    """Train and score every row of ``table`` for every seed; write ``study.csv`` and ``study.md``."""
+    base = load_config(config_name, overrides, values)  # fails early on a bad config
+    rows, reference = study_rows(table, only, synthetic=base.data.kind == "synthetic")
+    name = name or f"{base.name}-table-{table}"
+    t0 = time.perf_counter()
+    records, correct = [], {}
+    for seed in seeds:
+        for row in rows:
+            tags = {"study": name, "table": table, "row": row.name}
+            cfg = load_config(config_name, overrides, {**(values or {}), **row.values, "seed": seed, "baselines": [],
+                                                       "register_model": False, "tracking_tags": tags})  # fmt: skip
+            progress(f"study {name}: seed {seed}, row {row.name!r}")
+            outcome = run_pipeline(cfg)
+            rec, corr = _record(row.name, seed, outcome.summary)
+            records.append(rec)
+            correct[(row.name, seed)] = corr
+            progress(f"  accuracy {100 * rec['accuracy']:.2f} %, {rec['images_seen']:,} images seen, {rec['epochs_run']} epochs")
+    frame = pd.DataFrame(records)
+    summary = summarise(frame, correct, reference)
+    budget = "converged (patience)" if base.budget.mode == "converged" else "equal optimiser steps"
+    title = f"{name}: accuracy on the target's test split, seeds {','.join(map(str, seeds))}, budget: {budget}"
+    text = markdown(summary, reference, title)
+    out = Path(base.paths.outputs) / "studies" / name
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out / "study.csv", out / "study.md"
+    frame.to_csv(csv_path, index=False)
+    md_path.write_text(text)
+    run_id = _track(base.experiment, name, table, frame, summary, text, csv_path, md_path, reference)
+    return StudyOutcome(name, frame, summary, text, csv_path, md_path, run_id, time.perf_counter() - t0)
+
+
+def _track(experiment: str, name: str, table: str, frame, summary, text, csv_path, md_path, reference) -> str:
+    """One MLflow parent run for the study: tags, the table, the CSV and a bar chart with intervals."""
+    import mlflow
+
+    from dcjt.plots import study_figure
+
+    ensure_experiment(experiment)
+    exp = mlflow.get_experiment_by_name(experiment)
+    with mlflow.start_run(experiment_id=exp.experiment_id, run_name=f"study {name}",
+                          tags={"study": name, "table": table, "dcjt.kind": "study"}) as run:  # fmt: skip
+        mlflow.log_params({"rows": len(summary), "seeds": frame["seed"].nunique(), "reference": reference})
+        for _, r in summary.iterrows():
+            key = "".join(c if c.isalnum() or c in "-_." else "_" for c in r["row"])
+            mlflow.log_metric(f"accuracy_mean.{key}", r["accuracy_mean"])
+        mlflow.log_artifact(str(csv_path))
+        mlflow.log_artifact(str(md_path))
+        mlflow.log_figure(study_figure(summary, reference), "study.png")
+        mlflow.set_tag("mlflow.note.content", text)
+    return run.info.run_id
