@@ -38,6 +38,7 @@ PIPELINE_OPTIONS = [
     click.option("--mapping", help="method.mapping: none | global | emotion | emotion_ot"),
     click.option("--seed", type=int, help="seed of data splits, initialisation and shuffles"),
     click.option("--schedule", metavar="CRON", help="attach a cron schedule instead of running now"),
+    click.option("--threads", type=click.IntRange(min=1), help="CPU threads for training (default: all cores)"),
     click.option(
         "--run-config",
         type=click.Path(dir_okay=False, exists=True),
@@ -50,6 +51,15 @@ def pipeline_options(f):
     for option in reversed(PIPELINE_OPTIONS):
         f = option(f)
     return f
+
+
+def set_threads(threads: int | None) -> None:
+    """Limit PyTorch's CPU threads, so several runs on one machine do not each take every core."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(threads)
 
 
 @click.group(invoke_without_command=True)
@@ -72,7 +82,13 @@ def cli(ctx: click.Context, **kwargs) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="label table to write (.parquet)")
 @click.option("--val-fraction", default=0.1, show_default=True, help="validation share carved from train if none")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--max-bad-fraction", default=0.0, show_default=True, help="share of unreadable images that may be skipped")
+@click.option(
+    "--max-bad-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="share of unreadable images that may be skipped",
+)
 @click.option("--no-image-check", is_flag=True, help="skip decoding every image at ingestion")
 def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_image_check) -> None:
     """Read a dataset root into a validated label table and print counts per split and class."""
@@ -98,7 +114,7 @@ def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_imag
 
 @cli.command("pipeline")
 @pipeline_options
-def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> None:
+def pipeline_cmd(config_name, overrides, schedule, run_config, threads, **shortcuts) -> None:
     """Run the DCJT pipeline (DCJT + the configured baselines), register and promote the model."""
     from dcjt.config import ConfigError, load_config
 
@@ -107,10 +123,13 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> N
         cfg = load_config(config_name, overrides, values)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    from pipelines.runner import ScheduleNotSupported, crontab_line, run_pipeline
+    from pipelines.runner import PreflightError, ScheduleNotSupported, crontab_line, run_pipeline
 
+    set_threads(threads)
     try:
         outcome = run_pipeline(cfg, schedule=schedule, run_config=run_config)
+    except PreflightError as exc:
+        raise click.ClickException(str(exc)) from None
     except ScheduleNotSupported as exc:
         click.echo(f"error: {exc}", err=True)
         click.echo(crontab_line(schedule, sys.argv[1:]), err=True)
@@ -142,20 +161,31 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> N
 @click.option("--name", help="study name (MLflow tag; default CONFIG-table-TABLE)")
 @click.option("--budget", type=click.Choice(["converged", "steps"]), help="budget.mode for every row")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")
-def study_cmd(config_name, table, seeds, only, name, budget, overrides) -> None:
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for training (default: all cores)")
+def study_cmd(config_name, table, seeds, only, name, budget, overrides, threads) -> None:
     """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the table."""
     from dcjt.config import ConfigError
     from dcjt.study import StudyError, parse_seeds, study_rows
+    from pipelines.runner import PreflightError
 
+    set_threads(threads)
     try:
         seed_list = parse_seeds(seeds)
         study_rows(table, list(only) or None)
         values = {"budget.mode": budget} if budget else {}
         from pipelines.study import run_study
 
-        outcome = run_study(config_name, table, seed_list, overrides=overrides, values=values, only=list(only) or None,
-                            name=name, progress=click.echo)  # fmt: skip
-    except (StudyError, ConfigError) as exc:
+        outcome = run_study(
+            config_name,
+            table,
+            seed_list,
+            overrides=overrides,
+            values=values,
+            only=list(only) or None,
+            name=name,
+            progress=click.echo,
+        )
+    except (StudyError, ConfigError, PreflightError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("\n" + outcome.markdown)
     click.echo(f"study wall time: {outcome.seconds:.0f} s")
@@ -185,8 +215,16 @@ def predict_cmd(model_uri, inputs) -> None:
     except mlflow.exceptions.MlflowException as exc:
         raise click.ClickException(f"cannot load {model_uri}: {exc}") from exc
     out = model.predict(pd.DataFrame({"image": [str(p) for p in paths]}))
+    failed = 0
     for path, row in zip(paths, out.itertuples()):
+        if getattr(row, "error", ""):
+            failed += 1
+            click.echo(f"{path}\terror: {row.error}", err=True)
+            continue
         click.echo(f"{path}\t{row.emotion}\tlabel={row.label}\tvalence={row.valence:+.3f}\tarousal={row.arousal:+.3f}")
+    if failed:
+        click.echo(f"{failed} of {len(paths)} images could not be classified", err=True)
+        sys.exit(1)
 
 
 @cli.command("synth")

@@ -183,6 +183,19 @@ class DataConfig(Settings):
         return self
 
 
+class GatesConfig(Settings):
+    """Stage health gates: later stages trust earlier ones, so a weak stage stops the run (or warns)."""
+
+    mode: Literal["stop", "warn"] = "stop"
+    m_a_margin: float = Field(0.05, ge=0, le=1, description="M_A's val accuracy must beat chance (1/7) by this")
+    subset_min_rows: int = Field(3, ge=0, description="rows of every class in B's subset")
+    subset_min_share: float = Field(0.02, ge=0, le=1, description="share of each class of B kept in the subset")
+    pseudo_min_std: float = Field(0.02, ge=0, description="per-emotion spread (std) of A's pseudo V/A")
+    centre_min_distance: float = Field(0.02, ge=0, description="distance between any two of A's class centres")
+    max_clipped_share: float = Field(0.25, ge=0, le=1, description="share of mapped V/A clipped to [-1, 1]")
+    max_relabel_share: float = Field(0.8, ge=0, le=1, description="share of B - subB whose label relabeling changes")
+
+
 class PathsConfig(Settings):
     """Where state lives; empty values resolve under ``DCJT_HOME`` (default ./state)."""
 
@@ -235,6 +248,8 @@ class PipelineConfig(Settings):
     method: MethodConfig = Field(default_factory=MethodConfig)
     baselines: list[Literal[tuple(BASELINES)]] = Field(default_factory=lambda: ["target_only", "straight"])
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    min_image_side: int | None = Field(None, ge=1, description="serving: smaller images are refused (default: image_size / 4)")
     register_model: bool = Field(True, description="register the DCN and run the promotion gate (studies: off)")
     tracking_tags: dict[str, str] = Field(default_factory=dict, description="extra tags of the MLflow parent run")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
@@ -338,6 +353,15 @@ def load_config(
         set_value(raw, *parse_assignment(assignment))
     for key, value in (values or {}).items():
         set_value(raw, key, value)
+    data = raw.get("data") or {}
+    if data.get("kind", "synthetic") == "synthetic":
+        for role in ("target", "extra"):
+            root = (data.get(role) or {}).get("root")
+            if root:
+                raise ConfigError(
+                    f"--{role}-root / data.{role}.root ({root}) is set, but config {name_or_path!r} trains on the synthetic "
+                    "world (data.kind: synthetic) and would ignore it; use --config rafdb or --config caers"
+                )
     return validate_config(raw)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dcjt.data.images import decode, preprocess
+from dcjt.data.images import decode, preprocess, to_rgb8
 from dcjt.data.labels import EMOTIONS, NUM_CLASSES
 from dcjt.inference import forward_uint8
 
@@ -39,7 +39,8 @@ def _decode_bytes(b: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(b)) as im:
-        return np.asarray(im.convert("RGB"))
+        im.load()
+        return to_rgb8(im, "image_bytes")
 
 
 def predict_arrays(model: torch.nn.Module, images: list[np.ndarray], batch_size: int = 128) -> pd.DataFrame:
@@ -60,6 +61,36 @@ def predict_arrays(model: torch.nn.Module, images: list[np.ndarray], batch_size:
     return frame
 
 
+def _load_input(item, min_side: int) -> tuple[np.ndarray | None, str]:
+    """One input (path, bytes or array) -> (RGB uint8 image, "") or (None, why it was refused)."""
+    try:
+        if isinstance(item, np.ndarray):
+            image = item
+        elif isinstance(item, (bytes, bytearray)):
+            image = _decode_bytes(bytes(item))
+        else:
+            image = decode(item)
+    except Exception as exc:  # one unreadable input never fails the batch: it is reported in its row
+        return None, f"unreadable: {exc}"
+    h, w = image.shape[:2]
+    if min(h, w) < min_side:
+        return None, f"too small: {w}x{h} px, the model needs at least {min_side} px per side"
+    return image, ""
+
+
+def predict_inputs(model: torch.nn.Module, items: list, min_side: int) -> pd.DataFrame:
+    """Predictions for every input; unreadable or too-small ones get label -1 and an ``error``."""
+    loaded = [_load_input(item, min_side) for item in items]
+    good = [i for i, (image, _) in enumerate(loaded) if image is not None]
+    preds = predict_arrays(model, [loaded[i][0] for i in good])
+    out = pd.DataFrame({c: pd.Series([np.nan] * len(items), dtype="float64") for c in OUTPUT_COLUMNS})
+    out["label"], out["emotion"] = -1, ""
+    out.loc[good, OUTPUT_COLUMNS] = preds.to_numpy(dtype=object)
+    out["label"] = out["label"].astype("int64")
+    out["error"] = [why for _, why in loaded]
+    return out[[*OUTPUT_COLUMNS, "error"]]
+
+
 class DCNPyfunc(mlflow.pyfunc.PythonModel):
     """Loads the network from its spec + weights artifacts; predicts on paths or image bytes."""
 
@@ -70,24 +101,28 @@ class DCNPyfunc(mlflow.pyfunc.PythonModel):
         self.model = build_model(spec["backbone"], spec["head"], spec["image_size"])
         self.model.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
         self.model.eval()
+        self.min_side = int(spec.get("min_side") or max(1, spec["image_size"] // 4))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if isinstance(model_input, np.ndarray):
-            images = list(model_input) if model_input.ndim == 4 else [model_input]
+            items = list(model_input) if model_input.ndim == 4 else [model_input]
         else:
             frame = pd.DataFrame(model_input)
             if "image" in frame and frame["image"].notna().all():
-                images = [decode(p) for p in frame["image"]]
+                items = frame["image"].astype(str).tolist()
             elif "image_bytes" in frame:
-                images = [_decode_bytes(b) for b in frame["image_bytes"]]
+                items = frame["image_bytes"].tolist()
             else:
                 raise ValueError("input needs a column 'image' (file paths) or 'image_bytes' (encoded images)")
-        return predict_arrays(self.model, images)
+        return predict_inputs(self.model, items, self.min_side)
 
 
-def save_model_files(model: torch.nn.Module, folder: Path) -> dict[str, str]:
-    """Write the spec and weights the pyfunc model loads; returns its ``artifacts`` mapping."""
+def save_model_files(model: torch.nn.Module, folder: Path, min_side: int | None = None) -> dict[str, str]:
+    """Write the spec and weights the pyfunc model loads; returns its ``artifacts`` mapping.
+
+    ``min_side``: images smaller than this are refused (default: a quarter of the input size)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "spec.json").write_text(json.dumps(model.spec()))
+    spec = {**model.spec(), "min_side": min_side or max(1, model.image_size // 4)}
+    (folder / "spec.json").write_text(json.dumps(spec))
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, folder / "weights.pt")
     return {"spec": str(folder / "spec.json"), "weights": str(folder / "weights.pt")}

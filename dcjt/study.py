@@ -50,7 +50,7 @@ TABLE_2 = [
     Row(
         f"{src} | {'relabeled' if relabel != 'none' else 'orig'} DL | {_MAPPING_NAMES[mapping]}",
         _method(pseudo_from=("all" if src == "CLE" else "subset"), relabel=relabel, mapping=mapping),
-    )  # fmt: skip
+    )
     for src in ("CLE", "CLS")
     for relabel in ("none", "nearest")
     for mapping in ("none", "global", "emotion")
@@ -134,8 +134,14 @@ def paired_bootstrap(
     return point, float(lo), float(hi)
 
 
-DIAGNOSTICS = ("subset_purity", "pseudo_rmse", "w2_truth_mean_emotion_before", "w2_truth_mean_emotion_after",
-               "relabel_precision", "remaining_correct_after")  # fmt: skip
+DIAGNOSTICS = (
+    "subset_purity",
+    "pseudo_rmse",
+    "w2_truth_mean_emotion_before",
+    "w2_truth_mean_emotion_after",
+    "relabel_precision",
+    "remaining_correct_after",
+)
 
 
 def summarise(records: pd.DataFrame, correct: dict[tuple[str, int], np.ndarray], reference: str) -> pd.DataFrame:
@@ -168,8 +174,11 @@ def markdown(summary: pd.DataFrame, reference: str, title: str) -> str:
     diag = [k for k in DIAGNOSTICS if k in summary]
     lines = [f"### {title}", "", "| " + " | ".join(head + diag) + " |", "|" + "---|" * (len(head) + len(diag))]
     for _, r in summary.iterrows():
-        delta = "reference" if r["row"] == reference else (
-            f"{r['diff']:+.2f} [{r['diff_lo']:+.2f}, {r['diff_hi']:+.2f}]" if pd.notna(r.get("diff")) else "")  # fmt: skip
+        delta = (
+            "reference"
+            if r["row"] == reference
+            else (f"{r['diff']:+.2f} [{r['diff_lo']:+.2f}, {r['diff_hi']:+.2f}]" if pd.notna(r.get("diff")) else "")
+        )
         cells = [
             r["row"],
             f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f}",

@@ -74,7 +74,10 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     m_a, m_a_metrics, _ = train_m_a(
         target, train_cfg=config.train_config("m_a"), target_cache=t_cache, test_curve=curve, **common
     )
-    marked, subset_stats = select_extra_subset(m_a, extra, e_cache, extra_fraction=method.extra_fraction, seed=config.seed)
+    gates = config.gates
+    marked, subset_stats = select_extra_subset(
+        m_a, m_a_metrics, extra, e_cache, extra_fraction=method.extra_fraction, seed=config.seed, gates=gates
+    )
     m_b, _, _ = train_m_b(
         marked,
         pseudo_from=method.pseudo_from,
@@ -83,17 +86,25 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         extra_cache=e_cache,
         **common,
     )
-    pseudo, pseudo_stats = pseudo_label_target(m_b, target, t_cache)
-    mapped, mapping_stats = map_extra_continuous(marked, pseudo, method=method)
-    prepared, relabel_stats = relabel_extra(mapped, pseudo, method=method)
+    pseudo, pseudo_stats = pseudo_label_target(m_b, target, t_cache, gates=gates)
+    mapped, mapping_stats = map_extra_continuous(marked, pseudo, method=method, gates=gates)
+    prepared, relabel_stats = relabel_extra(mapped, pseudo, method=method, gates=gates)
     # Stage 4 and the rows reported beside it: one recipe and budget, one evaluation step.
-    dcn_common = dict(budget=config.budget, train_cfg=config.train_config("dcn"), target_cache=t_cache, extra_cache=e_cache,
-                      test_curve=curve, **common)  # fmt: skip
+    dcn_common = dict(
+        budget=config.budget,
+        train_cfg=config.train_config("dcn"),
+        target_cache=t_cache,
+        extra_cache=e_cache,
+        test_curve=curve,
+        **common,
+    )
     dcn, dcn_metrics, _ = train_dcn(pseudo, prepared, marked, role="DCN", method=method, **dcn_common)
     dcjt = evaluate_model(dcn, target, t_cache, variant=method.variant_name, training=dcn_metrics, id="evaluate_dcjt")
     promotion = None
     if config.register_model:
-        promotion = register_and_promote(dcn, dcjt, target, model_name=config.model_name, parent_run_id=parent)
+        promotion = register_and_promote(
+            dcn, dcjt, target, model_name=config.model_name, parent_run_id=parent, min_image_side=config.min_image_side
+        )
     baselines = {}
     for row in config.baselines:
         row_method = config.method_for(row)
@@ -102,7 +113,7 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         elif row_method.relabel == method.relabel:
             row_extra = prepared
         else:
-            row_extra, _ = relabel_extra(mapped, pseudo, method=row_method, id=f"relabel_{row}")
+            row_extra, _ = relabel_extra(mapped, pseudo, method=row_method, gates=gates, id=f"relabel_{row}")
         model, metrics, _ = train_dcn(pseudo, row_extra, marked, role=row, method=row_method, id=f"train_{row}", **dcn_common)
         baselines[row] = evaluate_model(model, target, t_cache, variant=row, training=metrics, id=f"evaluate_{row}")
     report_run(

@@ -7,18 +7,77 @@ otherwise. Call ``prepare_environment`` before importing ZenML.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shlex
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from dcjt.config import REPO_ROOT, PipelineConfig, fingerprint, state_home
 
 
 class ScheduleNotSupported(RuntimeError):
     pass
+
+
+class PreflightError(RuntimeError):
+    """Something the run needs is missing or unreachable; found before any step runs."""
+
+
+@contextlib.contextmanager
+def state_lock(home: Path):
+    """An exclusive lock on the state folder while its stores are initialised: two runs started
+    at once on a fresh folder would otherwise both create ZenML's and MLflow's databases."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".init.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def check_tracking_store(uri: str) -> None:
+    """The MLflow store must be writable (SQLite) or answer (a server), else one clear line."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        folder = next(p for p in (db.parent, *db.parent.parents) if p.exists())
+        if not folder.is_dir():
+            raise PreflightError(f"MLflow tracking store {uri}: {folder} is a file, not a folder")
+        try:  # a real write, not os.access: permission bits say nothing for root or read-only mounts
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+            if db.exists():
+                with open(db, "r+b"):
+                    pass
+        except OSError as exc:
+            raise PreflightError(f"MLflow tracking store {uri}: cannot write {exc.filename or folder}: {exc.strerror}") from None
+    elif uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5)
+        except (urllib.error.URLError, OSError) as exc:
+            raise PreflightError(f"MLflow tracking server {uri} is unreachable: {getattr(exc, 'reason', exc)}") from None
+
+
+def preflight(cfg: PipelineConfig, uri: str) -> None:
+    """Checks that need no step: the tracking store, and each dataset root's release layout."""
+    from dcjt.data.readers import DatasetFormatError, check_layout
+
+    check_tracking_store(uri)
+    if cfg.data.kind == "files":
+        for role, spec in (("target", cfg.data.target), ("extra", cfg.data.extra)):
+            try:
+                check_layout(spec.dataset, spec.root)
+            except DatasetFormatError as exc:
+                raise PreflightError(f"data.{role}: {exc}") from None
 
 
 def prepare_environment(cfg: PipelineConfig | None = None) -> str:
@@ -61,14 +120,24 @@ class RunOutcome:
     seconds: float
 
 
+def initialise_stores(experiment: str) -> None:
+    """Create ZenML's store and stack and MLflow's database and experiment, one process at a time."""
+    with state_lock(state_home()):
+        from zenml.client import Client
+
+        _ = Client().active_stack_model  # creates the store, the default user and stack if new
+        ensure_experiment(experiment)
+
+
 def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config: str | None = None) -> RunOutcome | None:
     uri = prepare_environment(cfg)
+    preflight(cfg, uri)
     from zenml.utils import source_utils
 
     source_utils.set_custom_source_root(str(REPO_ROOT))
     from pipelines.dcjt import dcjt_pipeline
 
-    ensure_experiment(cfg.experiment)
+    initialise_stores(cfg.experiment)
     if cfg.data.kind == "files":
         for spec in (cfg.data.target, cfg.data.extra):
             spec.fingerprint = fingerprint(spec.root)

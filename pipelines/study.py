@@ -32,15 +32,26 @@ class StudyOutcome:
 
 def _record(row: str, seed: int, summary: dict) -> tuple[dict, np.ndarray]:
     ev = summary["evaluations"]["dcjt"]
-    rec = {"row": row, "seed": seed, "accuracy": ev["test_accuracy"], "macro_f1": ev["test_macro_f1"],
-           "mean_class_accuracy": ev["test_mean_class_accuracy"], "images_seen": ev.get("images_seen"),
-           "epochs_run": ev.get("epochs_run"), "steps": ev.get("steps"), "selected_epoch": ev.get("selected_epoch"),
-           "variant": ev["variant"], "mlflow_run_id": summary["mlflow_run_id"], **summary["diagnostics"]}  # fmt: skip
+    rec = {
+        "row": row,
+        "seed": seed,
+        "accuracy": ev["test_accuracy"],
+        "macro_f1": ev["test_macro_f1"],
+        "mean_class_accuracy": ev["test_mean_class_accuracy"],
+        "images_seen": ev.get("images_seen"),
+        "epochs_run": ev.get("epochs_run"),
+        "steps": ev.get("steps"),
+        "selected_epoch": ev.get("selected_epoch"),
+        "variant": ev["variant"],
+        "mlflow_run_id": summary["mlflow_run_id"],
+        **summary["diagnostics"],
+    }
     return rec, np.asarray(ev["test_correct"])
 
 
-def run_study(config_name: str, table: str, seeds: list[int], *, overrides=(), values=None, only=None, name=None,
-              progress=print) -> StudyOutcome:  # fmt: skip
+def run_study(
+    config_name: str, table: str, seeds: list[int], *, overrides=(), values=None, only=None, name=None, progress=print
+) -> StudyOutcome:
     """Train and score every row of ``table`` for every seed; write ``study.csv`` and ``study.md``."""
     base = load_config(config_name, overrides, values)  # fails early on a bad config
     rows, reference = study_rows(table, only, synthetic=base.data.kind == "synthetic")
@@ -50,8 +61,11 @@ def run_study(config_name: str, table: str, seeds: list[int], *, overrides=(), v
     for seed in seeds:
         for row in rows:
             tags = {"study": name, "table": table, "row": row.name}
-            cfg = load_config(config_name, overrides, {**(values or {}), **row.values, "seed": seed, "baselines": [],
-                                                       "register_model": False, "tracking_tags": tags})  # fmt: skip
+            cfg = load_config(
+                config_name,
+                overrides,
+                {**(values or {}), **row.values, "seed": seed, "baselines": [], "register_model": False, "tracking_tags": tags},
+            )
             progress(f"study {name}: seed {seed}, row {row.name!r}")
             outcome = run_pipeline(cfg)
             rec, corr = _record(row.name, seed, outcome.summary)
@@ -80,8 +94,9 @@ def _track(experiment: str, name: str, table: str, frame, summary, text, csv_pat
 
     ensure_experiment(experiment)
     exp = mlflow.get_experiment_by_name(experiment)
-    with mlflow.start_run(experiment_id=exp.experiment_id, run_name=f"study {name}",
-                          tags={"study": name, "table": table, "dcjt.kind": "study"}) as run:  # fmt: skip
+    with mlflow.start_run(
+        experiment_id=exp.experiment_id, run_name=f"study {name}", tags={"study": name, "table": table, "dcjt.kind": "study"}
+    ) as run:
         mlflow.log_params({"rows": len(summary), "seeds": frame["seed"].nunique(), "reference": reference})
         for _, r in summary.iterrows():
             key = "".join(c if c.isalnum() or c in "-_." else "_" for c in r["row"])

@@ -36,6 +36,7 @@ def model_signature() -> ModelSignature:
             *[ColSpec("double", f"prob_{e}") for e in EMOTIONS],
             ColSpec("double", "valence"),
             ColSpec("double", "arousal"),
+            ColSpec("string", "error"),  # empty, or why an input was refused (unreadable, too small)
         ]
     )
     return ModelSignature(inputs=inputs, outputs=outputs)
@@ -54,12 +55,16 @@ def current_champion(client: mlflow.MlflowClient, name: str):
 
 def _mirror_in_zenml(name: str, version: str, promoted: bool, accuracy: float) -> None:
     from zenml.client import Client
+    from zenml.exceptions import EntityExistsError
 
     client = Client()
     try:
         client.get_model(name)
     except KeyError:
-        client.create_model(name=name, description="DCJT facial expression model (mirrors the MLflow registry)")
+        try:
+            client.create_model(name=name, description="DCJT facial expression model (mirrors the MLflow registry)")
+        except EntityExistsError:
+            pass  # a run beside this one created it first
     mv = client.create_model_version(
         model_name_or_id=name, name=f"mlflow-v{version}", description=f"MLflow version {version}, test accuracy {accuracy:.4f}"
     )
@@ -69,7 +74,14 @@ def _mirror_in_zenml(name: str, version: str, promoted: bool, accuracy: float) -
 
 
 def register_version(
-    model: torch.nn.Module, accuracy: float, model_name: str, *, variant: str, example_images: list[str], mirror=None
+    model: torch.nn.Module,
+    accuracy: float,
+    model_name: str,
+    *,
+    variant: str,
+    example_images: list[str],
+    mirror=None,
+    min_side: int | None = None,
 ) -> dict:
     """Log + register ``model`` inside the active MLflow run; alias challenger; champion if it wins.
 
@@ -79,7 +91,7 @@ def register_version(
     client = mlflow.MlflowClient()
     run = mlflow.active_run()
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = save_model_files(model, Path(tmp))
+        artifacts = save_model_files(model, Path(tmp), min_side)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=DCNPyfunc(),
@@ -134,14 +146,25 @@ def register_version(
 
 @step(cache_policy=core_cache_policy())
 def register_and_promote(
-    model: torch.nn.Module, evaluation: dict, target_table: pd.DataFrame, model_name: str, parent_run_id: str
+    model: torch.nn.Module,
+    evaluation: dict,
+    target_table: pd.DataFrame,
+    model_name: str,
+    parent_run_id: str,
+    min_image_side: int | None = None,
 ) -> Annotated[dict, "promotion"]:
     """Log the DCN as a pyfunc model, register it, alias it challenger, promote it if it wins."""
     accuracy = float(evaluation["test_accuracy"])
     example = target_table.loc[target_table["split"] == "test", "image"].head(2).astype(str).tolist()
     with child_run(parent_run_id, "register"):
         promotion = register_version(
-            model, accuracy, model_name, variant=str(evaluation.get("variant")), example_images=example, mirror=_mirror_in_zenml
+            model,
+            accuracy,
+            model_name,
+            variant=str(evaluation.get("variant")),
+            example_images=example,
+            mirror=_mirror_in_zenml,
+            min_side=min_image_side,
         )
         mlflow.log_metrics({"test_accuracy": accuracy})
         mlflow.set_tags(

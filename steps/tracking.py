@@ -69,8 +69,12 @@ def report_run(
     """Log stats, plots and final metrics into the parent run, write the comparison CSV, close the run.
 
     ``summary`` holds every row's evaluation and the stage diagnostics (the study reads it)."""
-    rows = {"target_only": target_only_evaluation, "straight": straight_evaluation, "dcjt": dcjt_evaluation,
-            "oracle": oracle_evaluation}  # fmt: skip
+    rows = {
+        "target_only": target_only_evaluation,
+        "straight": straight_evaluation,
+        "dcjt": dcjt_evaluation,
+        "oracle": oracle_evaluation,
+    }
     evaluations = {name: r for name, r in rows.items() if r is not None}
     promotion = promotion or {}
     columns = ["variant", "accuracy", "images_seen", "epochs_run", "steps"]
@@ -165,6 +169,10 @@ def report_run(
     comparison.to_csv(comparison_path, index=False)
     for part in (subset_stats, pseudo_stats, relabel_stats):
         diagnostics.update({k: v for k, v in part.get("truth", {}).items() if isinstance(v, (int, float))})
-    summary = {"evaluations": evaluations, "diagnostics": diagnostics, "mlflow_run_id": parent_run_id,
-               "subset_kept_fraction": subset_stats.get("kept_fraction")}  # fmt: skip
+    summary = {
+        "evaluations": evaluations,
+        "diagnostics": diagnostics,
+        "mlflow_run_id": parent_run_id,
+        "subset_kept_fraction": subset_stats.get("kept_fraction"),
+    }
     return comparison, comparison_path, summary

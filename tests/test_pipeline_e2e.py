@@ -28,6 +28,7 @@ TINY = [
     "m_a.batch_size=32",
     "m_b.batch_size=32",
     "dcn.batch_size=32",
+    "gates.mode=warn",  # tiny models are weak on purpose; test_bad_input checks that gates stop runs
 ]
 
 
@@ -165,8 +166,15 @@ def test_variant_reuses_shared_stages_and_promotion_follows_accuracy(first_run):
     variant = _run("method.mapping=global")
     run = Client().get_pipeline_run(variant.run_name)
     status = {n: str(s.status) for n, s in run.steps.items()}
-    for shared in ("ingest_synthetic", "train_m_a", "select_extra_subset", "train_m_b", "pseudo_label_target", "train_straight",
-                   "train_target_only"):  # fmt: skip
+    for shared in (
+        "ingest_synthetic",
+        "train_m_a",
+        "select_extra_subset",
+        "train_m_b",
+        "pseudo_label_target",
+        "train_straight",
+        "train_target_only",
+    ):
         assert status[shared] == "cached", (shared, status)
     for changed in ("map_extra_continuous", "train_dcn", "register_and_promote"):
         assert status[changed] == "completed", (changed, status)
@@ -303,3 +311,44 @@ def test_killed_run_resumes_training_from_its_checkpoint(first_run):
     steps = [m.step for m in mlflow.MlflowClient().get_metric_history(dcn.info.run_id, "A_loss")]
     assert steps == list(range(killed_at + 1, 5))  # only the epochs after the checkpoint were trained
     assert torch.load(fresh[0], weights_only=False)["epoch"] == 4
+
+
+def test_predict_cli_reports_bad_files_and_predicts_the_rest(first_run, tmp_path):
+    from PIL import Image
+
+    good = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
+    shutil.copy(good, tmp_path / "good.png")
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    cmd = [sys.executable, str(ROOT / "run.py"), "predict", "--model", "models:/dcjt-synthetic@champion", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines() if "valence=" in line] == [str(tmp_path / "good.png")]
+    assert "dot.png\terror: too small: 1x1 px" in proc.stderr and "broken.jpg\terror: unreadable" in proc.stderr
+    assert "2 of 3 images could not be classified" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_weak_m_a_stops_at_its_gate_and_leaves_the_registry(first_run):
+    _, versions_before, champion_before = _registry()
+    with pytest.raises(Exception, match="Pipeline run has failed|health gate failed"):
+        _run("gates.mode=stop", "m_a.lr=1e-9", "m_a.epochs=1")  # an M_A that cannot learn
+    _, versions_after, champion_after = _registry()
+    assert versions_after == versions_before and champion_after.version == champion_before.version
+
+
+def test_two_runs_at_once_on_a_fresh_state_folder(tmp_path):
+    """Both initialise the stores under a lock, both finish, each registers its own version."""
+    env = {
+        **os.environ,
+        "DCJT_HOME": str(tmp_path),
+        "ZENML_CONFIG_PATH": str(tmp_path / "zenml"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    cmd = [sys.executable, str(ROOT / "run.py"), "--threads", "1", *[a for s in TINY for a in ("--set", s)]]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (_out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    versions = sorted(int(v.version) for v in client.search_model_versions("name='dcjt-synthetic'"))
+    assert versions == [1, 2]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dcjt.data.images import load_preprocessed
-from dcjt.data.labels import BOX_COLUMNS, LANDMARK_COLUMN
+from dcjt.data.labels import BOX_COLUMNS, LANDMARK_COLUMN, user_file_mode
 
 PREPROCESS_VERSION = 1
 
@@ -91,6 +91,7 @@ def write_cache(table: pd.DataFrame, size: int, cache_dir, images_iter) -> Image
     cache_dir.mkdir(parents=True, exist_ok=True)
     base = cache_dir / cache_key(table, size)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".cache.", suffix=".npy")
+    os.chmod(tmp, user_file_mode())  # not mkstemp's 0600
     os.close(fd)
     try:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(table), size, size, 3))

@@ -20,12 +20,29 @@ class ImageReadError(OSError):
     """An image file cannot be decoded; the message names the file."""
 
 
+def to_rgb8(im: Image.Image, name: str) -> np.ndarray:
+    """Any mode Pillow opens -> RGB uint8. 16-bit grey (``I;16*``, or ``I`` within 0..65535) is
+    scaled by 255/65535, not clipped (Pillow's own ``convert`` would clip it to white); float
+    and wider integer images are refused by name."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        wide = np.asarray(im, dtype=np.int64)
+        if wide.size and (wide.min() < 0 or wide.max() > 65535):
+            raise ImageReadError(f"cannot decode image {name}: {im.mode} values outside 0..65535")
+        grey = np.round(wide * (255 / 65535)).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if im.mode == "F":
+        raise ImageReadError(f"cannot decode image {name}: 32-bit float images are not supported")
+    return np.asarray(im.convert("RGB"))
+
+
 def decode(path: str | Path) -> np.ndarray:
     """Decode an image file fully into RGB uint8; truncated files raise ``ImageReadError``."""
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"))
+            return to_rgb8(im, str(path))
+    except ImageReadError:
+        raise
     except FileNotFoundError as exc:
         raise ImageReadError(f"image file missing: {path}") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

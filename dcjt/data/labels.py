@@ -86,6 +86,13 @@ def check_table(df: pd.DataFrame, name: str = "table") -> None:
         raise LabelTableError(f"{name}: {len(bad)} labels outside 0..{NUM_CLASSES - 1}, e.g. {rows}")
 
 
+def user_file_mode() -> int:
+    """The mode a plain ``open(..., "w")`` would give a new file under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Check the structure, then write parquet atomically (temp file + rename): no half-written
     table. ``dcjt.data.validation.write_valid_table`` runs the full GX suite first."""
@@ -94,6 +101,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, user_file_mode())  # mkstemp makes 0600; the table gets the user's normal mode
     try:
         df.reset_index(drop=True).to_parquet(tmp, index=False)
         os.replace(tmp, path)

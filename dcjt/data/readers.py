@@ -7,7 +7,10 @@ and returns an ``IngestReport`` of what was excluded and why.
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from dcjt.data.images import ImageReadError, decode
-from dcjt.data.labels import EMOTIONS, NUM_CLASSES, SPLITS, make_table, stratified_val_split
+from dcjt.data.labels import BOX_COLUMNS, EMOTIONS, NUM_CLASSES, SPLITS, make_table, stratified_val_split
 
 
 class DatasetFormatError(ValueError):
@@ -64,6 +67,22 @@ AFFECTNET_COLUMNS = (
 )
 
 
+def _read_text(path: Path) -> str:
+    """A text file as editors save it: a UTF-8 byte-order mark and CRLF endings are accepted."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetFormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def default_work_dir(dataset: str, root: Path) -> Path:
+    """Where files derived from a dataset root go: ``$DCJT_HOME/work/<dataset>-<hash of the root>``."""
+    from dcjt.config import state_home
+
+    digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+    return state_home() / "work" / f"{dataset}-{digest}"
+
+
 def _require_dir(root: Path, what: str) -> Path:
     root = Path(root)
     if not root.is_dir():
@@ -98,11 +117,11 @@ def read_rafdb(root, *, aligned: bool = True) -> tuple[pd.DataFrame, IngestRepor
     listing = _require_file(root / "EmoLabel" / "list_patition_label.txt")
     report = IngestReport("rafdb")
     names, labels, splits, paths = [], [], [], []
-    for lineno, line in enumerate(listing.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(_read_text(listing).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+        if len(parts) != 2 or not re.fullmatch(r"[0-9]+", parts[1]):
             raise DatasetFormatError(f"{listing}:{lineno}: expected '<name>.jpg <label 1-7>', got {line!r}")
         name, label = parts[0], int(parts[1])
         if not 1 <= label <= NUM_CLASSES:
@@ -148,17 +167,35 @@ def _read_affectnet_csv(root: Path):
     frames = []
     for fname, split in (("training.csv", "train"), ("validation.csv", "test")):
         path = _require_file(root / "Manually_Annotated_file_lists" / fname)
-        with open(path, newline="") as fh:
-            header = next(csv.reader(fh), None)
+        text = _read_text(path)
+        header = next(csv.reader(io.StringIO(text)), None)
         if header is None or tuple(h.strip() for h in header) != AFFECTNET_COLUMNS:
             raise DatasetFormatError(f"{path}:1: header {header} does not match AffectNet's {list(AFFECTNET_COLUMNS)}")
-        raw = pd.read_csv(path, dtype={"subDirectory_filePath": str, "facial_landmarks": str})
+        try:
+            raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+        except (pd.errors.ParserError, ValueError) as exc:
+            raise DatasetFormatError(f"{path}: not a CSV table AffectNet's reader can parse: {exc}") from None
+        raw.columns = [c.strip() for c in raw.columns]
+        raw = raw.fillna("")  # missing trailing fields are empty values
+        empty = raw["subDirectory_filePath"].str.strip() == ""
+        if empty.any():
+            raise DatasetFormatError(f"{path}:{int(empty.to_numpy().argmax()) + 2}: empty subDirectory_filePath")
         for col in ("expression", "valence", "arousal", "face_x", "face_y", "face_width", "face_height"):
-            values = pd.to_numeric(raw[col], errors="coerce")
+            cells = raw[col].str.strip()
+            values = pd.to_numeric(cells.where(cells != ""), errors="coerce")
             if values.isna().any():
                 row = int(values.isna().to_numpy().argmax())
-                raise DatasetFormatError(f"{path}:{row + 2}: column {col} has non-numeric value {raw[col].iloc[row]!r}")
+                cell = cells.iloc[row]
+                shown = repr(cell) if cell else "an empty value"
+                raise DatasetFormatError(f"{path}:{row + 2}: column {col} has {shown}, expected a number")
+            if col == "expression" and (values != values.round()).any():
+                row = int((values != values.round()).to_numpy().argmax())
+                raise DatasetFormatError(f"{path}:{row + 2}: expression {cells.iloc[row]!r} is not an integer code")
             raw[col] = values
+        for col in ("face_width", "face_height"):
+            if (raw[col] <= 0).any():
+                row = int((raw[col] <= 0).to_numpy().argmax())
+                raise DatasetFormatError(f"{path}:{row + 2}: face box {col} {raw[col].iloc[row]:g} must be positive")
         codes = raw["expression"].astype(int).to_numpy()
         if ((codes < 0) | (codes > 10)).any():
             row = int(((codes < 0) | (codes > 10)).argmax())
@@ -171,10 +208,7 @@ def _read_affectnet_csv(root: Path):
         keep = _affectnet_filter(codes, raw["valence"], raw["arousal"], report)
         raw = raw[keep]
         _check_duplicates(raw["subDirectory_filePath"].tolist(), path)
-        landmarks = [
-            [float(v) for v in s.split(";") if v.strip()] if isinstance(s, str) and s.strip() else None
-            for s in raw["facial_landmarks"]
-        ]
+        landmarks = [_landmarks(s, path, row + 2) for row, s in zip(raw.index, raw["facial_landmarks"])]
         images = [str(root / "Manually_Annotated_Images" / p) for p in raw["subDirectory_filePath"]]
         frames.append(
             make_table(
@@ -196,6 +230,27 @@ def _read_affectnet_csv(root: Path):
     df = pd.concat(frames, ignore_index=True)
     _check_nonempty_splits(df, root / "Manually_Annotated_file_lists")
     return df, report
+
+
+def _read_csv_text(path: Path) -> pd.DataFrame:
+    """A CSV file as strings (BOM accepted); a file pandas cannot parse is named."""
+    try:
+        return pd.read_csv(io.StringIO(_read_text(path)), dtype=str, keep_default_na=False).fillna("")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise DatasetFormatError(f"{path}: cannot parse as CSV: {exc}") from None
+
+
+def _landmarks(cell: str, path: Path, lineno: int) -> list[float] | None:
+    """``x;y;x;y;...`` (68 or 5 points) or empty."""
+    if not isinstance(cell, str) or not cell.strip():
+        return None
+    try:
+        values = [float(v) for v in cell.split(";") if v.strip()]
+    except ValueError:
+        raise DatasetFormatError(f"{path}:{lineno}: facial_landmarks {cell[:40]!r} are not numbers separated by ';'") from None
+    if len(values) not in (136, 10):
+        raise DatasetFormatError(f"{path}:{lineno}: facial_landmarks has {len(values)} numbers, expected 136 (68 points) or 10")
+    return values
 
 
 def _npy_scalar(path: Path) -> float:
@@ -281,19 +336,26 @@ def read_caers(root, *, boxes_file: str | os.PathLike | None = None, detect_face
 
 
 def _read_caers_boxes(path: Path, root: Path) -> dict[str, tuple]:
+    """``path,label,x1,y1,x2,y2`` per frame -> {image path: (x, y, w, h)}."""
     out = {}
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != ["path", "label", "x1", "y1", "x2", "y2"]:
-            raise DatasetFormatError(f"{path}:1: header {header} is not 'path,label,x1,y1,x2,y2'")
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                x1, y1, x2, y2 = (float(v) for v in row[2:6])
-            except (ValueError, IndexError) as exc:
-                raise DatasetFormatError(f"{path}:{lineno}: bad box row {row}") from exc
-            p = Path(row[0])
-            out[str(p if p.is_absolute() else root / p)] = (x1, y1, x2 - x1, y2 - y1)
+    reader = csv.reader(io.StringIO(_read_text(path)))
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header] != ["path", "label", "x1", "y1", "x2", "y2"]:
+        raise DatasetFormatError(f"{path}:1: header {header} is not 'path,label,x1,y1,x2,y2'")
+    for lineno, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        bad = f"{path}:{lineno}: bad box row {row}: expected path,label,x1,y1,x2,y2"
+        try:
+            x1, y1, x2, y2 = (float(v) for v in row[2:6])
+        except (ValueError, IndexError, TypeError):
+            raise DatasetFormatError(bad) from None
+        if len(row) != 6 or not np.isfinite([x1, y1, x2, y2]).all():
+            raise DatasetFormatError(bad)
+        if x2 <= x1 or y2 <= y1:
+            raise DatasetFormatError(f"{path}:{lineno}: face box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area")
+        p = Path(row[0])
+        out[str(p if p.is_absolute() else root / p)] = (x1, y1, x2 - x1, y2 - y1)
     return out
 
 
@@ -320,14 +382,15 @@ def detect_largest_faces(paths: list[str]) -> np.ndarray:
 def read_ferplus(root, *, image_dir: str | os.PathLike | None = None):
     """FERPlus: majority vote of ``fer2013new.csv``; pixels of ``fer2013.csv`` written as PNGs.
 
-    Images are extracted once to ``image_dir`` (default ``<root>/ferplus_images``) so that the
-    rest of the project reads files like any other dataset.
+    Images are extracted once to ``image_dir`` (default: a folder per dataset root under the state
+    folder, never inside the dataset root, which may be read-only) so that the rest of the project
+    reads files like any other dataset.
     """
     from PIL import Image
 
     root = _require_dir(root, "FERPlus")
     old_path, new_path = _require_file(root / "fer2013.csv"), _require_file(root / "fer2013new.csv")
-    old, new = pd.read_csv(old_path, dtype={"pixels": str}), pd.read_csv(new_path)
+    old, new = _read_csv_text(old_path), _read_csv_text(new_path)
     if list(old.columns) != ["emotion", "pixels", "Usage"]:
         raise DatasetFormatError(f"{old_path}:1: header {list(old.columns)} is not 'emotion,pixels,Usage'")
     expected = ["Usage", "Image name", *FERPLUS_VOTES]
@@ -336,28 +399,48 @@ def read_ferplus(root, *, image_dir: str | os.PathLike | None = None):
     if len(old) != len(new):
         raise DatasetFormatError(f"{new_path}: {len(new)} rows but {old_path} has {len(old)}; the files must align")
     report = IngestReport("ferplus")
-    image_dir = Path(image_dir) if image_dir else root / "ferplus_images"
-    votes = new[list(FERPLUS_VOTES)].to_numpy(dtype=float)
-    named = new["Image name"].notna() & (new["Image name"].astype(str).str.strip() != "")
+    image_dir = Path(image_dir) if image_dir else default_work_dir("ferplus", root)
+    votes = np.zeros((len(new), len(FERPLUS_VOTES)))
+    for j, col in enumerate(FERPLUS_VOTES):
+        cells = new[col].str.strip()
+        values = pd.to_numeric(cells.where(cells != ""), errors="coerce")
+        bad = values.isna() | (values < 0) | (values != values.round())
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            shown = repr(cells.iloc[row]) if cells.iloc[row] else "an empty value"
+            raise DatasetFormatError(f"{new_path}:{row + 2}: vote column {col} has {shown}, expected a count")
+        votes[:, j] = values
+    named = new["Image name"].str.strip() != ""
     report.count("no image name (not a face)", int((~named).sum()))
     winner = votes.argmax(axis=1)
     for k in (7, 8, 9):
         report.count(f"majority {FERPLUS_VOTES[k]}", int((named & (winner == k)).sum()))
-    keep = np.flatnonzero(named.to_numpy() & (winner < 7))
+    no_votes = named.to_numpy() & (votes.sum(axis=1) == 0)
+    report.count("no votes", int(no_votes.sum()))
+    keep = np.flatnonzero(named.to_numpy() & ~no_votes & (winner < 7))
     splits, paths, labels = [], [], []
     for i in keep:
         usage = new["Usage"].iat[i]
         if usage not in FERPLUS_USAGE:
             raise DatasetFormatError(f"{new_path}:{i + 2}: unknown Usage {usage!r}")
-        pix = np.array(str(old["pixels"].iat[i]).split(), dtype=np.float64)
-        if pix.size != 48 * 48 or (pix < 0).any() or (pix > 255).any():
+        try:
+            pix = np.array(str(old["pixels"].iat[i]).split(), dtype=np.float64)
+        except ValueError:
+            raise DatasetFormatError(f"{old_path}:{i + 2}: pixels are not numbers") from None
+        if pix.size != 48 * 48 or not np.isfinite(pix).all() or (pix < 0).any() or (pix > 255).any():
             raise DatasetFormatError(f"{old_path}:{i + 2}: pixels must be 2304 values in 0..255, got {pix.size}")
-        out = image_dir / usage / str(new["Image name"].iat[i]).strip()
+        name = new["Image name"].iat[i].strip()
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+            raise DatasetFormatError(f"{new_path}:{i + 2}: image name {name!r} is not a plain file name")
+        out = image_dir / usage / name
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(f".{out.name}.tmp.png")
-            Image.fromarray(pix.reshape(48, 48).astype(np.uint8)).save(tmp)
-            os.replace(tmp, out)
+            try:
+                Image.fromarray(pix.reshape(48, 48).astype(np.uint8)).save(tmp)
+                os.replace(tmp, out)
+            finally:
+                tmp.unlink(missing_ok=True)  # an interrupted extraction leaves no temp files
         splits.append(FERPLUS_USAGE[usage]), paths.append(str(out)), labels.append(FERPLUS_TO_CANONICAL[int(winner[i])])
     _check_duplicates(paths, new_path)
     df = make_table("ferplus", splits, paths, labels)
@@ -367,20 +450,50 @@ def read_ferplus(root, *, image_dir: str | os.PathLike | None = None):
 
 READERS = {"rafdb": read_rafdb, "affectnet": read_affectnet, "caers": read_caers, "ferplus": read_ferplus}
 
+# What each release's root must hold (any one of the alternatives), checked before a run starts.
+LAYOUTS = {
+    "rafdb": [("EmoLabel/list_patition_label.txt", "Image")],
+    "affectnet": [
+        ("Manually_Annotated_file_lists/training.csv", "Manually_Annotated_file_lists/validation.csv"),
+        ("train_set/images", "train_set/annotations", "val_set/images", "val_set/annotations"),
+    ],
+    "caers": [("train", "test")],
+    "ferplus": [("fer2013.csv", "fer2013new.csv")],
+}
+
+
+def check_layout(dataset: str, root) -> None:
+    """Fail fast, naming what is missing, when ``root`` does not hold ``dataset``'s release layout."""
+    root = _require_dir(root, dataset)
+    alternatives = LAYOUTS[dataset]
+    if any(all((root / part).exists() for part in parts) for parts in alternatives):
+        return
+    missing = [p for p in alternatives[0] if not (root / p).exists()]
+    expected = " or ".join("{" + ", ".join(parts) + "}" for parts in alternatives)
+    raise DatasetFormatError(f"{root} holds no {dataset} dataset: missing {missing}; expected {expected}")
+
 
 def check_images(df: pd.DataFrame, report: IngestReport, max_bad_fraction: float = 0.0) -> pd.DataFrame:
     """Decode every image; drop unreadable ones up to ``max_bad_fraction``, else fail naming them."""
     paths = df["image"].tolist()
+    boxes = df[list(BOX_COLUMNS)].to_numpy(float) if set(BOX_COLUMNS) <= set(df.columns) else np.full((len(df), 4), np.nan)
 
-    def ok(path):
+    def ok(i):
         try:
-            decode(path)
-            return None
+            h, w = decode(paths[i]).shape[:2]
         except ImageReadError as exc:
-            return str(exc)
+            return str(exc), False
+        x, y, bw, bh = boxes[i]
+        if not np.isnan(x) and (x >= w or y >= h or x + bw <= 0 or y + bh <= 0):
+            return f"face box (x={x:g}, y={y:g}, w={bw:g}, h={bh:g}) lies outside the {w}x{h} image {paths[i]}", True
+        return None, False
 
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        errors = list(pool.map(ok, paths, chunksize=64))
+        results = list(pool.map(ok, range(len(paths)), chunksize=64))
+    boxes_off = [e for e, is_box in results if is_box]
+    if boxes_off:
+        raise DatasetFormatError(f"{len(boxes_off)} face boxes do not overlap their image, e.g. {boxes_off[0]}")
+    errors = [e for e, _ in results]
     bad = [i for i, e in enumerate(errors) if e]
     if not bad:
         return df
