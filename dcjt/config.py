@@ -188,6 +188,7 @@ class GatesConfig(Settings):
 
     mode: Literal["stop", "warn"] = "stop"
     m_a_margin: float = Field(0.05, ge=0, le=1, description="M_A's val accuracy must beat chance (1/7) by this")
+    subset_min_classes: int = Field(5, ge=0, le=7, description="classes with at least subset_min_rows rows in B's subset")
     subset_min_rows: int = Field(3, ge=0, description="rows of every class in B's subset")
     subset_min_share: float = Field(0.02, ge=0, le=1, description="share of each class of B kept in the subset")
     pseudo_min_std: float = Field(0.02, ge=0, description="per-emotion spread (std) of A's pseudo V/A")

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import mlflow
-import numpy as np
 import pandas as pd
 from zenml import get_step_context, step
 
 from dcjt.config import PipelineConfig
-from dcjt.data.labels import EMOTIONS, split_rows
-from dcjt.method import class_centres, criteria_audit, va_stats
+from dcjt.data.labels import split_rows
+from dcjt.method import class_centres, va_stats
+from dcjt.method.truth import criteria_report
 from dcjt.plots import confusion_figure, va_scatter
 from steps.common import log_frame, log_json
 
@@ -45,6 +45,54 @@ def open_tracking(config: PipelineConfig) -> Annotated[str, "parent_run_id"]:
     for i in range(0, len(params), 90):
         client.log_batch(run.info.run_id, params=params[i : i + 90])
     return run.info.run_id
+
+
+def _log_stage_stats(stats: dict) -> None:
+    """Counts, gate outcomes and agreement / transition plots of stages 1-3."""
+    subset, relabel, mapping = stats["subset"], stats["relabel"], stats["mapping"]
+    if subset:
+        mlflow.log_metrics({"subset.kept": subset["n_kept"], "subset.kept_fraction": subset["kept_fraction"]})
+        agreement = confusion_figure(subset["agreement"]["matrix"], "B label x M_A prediction", "B label", "M_A prediction")
+        mlflow.log_figure(agreement, "plots/subset_agreement.png")
+    if relabel.get("enabled"):
+        mlflow.log_metrics({"relabel.changed": relabel["n_changed"], "relabel.changed_fraction": relabel["changed_fraction"]})
+        transition = confusion_figure(relabel["transition"]["matrix"], "relabel transition", "old label", "new label")
+        mlflow.log_figure(transition, "plots/relabel_transition.png")
+    if mapping:
+        counts = {"mapped": mapping["n_mapped"], "clipped": mapping["n_clipped"], "fallbacks": len(mapping["fallbacks"])}
+        mlflow.log_metrics({f"mapping.{k}": v for k, v in counts.items()})
+    gates = [part["gates"] for part in stats.values() if isinstance(part, dict) and "gates" in part]
+    mlflow.set_tag("gates", "passed" if all(g["passed"] for g in gates) else "failed (warned)")
+
+
+def _log_criteria(target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame, extra_prepared: pd.DataFrame) -> dict:
+    """V/A statistics, the labeling-criteria audit before/after stage 3 and the V/A plots; returns
+    the audit's summary numbers."""
+    a = split_rows(target_pseudo, "train")
+    before, after = split_rows(extra_marked, "train"), split_rows(extra_prepared, "train")
+    audits, numbers = criteria_report(a, before, after)
+    remaining = lambda t: t[~t["in_subset"]] if "in_subset" in t else t  # noqa: E731
+    log_frame(va_stats(a), "va_stats/target_pseudo.csv")
+    log_frame(va_stats(remaining(before)), "va_stats/extra_remaining_before.csv")
+    log_frame(va_stats(remaining(after)), "va_stats/extra_remaining_after.csv")
+    for when, audit in audits.items():
+        log_frame(audit, f"audit/criteria_{when}.csv")
+    mlflow.log_metrics({f"audit.{k}": v for k, v in numbers.items()})
+    centres = class_centres(a)
+    mlflow.log_figure(va_scatter({"A: pseudo V/A (by A label)": a}, centres), "plots/va_target_pseudo.png")
+    panels = {"B - subB before mapping": remaining(before), "after mapping + relabeling": remaining(after)}
+    mlflow.log_figure(va_scatter(panels, centres), "plots/va_extra_before_after.png")
+    return numbers
+
+
+def _comparison(evaluations: dict) -> pd.DataFrame:
+    """One line per reported row: test accuracy and the training budget it had."""
+    columns = ["variant", "accuracy", "images_seen", "epochs_run", "steps"]
+    rows = [
+        {"variant": name, "accuracy": float(r["test_accuracy"]), **{c: r.get(c) for c in columns[2:]}}
+        for name, r in evaluations.items()
+    ]
+    return pd.DataFrame(rows, columns=columns)
 
 
 @step(enable_cache=False)
@@ -77,14 +125,7 @@ def report_run(
     }
     evaluations = {name: r for name, r in rows.items() if r is not None}
     promotion = promotion or {}
-    columns = ["variant", "accuracy", "images_seen", "epochs_run", "steps"]
-    comparison = pd.DataFrame(
-        [
-            {"variant": name, "accuracy": float(r["test_accuracy"]), **{c: r.get(c) for c in columns[2:]}}
-            for name, r in evaluations.items()
-        ],
-        columns=columns,
-    )
+    comparison = _comparison(evaluations)
     stats = {
         "gx": ingest_gx,
         "subset": subset_stats,
@@ -100,70 +141,16 @@ def report_run(
             log_json(value, f"stats/{name}.json")
         for name, r in evaluations.items():
             mlflow.log_metric(f"test_accuracy.{name}", float(r["test_accuracy"]))
-        dcjt = evaluations.get("dcjt", {})
-        for k, v in dcjt.items():
-            if isinstance(v, (int, float)) and k.startswith("test_"):
-                mlflow.log_metric(f"final.{k}", float(v))
-        subset = stats.get("subset", {})
-        if subset:
-            mlflow.log_metrics({"subset.kept": subset["n_kept"], "subset.kept_fraction": subset["kept_fraction"]})
-            mlflow.log_figure(
-                confusion_figure(subset["agreement"]["matrix"], "B label x M_A prediction", "B label", "M_A prediction"),
-                "plots/subset_agreement.png",
-            )
-        relabel = stats.get("relabel", {})
-        if relabel.get("enabled"):
-            mlflow.log_metrics({"relabel.changed": relabel["n_changed"], "relabel.changed_fraction": relabel["changed_fraction"]})
-            mlflow.log_figure(
-                confusion_figure(relabel["transition"]["matrix"], "relabel transition", "old label", "new label"),
-                "plots/relabel_transition.png",
-            )
-        mapping = stats.get("mapping", {})
-        if mapping:
-            mlflow.log_metrics(
-                {
-                    "mapping.mapped": mapping["n_mapped"],
-                    "mapping.clipped": mapping["n_clipped"],
-                    "mapping.fallbacks": len(mapping["fallbacks"]),
-                }
-            )
-        a = split_rows(target_pseudo, "train")
-        remaining = lambda t: t[~t["in_subset"]] if "in_subset" in t else t  # noqa: E731
-        before, after = remaining(split_rows(extra_marked, "train")), remaining(split_rows(extra_prepared, "train"))
-        log_frame(va_stats(a), "va_stats/target_pseudo.csv")
-        log_frame(va_stats(before), "va_stats/extra_remaining_before.csv")
-        log_frame(va_stats(after), "va_stats/extra_remaining_after.csv")
-        audit_before, audit_after = criteria_audit(a, before), criteria_audit(a, after)
-        log_frame(audit_before, "audit/criteria_before.csv")
-        log_frame(audit_after, "audit/criteria_after.csv")
-        diagnostics = {
-            "w2_global_before": float(audit_before.loc["global", "w2"]),
-            "w2_global_after": float(audit_after.loc["global", "w2"]),
-            "w2_mean_emotion_before": float(np.nanmean(audit_before.loc[list(EMOTIONS), "w2"])),
-            "w2_mean_emotion_after": float(np.nanmean(audit_after.loc[list(EMOTIONS), "w2"])),
-        }
-        if "truth_valence" in a:  # synthetic world: distance to the true criteria (A's true V/A per emotion)
-            truth = a.assign(valence=a["truth_valence"], arousal=a["truth_arousal"])
-            for when, b in (("before", before), ("after", after)):
-                audit = criteria_audit(truth, b)
-                diagnostics[f"w2_truth_mean_emotion_{when}"] = float(np.nanmean(audit.loc[list(EMOTIONS), "w2"]))
-        mlflow.log_metrics({f"audit.{k}": v for k, v in diagnostics.items()})
-        centres = class_centres(a)
-        mlflow.log_figure(va_scatter({"A: pseudo V/A (by A label)": a}, centres), "plots/va_target_pseudo.png")
-        mlflow.log_figure(
-            va_scatter({"B - subB before mapping": before, "after mapping + relabeling": after}, centres),
-            "plots/va_extra_before_after.png",
+        mlflow.log_metrics(
+            {f"final.{k}": float(v) for k, v in dcjt_evaluation.items() if k.startswith("test_") and isinstance(v, (int, float))}
         )
-        if "confusion" in dcjt:
-            mlflow.log_figure(confusion_figure(dcjt["confusion"], "DCN on A's test split"), "plots/confusion_dcn.png")
+        _log_stage_stats(stats)
+        diagnostics = _log_criteria(target_pseudo, extra_marked, extra_prepared)
+        mlflow.log_figure(confusion_figure(dcjt_evaluation["confusion"], "DCN on A's test split"), "plots/confusion_dcn.png")
         log_frame(comparison.set_index("variant"), "comparison.csv")
-        mlflow.set_tags(
-            {
-                "registered_model": promotion.get("model_name", ""),
-                "registered_version": promotion.get("version", ""),
-                "promotion": ("promoted" if promotion.get("promoted") else "kept champion") if promotion else "not registered",
-            }
-        )
+        verdict = ("promoted" if promotion.get("promoted") else "kept champion") if promotion else "not registered"
+        registered = {"registered_model": promotion.get("model_name", ""), "registered_version": promotion.get("version", "")}
+        mlflow.set_tags({**registered, "promotion": verdict})
     mlflow.MlflowClient().set_terminated(parent_run_id, "FINISHED")
     Path(comparison_path).parent.mkdir(parents=True, exist_ok=True)
     comparison.to_csv(comparison_path, index=False)

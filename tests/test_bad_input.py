@@ -237,10 +237,10 @@ def test_gates_name_the_numbers_and_stop_or_warn():
     cfg = GatesConfig()
     stats = {"kept_per_class": dict.fromkeys(EMOTIONS, 0), "total_per_class": dict.fromkeys(EMOTIONS, 50)}
     stats["kept_per_class"]["happiness"] = 50  # a weak M_A: the subset collapsed onto one class
-    with pytest.raises(GateError, match=r"M_A validation accuracy = 0.15 \(must be >= 0.1929\); subset rows of surprise = 0"):
+    with pytest.raises(GateError, match=r"M_A validation accuracy = 0.15 \(must be >= 0.1929\); classes held by the subset = 1"):
         gate_report("stage 1", subset_gates(0.15, stats, cfg), "stop")
     warned = gate_report("stage 1", subset_gates(0.15, stats, cfg), "warn")
-    assert not warned["passed"] and len([g for g in warned["gates"] if not g["passed"]]) == 1 + 2 * 6
+    assert not warned["passed"] and len([g for g in warned["gates"] if not g["passed"]]) == 2 + 2 * 6
     assert not relabel_gates({"changed_fraction": 0.95}, cfg)[0].passed
     assert mapping_gates({"n_mapped": 10, "n_clipped": 1}, cfg)[0].passed
     collapsed = make_table("a", "train", [f"a{k}" for k in range(14)], ALL_LABELS, np.full(14, 0.3), np.full(14, 0.3))

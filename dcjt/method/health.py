@@ -52,6 +52,9 @@ def gate_report(stage: str, gates: list[Gate], mode: str) -> dict:
 def subset_gates(m_a_val_accuracy: float, subset_stats: dict, cfg) -> list[Gate]:
     """Stage 1: M_A beats chance by a margin; the subset keeps every class of B."""
     gates = [_at_least("M_A validation accuracy", m_a_val_accuracy, 1 / NUM_CLASSES + cfg.m_a_margin)]
+    kept = subset_stats["kept_per_class"]
+    populated = sum(kept[e] >= max(cfg.subset_min_rows, 1) for e in EMOTIONS)
+    gates.append(_at_least("classes held by the subset", populated, cfg.subset_min_classes))
     for emotion in EMOTIONS:
         total = subset_stats["total_per_class"][emotion]
         if total == 0:

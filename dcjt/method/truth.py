@@ -52,3 +52,24 @@ def relabel_truth(extra_before: pd.DataFrame, extra_after: pd.DataFrame) -> dict
         "relabel_precision": _share(after[changed] == truth[changed]),
         "n_relabeled": int(changed.sum()),
     }
+
+
+def criteria_report(target_train: pd.DataFrame, extra_before: pd.DataFrame, extra_after: pd.DataFrame) -> tuple[dict, dict]:
+    """Stage 3's effect on B - subB: the labeling-criteria audits against A's pseudo V/A (before and
+    after mapping + relabeling) and their summary numbers; on the synthetic world also the mean
+    per-emotion 2-Wasserstein distance to A's true criteria (A's true V/A per emotion)."""
+    from dcjt.data.labels import EMOTIONS
+    from dcjt.method.gaussian import criteria_audit
+
+    rest = lambda t: t[~t[SUBSET_COLUMN].to_numpy(dtype=bool)] if SUBSET_COLUMN in t else t  # noqa: E731
+    before, after = rest(extra_before), rest(extra_after)
+    audits = {"before": criteria_audit(target_train, before), "after": criteria_audit(target_train, after)}
+    numbers = {}
+    for when, audit in audits.items():
+        numbers[f"w2_global_{when}"] = float(audit.loc["global", "w2"])
+        numbers[f"w2_mean_emotion_{when}"] = float(np.nanmean(audit.loc[list(EMOTIONS), "w2"]))
+    if "truth_valence" in target_train:
+        truth = target_train.assign(valence=target_train["truth_valence"], arousal=target_train["truth_arousal"])
+        for when, b in (("before", before), ("after", after)):
+            numbers[f"w2_truth_mean_emotion_{when}"] = float(np.nanmean(criteria_audit(truth, b).loc[list(EMOTIONS), "w2"]))
+    return audits, numbers
