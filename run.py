@@ -227,6 +227,40 @@ def predict_cmd(model_uri, inputs) -> None:
         sys.exit(1)
 
 
+@cli.command("serve")
+@click.option("--model", "model_uri", default="models:/dcjt-synthetic@champion", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5001, show_default=True)
+def serve_cmd(model_uri, host, port) -> None:
+    """Serve a registered model over HTTP (MLflow's scoring server) from this environment.
+
+    ``mlflow models serve --env-manager local`` starts ``uvicorn`` from PATH, which holds the
+    virtual environment only when it is activated; this command puts it there and uses the
+    project's tracking store, so it works from a fresh shell.
+    """
+    from pipelines.runner import prepare_environment
+
+    uri = prepare_environment()
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        host,
+        "-p",
+        str(port),
+    ]
+    os.execvpe(cmd[0], cmd, env)
+
+
 @cli.command("synth")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option(

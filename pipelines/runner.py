@@ -98,14 +98,23 @@ def prepare_environment(cfg: PipelineConfig | None = None) -> str:
     return uri
 
 
+# MLflow 3's UI opens an experiment on its GenAI overview unless it carries this kind.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def ensure_experiment(name: str) -> None:
-    """Create the experiment with its artifacts under DCJT_HOME when the store is local."""
+    """Create the experiment (artifacts under DCJT_HOME when the store is local) as a classic
+    machine-learning experiment, so the UI opens on its training runs."""
     import mlflow
 
-    if mlflow.get_experiment_by_name(name) is None:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
         local = mlflow.get_tracking_uri().startswith("sqlite:")
         location = (state_home() / "mlartifacts" / name).as_uri() if local else None
-        mlflow.create_experiment(name, artifact_location=location)
+        mlflow.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+    elif experiment.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+        for key, value in EXPERIMENT_KIND.items():
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
 
 
 @dataclass

@@ -84,6 +84,8 @@ def test_pipeline_completes_and_tracks_everything(first_run):
         search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{first_run.run_name}'", output_format="list"
     )[0]
     assert parent.info.status == "FINISHED"
+    kind = mlflow.get_experiment_by_name("dcjt-synthetic").tags.get("mlflow.experimentKind")
+    assert kind == "custom_model_development"  # the UI opens on training runs, not the GenAI view
     assert {
         "final.test_accuracy",
         "test_accuracy.target_only",
@@ -224,29 +226,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_mlflow_models_serve_answers_over_http(first_run):
+def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
     image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
     port = _free_port()
+    # As the README shows it, from a shell whose PATH lacks the virtual environment.
+    bare_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            "models:/dcjt-synthetic@champion",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        [sys.executable, str(ROOT / "run.py"), "serve", "--model", "models:/dcjt-synthetic@champion", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        env={**os.environ, "PATH": bare_path},
     )
     try:
         deadline = time.time() + 180
