@@ -30,6 +30,24 @@ class StudyOutcome:
     seconds: float
 
 
+def _gates(run_name: str) -> str:
+    """``passed``, or the gates that failed (with the observed numbers)."""
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run_name)
+    outputs = {
+        "select_extra_subset": "subset_stats",
+        "pseudo_label_target": "pseudo_stats",
+        "map_extra_continuous": "mapping_stats",
+        "relabel_extra": "relabel_stats",
+    }
+    failed = []
+    for step_name, output in outputs.items():
+        stats = run.steps[step_name].outputs[output][0].load() if step_name in run.steps else {}
+        failed += [f"{g['name']} {g['observed']:.3g}" for g in (stats.get("gates") or {}).get("gates", []) if not g["passed"]]
+    return "passed" if not failed else "failed: " + "; ".join(failed)
+
+
 def _record(row: str, seed: int, summary: dict) -> tuple[dict, np.ndarray]:
     ev = summary["evaluations"]["dcjt"]
     rec = {
@@ -61,14 +79,14 @@ def run_study(
     for seed in seeds:
         for row in rows:
             tags = {"study": name, "table": table, "row": row.name}
-            cfg = load_config(
-                config_name,
-                overrides,
-                {**(values or {}), **row.values, "seed": seed, "baselines": [], "register_model": False, "tracking_tags": tags},
-            )
+            # A study explores variants: gates warn (their outcome is a column) unless --set says otherwise.
+            warn = {} if any(o.startswith("gates.mode=") for o in overrides) else {"gates.mode": "warn"}
+            run_values = {**warn, **(values or {}), **row.values, "seed": seed, "baselines": [], "register_model": False}
+            cfg = load_config(config_name, overrides, {**run_values, "tracking_tags": tags})
             progress(f"study {name}: seed {seed}, row {row.name!r}")
             outcome = run_pipeline(cfg)
             rec, corr = _record(row.name, seed, outcome.summary)
+            rec["gates"] = _gates(outcome.run_name)
             records.append(rec)
             correct[(row.name, seed)] = corr
             progress(f"  accuracy {100 * rec['accuracy']:.2f} %, {rec['images_seen']:,} images seen, {rec['epochs_run']} epochs")
@@ -77,6 +95,10 @@ def run_study(
     budget = "converged (patience)" if base.budget.mode == "converged" else "equal optimiser steps"
     title = f"{name}: accuracy on the target's test split, seeds {','.join(map(str, seeds))}, budget: {budget}"
     text = markdown(summary, reference, title)
+    warned = frame[frame["gates"] != "passed"]
+    if len(warned):
+        text += "\nStage health gates that failed (the rows ran on with a warning):\n\n"
+        text += "".join(f"- {r.row}, seed {r.seed}: {r.gates.removeprefix('failed: ')}\n" for r in warned.itertuples())
     out = Path(base.paths.outputs) / "studies" / name
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "study.csv", out / "study.md"
