@@ -1,5 +1,5 @@
 """GPU throughput: ResNet-18 at 224x224, batch 128, bf16 autocast, channels_last, the project's
-training step (dcjt.training.train over an in-memory uint8 array). Prints images/s.
+training step (dcjt.train.loop.train over an in-memory uint8 array). Prints images/s.
 
 Needs CUDA; on a CPU-only machine it says so and exits 0.
 """

@@ -1,4 +1,4 @@
-"""Training images/s: the project's loop (dcjt.training.train) vs a bare PyTorch loop.
+"""Training images/s: the project's loop (dcjt.train.loop.train) vs a bare PyTorch loop.
 
 Same model (tiny backbone, 64x64), same data (a uint8 array standing in for the image cache),
 same batch size and augmentation (horizontal flip), one epoch each, alternated in separate

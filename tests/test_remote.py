@@ -109,3 +109,12 @@ def test_images_install_the_pins_of_pyproject(dockerfile):
     assert {".venv", "state", ".git"} <= set((ROOT / ".dockerignore").read_text().split())
     pins = {d.split("==")[0]: d.split("==")[1] for d in project["dependencies"] if "==" in d}
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+
+
+@pytest.mark.parametrize("dockerfile", ["docker/Dockerfile.gpu", "docker/Dockerfile.cpu"])
+def test_every_copied_path_exists(dockerfile):
+    """A build context path that no longer exists (after a move) fails the image build."""
+    for line in (ROOT / dockerfile).read_text().splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"{dockerfile}: COPY {source} does not exist"
