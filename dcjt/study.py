@@ -35,12 +35,12 @@ ORACLE = Row("oracle (B relabeled by truth)", _method(**BASELINES["oracle"]), sy
 # Paper Table 1: A alone or A + B's subset; discrete labels, or with pseudo V/A from M_B trained on
 # all of B (CLE) or on the subset (CLS).
 TABLE_1 = [
-    Row("A | DL", _method(extra_use="none", continuous=False)),
-    Row("A | DL & CLE", _method(extra_use="none", pseudo_from="all")),
-    Row("A | DL & CLS", _method(extra_use="none", pseudo_from="subset")),
-    Row("A + subB | DL", _method(extra_use="subset", continuous=False)),
-    Row("A + subB | DL & CLE", _method(extra_use="subset", pseudo_from="all")),
-    Row("A + subB | DL & CLS", _method(extra_use="subset", pseudo_from="subset")),
+    Row("A / DL", _method(extra_use="none", continuous=False)),
+    Row("A / DL & CLE", _method(extra_use="none", pseudo_from="all")),
+    Row("A / DL & CLS", _method(extra_use="none", pseudo_from="subset")),
+    Row("A + subB / DL", _method(extra_use="subset", continuous=False)),
+    Row("A + subB / DL & CLE", _method(extra_use="subset", pseudo_from="all")),
+    Row("A + subB / DL & CLS", _method(extra_use="subset", pseudo_from="subset")),
 ]
 
 # Paper Table 2: A (CLE or CLS) + subset + B - subB with original or relabeled discrete labels x
@@ -48,16 +48,16 @@ TABLE_1 = [
 _MAPPING_NAMES = {"none": "orig CL", "global": "GCLM", "emotion": "EDCLM"}
 TABLE_2 = [
     Row(
-        f"{src} | {'relabeled' if relabel != 'none' else 'orig'} DL | {_MAPPING_NAMES[mapping]}",
+        f"{src} / {'relabeled' if relabel != 'none' else 'orig'} DL / {_MAPPING_NAMES[mapping]}",
         _method(pseudo_from=("all" if src == "CLE" else "subset"), relabel=relabel, mapping=mapping),
     )
     for src in ("CLE", "CLS")
     for relabel in ("none", "nearest")
     for mapping in ("none", "global", "emotion")
 ] + [
-    Row("CLS | relabeled DL | EDCLM-OT", _method(relabel="nearest", mapping="emotion_ot")),
-    Row("CLS | gated DL | EDCLM", _method(relabel="gated", mapping="emotion")),
-    Row("CLS | gated DL | orig CL", _method(relabel="gated", mapping="none")),
+    Row("CLS / relabeled DL / EDCLM-OT", _method(relabel="nearest", mapping="emotion_ot")),
+    Row("CLS / gated DL / EDCLM", _method(relabel="gated", mapping="emotion")),
+    Row("CLS / gated DL / orig CL", _method(relabel="gated", mapping="none")),
 ]
 
 # Paper Table 8: DCJT with a seeded, stratified share of B.
@@ -69,7 +69,7 @@ TABLES: dict[str, list[Row]] = {
     "2": TABLE_2,
     "8": TABLE_8,
 }
-REFERENCES = {"main": TARGET_ONLY.name, "1": "A | DL", "2": "CLS | orig DL | orig CL", "8": "DCJT, B 100 %"}
+REFERENCES = {"main": TARGET_ONLY.name, "1": "A / DL", "2": "CLS / orig DL / orig CL", "8": "DCJT, B 100 %"}
 
 
 class StudyError(ValueError):
@@ -172,7 +172,8 @@ def markdown(summary: pd.DataFrame, reference: str, title: str) -> str:
     """The study as a markdown table in the paper's shape."""
     head = ["row", "accuracy % (mean ± std)", f"Δ vs {reference} [95 % CI]", "images seen", "epochs"]
     diag = [k for k in DIAGNOSTICS if k in summary]
-    lines = [f"### {title}", "", "| " + " | ".join(head + diag) + " |", "|" + "---|" * (len(head) + len(diag))]
+    line = lambda cells: "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"  # noqa: E731
+    lines = [f"### {title}", "", line(head + diag), "|" + "---|" * (len(head) + len(diag))]
     for _, r in summary.iterrows():
         delta = (
             "reference"
@@ -187,5 +188,5 @@ def markdown(summary: pd.DataFrame, reference: str, title: str) -> str:
             f"{r['epochs_run']:.1f}",
         ]
         cells += [f"{r[k]:.3f}" if pd.notna(r.get(k)) else "" for k in diag]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(line(cells))
     return "\n".join(lines) + "\n"
