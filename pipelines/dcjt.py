@@ -44,20 +44,9 @@ def ingest(config: PipelineConfig):
             data_dir=paths.data_dir,
             cache_dir=paths.cache_dir,
         )
-    target, t_report = ingest_dataset(
-        id="ingest_target",
-        spec=data.target,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-        max_bad_fraction=data.max_bad_fraction,
-    )
-    extra, e_report = ingest_dataset(
-        id="ingest_extra",
-        spec=data.extra,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-        max_bad_fraction=data.max_bad_fraction,
-    )
+    common = dict(val_fraction=config.val_fraction, seed=config.seed, max_bad_fraction=data.max_bad_fraction)
+    target, t_report = ingest_dataset(id="ingest_target", spec=data.target, **common)
+    extra, e_report = ingest_dataset(id="ingest_extra", spec=data.extra, **common)
     return target, extra, merge_reports(t_report, e_report)
 
 
