@@ -8,6 +8,7 @@ is refused instead of silently resumed.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import torch
@@ -21,10 +22,14 @@ def fingerprint(cfg: TrainConfig, model: torch.nn.Module, sizes: tuple) -> dict:
 
 
 def save_atomic(obj, path: Path) -> None:
-    """``torch.save`` to a temp file, then rename: a kill never leaves half a checkpoint."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to a temp file, then rename: a kill never leaves half a checkpoint. The temp
+    name is unique per process: two runs training the same row at once never take each other's."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path, expected_fingerprint: dict, device: torch.device) -> dict | None:
