@@ -30,24 +30,6 @@ class StudyOutcome:
     seconds: float
 
 
-def _gates(run_name: str) -> str:
-    """``passed``, or the gates that failed (with the observed numbers)."""
-    from zenml.client import Client
-
-    run = Client().get_pipeline_run(run_name)
-    outputs = {
-        "select_extra_subset": "subset_stats",
-        "pseudo_label_target": "pseudo_stats",
-        "map_extra_continuous": "mapping_stats",
-        "relabel_extra": "relabel_stats",
-    }
-    failed = []
-    for step_name, output in outputs.items():
-        stats = run.steps[step_name].outputs[output][0].load() if step_name in run.steps else {}
-        failed += [f"{g['name']} {g['observed']:.3g}" for g in (stats.get("gates") or {}).get("gates", []) if not g["passed"]]
-    return "passed" if not failed else "failed: " + "; ".join(failed)
-
-
 def _record(row: str, seed: int, summary: dict) -> tuple[dict, np.ndarray]:
     ev = summary["evaluations"]["dcjt"]
     rec = {
@@ -86,7 +68,8 @@ def run_study(
             progress(f"study {name}: seed {seed}, row {row.name!r}")
             outcome = run_pipeline(cfg)
             rec, corr = _record(row.name, seed, outcome.summary)
-            rec["gates"] = _gates(outcome.run_name)
+            failed = outcome.summary["failed_gates"]
+            rec["gates"] = "failed: " + "; ".join(failed) if failed else "passed"
             records.append(rec)
             correct[(row.name, seed)] = corr
             progress(f"  accuracy {100 * rec['accuracy']:.2f} %, {rec['images_seen']:,} images seen, {rec['epochs_run']} epochs")

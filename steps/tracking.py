@@ -17,7 +17,7 @@ from zenml import get_step_context, step
 from dcjt.config import PipelineConfig
 from dcjt.data.labels import split_rows
 from dcjt.method import class_centres, va_stats
-from dcjt.method.truth import criteria_report
+from dcjt.method.truth import criteria_report, remaining_part
 from dcjt.plots import confusion_figure, va_scatter
 from steps.common import log_frame, log_json
 
@@ -61,8 +61,13 @@ def _log_stage_stats(stats: dict) -> None:
     if mapping:
         counts = {"mapped": mapping["n_mapped"], "clipped": mapping["n_clipped"], "fallbacks": len(mapping["fallbacks"])}
         mlflow.log_metrics({f"mapping.{k}": v for k, v in counts.items()})
-    gates = [part["gates"] for part in stats.values() if isinstance(part, dict) and "gates" in part]
-    mlflow.set_tag("gates", "passed" if all(g["passed"] for g in gates) else "failed (warned)")
+    mlflow.set_tag("gates", "failed (warned)" if failed_gates(stats) else "passed")
+
+
+def failed_gates(stats: dict) -> list[str]:
+    """The stage health gates that failed (mode ``warn``), each with the number it observed."""
+    reports = [part["gates"] for part in stats.values() if isinstance(part, dict) and "gates" in part]
+    return [f"{g['name']} {g['observed']:.3g}" for r in reports for g in r["gates"] if not g["passed"]]
 
 
 def _log_criteria(target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame, extra_prepared: pd.DataFrame) -> dict:
@@ -71,16 +76,15 @@ def _log_criteria(target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame, extra
     a = split_rows(target_pseudo, "train")
     before, after = split_rows(extra_marked, "train"), split_rows(extra_prepared, "train")
     audits, numbers = criteria_report(a, before, after)
-    remaining = lambda t: t[~t["in_subset"]] if "in_subset" in t else t  # noqa: E731
     log_frame(va_stats(a), "va_stats/target_pseudo.csv")
-    log_frame(va_stats(remaining(before)), "va_stats/extra_remaining_before.csv")
-    log_frame(va_stats(remaining(after)), "va_stats/extra_remaining_after.csv")
+    log_frame(va_stats(remaining_part(before)), "va_stats/extra_remaining_before.csv")
+    log_frame(va_stats(remaining_part(after)), "va_stats/extra_remaining_after.csv")
     for when, audit in audits.items():
         log_frame(audit, f"audit/criteria_{when}.csv")
     mlflow.log_metrics({f"audit.{k}": v for k, v in numbers.items()})
     centres = class_centres(a)
     mlflow.log_figure(va_scatter({"A: pseudo V/A (by A label)": a}, centres), "plots/va_target_pseudo.png")
-    panels = {"B - subB before mapping": remaining(before), "after mapping + relabeling": remaining(after)}
+    panels = {"B - subB before mapping": remaining_part(before), "after mapping + relabeling": remaining_part(after)}
     mlflow.log_figure(va_scatter(panels, centres), "plots/va_extra_before_after.png")
     return numbers
 
@@ -161,5 +165,6 @@ def report_run(
         "diagnostics": diagnostics,
         "mlflow_run_id": parent_run_id,
         "subset_kept_fraction": subset_stats.get("kept_fraction"),
+        "failed_gates": failed_gates(stats),
     }
     return comparison, comparison_path, summary

@@ -10,6 +10,12 @@ import numpy as np
 import pandas as pd
 
 from dcjt.data.labels import SUBSET_COLUMN
+from dcjt.method.gaussian import remaining_rows
+
+
+def remaining_part(extra: pd.DataFrame) -> pd.DataFrame:
+    """The rows of B outside the selected subset (all rows when no subset is marked)."""
+    return extra[remaining_rows(extra)]
 
 
 def _share(mask: np.ndarray) -> float:
@@ -42,7 +48,7 @@ def relabel_truth(extra_before: pd.DataFrame, extra_after: pd.DataFrame) -> dict
     """Stage 3b: how many of the labels relabeling changed are right, and B - subB before/after."""
     if "truth_label" not in extra_after:
         return {}
-    rest = ~extra_after[SUBSET_COLUMN].to_numpy(dtype=bool) if SUBSET_COLUMN in extra_after else np.ones(len(extra_after), bool)
+    rest = remaining_rows(extra_after)
     truth = extra_after["truth_label"].to_numpy()
     before, after = extra_before["label"].to_numpy(), extra_after["label"].to_numpy()
     changed = after != before
@@ -61,8 +67,7 @@ def criteria_report(target_train: pd.DataFrame, extra_before: pd.DataFrame, extr
     from dcjt.data.labels import EMOTIONS
     from dcjt.method.gaussian import criteria_audit
 
-    rest = lambda t: t[~t[SUBSET_COLUMN].to_numpy(dtype=bool)] if SUBSET_COLUMN in t else t  # noqa: E731
-    before, after = rest(extra_before), rest(extra_after)
+    before, after = remaining_part(extra_before), remaining_part(extra_after)
     audits = {"before": criteria_audit(target_train, before), "after": criteria_audit(target_train, after)}
     numbers = {}
     for when, audit in audits.items():
