@@ -23,6 +23,7 @@ SHORTCUTS = {
     "weights": "network.weights",
     "mapping": "method.mapping",
     "seed": "seed",
+    "force_promote": "promotion.force",
 }
 
 
@@ -34,9 +35,12 @@ PIPELINE_OPTIONS = [
     click.option("--image-size", type=int, help="image side in pixels (image_size)"),
     click.option("--backbone", help="network.backbone: resnet18 | tiny"),
     click.option("--head", help="network.head: linear | arm"),
-    click.option("--weights", type=click.Path(dir_okay=False), help="local ResNet-18 weights file (network.weights)"),
+    click.option(
+        "--weights", metavar="SOURCE", help="network.weights: imagenet | none | FILE | models:/NAME@champion (fine-tune)"
+    ),
     click.option("--mapping", help="method.mapping: none | global | emotion | emotion_ot"),
     click.option("--seed", type=int, help="seed of data splits, initialisation and shuffles"),
+    click.option("--force-promote", is_flag=True, default=None, help="promote the new model even if the gate keeps the champion"),
     click.option("--schedule", metavar="CRON", help="attach a cron schedule instead of running now"),
     click.option("--threads", type=click.IntRange(min=1), help="CPU threads for training (default: all cores)"),
     click.option(
@@ -107,6 +111,8 @@ def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_imag
     for reason, n in report.excluded.items():
         if n:
             click.echo(f"excluded: {reason}: {n}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     for path in report.skipped_images:
         click.echo(f"skipped unreadable image: {path}")
     click.echo(f"table: {out}")
@@ -143,8 +149,9 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, threads, **shortc
     click.echo(table.to_string(index=False))
     promo = outcome.promotion
     if promo:
-        verdict = "promoted to champion" if promo["promoted"] else "kept the current champion"
-        click.echo(f"\nregistered {promo['model_name']} version {promo['version']}: {verdict}")
+        verdict = "promoted to champion" if promo["promoted"] else "the current champion stays"
+        click.echo(f"\nregistered {promo['model_name']} version {promo['version']} ({promo['verdict']}): {verdict}")
+        click.echo(f"promotion gate: {promo['reason']}")
     click.echo(f"pipeline wall time: {outcome.seconds:.0f} s")
     if outcome.tracking_uri.startswith("sqlite:"):
         click.echo(f"open the MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri {outcome.tracking_uri}")
@@ -259,6 +266,34 @@ def serve_cmd(model_uri, host, port) -> None:
         str(port),
     ]
     os.execvpe(cmd[0], cmd, env)
+
+
+@cli.group("weights")
+def weights_group() -> None:
+    """Pretrained weights in torchvision's cache (TORCH_HOME)."""
+
+
+@weights_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--any-hash", is_flag=True, help="install a file whose SHA-256 differs from torchvision's published one")
+def weights_import_cmd(file, any_hash) -> None:
+    """Check a ResNet-18 ImageNet weights FILE (keys, shapes, hash) and install it where torchvision looks."""
+    from dcjt.weights import WeightsError, import_imagenet
+
+    try:
+        target = import_imagenet(file, any_hash=any_hash)
+    except WeightsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"installed: {target}")
+
+
+@weights_group.command("where")
+def weights_where_cmd() -> None:
+    """Print where torchvision looks for the ResNet-18 ImageNet weights, and whether they are there."""
+    from dcjt.weights import imagenet_file
+
+    path = imagenet_file()
+    click.echo(f"{path}\t{'present' if path.is_file() else 'missing'}")
 
 
 @cli.command("synth")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dcjt.architecture import BACKBONES, HEADS
 from dcjt.method.mapping import B_STATS_SOURCES, MAPPING_MODES
 from dcjt.method.pseudo import PSEUDO_SOURCES
 from dcjt.method.relabel import RELABEL_MODES
@@ -24,8 +25,6 @@ from dcjt.synthetic.world import WorldSpec
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
 
-BACKBONES = ("resnet18", "tiny")
-HEADS = ("linear", "arm")
 DATASETS = ("rafdb", "affectnet", "caers", "ferplus")
 DATASETS_WITH_VA: tuple[str, ...] = ("affectnet",)
 
@@ -81,14 +80,28 @@ class TrainConfig(Settings):
 class NetworkConfig(Settings):
     backbone: Literal[BACKBONES] = "resnet18"
     head: Literal[HEADS] = "linear"
-    weights: str | None = Field(None, description="local ResNet-18 weights file (ImageNet or MS-Celeb)")
+    weights: str = Field(
+        "imagenet",
+        description="starting weights: imagenet (torchvision's cache), none, a local file (ResNet-18 ImageNet / "
+        "MS-Celeb, or a checkpoint of this project), or models:/NAME@alias (a registered DCJT model)",
+    )
+    weights_digest: str | None = Field(None, description="set by the pre-flight check: SHA-256 of a weights file")
 
-    @field_validator("weights")
+    @field_validator("weights", mode="before")
     @classmethod
-    def _weights_exist(cls, v: str | None) -> str | None:
-        if v and not Path(v).is_file():
-            raise ValueError(f"file not found: {v}")
+    def _weights_source(cls, v: str | None) -> str:
+        if v in (None, "", "none", "null"):
+            return "none"
+        v = str(v)
+        if v != "imagenet" and not v.startswith("models:/") and not Path(v).is_file():
+            raise ValueError(f"not imagenet, none, models:/NAME@alias or an existing file: {v}")
         return v
+
+    @model_validator(mode="after")
+    def _imagenet_is_resnet18(self) -> NetworkConfig:
+        if self.weights == "imagenet" and self.backbone != "resnet18":
+            raise ValueError(f"imagenet weights are for the resnet18 backbone, not {self.backbone} (use weights: none)")
+        return self
 
 
 class MethodConfig(Settings):
@@ -234,6 +247,19 @@ class EvaluationConfig(Settings):
     )
 
 
+class PromotionConfig(Settings):
+    """The gate between ``challenger`` and ``champion``: both models are scored in this run, by the
+    same code, on the same rows of A; the challenger is promoted only if it wins on ``metric``."""
+
+    metric: Literal["val_accuracy", "test_accuracy"] = Field(
+        "val_accuracy", description="accuracy on A's validation split (default) or on its test split"
+    )
+    min_margin: float = Field(0.0, ge=0, le=1, description="the challenger must lead by more than this (accuracy points / 100)")
+    bootstrap: bool = Field(False, description="also require the paired-bootstrap 95 % interval of the difference above 0")
+    bootstrap_samples: int = Field(2000, ge=100)
+    force: bool = Field(False, description="promote the challenger whatever the gate says (e.g. an unusable champion)")
+
+
 class PipelineConfig(Settings):
     name: str
     experiment: str = Field(description="MLflow experiment: one per target dataset")
@@ -254,6 +280,7 @@ class PipelineConfig(Settings):
     register_model: bool = Field(True, description="register the DCN and run the promotion gate (studies: off)")
     tracking_tags: dict[str, str] = Field(default_factory=dict, description="extra tags of the MLflow parent run")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
 
@@ -273,6 +300,17 @@ class PipelineConfig(Settings):
         shared = {"pseudo_from": self.method.pseudo_from, "extra_fraction": self.method.extra_fraction}
         base = self.method if row == "oracle" else MethodConfig(**shared)
         return base.model_copy(update=BASELINES[row])
+
+    def recipe(self) -> dict:
+        """What the registered DCN was trained with (its model card's recipe)."""
+        return {
+            "image_size": self.image_size,
+            "network": self.network.model_dump(mode="json"),
+            "dcn": self.train_config("dcn").to_dict(),
+            "method": self.method.model_dump(mode="json"),
+            "budget": self.budget.model_dump(mode="json"),
+            "seed": self.seed,
+        }
 
     def train_config(self, stage: str) -> TrainConfig:
         """The recipe of ``stage`` (m_a, m_b, dcn) with the run's seed."""

@@ -1,25 +1,19 @@
 """Networks: backbones (ResNet-18, a tiny CPU ResNet) and heads (linear, ARM), 7 logits + (V, A).
 
-Weights come from a local file only (torchvision ImageNet format, or MS-Celeb checkpoints with
-a ``state_dict`` key and ``module.`` prefixes); nothing is downloaded.
+Starting weights (ImageNet, a local file, a registered model) are loaded by ``dcjt.weights``;
+this module only builds networks (it is part of the served model's code).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from dcjt.config import BACKBONES, HEADS
+from dcjt.architecture import BACKBONES, HEADS
 from dcjt.data.labels import NUM_CLASSES
 
 OUTPUTS = NUM_CLASSES + 2  # 7 logits + valence + arousal
-
-
-class WeightsError(ValueError):
-    """A weights file does not fit the network; the message lists the keys that do not fit."""
 
 
 def _resnet18_trunk() -> nn.Sequential:
@@ -47,32 +41,6 @@ def _tiny_trunk() -> nn.Sequential:
         _block(64, 128, 2),
         _block(128, 256, 2),
     )
-
-
-def load_backbone_weights(trunk: nn.Sequential, path: str | Path) -> None:
-    """Load a local ResNet-18 state dict into ``trunk`` (ImageNet or MS-Celeb layouts)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k.removeprefix("module.").removeprefix("features."): v for k, v in state.items()}
-    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-    renamed = {}
-    for key, value in state.items():
-        head, _, rest = key.partition(".")
-        if head in names:
-            renamed[f"{names.index(head)}.{rest}"] = value
-    own = trunk.state_dict()
-    missing = sorted(set(own) - set(renamed))
-    wrong = sorted(k for k in set(own) & set(renamed) if own[k].shape != renamed[k].shape)
-    if missing or wrong:
-        raise WeightsError(
-            f"{path}: does not fit a ResNet-18 trunk: {len(missing)} missing keys (e.g. {missing[:3]}), "
-            f"{len(wrong)} with wrong shapes (e.g. {wrong[:3]}); file keys start {list(state)[:3]}"
-        )
-    trunk.load_state_dict({k: renamed[k] for k in own})
 
 
 class ARMHead(nn.Module):
@@ -114,7 +82,7 @@ class ARMHead(nn.Module):
 class DCNet(nn.Module):
     """Discrete-Continuous Net: a trunk and a head giving 7 logits + (valence, arousal)."""
 
-    def __init__(self, backbone: str = "resnet18", head: str = "linear", image_size: int = 224, weights: str | None = None):
+    def __init__(self, backbone: str = "resnet18", head: str = "linear", image_size: int = 224):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose from {BACKBONES}")
@@ -124,10 +92,6 @@ class DCNet(nn.Module):
             raise ValueError(f"image_size must be a multiple of 32 and >= 32, got {image_size}")
         self.backbone_name, self.head_name, self.image_size = backbone, head, image_size
         self.trunk = _resnet18_trunk() if backbone == "resnet18" else _tiny_trunk()
-        if weights:
-            if backbone != "resnet18":
-                raise WeightsError(f"pretrained weights are for resnet18, not {backbone}")
-            load_backbone_weights(self.trunk, weights)
         channels = 512 if backbone == "resnet18" else 256
         if head == "arm":
             if backbone != "resnet18":
@@ -148,4 +112,10 @@ class DCNet(nn.Module):
 
 
 def build_model(backbone: str = "resnet18", head: str = "linear", image_size: int = 224, weights: str | None = None) -> DCNet:
-    return DCNet(backbone, head, image_size, weights)
+    """A DCNet; ``weights`` (see ``dcjt.weights``) initialise its trunk."""
+    net = DCNet(backbone, head, image_size)
+    if weights not in (None, "", "none"):
+        from dcjt.weights import apply_weights
+
+        apply_weights(net, weights)
+    return net

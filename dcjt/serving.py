@@ -126,3 +126,11 @@ def save_model_files(model: torch.nn.Module, folder: Path, min_side: int | None 
     (folder / "spec.json").write_text(json.dumps(spec))
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, folder / "weights.pt")
     return {"spec": str(folder / "spec.json"), "weights": str(folder / "weights.pt")}
+
+
+def load_network(model_uri: str) -> torch.nn.Module:
+    """The torch network inside a registered DCN (``models:/NAME@alias``, ``models:/NAME/3``, ...)."""
+    wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    if not isinstance(getattr(wrapper, "model", None), torch.nn.Module):
+        raise TypeError(f"{model_uri} is not a DCJT model (its python model holds no network)")
+    return wrapper.model

@@ -44,9 +44,10 @@ def ingest(config: PipelineConfig):
             data_dir=paths.data_dir,
             cache_dir=paths.cache_dir,
         )
-    common = dict(val_fraction=config.val_fraction, seed=config.seed, max_bad_fraction=data.max_bad_fraction)
-    target, t_report = ingest_dataset(id="ingest_target", spec=data.target, **common)
-    extra, e_report = ingest_dataset(id="ingest_extra", spec=data.extra, **common)
+    common = dict(seed=config.seed, max_bad_fraction=data.max_bad_fraction)
+    target, t_report = ingest_dataset(id="ingest_target", spec=data.target, val_fraction=config.val_fraction, **common)
+    # B's validation rows are carved where they are used: from M_B's subset in stage 2 (m_b_rows).
+    extra, e_report = ingest_dataset(id="ingest_extra", spec=data.extra, val_fraction=0.0, **common)
     return target, extra, merge_reports(t_report, e_report)
 
 
@@ -92,7 +93,23 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     promotion = None
     if config.register_model:
         promotion = register_and_promote(
-            dcn, dcjt, target, model_name=config.model_name, parent_run_id=parent, min_image_side=config.min_image_side
+            dcn,
+            dcjt,
+            dcn_metrics,
+            target,
+            t_cache,
+            pseudo,
+            marked,
+            prepared,
+            subset_stats,
+            mapping_stats,
+            relabel_stats,
+            recipe=config.recipe(),
+            model_name=config.model_name,
+            promotion=config.promotion,
+            seed=config.seed,
+            parent_run_id=parent,
+            min_image_side=config.min_image_side,
         )
     baselines = {}
     for row in config.baselines:

@@ -67,11 +67,27 @@ def check_tracking_store(uri: str) -> None:
             raise PreflightError(f"MLflow tracking server {uri} is unreachable: {getattr(exc, 'reason', exc)}") from None
 
 
+def resolve_network_weights(cfg: PipelineConfig) -> None:
+    """Fetch or find the starting weights before any step runs, and pin them in the config (an
+    alias becomes a version, a file gets its digest) so ZenML's cache key follows what is loaded."""
+    from dcjt.weights import WeightsError, file_digest, resolve_weights
+
+    try:
+        pinned = resolve_weights(cfg.network.weights)
+    except WeightsError as exc:
+        raise PreflightError(f"network.weights: {exc}") from None
+    is_file = pinned not in ("imagenet", "none") and not pinned.startswith("models:/")
+    digest = file_digest(Path(pinned)) if is_file else None
+    cfg.network = cfg.network.model_copy(update={"weights": pinned, "weights_digest": digest})
+
+
 def preflight(cfg: PipelineConfig, uri: str) -> None:
-    """Checks that need no step: the tracking store, and each dataset root's release layout."""
+    """Checks that need no step: the tracking store, each dataset root's release layout, and the
+    network's starting weights."""
     from dcjt.data.readers import DatasetFormatError, check_layout
 
     check_tracking_store(uri)
+    resolve_network_weights(cfg)
     if cfg.data.kind == "files":
         for role, spec in (("target", cfg.data.target), ("extra", cfg.data.extra)):
             try:

@@ -13,7 +13,9 @@ import contextlib
 import functools
 import hashlib
 import json
+import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -71,3 +73,28 @@ def _jsonable(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
+
+
+def table_source(rows: pd.DataFrame) -> str:
+    """The folder every image of ``rows`` lies under (the dataset root), for MLflow's dataset source."""
+    images = rows["image"].astype(str)
+    return os.path.commonpath(images.tolist()) if len(images) else ""
+
+
+def log_tables(tables: list[tuple[str, pd.DataFrame, str]]) -> dict[str, str]:
+    """Attach label tables to the active run as MLflow dataset inputs: (name, rows, context) each,
+    context ``train`` / ``validation`` / ``test`` / ``evaluation``. Returns name -> digest."""
+    digests = {}
+    for name, rows, context in tables:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLflow's integer-column schema hint, once per table
+            dataset = mlflow.data.from_pandas(rows.reset_index(drop=True), source=table_source(rows), name=name)
+            mlflow.log_input(dataset, context=context)
+        digests[name] = dataset.digest
+    return digests
+
+
+def table_name(rows: pd.DataFrame, part: str) -> str:
+    """``rafdb train`` style names: the dataset(s) the rows come from and which part they are."""
+    datasets = "+".join(sorted(rows["dataset"].astype(str).unique())) if "dataset" in rows and len(rows) else "table"
+    return f"{datasets} {part}"

@@ -28,9 +28,10 @@ def ingest_synthetic(
     """Generate the synthetic world: PNG files, label tables and their image caches."""
     tables, gx = {}, {}
     for role, (table, images) in write_world_pngs(world, image_size, seed, data_dir).items():
-        if role == "target":
+        if role == "target":  # B's validation is carved from M_B's subset in stage 2, where it is used
             table = stratified_val_split(table, val_fraction, seed)
         gx[role] = _gx_summary(assert_valid(table, name=f"synthetic {role}"), role)
+        gx[role]["validation_rows"] = int((table["split"] == "val").sum())
         if open_cache(table, image_size, cache_dir) is None:
             write_cache(table, image_size, cache_dir, images)
         tables[role] = table

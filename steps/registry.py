@@ -1,9 +1,12 @@
 """Register the DCN in the MLflow model registry and promote it only when it wins.
 
-The new version gets alias ``challenger``; it becomes ``champion`` only if its test accuracy
-beats the current champion's (or there is none). Decision and both numbers are version tags.
-ZenML's Model Control Plane mirrors it (stage production / staging). Any failure after the
-version is created deletes that version, so the registry and champion stay as they were.
+The model is logged (from code, with its model card) into the run that trained it, registered,
+and aliased ``challenger``. The promotion gate then scores the current ``champion`` in this run,
+with the same code, on the same rows of A as the challenger (``dcjt.promotion``); the challenger
+becomes ``champion`` only if it wins on the configured metric. Scores, the digests of the rows
+they were computed on, and the decision are version tags and metrics of the ``register`` run.
+ZenML's Model Control Plane mirrors the outcome. Any failure after the version is created deletes
+that version and restores the aliases, so the registry is as it was.
 """
 
 from __future__ import annotations
@@ -13,16 +16,30 @@ from pathlib import Path
 from typing import Annotated
 
 import mlflow
+import numpy as np
 import pandas as pd
 import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from zenml import step
 
-from dcjt.serving import DCNPyfunc, save_model_files
-from steps.common import REPO_ROOT, child_run, core_cache_policy
+from dcjt.config import PromotionConfig
+from dcjt.data.cache import load_cache
+from dcjt.data.labels import split_rows
+from dcjt.method.truth import criteria_report
+from dcjt.model_card import model_card
+from dcjt.packaging import MODEL_CODE, serving_requirements, stage_code
+from dcjt.promotion import Decision, decide
+from dcjt.serving import load_network, save_model_files
+from dcjt.train.predict import split_report
+from steps.common import child_run, core_cache_policy, log_tables, table_name, table_source
 
-ACCURACY_TAG = "test_accuracy"
+GATE_SPLITS = ("val", "test")
+MODEL_DESCRIPTION = (
+    "DCJT facial-expression model: 7 emotions (RAF-DB order) + valence/arousal from a face crop. "
+    "Alias `champion`: the version that won the promotion gate on the target's evaluation; "
+    "`challenger`: the newest version. Each version's description and model card say what it was trained on."
+)
 
 
 def model_signature() -> ModelSignature:
@@ -73,61 +90,88 @@ def _mirror_in_zenml(name: str, version: str, promoted: bool, accuracy: float) -
     )
 
 
-def register_version(
-    model: torch.nn.Module,
-    accuracy: float,
-    model_name: str,
-    *,
-    variant: str,
-    example_images: list[str],
-    mirror=None,
-    min_side: int | None = None,
-) -> dict:
-    """Log + register ``model`` inside the active MLflow run; alias challenger; champion if it wins.
+def stage_numbers(stats: dict, target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame, extra_prepared: pd.DataFrame) -> dict:
+    """Stages 1-3 in numbers for the model card: subset kept, relabeled, clipped, criteria audit."""
+    numbers = {
+        "subset kept fraction": stats["subset"].get("kept_fraction"),
+        "relabeled fraction of B - subB": stats["relabel"].get("changed_fraction"),
+        "mapped rows clipped to [-1, 1]": stats["mapping"].get("n_clipped"),
+    }
+    _, audit = criteria_report(
+        split_rows(target_pseudo, "train"), split_rows(extra_marked, "train"), split_rows(extra_prepared, "train")
+    )
+    return {k: v for k, v in {**numbers, **audit}.items() if v is not None}
 
-    ``mirror(name, version, promoted, accuracy)`` records the outcome elsewhere (ZenML). If anything
-    fails after the version exists, the version is deleted and the aliases restored.
-    """
-    client = mlflow.MlflowClient()
-    run = mlflow.active_run()
-    with tempfile.TemporaryDirectory() as tmp:
-        artifacts = save_model_files(model, Path(tmp), min_side)
+
+def score_splits(model: torch.nn.Module, table: pd.DataFrame, cache: str) -> dict[str, dict]:
+    """The report of ``model`` on each gate split (same code for challenger and champion)."""
+    images = load_cache(cache)
+    return {split: split_report(model, table, images, split=split) for split in GATE_SPLITS}
+
+
+def score_champion(champion, model_name: str, image_size: int, table: pd.DataFrame, cache: str):
+    """(scores, None) for a usable champion, (None, why not) for one that cannot be scored here."""
+    try:
+        network = load_network(f"models:/{model_name}/{champion.version}")
+    except Exception as exc:  # any load failure: the champion is reported, never deleted
+        return None, f"champion version {champion.version} cannot be loaded: {type(exc).__name__}: {str(exc)[:300]}"
+    if getattr(network, "image_size", None) != image_size:
+        return None, (
+            f"champion version {champion.version} takes {getattr(network, 'image_size', '?')} px images, "
+            f"this run {image_size} px: not comparable on the same data"
+        )
+    return score_splits(network, table, cache), None
+
+
+def log_dcn(
+    model: torch.nn.Module, *, run_id: str, example_images: list[str], min_side: int | None, card: str
+) -> mlflow.models.model.ModelInfo:
+    """Log the DCN as a pyfunc model (from code) with its card into the run that trained it."""
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+        artifacts = save_model_files(model, Path(tmp) / "files", min_side)
+        (Path(tmp) / "model_card.md").write_text(card)
+        artifacts["model_card"] = str(Path(tmp) / "model_card.md")
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=DCNPyfunc(),
+            python_model=str(MODEL_CODE),
             artifacts=artifacts,
-            code_paths=[str(REPO_ROOT / "dcjt")],
+            code_paths=[str(stage_code(Path(tmp) / "code"))],
             signature=model_signature(),
             input_example=pd.DataFrame({"image": example_images}),
-            pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}",
-                "torchvision",
-                "opencv-python-headless<5",
-                "pillow",
-                "pandas",
-                "numpy",
-            ],
+            pip_requirements=serving_requirements(),
         )
+        mlflow.log_text(card, "model_card.md")
+    return info
+
+
+def register_version(
+    info: mlflow.models.model.ModelInfo,
+    model_name: str,
+    *,
+    decision: Decision,
+    tags: dict[str, str],
+    description: str,
+    mirror=None,
+) -> dict:
+    """Register the logged model, alias it challenger, and champion if ``decision`` says so.
+
+    ``mirror(name, version, promoted, accuracy)`` records the outcome elsewhere (ZenML). If anything
+    fails after the version exists, the version is deleted and the aliases restored."""
+    client = mlflow.MlflowClient()
     champion = current_champion(client, model_name)
     previous = {alias: v.version for alias in ("champion", "challenger") if (v := _alias(client, model_name, alias))}
     version = mlflow.register_model(info.model_uri, model_name)
     try:
-        champion_acc = float(champion.tags[ACCURACY_TAG]) if champion is not None and ACCURACY_TAG in champion.tags else None
-        promoted = champion_acc is None or accuracy > champion_acc
-        tags = {
-            ACCURACY_TAG: f"{accuracy:.6f}",
-            "champion_accuracy_before": "none" if champion_acc is None else f"{champion_acc:.6f}",
-            "promotion": "promoted" if promoted else "kept champion",
-            "variant": variant,
-            "mlflow_run_id": run.info.run_id if run else "",
-        }
+        if not client.get_registered_model(model_name).description:
+            client.update_registered_model(model_name, description=MODEL_DESCRIPTION)
+        client.update_model_version(model_name, version.version, description=f"{description} Promotion: {decision.reason}.")
         for k, v in tags.items():
             client.set_model_version_tag(model_name, version.version, k, v)
         client.set_registered_model_alias(model_name, "challenger", version.version)
-        if promoted:
+        if decision.promoted:
             client.set_registered_model_alias(model_name, "champion", version.version)
         if mirror is not None:
-            mirror(model_name, version.version, promoted, accuracy)
+            mirror(model_name, version.version, decision.promoted, float(tags.get("test_accuracy", "nan")))
     except BaseException:
         client.delete_model_version(model_name, version.version)
         for alias, v in previous.items():
@@ -137,37 +181,163 @@ def register_version(
         "model_name": model_name,
         "version": str(version.version),
         "model_uri": info.model_uri,
-        "promoted": promoted,
-        "accuracy": accuracy,
-        "champion_accuracy_before": champion_acc,
-        "champion_version": str(version.version) if promoted else (str(champion.version) if champion else None),
+        "promoted": decision.promoted,
+        "verdict": decision.verdict,
+        "reason": decision.reason,
+        "accuracy": float(tags.get("test_accuracy", "nan")),
+        "gate_metric_challenger": decision.challenger,
+        "gate_metric_champion": decision.champion,
+        "champion_version_before": str(champion.version) if champion else None,
+        "champion_version": str(version.version) if decision.promoted else (str(champion.version) if champion else None),
     }
+
+
+def promotion_gate(
+    challenger: dict[str, dict],
+    champion,
+    champion_scores: dict[str, dict] | None,
+    champion_problem: str | None,
+    settings: PromotionConfig,
+    seed: int = 0,
+) -> tuple[Decision, dict[str, str]]:
+    """Decide on the gate split and return the decision with the version tags that record it."""
+    split = settings.metric.removesuffix("_accuracy")
+    decision = decide(
+        np.asarray(challenger[split][f"{split}_correct"]),
+        None if champion_scores is None else np.asarray(champion_scores[split][f"{split}_correct"]),
+        metric=settings.metric,
+        min_margin=settings.min_margin,
+        bootstrap=settings.bootstrap,
+        samples=settings.bootstrap_samples,
+        force=settings.force,
+        champion_problem=champion_problem,
+        seed=seed,
+    )
+    tags = {
+        "promotion.metric": settings.metric,
+        "promotion.verdict": decision.verdict,
+        "promotion.reason": decision.reason[:4900],
+        "promotion.champion_version": str(champion.version) if champion else "none",
+    }
+    for s in GATE_SPLITS:
+        tags[f"promotion.challenger_{s}_accuracy"] = f"{challenger[s][f'{s}_accuracy']:.6f}"
+        theirs = "none" if champion_scores is None else f"{champion_scores[s][f'{s}_accuracy']:.6f}"
+        tags[f"promotion.champion_{s}_accuracy"] = theirs
+    if decision.interval is not None:
+        tags["promotion.interval"] = f"[{decision.interval[0]:+.4f}, {decision.interval[1]:+.4f}]"
+    return decision, tags
+
+
+def promote(
+    model: torch.nn.Module,
+    *,
+    evaluation: dict,
+    training_run_id: str,
+    target_table: pd.DataFrame,
+    target_cache: str,
+    extra_table: pd.DataFrame,
+    stage_numbers: dict,
+    recipe: dict,
+    model_name: str,
+    settings: PromotionConfig,
+    parent_run_id: str,
+    seed: int = 0,
+    min_side: int | None = None,
+    mirror=_mirror_in_zenml,
+) -> dict:
+    """Score challenger and champion on the same rows of A, log the DCN (with its model card) into
+    its training run, register it as challenger, promote it only if it wins.
+
+    ``evaluation``: the challenger's test-split report (``split_report``) with its ``variant``."""
+    client = mlflow.MlflowClient()
+    variant = str(evaluation.get("variant"))
+    challenger = {"val": split_report(model, target_table, load_cache(target_cache), split="val"), "test": evaluation}
+    champion = current_champion(client, model_name)
+    scores, problem = (None, None)
+    if champion is not None:
+        scores, problem = score_champion(champion, model_name, model.image_size, target_table, target_cache)
+    decision, gate_tags = promotion_gate(challenger, champion, scores, problem, settings, seed)
+    sources = {"target (A)": table_source(target_table), "extra (B)": table_source(extra_table)}
+    card = model_card(
+        model_name=model_name,
+        variant=variant,
+        sources=sources,
+        target_table=target_table,
+        extra_table=extra_table,
+        stage_numbers=stage_numbers,
+        evaluation=evaluation,
+        recipe=recipe,
+        decision=decision.as_dict(),
+    )
+    example = split_rows(target_table, "test")["image"].head(2).astype(str).tolist()
+    info = log_dcn(model, run_id=training_run_id, example_images=example, min_side=min_side, card=card)
+    try:
+        with child_run(parent_run_id, "register"):
+            evaluated = [
+                (table_name(split_rows(target_table, s), s), split_rows(target_table, s), "evaluation") for s in GATE_SPLITS
+            ]
+            digests = dict(zip(GATE_SPLITS, log_tables(evaluated).values()))
+            tags = {
+                **gate_tags,
+                **{f"promotion.{s}_digest": d for s, d in digests.items()},
+                "test_accuracy": f"{challenger['test']['test_accuracy']:.6f}",
+                "val_accuracy": f"{challenger['val']['val_accuracy']:.6f}",
+                "variant": variant,
+                "mlflow_run_id": training_run_id,
+                "pipeline_run_id": parent_run_id,
+            }
+            description = (
+                f"DCJT row `{variant}` on {sources['target (A)']} (A) + {sources['extra (B)']} (B): validation accuracy "
+                f"{challenger['val']['val_accuracy']:.4f}, test accuracy {challenger['test']['test_accuracy']:.4f}. "
+                "Model card: model_card.md in the training run and in the model's artifacts."
+            )
+            result = register_version(info, model_name, decision=decision, tags=tags, description=description, mirror=mirror)
+            numbers = {f"promotion.challenger_{s}_accuracy": challenger[s][f"{s}_accuracy"] for s in GATE_SPLITS}
+            if scores is not None:
+                numbers |= {f"promotion.champion_{s}_accuracy": scores[s][f"{s}_accuracy"] for s in GATE_SPLITS}
+            mlflow.log_metrics(numbers)
+            verdict = {"promotion": decision.verdict, "promotion.reason": decision.reason[:4900]}
+            mlflow.set_tags({**verdict, "registered_version": result["version"]})
+    except BaseException:
+        client.delete_logged_model(info.model_id)  # nothing registered: the logged model goes too
+        raise
+    return result
 
 
 @step(cache_policy=core_cache_policy())
 def register_and_promote(
     model: torch.nn.Module,
     evaluation: dict,
+    training: dict,
     target_table: pd.DataFrame,
+    target_cache: str,
+    target_pseudo: pd.DataFrame,
+    extra_marked: pd.DataFrame,
+    extra_prepared: pd.DataFrame,
+    subset_stats: dict,
+    mapping_stats: dict,
+    relabel_stats: dict,
+    recipe: dict,
     model_name: str,
+    promotion: PromotionConfig,
+    seed: int,
     parent_run_id: str,
     min_image_side: int | None = None,
 ) -> Annotated[dict, "promotion"]:
-    """Log the DCN as a pyfunc model, register it, alias it challenger, promote it if it wins."""
-    accuracy = float(evaluation["test_accuracy"])
-    example = target_table.loc[target_table["split"] == "test", "image"].head(2).astype(str).tolist()
-    with child_run(parent_run_id, "register"):
-        promotion = register_version(
-            model,
-            accuracy,
-            model_name,
-            variant=str(evaluation.get("variant")),
-            example_images=example,
-            mirror=_mirror_in_zenml,
-            min_side=min_image_side,
-        )
-        mlflow.log_metrics({"test_accuracy": accuracy})
-        mlflow.set_tags(
-            {"promotion": "promoted" if promotion["promoted"] else "kept champion", "registered_version": promotion["version"]}
-        )
-    return promotion
+    """The promotion gate of a pipeline run (``promote``), with the model card's stage numbers."""
+    stats = {"subset": subset_stats, "mapping": mapping_stats, "relabel": relabel_stats}
+    return promote(
+        model,
+        evaluation=evaluation,
+        training_run_id=training["mlflow_run_id"],
+        target_table=target_table,
+        target_cache=target_cache,
+        extra_table=extra_prepared,
+        stage_numbers=stage_numbers(stats, target_pseudo, extra_marked, extra_prepared),
+        recipe=recipe,
+        model_name=model_name,
+        settings=promotion,
+        parent_run_id=parent_run_id,
+        seed=seed,
+        min_side=min_image_side,
+    )

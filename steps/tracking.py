@@ -19,7 +19,9 @@ from dcjt.data.labels import split_rows
 from dcjt.method import class_centres, va_stats
 from dcjt.method.truth import criteria_report, remaining_part
 from dcjt.plots import confusion_figure, va_scatter
-from steps.common import log_frame, log_json
+from steps.common import log_frame, log_json, log_tables, table_name
+
+SPLIT_CONTEXTS = (("train", "train"), ("val", "validation"), ("test", "test"))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -141,6 +143,10 @@ def report_run(
         "promotion": promotion,
     }
     with mlflow.start_run(run_id=parent_run_id):
+        log_tables(
+            [(table_name(split_rows(target_pseudo, s), s), split_rows(target_pseudo, s), c) for s, c in SPLIT_CONTEXTS]
+            + [(table_name(split_rows(extra_prepared, "train"), "train"), split_rows(extra_prepared, "train"), "train")]
+        )
         for name, value in stats.items():
             log_json(value, f"stats/{name}.json")
         for name, r in evaluations.items():
@@ -152,9 +158,10 @@ def report_run(
         diagnostics = _log_criteria(target_pseudo, extra_marked, extra_prepared)
         mlflow.log_figure(confusion_figure(dcjt_evaluation["confusion"], "DCN on A's test split"), "plots/confusion_dcn.png")
         log_frame(comparison.set_index("variant"), "comparison.csv")
-        verdict = ("promoted" if promotion.get("promoted") else "kept champion") if promotion else "not registered"
+        verdict = promotion.get("verdict", "not registered")
         registered = {"registered_model": promotion.get("model_name", ""), "registered_version": promotion.get("version", "")}
-        mlflow.set_tags({**registered, "promotion": verdict})
+        reason = {"promotion.reason": promotion["reason"][:4900]} if promotion.get("reason") else {}
+        mlflow.set_tags({**registered, "promotion": verdict, **reason})
     mlflow.MlflowClient().set_terminated(parent_run_id, "FINISHED")
     Path(comparison_path).parent.mkdir(parents=True, exist_ok=True)
     comparison.to_csv(comparison_path, index=False)

@@ -18,7 +18,7 @@ from dcjt.data.labels import split_rows
 from dcjt.method import m_b_rows, training_rows
 from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.distributed import run_distributed, train_job
-from steps.common import child_run, core_cache_policy, log_frame
+from steps.common import child_run, core_cache_policy, log_frame, log_tables, table_name
 
 
 def _digest(*parts) -> str:
@@ -74,6 +74,12 @@ def _fit(
                 "checkpoint_dir": str(ckpt),
             }
         )
+        tables = [(table_name(train_rows, "train"), train_rows, "train")]
+        if extra_rows is not None:
+            tables.append((table_name(extra_rows, "train (extra)"), extra_rows, "train"))
+        if val_rows is not None and len(val_rows):
+            tables.append((table_name(val_rows, "validation"), val_rows, "validation"))
+        log_tables(tables)
 
         def log(epoch: int, row: dict) -> None:
             mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=epoch)

@@ -19,6 +19,8 @@ def pytest_configure(config) -> None:
     os.environ["DCJT_HOME"] = str(state)
     os.environ["ZENML_CONFIG_PATH"] = str(state / "zenml")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{state / 'mlflow.db'}"
+    os.environ["TORCH_HOME"] = str(state / "torch")  # torchvision's weight cache: empty unless a test fills it
+    os.environ["DCJT_OFFLINE"] = "1"  # tests never download
 
 
 # Labels in canonical order covering every class, twice, so a wrong order mapping fails.

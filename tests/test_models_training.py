@@ -14,12 +14,13 @@ import torch
 from torchvision.models import resnet18
 
 from dcjt.config import TrainConfig
-from dcjt.nets import WeightsError, build_model
+from dcjt.nets import build_model
 from dcjt.train import metrics
 from dcjt.train.batches import Samples, epoch_plan
 from dcjt.train.loop import TrainingError, loss_fn, set_seed, train
 from dcjt.train.optim import make_optimizer
 from dcjt.train.predict import evaluate, predict
+from dcjt.weights import WeightsError
 
 
 def toy_samples(n=96, size=32, seed=0, va=True) -> Samples:

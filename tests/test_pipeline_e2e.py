@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import shutil
@@ -182,11 +184,13 @@ def test_variant_reuses_shared_stages_and_promotion_follows_accuracy(first_run):
         assert status[changed] == "completed", (changed, status)
     _, versions_after, champion_after = _registry()
     assert len(versions_after) == len(versions_before) + 1
-    new_acc, old_acc = variant.promotion["accuracy"], float(champion_before.tags["test_accuracy"])
-    if new_acc > old_acc:
-        assert str(champion_after.version) == variant.promotion["version"]
-    else:
-        assert champion_after.version == champion_before.version
+    tags = client.get_model_version("dcjt-synthetic", variant.promotion["version"]).tags
+    # the champion was scored again in this run, on the same validation rows as when it was registered
+    assert tags["promotion.champion_val_accuracy"] == champion_before.tags["val_accuracy"]
+    assert tags["promotion.val_digest"] == champion_before.tags["promotion.val_digest"]
+    wins = float(tags["promotion.challenger_val_accuracy"]) > float(tags["promotion.champion_val_accuracy"])
+    assert variant.promotion["promoted"] == wins
+    assert str(champion_after.version) == (variant.promotion["version"] if wins else str(champion_before.version))
     zen = Client().get_model("dcjt-synthetic")
     assert len(Client().list_model_versions(model_name_or_id=zen.id)) == len(versions_after)
 
@@ -226,23 +230,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
-    image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
-    port = _free_port()
-    # As the README shows it, from a shell whose PATH lacks the virtual environment.
-    bare_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), "serve", "--model", "models:/dcjt-synthetic@champion", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PATH": bare_path},
-    )
+@contextlib.contextmanager
+def _server(cmd: list[str], ready_url: str, env: dict | None = None):
+    """Start a server process, wait until ``ready_url`` answers, stop it afterwards."""
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env or dict(os.environ))
     try:
         deadline = time.time() + 180
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                urllib.request.urlopen(ready_url, timeout=2)
                 break
             except OSError as exc:
                 if time.time() > deadline or server.poll() is not None:
@@ -250,17 +246,72 @@ def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
                         f"server did not come up: {server.stderr.read()[-2000:] if server.poll() is not None else ''}"
                     ) from exc
                 time.sleep(1)
-        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[str(image)]]}}).encode()
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
-        )
-        reply = json.loads(urllib.request.urlopen(req, timeout=60).read())
-        row = reply["predictions"][0]
-        assert row["emotion"] in ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
-        assert -1 <= row["arousal"] <= 1
+        yield
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
+    image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
+    port = _free_port()
+    # As the README shows it, from a shell whose PATH lacks the virtual environment.
+    bare_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
+    cmd = [sys.executable, str(ROOT / "run.py"), "serve", "--model", "models:/dcjt-synthetic@champion", "--port", str(port)]
+    with _server(cmd, f"http://127.0.0.1:{port}/ping", env={**os.environ, "PATH": bare_path}):
+        encoded = base64.b64encode(image.read_bytes()).decode()
+        rows = {"dataframe_split": {"columns": ["image_bytes"], "data": [[encoded]]}}
+        for body in ({"dataframe_split": {"columns": ["image"], "data": [[str(image)]]}}, rows):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            row = json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"][0]
+            assert row["emotion"] in ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"), row
+            assert -1 <= row["arousal"] <= 1 and row["error"] == ""
+
+
+def _rest(port: int, path: str, body: dict | None = None) -> dict:
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/{path}"
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=60).read())
+
+
+def test_finished_run_through_mlflows_rest_api(first_run):
+    """What the MLflow UI shows, read over MLflow's REST API from ``mlflow server`` on loopback."""
+    port = _free_port()
+    store = os.environ["MLFLOW_TRACKING_URI"]
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1", "--port", str(port)]
+    with _server(cmd, f"http://127.0.0.1:{port}/health"):
+        experiment = _rest(port, "experiments/get-by-name?experiment_name=dcjt-synthetic")["experiment"]
+        tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+        runs = _rest(port, "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 1000})["runs"]
+        by_id = {r["info"]["run_id"]: r for r in runs}
+        parent = next(r for r in runs if {"key": "zenml.run_name", "value": first_run.run_name} in r["data"]["tags"])
+        inputs = parent["inputs"]["dataset_inputs"]
+        contexts = {t["value"] for i in inputs for t in i["tags"] if t["key"] == "mlflow.data.context"}
+        assert {"train", "validation", "test"} <= contexts
+        assert all(len(i["dataset"]["digest"]) >= 8 and i["dataset"]["source"] for i in inputs)
+        promotion = first_run.promotion
+        model = _rest(port, f"registered-models/get?name={promotion['model_name']}")["registered_model"]
+        assert "champion" in model["description"]
+        assert {a["alias"] for a in model["aliases"]} >= {"champion", "challenger"}
+        version = _rest(port, f"model-versions/get?name={promotion['model_name']}&version={promotion['version']}")
+        version = version["model_version"]
+        vtags = {t["key"]: t["value"] for t in version["tags"]}
+        assert "test accuracy" in version["description"] and "Promotion:" in version["description"]
+        assert {"promotion.verdict", "promotion.metric", "promotion.val_digest", "promotion.challenger_val_accuracy"} <= set(
+            vtags
+        )
+        trained = by_id[version["run_id"]]  # the version links to the DCN's training run ...
+        assert {"key": "dcjt.stage", "value": "DCN"} in trained["data"]["tags"]
+        assert any(i["dataset"]["digest"] for i in trained["inputs"]["dataset_inputs"])
+        logged = _rest(port, "logged-models/search", {"experiment_ids": [experiment["experiment_id"]]})["models"]
+        linked = [m for m in logged if m["info"]["source_run_id"] == version["run_id"]]  # ... which shows its logged model
+        assert linked and any(m["info"]["model_id"] in version["source"] for m in linked)
 
 
 def test_killed_run_resumes_training_from_its_checkpoint(first_run):

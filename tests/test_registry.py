@@ -1,14 +1,32 @@
-"""Promotion rules against a real MLflow registry (SQLite store in a temp folder)."""
+"""The promotion gate against a real MLflow registry (SQLite store in a temp folder).
+
+Models here are real DCNets whose output layer is set so they always predict one class: on a
+table whose labels are known, each model's accuracy is known before it runs, so every branch
+of the gate is tested deterministically.
+"""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import mlflow
+import numpy as np
 import pytest
+import torch
 from conftest import random_images
 from PIL import Image
 
+from dcjt.config import PromotionConfig
+from dcjt.data.cache import build_cache, load_cache
+from dcjt.data.labels import make_table
 from dcjt.nets import build_model
-from steps.registry import current_champion, register_version
+from dcjt.train.predict import split_report
+from steps.registry import current_champion, promote
+
+# val: 11 x class 0, 9 x class 3; test: 6 x class 0, 4 x class 3.
+VAL = [0] * 11 + [3] * 9
+TEST = [0] * 6 + [3] * 4
 
 
 @pytest.fixture
@@ -18,37 +36,136 @@ def registry(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(uri)
     mlflow.create_experiment("registry-test", artifact_location=(tmp_path / "artifacts").as_uri())
     mlflow.set_experiment("registry-test")
-    Image.fromarray(random_images(1, 64)[0]).save(tmp_path / "face.png")
-    yield str(tmp_path / "face.png")
+    labels = [1, 2] + VAL + TEST
+    splits = ["train"] * 2 + ["val"] * len(VAL) + ["test"] * len(TEST)
+    paths = []
+    for k, image in enumerate(random_images(len(labels), 32)):
+        paths.append(str(tmp_path / "faces" / f"{k}.png"))
+        Path(paths[-1]).parent.mkdir(exist_ok=True)
+        Image.fromarray(image).save(paths[-1])
+    table = make_table("faces", splits, paths, labels)
+    cache = str(build_cache(table, 32, tmp_path / "cache").path)
+    yield {"table": table, "cache": cache, "tmp": tmp_path}
     mlflow.set_tracking_uri(None)
 
 
-def _register(accuracy, image, mirror=None):
-    with mlflow.start_run():
-        return register_version(
-            build_model("tiny", "linear", 64), accuracy, "fer", variant="t", example_images=[image], mirror=mirror
-        )
+def always(k: int, size: int = 32) -> torch.nn.Module:
+    """A tiny DCNet that predicts class ``k`` for every image."""
+    torch.manual_seed(k)  # the same trunk for the same class: fine-tuning tests compare weights
+    net = build_model("tiny", "linear", size)
+    with torch.no_grad():
+        net.fc.weight.zero_()
+        net.fc.bias.zero_()
+        net.fc.bias[k] = 10.0
+    return net.eval()
 
 
-def test_champion_moves_only_on_a_better_run(registry):
+def _promote(registry, model, mirror=None, **settings):
+    table, cache = registry["table"], registry["cache"]
+    with mlflow.start_run(run_name="pipeline") as parent:
+        pass
+    with mlflow.start_run(run_name="DCN") as trained:
+        pass
+    evaluation = {"variant": "t", **split_report(model, table, load_cache(cache), split="test")}
+    return promote(
+        model,
+        evaluation=evaluation,
+        training_run_id=trained.info.run_id,
+        target_table=table,
+        target_cache=cache,
+        extra_table=table,
+        stage_numbers={"subset kept fraction": 0.5},
+        recipe={"lr": 0.1},
+        model_name="fer",
+        settings=PromotionConfig(**settings),
+        parent_run_id=parent.info.run_id,
+        mirror=mirror,
+    )
+
+
+def _champion(client) -> str:
+    return str(current_champion(client, "fer").version)
+
+
+def test_gate_scores_both_models_on_the_same_rows_and_moves_only_on_a_win(registry):
     client = mlflow.MlflowClient()
-    first = _register(0.5, registry)
-    assert first["promoted"] and str(current_champion(client, "fer").version) == first["version"]
-    better = _register(0.7, registry)
-    assert better["promoted"] and str(current_champion(client, "fer").version) == better["version"]
-    worse = _register(0.6, registry)
-    assert not worse["promoted"]
-    assert str(current_champion(client, "fer").version) == better["version"]
+    first = _promote(registry, always(3))  # val 9/20
+    assert first["promoted"] and first["verdict"] == "first version" and _champion(client) == first["version"]
+    client.set_model_version_tag("fer", first["version"], "test_accuracy", "0.99")  # a stored number is never trusted
+    better = _promote(registry, always(0))  # val 11/20
+    assert better["promoted"] and better["verdict"] == "promoted" and _champion(client) == better["version"]
+    tags = client.get_model_version("fer", better["version"]).tags
+    assert tags["promotion.metric"] == "val_accuracy"
+    assert tags["promotion.challenger_val_accuracy"] == "0.550000" and tags["promotion.champion_val_accuracy"] == "0.450000"
+    assert tags["promotion.challenger_test_accuracy"] == "0.600000" and tags["promotion.champion_test_accuracy"] == "0.400000"
+    assert tags["promotion.champion_version"] == first["version"]
+    assert len(tags["promotion.val_digest"]) >= 8 and tags["promotion.val_digest"] != tags["promotion.test_digest"]
+
+    worse = _promote(registry, always(3))
+    assert not worse["promoted"] and worse["verdict"] == "kept champion" and _champion(client) == better["version"]
     assert str(client.get_model_version_by_alias("fer", "challenger").version) == worse["version"]
-    tags = client.get_model_version("fer", worse["version"]).tags
-    assert tags["promotion"] == "kept champion" and tags["champion_accuracy_before"] == "0.700000"
-    equal = _register(0.7, registry)
-    assert not equal["promoted"]  # a tie does not beat the champion
+    tie = _promote(registry, always(0))
+    assert not tie["promoted"]  # a tie does not beat the champion
+    # the same rows: the digests recorded for every version are equal
+    digests = {client.get_model_version("fer", v["version"]).tags["promotion.val_digest"] for v in (better, worse, tie)}
+    assert len(digests) == 1
+
+
+def test_margin_bootstrap_and_test_metric(registry):
+    client = mlflow.MlflowClient()
+    _promote(registry, always(3))
+    kept = _promote(registry, always(0), min_margin=0.15)  # leads by 0.10 only
+    assert not kept["promoted"] and "margin 0.1500" in kept["reason"]
+    doubtful = _promote(registry, always(0), bootstrap=True)  # +0.10 on 20 images: the interval spans 0
+    assert not doubtful["promoted"] and "paired bootstrap 95% interval" in doubtful["reason"]
+    interval = client.get_model_version("fer", doubtful["version"]).tags["promotion.interval"]
+    lo, hi = (float(x) for x in interval.strip("[]").split(","))
+    assert lo < 0 < hi
+    on_test = _promote(registry, always(0), metric="test_accuracy")
+    assert on_test["promoted"] and "test_accuracy 0.6000 vs champion 0.4000" in on_test["reason"]
+
+
+def test_unusable_champion_is_reported_and_replaced_only_when_forced(registry):
+    client = mlflow.MlflowClient()
+    first = _promote(registry, always(3))
+    other_size = build_model("tiny", "linear", 64)  # a champion trained at another input size
+    cache64 = str(build_cache(registry["table"], 64, registry["tmp"] / "cache").path)
+    table = registry["table"]
+    with mlflow.start_run() as parent:
+        pass
+    with mlflow.start_run() as trained:
+        pass
+    big = promote(
+        other_size,
+        evaluation={"variant": "t", **split_report(other_size, table, load_cache(cache64), split="test")},
+        training_run_id=trained.info.run_id,
+        target_table=table,
+        target_cache=cache64,
+        extra_table=table,
+        stage_numbers={},
+        recipe={},
+        model_name="fer",
+        settings=PromotionConfig(force=True),
+        parent_run_id=parent.info.run_id,
+        mirror=None,
+    )
+    assert big["promoted"] and big["verdict"] == "forced" and "32 px images, this run 64 px" in big["reason"]
+    refused = _promote(registry, always(0))
+    assert not refused["promoted"] and refused["verdict"] == "champion unusable" and "--force-promote" in refused["reason"]
+    assert _champion(client) == big["version"]
+    # a champion whose files are gone: reported, kept, nothing deleted
+    shutil.rmtree(registry["tmp"] / "artifacts")
+    gone = _promote(registry, always(0))
+    assert gone["verdict"] == "champion unusable" and "cannot be loaded" in gone["reason"]
+    assert _champion(client) == big["version"]
+    versions = {str(v.version) for v in client.search_model_versions("name='fer'")}
+    assert {first["version"], big["version"], refused["version"], gone["version"]} <= versions
 
 
 def test_failure_after_registration_leaves_registry_as_it_was(registry):
     client = mlflow.MlflowClient()
-    first = _register(0.5, registry)
+    first = _promote(registry, always(3))
+    models_before = len(mlflow.search_logged_models(output_format="list"))
     calls = []
 
     def broken_mirror(name, version, promoted, accuracy):
@@ -56,9 +173,47 @@ def test_failure_after_registration_leaves_registry_as_it_was(registry):
         raise RuntimeError("mirror down")
 
     with pytest.raises(RuntimeError, match="mirror down"):
-        _register(0.9, registry, mirror=broken_mirror)
+        _promote(registry, always(0), mirror=broken_mirror)
     assert calls and calls[0][1] is True  # it had been about to promote
-    versions = [str(v.version) for v in client.search_model_versions("name='fer'")]
-    assert versions == [first["version"]]
-    assert str(current_champion(client, "fer").version) == first["version"]
+    assert [str(v.version) for v in client.search_model_versions("name='fer'")] == [first["version"]]
+    assert _champion(client) == first["version"]
     assert str(client.get_model_version_by_alias("fer", "challenger").version) == first["version"]
+    assert len(mlflow.search_logged_models(output_format="list")) == models_before  # the logged model went too
+
+
+def test_version_carries_description_card_and_linked_model(registry):
+    client = mlflow.MlflowClient()
+    result = _promote(registry, always(0))
+    version = client.get_model_version("fer", result["version"])
+    training_run = version.tags["mlflow_run_id"]
+    assert version.run_id == training_run  # the registered version points at the run that trained it
+    assert "validation accuracy 0.5500, test accuracy 0.6000" in version.description
+    assert "champion" in client.get_registered_model("fer").description
+    card = mlflow.artifacts.load_text(f"runs:/{training_run}/model_card.md")
+    assert "## Intended use and limits" in card and "| anger |" not in card.split("## Data")[0]
+    assert "| happiness |" in card and "first version" in card
+    logged = mlflow.search_logged_models(output_format="list")
+    assert any(m.source_run_id == training_run for m in logged)
+    served = mlflow.pyfunc.load_model(f"models:/fer/{result['version']}")
+    out = served.predict(registry["table"].loc[registry["table"]["split"] == "test", ["image"]])
+    assert (out["label"] == 0).all()  # the registered model is the one that always says class 0
+    assert np.isclose(out[[c for c in out if c.startswith("prob_")]].sum(axis=1), 1).all()
+
+
+def test_fine_tune_from_a_registered_model_and_a_checkpoint(registry, tmp_path):
+    from dcjt.weights import WeightsError, resolve_weights
+
+    result = _promote(registry, always(0))
+    pinned = resolve_weights("models:/fer@champion")
+    assert pinned == f"models:/fer/{result['version']}"
+    source = always(0)
+    net = build_model("tiny", "linear", 32, weights=pinned)
+    for mine, theirs in zip(net.trunk.state_dict().values(), source.trunk.state_dict().values()):
+        assert torch.equal(mine, theirs) or mine.dtype == torch.long
+    torch.save({"model": source.state_dict(), "epoch": 3}, tmp_path / "last.pt")  # this project's checkpoint layout
+    from_file = build_model("tiny", "linear", 32, weights=str(tmp_path / "last.pt"))
+    torch.testing.assert_close(from_file.trunk[0].weight, source.trunk[0].weight)
+    with pytest.raises(WeightsError, match="missing keys"):  # a tiny trunk does not fit ResNet-18
+        build_model("resnet18", "linear", 64, weights=pinned)
+    with pytest.raises(WeightsError, match="no such registered model or alias"):
+        resolve_weights("models:/fer@nope")

@@ -523,7 +523,15 @@ def ingest(
     df, report = READERS[dataset](root, **reader_kwargs)
     if check:
         df = check_images(df, report, max_bad_fraction)
+    published = int((df["split"] == "val").sum())
     df = stratified_val_split(df, val_fraction, seed)
+    carved = int((df["split"] == "val").sum()) - published
+    if published:
+        report.notes.append(f"validation: the release's own {published} rows")
+    elif carved:
+        report.notes.append(f"validation: {carved} rows carved from train ({val_fraction:.0%} per class, seed {seed})")
+    else:
+        report.notes.append("validation: none carved at ingestion (val_fraction 0)")
     for split in SPLITS:
         if split != "val" and not (df["split"] == split).any():
             raise DatasetFormatError(f"{root}: empty split '{split}' after removing unreadable images")
