@@ -155,6 +155,10 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, threads, **shortc
     click.echo(f"pipeline wall time: {outcome.seconds:.0f} s")
     if outcome.tracking_uri.startswith("sqlite:"):
         click.echo(f"open the MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    from dcjt.config import state_home
+    from pipelines.console import third_party_log
+
+    click.echo(f"library messages: {third_party_log(state_home())}")
     click.echo(f"tracking_uri: {outcome.tracking_uri}")
     click.echo(f"model: {outcome.model_uri}")
     click.echo(f"comparison: {outcome.comparison_path}")

@@ -108,8 +108,12 @@ def prepare_environment(cfg: PipelineConfig | None = None) -> str:
     configured = cfg.mlflow.tracking_uri if cfg is not None else None
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
+    from pipelines.console import quiet_third_party
+
+    quiet_third_party(home)
     mlflow.set_tracking_uri(uri)
     return uri
 

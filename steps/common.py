@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -40,6 +42,17 @@ def code_digest() -> str:
 
 def core_cache_policy() -> CachePolicy:
     return CachePolicy(cache_func="steps.common.code_digest", ignored_inputs=[PARENT_RUN])
+
+
+@contextlib.contextmanager
+def stderr_to_log(name: str = "mlflow"):
+    """Library code that prints to stderr (MLflow's ``Successfully registered model``) logs instead."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer):
+        yield
+    for line in buffer.getvalue().splitlines():
+        if line.strip():
+            logging.getLogger(name).info(line)
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from dcjt.packaging import MODEL_CODE, serving_requirements, stage_code
 from dcjt.promotion import Decision, decide
 from dcjt.serving import load_network, save_model_files
 from dcjt.train.predict import split_report
-from steps.common import child_run, core_cache_policy, log_tables, table_name, table_source
+from steps.common import child_run, core_cache_policy, log_tables, stderr_to_log, table_name, table_source
 
 GATE_SPLITS = ("val", "test")
 MODEL_DESCRIPTION = (
@@ -160,7 +160,8 @@ def register_version(
     client = mlflow.MlflowClient()
     champion = current_champion(client, model_name)
     previous = {alias: v.version for alias in ("champion", "challenger") if (v := _alias(client, model_name, alias))}
-    version = mlflow.register_model(info.model_uri, model_name)
+    with stderr_to_log():
+        version = mlflow.register_model(info.model_uri, model_name)
     try:
         if not client.get_registered_model(model_name).description:
             client.update_registered_model(model_name, description=MODEL_DESCRIPTION)

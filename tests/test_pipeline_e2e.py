@@ -388,8 +388,19 @@ def test_two_runs_at_once_on_a_fresh_state_folder(tmp_path):
     cmd = [sys.executable, str(ROOT / "run.py"), "--threads", "1", *[a for s in TINY for a in ("--set", s)]]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=900) for p in procs]
-    for p, (_out, err) in zip(procs, outs):
+    for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
+        assert "promotion gate:" in out and "comparison:" in out
+        for chatter in (
+            "Skipping registering",
+            "ephemeral docs site",
+            "FutureWarning",
+            "Downloading artifacts",
+            "Successfully reg",
+        ):
+            assert chatter not in out + err, chatter  # third-party chatter goes to the log, not the console
+    log = (tmp_path / "logs" / "third-party.log").read_text()
+    assert "Skipping registering function" in log and "Successfully registered model" in log
     client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     versions = sorted(int(v.version) for v in client.search_model_versions("name='dcjt-synthetic'"))
     assert versions == [1, 2]

@@ -39,8 +39,24 @@ def test_ingest_carves_stratified_val_and_keeps_test(rafdb_root):
     assert (df["split"] == "test").sum() == 7
     val = df[df["split"] == "val"]
     assert len(val) == 7 and sorted(val["label"]) == list(range(7))  # one of each pair of 2 per class
-    again, _ = ingest("rafdb", root, val_fraction=0.5, seed=1)
+    again, report = ingest("rafdb", root, val_fraction=0.5, seed=1)
     assert again["split"].tolist() == df["split"].tolist()
+    assert "validation: 7 rows carved from train (50% per class, seed 1)" in report.notes
+    kept, report = ingest("rafdb", root, val_fraction=0.0)  # how the pipeline reads B: all train rows stay
+    assert not (kept["split"] == "val").any() and "validation: none carved at ingestion (val_fraction 0)" in report.notes
+
+
+def test_pipeline_carves_validation_only_where_it_is_used(tmp_path, monkeypatch):
+    """A's validation selects epochs; B's is carved from M_B's subset in stage 2, not at ingestion."""
+    import pipelines.dcjt as graph
+    from dcjt.config import load_config
+
+    calls = []
+    monkeypatch.setattr(graph, "ingest_dataset", lambda **kw: calls.append(kw) or (None, None))  # records the wiring
+    monkeypatch.setattr(graph, "merge_reports", lambda *reports: None)
+    cfg = load_config("rafdb", [f"data.target.root={tmp_path}", f"data.extra.root={tmp_path}"])
+    graph.ingest(cfg)
+    assert {c["id"]: c["val_fraction"] for c in calls} == {"ingest_target": cfg.val_fraction, "ingest_extra": 0.0}
 
 
 def _affectnet_rows():

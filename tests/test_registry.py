@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import random_images
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from dcjt.config import PromotionConfig
@@ -217,3 +219,26 @@ def test_fine_tune_from_a_registered_model_and_a_checkpoint(registry, tmp_path):
         build_model("resnet18", "linear", 64, weights=pinned)
     with pytest.raises(WeightsError, match="no such registered model or alias"):
         resolve_weights("models:/fer@nope")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=60),
+    st.floats(0, 0.5),
+    st.booleans(),
+)
+def test_decision_properties(pairs, margin, bootstrap):
+    from dcjt.promotion import decide
+
+    ours, theirs = (np.array(x, dtype=int) for x in zip(*pairs))
+    d = decide(ours, theirs, metric="val_accuracy", min_margin=margin, bootstrap=bootstrap, samples=200)
+    diff = ours.mean() - theirs.mean()
+    assert d.promoted == (d.verdict == "promoted")
+    if d.promoted:
+        assert diff > margin and (not bootstrap or d.interval[0] > 0)
+    elif not bootstrap:
+        assert diff <= margin
+    assert decide(ours, theirs, metric="val_accuracy", min_margin=margin, force=True).promoted
+    assert decide(ours, None, metric="val_accuracy").verdict == "first version"
+    kept = decide(ours, None, metric="val_accuracy", champion_problem="cannot be loaded")
+    assert not kept.promoted and "--force-promote" in kept.reason
