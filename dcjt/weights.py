@@ -139,13 +139,14 @@ def load_trunk(trunk: nn.Module, state: dict, source: str) -> None:
 
 
 def apply_weights(net: nn.Module, weights: str | None) -> None:
-    """Load ``weights`` (see the module docstring) into ``net.trunk``; never downloads."""
+    """Load ``weights`` (see the module docstring) into ``net.trunk``. A step on a machine whose
+    cache lacks the ImageNet file (a fresh pod) lets torchvision fetch it, unless offline."""
     if weights in (None, "", NONE):
         return
     if weights == IMAGENET:
         if getattr(net, "backbone_name", "resnet18") != "resnet18":
             raise WeightsError(f"ImageNet weights are for resnet18, not {net.backbone_name}")
-        path = ensure_imagenet(download=False)
+        path = ensure_imagenet(download=True)
         load_trunk(net.trunk, resnet_trunk_state(_read(path)), str(path))
     elif weights.startswith("models:/"):
         load_trunk(net.trunk, trunk_state_from_registry(weights), weights)

@@ -87,13 +87,13 @@ def preflight(cfg: PipelineConfig, uri: str) -> None:
     from dcjt.data.readers import DatasetFormatError, check_layout
 
     check_tracking_store(uri)
-    resolve_network_weights(cfg)
     if cfg.data.kind == "files":
         for role, spec in (("target", cfg.data.target), ("extra", cfg.data.extra)):
             try:
                 check_layout(spec.dataset, spec.root)
             except DatasetFormatError as exc:
                 raise PreflightError(f"data.{role}: {exc}") from None
+    resolve_network_weights(cfg)  # last: it may download
 
 
 def prepare_environment(cfg: PipelineConfig | None = None) -> str:
