@@ -34,9 +34,11 @@ class NoNormNet(nn.Module):
 
 def fit() -> dict:
     set_seed(0)
+    net = NoNormNet()
+    initial = {f"_initial.{k}": v.detach().clone() for k, v in net.state_dict().items()}
     cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, lam=1.0, warmup_epochs=1, joint_frequency=1, seed=5, scheduler="none")
-    result = train(NoNormNet(), toy_samples(64), cfg=cfg, extra=toy_samples(32, seed=8), val=toy_samples(16, seed=2))
-    return {k: v.clone() for k, v in result.model.state_dict().items()} | {"_history": result.history}
+    result = train(net, toy_samples(64), cfg=cfg, extra=toy_samples(32, seed=8), val=toy_samples(16, seed=2))
+    return {k: v.clone() for k, v in result.model.state_dict().items()} | {"_history": result.history} | initial
 
 
 def test_two_gloo_processes_match_one_process():
@@ -47,4 +49,6 @@ def test_two_gloo_processes_match_one_process():
             assert list(value["epoch"]) == list(two[key]["epoch"])
             continue
         torch.testing.assert_close(two[key], value, rtol=1e-4, atol=1e-5)
-    assert not torch.equal(one["body.0.weight"], NoNormNet().body[0].weight)  # it did train
+    for key in ("body.0.weight", "body.6.weight"):  # both trained: the weights moved from the same net's start
+        assert not torch.allclose(two[key], two[f"_initial.{key}"], atol=1e-4)
+        assert not torch.allclose(one[key], one[f"_initial.{key}"], atol=1e-4)

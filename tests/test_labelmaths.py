@@ -145,6 +145,24 @@ def test_only_remaining_rows_are_mapped():
     assert stats["n_mapped"] == 35
 
 
+@pytest.mark.parametrize("mode", ["global", "emotion"])
+def test_b_statistics_come_from_all_of_b_or_only_its_remaining_rows(mode):
+    """The subset sits far from the remaining rows: only ``remaining`` statistics map the remaining
+    rows exactly onto A's moments; ``all`` statistics (the paper's reading) do not."""
+    rng = np.random.default_rng(3)
+    a = _table(rng.normal(0, 0.1, (140, 2)), np.arange(140) % 7, "a")
+    xb = np.vstack([rng.normal(-0.5, 0.05, (70, 2)), rng.normal(0.3, 0.1, (70, 2))])
+    b = _table(xb, np.arange(140) % 7, "b", subset=np.arange(140) < 70)
+    a_mean = a[["valence", "arousal"]].to_numpy().mean(0)
+    means = {}
+    for source in ("remaining", "all"):
+        out, stats = map_continuous(b, a, mode, b_stats_from=source)
+        assert stats["b_stats_from"] == source and stats["n_clipped"] == 0
+        means[source] = out[["valence", "arousal"]].to_numpy()[70:].mean(0)
+    np.testing.assert_allclose(means["remaining"], a_mean, atol=1e-9)
+    assert np.abs(means["all"] - a_mean).max() > 0.05
+
+
 def test_degenerate_cases_take_documented_fallbacks(caplog):
     rng = np.random.default_rng(1)
     # Target lacks fear (class 1) entirely; disgust (2) has only 2 samples.

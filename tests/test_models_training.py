@@ -105,6 +105,10 @@ def test_joint_schedule_warmup_frequency_and_modes():
         assert has_b == (epoch >= 3 and epoch % 2 == 0)
         if has_b:
             assert [s for s, _ in plan] == ["A", "B"] * 4
+            b_rows = np.concatenate([idx for s, idx in plan if s == "B"])
+            assert len(set(b_rows.tolist())) == 16  # each B batch takes new rows of B, none repeated in an epoch
+    b4, b6 = ([tuple(idx) for s, idx in epoch_plan(e, cfg, 16, extra) if s == "B"] for e in (4, 6))
+    assert b4 != b6  # and another order on the next joint epoch
     ep = TrainConfig(epochs=10, batch_size=4, warmup_epochs=3, joint_frequency=2, joint_mode="epoch")
     plan = epoch_plan(4, ep, 16, extra)
     b_rows = np.concatenate([idx for s, idx in plan if s == "B"])

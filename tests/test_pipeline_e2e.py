@@ -127,6 +127,59 @@ def test_pipeline_completes_and_tracks_everything(first_run):
     assert len(history) == 3  # one value per epoch
 
 
+def test_dcn_trains_jointly_on_the_relabeled_and_mapped_rows(first_run):
+    """The DCN ran joint epochs, on exactly the rows stage 3 produced (relabeled labels, mapped V/A)."""
+    import pandas as pd
+    from zenml.client import Client
+
+    from dcjt.config import load_config
+    from dcjt.method import training_rows
+
+    run = Client().get_pipeline_run(first_run.run_name)
+    out = lambda step, name: run.steps[step].outputs[name][0].load()  # noqa: E731
+    mapped, prepared, pseudo = (
+        out("map_extra_continuous", "extra_mapped"),
+        out("relabel_extra", "extra_prepared"),
+        out("pseudo_label_target", "target_pseudo"),
+    )
+    changed = int((prepared["label"] != mapped["label"]).sum())
+    assert changed == out("relabel_extra", "relabel_stats")["n_changed"] > 0
+    assert (prepared.loc[prepared["va_origin"] == "mapped", ["valence", "arousal"]].abs() <= 1).all().all()
+    remaining = prepared["va_origin"] == "mapped"
+    assert remaining.any() and not prepared.loc[remaining, ["valence", "arousal"]].equals(
+        out("select_extra_subset", "extra_marked").loc[remaining, ["valence", "arousal"]]
+    )
+    _, b_rows = training_rows(pseudo, prepared, load_config("demo", TINY).method)
+    dcn = next(
+        r
+        for r in mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string=f"tags.`dcjt.stage` = 'DCN' and tags.mlflow.parentRunId = '{first_run.summary['mlflow_run_id']}'",
+            output_format="list",
+        )
+    )
+    logged = {i.dataset.name: i.dataset.digest for i in dcn.inputs.dataset_inputs}
+    expected = mlflow.data.from_pandas(b_rows.reset_index(drop=True), source="x", name="x").digest
+    assert expected in logged.values(), (expected, logged)
+    history = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=dcn.info.run_id, artifact_path="DCN_history.csv"))
+    assert history["joint"].any() and history.loc[history["joint"], "B_loss"].notna().all()
+
+
+def test_served_valence_and_arousal_track_the_hidden_truth(first_run):
+    """Predicted valence follows the world's true valence (and arousal its arousal), not the swap."""
+    import numpy as np
+    from zenml.client import Client
+
+    target = Client().get_pipeline_run(first_run.run_name).steps["ingest_synthetic"].outputs["target_table"][0].load()
+    test = target[target["split"] == "test"]
+    model = mlflow.pyfunc.load_model("models:/dcjt-synthetic@champion")
+    out = model.predict(test[["image"]].reset_index(drop=True))
+    corr = lambda a, b: float(np.corrcoef(a, b)[0, 1])  # noqa: E731
+    valence, arousal = corr(out["valence"], test["truth_valence"]), corr(out["arousal"], test["truth_arousal"])
+    assert valence > 0.3 and arousal > 0.3, (valence, arousal)
+    assert valence > corr(out["valence"], test["truth_arousal"]) and arousal > corr(out["arousal"], test["truth_valence"])
+
+
 def test_registered_model_loads_in_a_fresh_process(first_run):
     image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
     code = (

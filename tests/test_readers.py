@@ -76,7 +76,7 @@ def test_affectnet_csv_release_maps_codes_and_excludes(tmp_path):
     from dcjt.synthetic.layouts import CANONICAL_TO_AFFECTNET
 
     codes = [CANONICAL_TO_AFFECTNET[x] for x in labels] + [7, 1]
-    landmarks = [np.tile([[10, 15], [30, 15], [24, 36]], (1, 1)).ravel()] * (n + 2)
+    landmarks = [np.array([[14, 18], [34, 18], [24, 26], [18, 34], [30, 35.5]]) + k for k in range(n + 2)]
     layouts.write_affectnet_csv(
         tmp_path / "an",
         images,
@@ -86,6 +86,7 @@ def test_affectnet_csv_release_maps_codes_and_excludes(tmp_path):
         splits + ["train", "train"],
         codes=codes,
         boxes=[(4, 4, 40, 40)] * (n + 2),
+        landmarks=landmarks,
     )
     df, report = read_affectnet(tmp_path / "an")
     assert df["label"].tolist() == labels
@@ -93,7 +94,8 @@ def test_affectnet_csv_release_maps_codes_and_excludes(tmp_path):
     assert report.excluded["code 7 (contempt)"] == 1 and report.excluded["valence/arousal -2"] == 1
     assert set(df["split"]) == {"train", "test"}
     assert df["face_w"].eq(40).all() and (df["va_origin"] == "human").all()
-    del landmarks
+    for k, row in enumerate(df["landmarks"]):  # parsed back point for point, in file order
+        np.testing.assert_allclose(np.reshape(row, (-1, 2)), landmarks[k], atol=0.01)
 
 
 def test_affectnet_handwritten_codes(tmp_path):

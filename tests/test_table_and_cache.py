@@ -75,9 +75,20 @@ def test_preprocess_crop_and_align():
     out = preprocess(img, 16, box=(30, 20, 40, 40))
     assert out.shape == (16, 16, 3) and out.min() == 255
     # Landmarks whose eyes/mouth sit exactly on the template map the square onto itself.
-    marks = np.array([[35, 40], [65, 40], [48, 75], [45, 75], [55, 75]], dtype=float)
-    aligned = preprocess(np.asarray(random_images(1, 100)[0]), 100, landmarks=marks)
-    assert aligned.shape == (100, 100, 3)
+    marks = np.array([[35, 40], [65, 40], [50, 60], [45, 75], [55, 75]], dtype=float)
+    face = np.asarray(random_images(1, 100)[0])
+    np.testing.assert_allclose(preprocess(face, 100, landmarks=marks).astype(int), face.astype(int), atol=1)
+    # A face moved by (+12, +7) px comes back to the template: the left-eye dot lands at (35, 40).
+    dot = np.zeros((100, 100, 3), dtype=np.uint8)
+    dot[46:49, 46:49] = 255  # around (47, 47) = (35 + 12, 40 + 7)
+    aligned = preprocess(dot, 100, landmarks=marks + [12, 7])
+    y, x = np.unravel_index(aligned[..., 0].argmax(), aligned.shape[:2])
+    assert abs(x - 35) <= 1 and abs(y - 40) <= 1
+    # 68-point landmarks: eyes are the means of points 36-41 and 42-47, the mouth of 48-67.
+    many = np.zeros((68, 2))
+    many[36:42], many[42:48], many[48:68] = [35 + 12, 40 + 7], [65 + 12, 40 + 7], [50 + 12, 75 + 7]
+    y, x = np.unravel_index(preprocess(dot, 100, landmarks=many)[..., 0].argmax(), (100, 100))
+    assert abs(x - 35) <= 1 and abs(y - 40) <= 1
 
 
 def test_decode_truncated_raises(tmp_path):
@@ -104,6 +115,19 @@ def test_cache_builds_once_and_reuses(rafdb_root, tmp_path):
     assert build_cache(df, 24, tmp_path / "cache").path != cache.path
     subset = df.iloc[[5, 1]]
     assert cache.positions(subset).tolist() == [5, 1]
+    # A changed face box or landmark changes the pixels: a new cache, built with the new crop.
+    boxed = df.assign(face_x=2.0, face_y=2.0, face_w=20.0, face_h=20.0)
+    moved = boxed.copy()
+    moved.loc[3, "face_x"] = 6.0
+    assert len({cache_key(df, 16), cache_key(boxed, 16), cache_key(moved, 16)}) == 3
+    rebuilt = build_cache(moved, 16, tmp_path / "cache")
+    assert rebuilt.path != build_cache(boxed, 16, tmp_path / "cache").path
+    crop = preprocess(decode(df["image"].iloc[3]), 16, box=(6, 2, 20, 20))
+    assert np.array_equal(rebuilt.images[rebuilt.positions(moved.iloc[[3]])[0]], crop)
+    marked = df.assign(landmarks=[[10.0, 10.0, 20.0, 10.0, 15.0, 20.0]] * len(df))
+    shifted = marked.copy()
+    shifted.at[3, "landmarks"] = [11.0, 10.0, 20.0, 10.0, 15.0, 20.0]
+    assert cache_key(marked, 16) != cache_key(shifted, 16) != cache_key(df, 16)
 
 
 def test_cache_failure_leaves_nothing(rafdb_root, tmp_path):
@@ -115,3 +139,68 @@ def test_cache_failure_leaves_nothing(rafdb_root, tmp_path):
         build_cache(df, 16, tmp_path / "cache")
     assert open_cache(df, 16, tmp_path / "cache") is None
     assert not [p for p in (tmp_path / "cache").iterdir()]
+
+
+def _set(**cells):
+    """A breakage: {(row, column): value} cells of the valid table."""
+
+    def apply(d):
+        for (row, column), value in cells["cells"].items():
+            if column in ("label",) and value is None:
+                d[column] = d[column].astype("Int64")
+            d.loc[row, column] = value
+
+    return apply
+
+
+# One table per expectation of the suite, failing it and nothing else; where two expectations
+# can only fail together (a half-missing V/A pair; a test image that is also a train image), both.
+SUITE_CASES = {
+    "image not null": ({(0, "image"): None}, {("expect_column_values_to_not_be_null", "image")}),
+    "dataset not null": ({(0, "dataset"): None}, {("expect_column_values_to_not_be_null", "dataset")}),
+    "unique image": ({(1, "image"): "img0.jpg"}, {("expect_compound_columns_to_be_unique", None)}),
+    "label not null": ({(7, "label"): None}, {("expect_column_values_to_not_be_null", "label")}),
+    "label range": ({(7, "label"): 7}, {("expect_column_values_to_be_between", "label")}),
+    "valence range": ({(3, "valence"): 1.0001}, {("expect_column_values_to_be_between", "valence")}),
+    "arousal range": ({(3, "arousal"): -1.0001}, {("expect_column_values_to_be_between", "arousal")}),
+    "split set": ({(7, "split"): "dev"}, {("expect_column_values_to_be_in_set", "split")}),
+    "label origin set": ({(2, "label_origin"): "guessed"}, {("expect_column_values_to_be_in_set", "label_origin")}),
+    "va origin set": ({(2, "va_origin"): "guessed"}, {("expect_column_values_to_be_in_set", "va_origin")}),
+    "va pair": (
+        {(2, "va_origin"): "none", (2, "valence"): np.nan},
+        {("expect_column_values_to_be_in_set", "va_pair")},
+    ),
+    "valence present": (
+        {(2, "valence"): np.nan},
+        {("expect_column_values_to_not_be_null", "valence"), ("expect_column_values_to_be_in_set", "va_pair")},
+    ),
+    "arousal present": (
+        {(2, "arousal"): np.nan},
+        {("expect_column_values_to_not_be_null", "arousal"), ("expect_column_values_to_be_in_set", "va_pair")},
+    ),
+    "no train image in test": (
+        {(7, "image"): "img1.jpg"},
+        {("expect_column_values_to_be_in_set", "train_test_overlap"), ("expect_compound_columns_to_be_unique", None)},
+    ),
+    "every class in train": ({(6, "label"): 5}, {("expect_column_distinct_values_to_contain_set", "label")}),
+}
+
+
+@pytest.mark.parametrize("case", list(SUITE_CASES))
+def test_each_expectation_fails_on_its_own_table(case):
+    from dcjt.data.validation import run_suite
+
+    cells, expected = SUITE_CASES[case]
+    df = _table()
+    _set(cells=cells)(df)
+    report = run_suite(df)
+    assert not report.success
+    assert {(f["expectation"], f["kwargs"].get("column")) for f in report.failures} == expected
+
+
+def test_suite_holds_one_expectation_per_case():
+    """A new expectation needs its own failing table above."""
+    from dcjt.data.validation import _build_suite
+
+    assert len(_build_suite().expectations) == 15
+    assert validate_table(_table()).success
