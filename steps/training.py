@@ -17,7 +17,8 @@ from dcjt.config import BudgetConfig, MethodConfig, NetworkConfig, TrainConfig
 from dcjt.data.labels import split_rows
 from dcjt.method import m_b_rows, training_rows
 from dcjt.train.budget import reference_steps, row_recipe
-from dcjt.train.distributed import run_distributed, train_job
+from dcjt.train.checkpoint import latest
+from dcjt.train.distributed import train_distributed, train_job
 from steps.common import child_run, core_cache_policy, log_frame, log_tables, table_name
 
 
@@ -85,14 +86,14 @@ def _fit(
             mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=epoch)
 
         if train_cfg.devices > 1:  # DDP processes cannot reach this run: log the history afterwards
-            result = run_distributed(train_job, train_cfg.devices, **job)
+            result = train_distributed(train_cfg.devices, **job)
             for row in result.history.to_dict("records"):
                 log(int(row["epoch"]), row)
         else:
             result = train_job(**job, on_epoch_end=log)
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.items()})
         log_frame(result.history, f"{role}_history.csv")
-        mlflow.log_artifact(str(ckpt / "last.pt"), artifact_path="checkpoint")
+        mlflow.log_artifact(str(latest(ckpt)), artifact_path="checkpoint")
         metrics = dict(result.metrics, role=role, mlflow_run_id=run.info.run_id)
     return result.model, metrics, result.history
 

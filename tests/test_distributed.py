@@ -38,7 +38,7 @@ def fit() -> dict:
     initial = {f"_initial.{k}": v.detach().clone() for k, v in net.state_dict().items()}
     cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-2, lam=1.0, warmup_epochs=1, joint_frequency=1, seed=5, scheduler="none")
     result = train(net, toy_samples(64), cfg=cfg, extra=toy_samples(32, seed=8), val=toy_samples(16, seed=2))
-    return {k: v.clone() for k, v in result.model.state_dict().items()} | {"_history": result.history} | initial
+    return {k: v.clone() for k, v in result.model.state_dict().items()} | {"_history": result.history.to_dict("list")} | initial
 
 
 def test_two_gloo_processes_match_one_process():

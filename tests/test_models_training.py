@@ -17,6 +17,7 @@ from dcjt.config import TrainConfig
 from dcjt.nets import build_model
 from dcjt.train import metrics
 from dcjt.train.batches import Samples, epoch_plan
+from dcjt.train.checkpoint import latest
 from dcjt.train.loop import TrainingError, loss_fn, set_seed, train
 from dcjt.train.optim import make_optimizer
 from dcjt.train.predict import evaluate, predict
@@ -202,7 +203,7 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_checkpoint(tmp_path):
     with pytest.raises(TrainingError, match=r"epoch 2, batch 1") as err:
         train(net, toy_samples(48), cfg=_cfg(), checkpoint_dir=tmp_path, on_epoch_end=poison)
     assert "last good checkpoint" in str(err.value)
-    ck = torch.load(tmp_path / "last.pt", weights_only=False)
+    ck = torch.load(latest(tmp_path), weights_only=True)
     assert ck["epoch"] == 0 and torch.isfinite(ck["model"]["fc.weight"]).all()
 
 
@@ -231,7 +232,7 @@ def test_killed_training_resumes_to_the_same_result(tmp_path):
     script = RESUME_SCRIPT.format(tests=os.path.join(root, "tests"), ckpt=str(tmp_path / "ck"))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    assert torch.load(tmp_path / "ck" / "last.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(latest(tmp_path / "ck"), weights_only=True)["epoch"] == 1
     set_seed(123)  # a different process state: the checkpoint must carry everything
     resumed = train(build_model("tiny", "linear", 32), toy_samples(64), checkpoint_dir=tmp_path / "ck", **kw)
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):

@@ -71,16 +71,21 @@ def test_remote_config_gives_gpus_to_exactly_the_training_steps(flavor):
             assert "/data" in mounts, name  # datasets, image cache and checkpoints on the shared volume
             if name in GPU_STEPS:
                 assert "/dev/shm" in mounts and pod["tolerations"]
-    if flavor == "kubeflow":
-        # Kubeflow applies gpu_count only with an "accelerator" node selector. The config sets it on
-        # exactly the GPU steps; ZenML 0.98 drops it when it re-validates the settings during
-        # compilation (its settings validator rebuilds pod_settings from a key the compiler does not
-        # keep), which this check documents: see README "Kubeflow".
-        import yaml
 
-        raw = yaml.safe_load((ROOT / "configs" / "remote-kubeflow.yaml").read_text())["steps"]
-        selected = {n for n, v in raw.items() if "accelerator" in v["settings"]["orchestrator.kubeflow"]["node_selectors"]}
-        assert selected == set(GPU_STEPS)
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ZenML 0.98 drops Kubeflow node_selectors at compilation ('Ignoring invalid setting attributes "
+    "[node_selectors]'; its settings validator then rebuilds pod_settings empty), so KFP gets no accelerator "
+    "constraint and GPU steps schedule without GPUs. Strict: this fails once ZenML keeps them (README 'Kubeflow').",
+)
+def test_kubeflow_gpu_steps_keep_their_accelerator_selector_after_compilation():
+    steps = _compiled_steps("kubeflow")
+    for name in GPU_STEPS:
+        settings = steps[name].settings.get("orchestrator.kubeflow") or steps[name].settings.get("orchestrator")
+        assert settings is not None, name
+        pod = settings.model_dump().get("pod_settings") or {}
+        assert "accelerator" in (pod.get("node_selectors") or {}), name
 
 
 def test_dockerfiles_lint_clean():

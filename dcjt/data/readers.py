@@ -90,6 +90,17 @@ def _require_dir(root: Path, what: str) -> Path:
     return root
 
 
+def inside_root(root: Path, relative: str, where: str) -> str:
+    """``root / relative`` if it stays inside ``root`` after following symlinks; otherwise a
+    ``DatasetFormatError`` naming ``where`` (file:line). The message is the same whether or not
+    the outside target exists, so a listing cannot probe the file system."""
+    rel = Path(relative)
+    full = root / rel
+    if rel.is_absolute() or ".." in rel.parts or not full.resolve().is_relative_to(root.resolve()):
+        raise DatasetFormatError(f"{where}: path {str(relative)!r} leaves the dataset root {root}; refused")
+    return str(full)
+
+
 def _require_file(path: Path) -> Path:
     if not path.is_file():
         raise DatasetFormatError(f"required file missing: {path}")
@@ -130,8 +141,9 @@ def read_rafdb(root, *, aligned: bool = True) -> tuple[pd.DataFrame, IngestRepor
         if split is None:
             raise DatasetFormatError(f"{listing}:{lineno}: name {name!r} starts with neither 'train' nor 'test'")
         stem, ext = os.path.splitext(name)
-        file = root / "Image" / ("aligned" if aligned else "original") / (f"{stem}_aligned{ext}" if aligned else name)
-        names.append(name), labels.append(label - 1), splits.append(split), paths.append(str(file))
+        relative = Path("Image") / ("aligned" if aligned else "original") / (f"{stem}_aligned{ext}" if aligned else name)
+        file = inside_root(root, str(relative), f"{listing}:{lineno}")
+        names.append(name), labels.append(label - 1), splits.append(split), paths.append(file)
     _check_duplicates(names, listing)
     df = make_table("rafdb", splits, paths, labels)
     _check_nonempty_splits(df, listing)
@@ -209,7 +221,10 @@ def _read_affectnet_csv(root: Path):
         raw = raw[keep]
         _check_duplicates(raw["subDirectory_filePath"].tolist(), path)
         landmarks = [_landmarks(s, path, row + 2) for row, s in zip(raw.index, raw["facial_landmarks"])]
-        images = [str(root / "Manually_Annotated_Images" / p) for p in raw["subDirectory_filePath"]]
+        images = [
+            inside_root(root, str(Path("Manually_Annotated_Images") / p), f"{path}:{row + 2}")
+            for row, p in zip(raw.index, raw["subDirectory_filePath"])
+        ]
         frames.append(
             make_table(
                 "affectnet",
@@ -269,6 +284,8 @@ def _read_affectnet_npy(root: Path):
         base = _require_dir(root / folder, "AffectNet split")
         ann = _require_dir(base / "annotations", "AffectNet annotations")
         images = sorted((base / "images").glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
+        for img in images:  # a symlink out of the release is refused like a ../ entry
+            inside_root(root, str(img.relative_to(root)), str(img))
         codes, val, aro, marks = [], [], [], []
         for img in images:
             i = img.stem
@@ -314,7 +331,7 @@ def read_caers(root, *, boxes_file: str | os.PathLike | None = None, detect_face
                 raise DatasetFormatError(f"{folder}: unknown emotion folder; expected one of {sorted(CAERS_FOLDERS)}")
             for img in sorted(folder.iterdir()):
                 if img.suffix.lower() in (".png", ".jpg", ".jpeg"):
-                    rows.append((split, str(img), CAERS_FOLDERS[folder.name]))
+                    rows.append((split, inside_root(root, str(img.relative_to(root)), str(img)), CAERS_FOLDERS[folder.name]))
     df = make_table("caers", [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
     _check_nonempty_splits(df, root)
     box = np.full((len(df), 4), np.nan)
@@ -354,8 +371,7 @@ def _read_caers_boxes(path: Path, root: Path) -> dict[str, tuple]:
             raise DatasetFormatError(bad)
         if x2 <= x1 or y2 <= y1:
             raise DatasetFormatError(f"{path}:{lineno}: face box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area")
-        p = Path(row[0])
-        out[str(p if p.is_absolute() else root / p)] = (x1, y1, x2 - x1, y2 - y1)
+        out[inside_root(root, row[0], f"{path}:{lineno}")] = (x1, y1, x2 - x1, y2 - y1)
     return out
 
 
@@ -429,10 +445,9 @@ def read_ferplus(root, *, image_dir: str | os.PathLike | None = None):
             raise DatasetFormatError(f"{old_path}:{i + 2}: pixels are not numbers") from None
         if pix.size != 48 * 48 or not np.isfinite(pix).all() or (pix < 0).any() or (pix > 255).any():
             raise DatasetFormatError(f"{old_path}:{i + 2}: pixels must be 2304 values in 0..255, got {pix.size}")
-        name = new["Image name"].iat[i].strip()
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
-            raise DatasetFormatError(f"{new_path}:{i + 2}: image name {name!r} is not a plain file name")
-        out = image_dir / usage / name
+        # The file name is derived from the row, never taken from the CSV: nothing it says can
+        # place a file outside ``image_dir``.
+        out = image_dir / FERPLUS_USAGE[usage] / f"row{i + 2:06d}.png"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(f".{out.name}.tmp.png")

@@ -2,13 +2,16 @@
 
 ``run_distributed(fn, nprocs, **kwargs)`` starts ``nprocs`` processes (one per GPU with NCCL, or
 CPU processes with gloo), runs ``fn(**kwargs)`` in each inside a process group, and returns what
-rank 0 returned. ``dcjt.train.loop.train`` notices the process group: each process takes its share
+rank 0 returned: tensors and plain types only (it is read back with ``weights_only=True``);
+``train_distributed`` carries a training result that way. ``dcjt.train.loop.train`` notices the
+process group: each process takes its share
 of every batch (same augmentation draws as one process), gradients are averaged by DDP, BatchNorm
 is synchronised on GPUs, and only rank 0 evaluates and writes checkpoints.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
@@ -50,7 +53,8 @@ def run_distributed(fn, nprocs: int, **kwargs):
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "result.pt")
         mp.spawn(_worker, args=(nprocs, _free_port(), fn, kwargs, out), nprocs=nprocs, join=True)
-        return torch.load(out, weights_only=False)
+        # Written by rank 0 into this process's private temp folder; read without running any code.
+        return torch.load(out, weights_only=True)
 
 
 def train_job(
@@ -96,3 +100,35 @@ def train_job(
         epoch_metrics=curve_hook,
         desc=desc,
     )
+
+
+def _portable(result) -> dict:
+    """A ``TrainResult`` as tensors and plain types: what crosses from rank 0 to the caller."""
+    return {
+        "spec": result.model.spec(),
+        "state": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "history": json.loads(result.history.to_json(orient="records")),
+        "selected_epoch": int(result.selected_epoch),
+        "metrics": json.loads(json.dumps(result.metrics, default=float)),
+    }
+
+
+def portable_train_job(**job) -> dict:
+    """``train_job`` for a DDP rank: returns ``_portable`` data instead of objects."""
+    return _portable(train_job(**job))
+
+
+def train_distributed(devices: int, **job):
+    """``train_job`` on ``devices`` DDP processes; the result is rebuilt from plain data."""
+    import pandas as pd
+
+    from dcjt.nets import build_model
+    from dcjt.train.loop import TrainResult
+
+    plain = run_distributed(portable_train_job, devices, **job)
+    spec = plain["spec"]
+    model = build_model(spec["backbone"], spec["head"], spec["image_size"])
+    model.load_state_dict(plain["state"])
+    model.eval()
+    history = pd.DataFrame(plain["history"])
+    return TrainResult(model=model, history=history, selected_epoch=plain["selected_epoch"], metrics=plain["metrics"])

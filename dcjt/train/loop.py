@@ -17,6 +17,7 @@ checkpoint is written atomically after each epoch, so a killed run resumes to th
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from dcjt.config import TrainConfig
 from dcjt.data.labels import NUM_CLASSES
 from dcjt.train.batches import AUGMENT_DRAWS, Samples, augment, epoch_plan, load_batch
-from dcjt.train.checkpoint import fingerprint, load_checkpoint, save_atomic
+from dcjt.train.checkpoint import fingerprint, latest, load_checkpoint, save_checkpoint_file
 from dcjt.train.optim import make_optimizer, make_scheduler
 from dcjt.train.predict import evaluate
 
@@ -137,19 +138,18 @@ def prepare_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device
     return torch.compile(step_model) if cfg.compile else step_model
 
 
-def resume(ckpt_path: Path | None, expected: dict, model, opt, sched, device: torch.device, desc: str) -> LoopState:
+def resume(ckpt_dir: Path | None, expected: dict, model, opt, sched, device: torch.device, desc: str) -> LoopState:
     """The state to continue from: the last checkpoint of this training, or a fresh start."""
-    if ckpt_path is None:
+    if ckpt_dir is None:
         return LoopState()
-    ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-    ck = load_checkpoint(ckpt_path, expected, device)
+    ck = load_checkpoint(ckpt_dir, expected, device)
     if ck is None:
         return LoopState()
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"])
     torch.set_rng_state(ck["rng"])
-    log.info("%s: resumed from %s at epoch %d", desc, ckpt_path, ck["epoch"] + 1)
+    log.info("%s: resumed from %s at epoch %d", desc, latest(ckpt_dir), ck["epoch"] + 1)
     return LoopState(start_epoch=ck["epoch"] + 1, history=ck["history"], best=ck["best"])
 
 
@@ -183,7 +183,7 @@ def run_epoch(
     cfg: TrainConfig,
     device: torch.device,
     desc: str,
-    ckpt_path: Path | None,
+    ckpt_dir: Path | None,
     steps_left: int | None = None,
 ) -> dict:
     """One pass of the epoch plan (at most ``steps_left`` optimiser steps); returns the epoch's
@@ -212,7 +212,8 @@ def run_epoch(
             out = step_model(x)
         loss, ce, mse = loss_fn(out, y, va, cfg.lam, n_total=len(rows), known_total=known_total, world=world)
         if not _all_finite(loss, world):
-            where = f"last good checkpoint: {ckpt_path}" if ckpt_path and ckpt_path.exists() else "no checkpoint yet"
+            last = latest(ckpt_dir) if ckpt_dir else None
+            where = f"last good checkpoint: {last}" if last else "no checkpoint yet"
             raise TrainingError(
                 f"{desc}: non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b + 1} ({source}); {where}"
             )
@@ -266,20 +267,17 @@ def should_stop(state: LoopState, epoch: int, cfg: TrainConfig) -> str | None:
     return None
 
 
-def save_checkpoint(path: Path, epoch: int, model, opt, sched, state: LoopState, fp: dict) -> None:
-    save_atomic(
-        {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "rng": torch.get_rng_state(),
-            "epoch": epoch,
-            "history": state.history,
-            "best": state.best,
-            "fingerprint": fp,
-        },
-        path,
-    )
+def save_checkpoint(folder: Path, epoch: int, model, opt, sched, state: LoopState, fp: dict) -> None:
+    """Everything a resumed run needs, as tensors and plain types (loadable with weights_only)."""
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": torch.get_rng_state(),
+        "history": json.loads(json.dumps(state.history, default=float)),
+        "best": state.best,
+    }
+    save_checkpoint_file(folder, epoch, payload, fp)
 
 
 def result(model: torch.nn.Module, state: LoopState) -> TrainResult:
@@ -321,23 +319,23 @@ def train(
     step_model = prepare_model(model, cfg, device, world)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
-    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
     fp = fingerprint(cfg, model, (len(train_a), len(extra) if extra else 0))
-    state = resume(ckpt_path, fp, model, opt, sched, device, desc)
+    state = resume(ckpt_dir, fp, model, opt, sched, device, desc)
     for epoch in range(state.start_epoch, cfg.epochs):
         if state.history and should_stop(state, epoch - 1, cfg):
             break  # resumed after the stopping epoch
         spent = sum(r["steps"] for r in state.history)
         steps_left = None if cfg.max_steps is None else cfg.max_steps - spent
-        row = run_epoch(epoch, step_model, opt, train_a, extra, cfg, device, desc, ckpt_path, steps_left)
+        row = run_epoch(epoch, step_model, opt, train_a, extra, cfg, device, desc, ckpt_dir, steps_left)
         sched.step()
         if rank != 0:  # only the first process evaluates, selects and writes checkpoints
             continue
         row.update(evaluate_epoch(model, val, cfg, epoch_metrics))
         state.history.append(row)
         select(state, epoch, row, model)
-        if ckpt_path is not None:
-            save_checkpoint(ckpt_path, epoch, model, opt, sched, state, fp)
+        if ckpt_dir is not None:
+            save_checkpoint(ckpt_dir, epoch, model, opt, sched, state, fp)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
         if sys.stderr.isatty():
