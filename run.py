@@ -221,6 +221,10 @@ def predict_cmd(model_uri, inputs) -> None:
         paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")) if item.is_dir() else [item]
     if not paths:
         raise click.ClickException("no images found")
+    from dcjt.serving import IMAGE_ROOTS_ENV
+
+    # The files named on this command line are the only ones the model may read.
+    os.environ[IMAGE_ROOTS_ENV] = os.pathsep.join(str(p.resolve().parent) for p in paths)
     try:
         model = mlflow.pyfunc.load_model(model_uri)
     except mlflow.exceptions.MlflowException as exc:
@@ -242,7 +246,14 @@ def predict_cmd(model_uri, inputs) -> None:
 @click.option("--model", "model_uri", default="models:/dcjt-synthetic@champion", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5001, show_default=True)
-def serve_cmd(model_uri, host, port) -> None:
+@click.option(
+    "--image-root",
+    "image_roots",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="also accept image paths under this folder (default: clients send image_bytes only)",
+)
+def serve_cmd(model_uri, host, port, image_roots) -> None:
     """Serve a registered model over HTTP (MLflow's scoring server) from this environment.
 
     ``mlflow models serve --env-manager local`` starts ``uvicorn`` from PATH, which holds the
@@ -253,7 +264,10 @@ def serve_cmd(model_uri, host, port) -> None:
 
     uri = prepare_environment()
     bin_dir = str(Path(sys.executable).parent)
+    from dcjt.serving import IMAGE_ROOTS_ENV
+
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env[IMAGE_ROOTS_ENV] = os.pathsep.join(str(Path(r).resolve()) for r in image_roots)
     cmd = [
         sys.executable,
         "-m",

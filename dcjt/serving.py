@@ -61,7 +61,30 @@ def predict_arrays(model: torch.nn.Module, images: list[np.ndarray], batch_size:
     return frame
 
 
-def _load_input(item, min_side: int) -> tuple[np.ndarray | None, str]:
+IMAGE_ROOTS_ENV = "DCJT_SERVE_IMAGE_ROOTS"
+
+
+def image_roots() -> list[Path]:
+    """Folders whose files the model may read when given paths (``DCJT_SERVE_IMAGE_ROOTS``,
+    separated by ``os.pathsep``). Default: none, so a served model reads no file a client names;
+    clients send ``image_bytes``."""
+    import os
+
+    return [Path(p).resolve() for p in os.environ.get(IMAGE_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+
+
+def path_refusal(item: str, roots: list[Path]) -> str | None:
+    """Why a path input is refused, or None. Decided before the file is touched, with the same
+    words whether or not it exists."""
+    if not roots:
+        return f"image paths are not read here: send image_bytes (or allow folders with {IMAGE_ROOTS_ENV})"
+    resolved = Path(item).resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        return f"path outside the allowed image folders ({IMAGE_ROOTS_ENV}): refused"
+    return None
+
+
+def _load_input(item, min_side: int, roots: list[Path]) -> tuple[np.ndarray | None, str]:
     """One input (path, bytes or array) -> (RGB uint8 image, "") or (None, why it was refused)."""
     try:
         if isinstance(item, np.ndarray):
@@ -69,6 +92,9 @@ def _load_input(item, min_side: int) -> tuple[np.ndarray | None, str]:
         elif isinstance(item, (bytes, bytearray)):
             image = _decode_bytes(bytes(item))
         else:
+            refused = path_refusal(str(item), roots)
+            if refused:
+                return None, refused
             image = decode(item)
     except Exception as exc:  # one unreadable input never fails the batch: it is reported in its row
         return None, f"unreadable: {exc}"
@@ -79,8 +105,9 @@ def _load_input(item, min_side: int) -> tuple[np.ndarray | None, str]:
 
 
 def predict_inputs(model: torch.nn.Module, items: list, min_side: int) -> pd.DataFrame:
-    """Predictions for every input; unreadable or too-small ones get label -1 and an ``error``."""
-    loaded = [_load_input(item, min_side) for item in items]
+    """Predictions for every input; refused, unreadable or too-small ones get label -1 and an ``error``."""
+    roots = image_roots()
+    loaded = [_load_input(item, min_side, roots) for item in items]
     good = [i for i, (image, _) in enumerate(loaded) if image is not None]
     preds = predict_arrays(model, [loaded[i][0] for i in good])
     out = pd.DataFrame({c: pd.Series([np.nan] * len(items), dtype="float64") for c in OUTPUT_COLUMNS})

@@ -25,12 +25,13 @@ from zenml import step
 
 from dcjt.config import PromotionConfig
 from dcjt.data.cache import load_cache
+from dcjt.data.images import decode
 from dcjt.data.labels import split_rows
 from dcjt.method.truth import criteria_report
 from dcjt.model_card import model_card
 from dcjt.packaging import MODEL_CODE, serving_requirements, stage_code
 from dcjt.promotion import Decision, decide
-from dcjt.serving import load_network, save_model_files
+from dcjt.serving import encode_arrays, load_network, save_model_files
 from dcjt.train.predict import split_report
 from steps.common import child_run, core_cache_policy, log_tables, stderr_to_log, table_name, table_source
 
@@ -137,7 +138,7 @@ def log_dcn(
             artifacts=artifacts,
             code_paths=[str(stage_code(Path(tmp) / "code"))],
             signature=model_signature(),
-            input_example=pd.DataFrame({"image": example_images}),
+            input_example=encode_arrays([decode(p) for p in example_images]),  # clients send bytes
             pip_requirements=serving_requirements(),
         )
         mlflow.log_text(card, "model_card.md")

@@ -125,7 +125,8 @@ def test_byte_order_marks_are_accepted(tmp_path, rafdb_root):
     assert len(read_affectnet(tmp_path / "an")[0]) == 16
 
 
-def test_tiny_or_unreadable_inputs_are_reported_not_classified(tmp_path):
+def test_tiny_or_unreadable_inputs_are_reported_not_classified(tmp_path, monkeypatch):
+    monkeypatch.setenv("DCJT_SERVE_IMAGE_ROOTS", str(tmp_path))
     model = build_model("tiny", "linear", 32)
     (tmp_path / "broken.png").write_bytes(b"not an image")
     Image.fromarray(random_images(1, 40)[0]).save(tmp_path / "ok.png")

@@ -166,13 +166,14 @@ def test_dcn_trains_jointly_on_the_relabeled_and_mapped_rows(first_run):
     assert history["joint"].any() and history.loc[history["joint"], "B_loss"].notna().all()
 
 
-def test_served_valence_and_arousal_track_the_hidden_truth(first_run):
+def test_served_valence_and_arousal_track_the_hidden_truth(first_run, monkeypatch):
     """Predicted valence follows the world's true valence (and arousal its arousal), not the swap."""
     import numpy as np
     from zenml.client import Client
 
     target = Client().get_pipeline_run(first_run.run_name).steps["ingest_synthetic"].outputs["target_table"][0].load()
     test = target[target["split"] == "test"]
+    monkeypatch.setenv("DCJT_SERVE_IMAGE_ROOTS", os.environ["DCJT_HOME"])
     model = mlflow.pyfunc.load_model("models:/dcjt-synthetic@champion")
     out = model.predict(test[["image"]].reset_index(drop=True))
     corr = lambda a, b: float(np.corrcoef(a, b)[0, 1])  # noqa: E731
@@ -187,7 +188,8 @@ def test_registered_model_loads_in_a_fresh_process(first_run):
         "import mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/dcjt-synthetic@champion'); "
         f"out = m.predict(pd.DataFrame({{'image': [{str(image)!r}]}})); print(out.to_json(orient='records'))"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd="/")
+    env = {**os.environ, "DCJT_SERVE_IMAGE_ROOTS": str(image.parent)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd="/", env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads(proc.stdout.strip().splitlines()[-1])[0]
     assert (
@@ -313,17 +315,24 @@ def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
     bare_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
     cmd = [sys.executable, str(ROOT / "run.py"), "serve", "--model", "models:/dcjt-synthetic@champion", "--port", str(port)]
     with _server(cmd, f"http://127.0.0.1:{port}/ping", env={**os.environ, "PATH": bare_path}):
-        encoded = base64.b64encode(image.read_bytes()).decode()
-        rows = {"dataframe_split": {"columns": ["image_bytes"], "data": [[encoded]]}}
-        for body in ({"dataframe_split": {"columns": ["image"], "data": [[str(image)]]}}, rows):
+
+        def ask(body: dict) -> dict:
             req = urllib.request.Request(
                 f"http://127.0.0.1:{port}/invocations",
                 data=json.dumps(body).encode(),
                 headers={"Content-Type": "application/json"},
             )
-            row = json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"][0]
-            assert row["emotion"] in ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"), row
-            assert -1 <= row["arousal"] <= 1 and row["error"] == ""
+            return json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"][0]
+
+        encoded = base64.b64encode(image.read_bytes()).decode()
+        row = ask({"dataframe_split": {"columns": ["image_bytes"], "data": [[encoded]]}})
+        assert row["emotion"] in ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"), row
+        assert -1 <= row["arousal"] <= 1 and row["error"] == ""
+        # A path is a file on the server: refused in one line, no stack trace, nothing read.
+        for path in (str(image), "/etc/passwd", "../../../etc/shadow"):
+            row = ask({"dataframe_split": {"columns": ["image"], "data": [[path]]}})
+            assert row["label"] == -1 and row["error"].startswith("image paths are not read here"), row
+            assert "Traceback" not in json.dumps(row) and "root:" not in json.dumps(row)
 
 
 def _rest(port: int, path: str, body: dict | None = None) -> dict:

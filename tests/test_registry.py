@@ -183,7 +183,7 @@ def test_failure_after_registration_leaves_registry_as_it_was(registry):
     assert len(mlflow.search_logged_models(output_format="list")) == models_before  # the logged model went too
 
 
-def test_version_carries_description_card_and_linked_model(registry):
+def test_version_carries_description_card_and_linked_model(registry, monkeypatch):
     client = mlflow.MlflowClient()
     result = _promote(registry, always(0))
     version = client.get_model_version("fer", result["version"])
@@ -197,7 +197,11 @@ def test_version_carries_description_card_and_linked_model(registry):
     logged = mlflow.search_logged_models(output_format="list")
     assert any(m.source_run_id == training_run for m in logged)
     served = mlflow.pyfunc.load_model(f"models:/fer/{result['version']}")
-    out = served.predict(registry["table"].loc[registry["table"]["split"] == "test", ["image"]])
+    paths = registry["table"].loc[registry["table"]["split"] == "test", ["image"]]
+    refused = served.predict(paths)  # by default a served model reads no file a client names
+    assert (refused["label"] == -1).all() and refused["error"].str.contains("send image_bytes").all()
+    monkeypatch.setenv("DCJT_SERVE_IMAGE_ROOTS", str(registry["tmp"] / "faces"))
+    out = served.predict(paths)
     assert (out["label"] == 0).all()  # the registered model is the one that always says class 0
     assert np.isclose(out[[c for c in out if c.startswith("prob_")]].sum(axis=1), 1).all()
 

@@ -103,10 +103,16 @@ def test_dockerfiles_lint_clean():
 def test_images_install_the_pins_of_pyproject(dockerfile):
     text = (ROOT / dockerfile).read_text()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert "COPY pyproject.toml" in text and re.search(r'pip install (--extra-index-url \S+ )?".\[cluster\]"', text)
-    # No second source of versions: every pip install is the project itself.
+    assert "COPY pyproject.toml" in text and 'pip install ".[cluster]"' in text
+    # No second source of versions: every pip install is the project itself, or the torch pins read
+    # from pyproject.toml; one index per install, never --extra-index-url.
     for line in re.findall(r"pip install[^\n]*", text):
-        assert line.rstrip(" \\").endswith(('".[cluster]"', "-e .")), line
+        assert line.rstrip(" \\").endswith(('".[cluster]"', "-e .", "-r /tmp/torch.txt")), line
+    assert "--extra-index-url" not in text and text.count("PIP_INDEX_URL=https://pypi.org/simple") == 1
+    # Base images pinned by digest; the code is not writable by the runtime user.
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert base and re.fullmatch(r"[\w./:-]+@sha256:[0-9a-f]{64}", base.group(1)) and "FROM ${BASE_IMAGE}" in text
+    assert "chown -R dcjt:dcjt /data" in text and not re.search(r"chown[^\n]*/app", text)
     assert project["requires-python"] == ">=3.11,<3.12"
     assert "python3.11" in text or "python:3.11" in text
     assert re.search(r"^USER \d+", text, re.M), "images run as a non-root user"

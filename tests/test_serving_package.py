@@ -99,7 +99,8 @@ def test_model_loads_and_predicts_with_only_its_requirements(registry, tmp_path)
         f"""
         import sys
         sys.path.append({str(site)!r})
-        import json, mlflow, pandas as pd
+        import json, os, mlflow, pandas as pd
+        os.environ["DCJT_SERVE_IMAGE_ROOTS"] = {str(Path(image).parent)!r}
         model = mlflow.pyfunc.load_model({str(folder)!r})
         out = model.predict(pd.DataFrame({{"image": [{image!r}]}}))
         code = sys.modules["dcjt.serving"].__file__
