@@ -166,22 +166,6 @@ def test_dcn_trains_jointly_on_the_relabeled_and_mapped_rows(first_run):
     assert history["joint"].any() and history.loc[history["joint"], "B_loss"].notna().all()
 
 
-def test_served_valence_and_arousal_track_the_hidden_truth(first_run, monkeypatch):
-    """Predicted valence follows the world's true valence (and arousal its arousal), not the swap."""
-    import numpy as np
-    from zenml.client import Client
-
-    target = Client().get_pipeline_run(first_run.run_name).steps["ingest_synthetic"].outputs["target_table"][0].load()
-    test = target[target["split"] == "test"]
-    monkeypatch.setenv("DCJT_SERVE_IMAGE_ROOTS", os.environ["DCJT_HOME"])
-    model = mlflow.pyfunc.load_model("models:/dcjt-synthetic@champion")
-    out = model.predict(test[["image"]].reset_index(drop=True))
-    corr = lambda a, b: float(np.corrcoef(a, b)[0, 1])  # noqa: E731
-    valence, arousal = corr(out["valence"], test["truth_valence"]), corr(out["arousal"], test["truth_arousal"])
-    assert valence > 0.3 and arousal > 0.3, (valence, arousal)
-    assert valence > corr(out["valence"], test["truth_arousal"]) and arousal > corr(out["arousal"], test["truth_valence"])
-
-
 def test_registered_model_loads_in_a_fresh_process(first_run):
     image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
     code = (

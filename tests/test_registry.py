@@ -246,3 +246,29 @@ def test_decision_properties(pairs, margin, bootstrap):
     assert decide(ours, None, metric="val_accuracy").verdict == "first version"
     kept = decide(ours, None, metric="val_accuracy", champion_problem="cannot be loaded")
     assert not kept.promoted and "--force-promote" in kept.reason
+
+
+def test_served_valence_and_arousal_track_the_hidden_truth(registry):
+    """A DCN trained on the synthetic world's B (human V/A), registered and served: its valence
+    column follows A's true valence and its arousal column A's true arousal (not the swap)."""
+    from dcjt.config import TrainConfig
+    from dcjt.serving import encode_arrays
+    from dcjt.synthetic.world import WorldSpec, generate_world
+    from dcjt.train.batches import Samples
+    from dcjt.train.loop import set_seed, train
+
+    world = generate_world(WorldSpec(n_target=300, n_extra=1500), size=32, seed=0)
+    (b, b_images), (a, a_images) = world["extra"], world["target"]
+    rows = (b["split"] == "train").to_numpy()
+    va = b[["valence", "arousal"]].to_numpy(np.float32)
+    set_seed(0)
+    cfg = TrainConfig(epochs=12, batch_size=32, lr=3e-3, lam=10.0, optimizer="adam", scheduler="none", seed=0)
+    samples = Samples(b_images[rows], np.arange(rows.sum()), b["label"].to_numpy()[rows], va[rows])
+    model = train(build_model("tiny", "linear", 32), samples, cfg=cfg).model
+    result = _promote(registry, model)
+    served = mlflow.pyfunc.load_model(f"models:/fer/{result['version']}")
+    out = served.predict(encode_arrays(list(a_images)))
+    corr = lambda x, y: float(np.corrcoef(x, y)[0, 1])  # noqa: E731
+    valence, arousal = corr(out["valence"], a["truth_valence"]), corr(out["arousal"], a["truth_arousal"])
+    crossed = max(corr(out["valence"], a["truth_arousal"]), corr(out["arousal"], a["truth_valence"]))
+    assert valence > 0.6 and arousal > 0.6 and min(valence, arousal) > crossed + 0.2, (valence, arousal, crossed)
