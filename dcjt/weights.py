@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import uuid
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from dcjt.digest import file_sha256
 
 IMAGENET = "imagenet"
 NONE = "none"
@@ -179,14 +180,6 @@ def resolve_weights(weights: str | None) -> str | None:
     return weights
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def import_imagenet(path: Path, *, any_hash: bool = False) -> Path:
     """Check that ``path`` is a ResNet-18 ImageNet state dict (keys and shapes of torchvision's
     ResNet-18, fc included) and install it where torchvision looks. torchvision names the file
@@ -201,7 +194,7 @@ def import_imagenet(path: Path, *, any_hash: bool = False) -> Path:
         raise WeightsError(problem)
     target = imagenet_file()
     expected = target.stem.rsplit("-", 1)[-1]
-    digest = file_digest(path)
+    digest = file_sha256(path)
     if not digest.startswith(expected) and not any_hash:
         raise WeightsError(
             f"{path}: SHA-256 starts {digest[:8]}, torchvision's {target.name} starts {expected}: not the published file "

@@ -70,14 +70,15 @@ def check_tracking_store(uri: str) -> None:
 def resolve_network_weights(cfg: PipelineConfig) -> None:
     """Fetch or find the starting weights before any step runs, and pin them in the config (an
     alias becomes a version, a file gets its digest) so ZenML's cache key follows what is loaded."""
-    from dcjt.weights import WeightsError, file_digest, resolve_weights
+    from dcjt.digest import file_sha256
+    from dcjt.weights import WeightsError, resolve_weights
 
     try:
         pinned = resolve_weights(cfg.network.weights)
     except WeightsError as exc:
         raise PreflightError(f"network.weights: {exc}") from None
     is_file = pinned not in ("imagenet", "none") and not pinned.startswith("models:/")
-    digest = file_digest(Path(pinned)) if is_file else None
+    digest = file_sha256(Path(pinned)) if is_file else None
     cfg.network = cfg.network.model_copy(update={"weights": pinned, "weights_digest": digest})
 
 

@@ -108,6 +108,8 @@ def test_joint_schedule_warmup_frequency_and_modes():
             assert [s for s, _ in plan] == ["A", "B"] * 4
             b_rows = np.concatenate([idx for s, idx in plan if s == "B"])
             assert len(set(b_rows.tolist())) == 16  # each B batch takes new rows of B, none repeated in an epoch
+    every = TrainConfig(epochs=6, batch_size=4, warmup_epochs=2, joint_frequency=1)  # B from the first epoch after warm-up
+    assert [e for e in range(6) if any(s == "B" for s, _ in epoch_plan(e, every, 16, extra))] == [2, 3, 4, 5]
     b4, b6 = ([tuple(idx) for s, idx in epoch_plan(e, cfg, 16, extra) if s == "B"] for e in (4, 6))
     assert b4 != b6  # and another order on the next joint epoch
     ep = TrainConfig(epochs=10, batch_size=4, warmup_epochs=3, joint_frequency=2, joint_mode="epoch")

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from dcjt.config import TrainConfig
+from dcjt.digest import file_sha256
 from dcjt.nets import build_model
-from dcjt.train.checkpoint import CheckpointError, file_sha256, fingerprint, load_checkpoint
+from dcjt.train.checkpoint import CheckpointError, fingerprint, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,6 @@ in one rename after the new file is complete, so a kill at any moment leaves a c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from dcjt.config import TrainConfig
+from dcjt.digest import file_sha256
 
 RECORD = "last.json"
 FILE_NAME = re.compile(r"epoch-\d{4,}\.pt")
@@ -48,14 +48,6 @@ def _replace_atomic(write, path: Path) -> None:
 
 def save_atomic(obj, path: Path) -> None:
     _replace_atomic(lambda tmp: torch.save(obj, tmp), path)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def latest(folder: Path) -> Path | None:
