@@ -216,6 +216,13 @@ MUTANTS = [
         "relabel output discarded", "steps/stages.py", "    return relabeled, stats\n", "    return extra_mapped, stats\n", E2E
     ),
     Mutant(
+        "DCN never trains on B",
+        "steps/training.py",
+        "        extra_rows=b_rows,\n",
+        "        extra_rows=None,\n",
+        E2E,
+    ),
+    Mutant(
         "served paths unrestricted",
         "dcjt/serving.py",
         "    if not roots:\n        return f",

@@ -67,6 +67,8 @@ def test_every_import_of_the_packaged_code_is_declared(registry):  # noqa: F811
     packaged = set(top_level_imports(folder / "code")) | top_level_imports(folder)
     assert "dcjt" in packaged and (folder / "code" / "dcjt" / "serving.py").is_file()
     assert not (folder / "code" / "dcjt" / "train").exists()  # no training code ships with the model
+    assert "model_code_path" in (folder / "MLmodel").read_text()  # saved from code ...
+    assert not list(folder.rglob("*.pkl"))  # ... with no pickled object to load
     undeclared = {
         name: distributions.get(name)
         for name in packaged - set(sys.stdlib_module_names) - {"dcjt"}
