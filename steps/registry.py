@@ -11,6 +11,7 @@ that version and restores the aliases, so the registry is as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -152,14 +153,22 @@ def register_version(
     decision: Decision,
     tags: dict[str, str],
     description: str,
+    gated_against: str | None = None,
     mirror=None,
 ) -> dict:
     """Register the logged model, alias it challenger, and champion if ``decision`` says so.
 
+    ``gated_against``: the champion version the gate scored. If another run moved ``champion``
+    since, this version is not promoted (its win was against a model that is no longer champion).
     ``mirror(name, version, promoted, accuracy)`` records the outcome elsewhere (ZenML). If anything
     fails after the version exists, the version is deleted and the aliases restored."""
     client = mlflow.MlflowClient()
     champion = current_champion(client, model_name)
+    now = str(champion.version) if champion else None
+    if decision.promoted and decision.verdict != "forced" and now != gated_against:
+        reason = f"champion moved from {gated_against} to {now} while this run was gating; rerun to compare with it"
+        decision = dataclasses.replace(decision, promoted=False, verdict="champion changed", reason=reason)
+        tags = {**tags, "promotion.verdict": decision.verdict, "promotion.reason": reason}
     previous = {alias: v.version for alias in ("champion", "challenger") if (v := _alias(client, model_name, alias))}
     with stderr_to_log():
         version = mlflow.register_model(info.model_uri, model_name)
@@ -293,12 +302,15 @@ def promote(
                 f"{challenger['val']['val_accuracy']:.4f}, test accuracy {challenger['test']['test_accuracy']:.4f}. "
                 "Model card: model_card.md in the training run and in the model's artifacts."
             )
-            result = register_version(info, model_name, decision=decision, tags=tags, description=description, mirror=mirror)
+            gated = str(champion.version) if champion else None
+            result = register_version(
+                info, model_name, decision=decision, tags=tags, description=description, gated_against=gated, mirror=mirror
+            )
             numbers = {f"promotion.challenger_{s}_accuracy": challenger[s][f"{s}_accuracy"] for s in GATE_SPLITS}
             if scores is not None:
                 numbers |= {f"promotion.champion_{s}_accuracy": scores[s][f"{s}_accuracy"] for s in GATE_SPLITS}
             mlflow.log_metrics(numbers)
-            verdict = {"promotion": decision.verdict, "promotion.reason": decision.reason[:4900]}
+            verdict = {"promotion": result["verdict"], "promotion.reason": result["reason"][:4900]}
             mlflow.set_tags({**verdict, "registered_version": result["version"]})
     except BaseException:
         client.delete_logged_model(info.model_id)  # nothing registered: the logged model goes too

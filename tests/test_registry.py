@@ -272,3 +272,21 @@ def test_served_valence_and_arousal_track_the_hidden_truth(registry):
     valence, arousal = corr(out["valence"], a["truth_valence"]), corr(out["arousal"], a["truth_arousal"])
     crossed = max(corr(out["valence"], a["truth_arousal"]), corr(out["arousal"], a["truth_valence"]))
     assert valence > 0.6 and arousal > 0.6 and min(valence, arousal) > crossed + 0.2, (valence, arousal, crossed)
+
+
+def test_a_win_against_a_champion_that_moved_meanwhile_is_not_promoted(registry):
+    """Two runs gating at once: the second to register must not replace a champion it never met."""
+    from dcjt.promotion import Decision
+    from steps.registry import log_dcn, register_version
+
+    client = mlflow.MlflowClient()
+    first = _promote(registry, always(3))
+    with mlflow.start_run() as run:
+        pass
+    info = log_dcn(always(0), run_id=run.info.run_id, example_images=[registry["table"]["image"].iloc[0]], min_side=None, card="")
+    won = Decision(True, "promoted", "val_accuracy 0.55 vs champion 0.45", 0.55, 0.45)
+    late = register_version(
+        info, "fer", decision=won, tags={"promotion.verdict": "promoted"}, description="d", gated_against=None
+    )
+    assert not late["promoted"] and late["verdict"] == "champion changed" and _champion(client) == first["version"]
+    assert client.get_model_version("fer", late["version"]).tags["promotion.verdict"] == "champion changed"
