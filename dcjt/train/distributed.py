@@ -40,6 +40,7 @@ def _worker(rank: int, world: int, port: int, fn, kwargs: dict, out: str) -> Non
         result = fn(**kwargs)
         if rank == 0:
             torch.save(result, out)
+        dist.barrier()  # no rank tears the group down while another is still joining or saving
     finally:
         dist.destroy_process_group()
 
