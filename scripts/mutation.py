@@ -239,8 +239,8 @@ MUTANTS = [
     Mutant(
         "checkpoint fingerprint unchecked",
         "dcjt/train/checkpoint.py",
-        'if record.get("fingerprint") != json.loads(json.dumps(expected_fingerprint)):',
-        "if False:",
+        'record.get("fingerprint") != json.loads(json.dumps(expected_fingerprint))',
+        "False",
         TRUST,
     ),
     Mutant(

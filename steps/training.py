@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ from dcjt.config import BudgetConfig, MethodConfig, NetworkConfig, TrainConfig
 from dcjt.data.labels import split_rows
 from dcjt.method import m_b_rows, training_rows
 from dcjt.train.budget import reference_steps, row_recipe
-from dcjt.train.checkpoint import latest
+from dcjt.train.checkpoint import read_latest
 from dcjt.train.distributed import train_distributed, train_job
 from steps.common import child_run, core_cache_policy, log_frame, log_tables, table_name
 
@@ -93,7 +94,10 @@ def _fit(
             result = train_job(**job, on_epoch_end=log)
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.items()})
         log_frame(result.history, f"{role}_history.csv")
-        mlflow.log_artifact(str(latest(ckpt)), artifact_path="checkpoint")
+        record, data = read_latest(ckpt)  # consistent even while a run beside this one writes the folder
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / record["file"]).write_bytes(data)
+            mlflow.log_artifact(str(Path(tmp) / record["file"]), artifact_path="checkpoint")
         metrics = dict(result.metrics, role=role, mlflow_run_id=run.info.run_id)
     return result.model, metrics, result.history
 

@@ -7,6 +7,7 @@ checks that the marker never appears.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -205,3 +206,31 @@ def test_ferplus_writes_only_derived_names_under_its_work_folder(tmp_path):
     assert written and all(p.is_relative_to(work) for p in written)
     assert sorted(Path(p).name for p in df["image"]) == ["row000002.png", "row000003.png", "row000004.png"]
     assert not absolute.exists()
+
+
+def test_checkpoint_reads_stay_consistent_while_another_run_writes(tmp_path):
+    """Two runs of the same training share a folder (same recipe and data): one keeps writing
+    epochs while the other resumes and logs; every read is a whole, verified checkpoint."""
+    import threading
+
+    from dcjt.train.checkpoint import read_latest, save_checkpoint_file
+
+    folder, fp = tmp_path / "ck", _fp()
+    save_checkpoint_file(folder, 0, {"w": torch.zeros(64, 64)}, fp)
+    done = threading.Event()
+
+    def writer():
+        for epoch in range(1, 60):
+            save_checkpoint_file(folder, epoch, {"w": torch.full((64, 64), float(epoch))}, fp)
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen = set()
+    while not done.is_set():
+        record, data = read_latest(folder, fp)
+        ck = torch.load(io.BytesIO(data), weights_only=True)
+        assert ck["epoch"] == record["epoch"] and float(ck["w"][0, 0]) == record["epoch"]
+        seen.add(record["epoch"])
+    thread.join()
+    assert len(seen) > 1

@@ -11,6 +11,8 @@ in one rename after the new file is complete, so a kill at any moment leaves a c
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -20,7 +22,6 @@ from pathlib import Path
 import torch
 
 from dcjt.config import TrainConfig
-from dcjt.digest import file_sha256
 
 RECORD = "last.json"
 FILE_NAME = re.compile(r"epoch-\d{4,}\.pt")
@@ -60,12 +61,17 @@ def latest(folder: Path) -> Path | None:
 
 
 def save_checkpoint_file(folder: Path, epoch: int, payload: dict, fp: dict) -> Path:
-    """Write epoch ``epoch``'s checkpoint, then the record that points at it; drop older files."""
+    """Write epoch ``epoch``'s checkpoint, then the record that points at it; drop older files.
+    The record's hash is of the bytes this process wrote, so a run beside it (the same training in
+    the same folder) can never pair its record with the other's file for long."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"epoch-{epoch:04d}.pt"
-    save_atomic({**payload, "epoch": epoch}, path)
-    record = {"file": path.name, "sha256": file_sha256(path), "epoch": epoch, "fingerprint": fp}
+    buffer = io.BytesIO()
+    torch.save({**payload, "epoch": epoch}, buffer)
+    data = buffer.getvalue()
+    _replace_atomic(lambda tmp: tmp.write_bytes(data), path)
+    record = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "epoch": epoch, "fingerprint": fp}
     _replace_atomic(lambda tmp: tmp.write_text(json.dumps(record)), folder / RECORD)
     for old in folder.glob("epoch-*.pt"):
         if old.name != path.name:
@@ -73,22 +79,54 @@ def save_checkpoint_file(folder: Path, epoch: int, payload: dict, fp: dict) -> P
     return path
 
 
-def load_checkpoint(folder: Path, expected_fingerprint: dict, device: torch.device) -> dict | None:
-    """This training's newest checkpoint, or None when there is none yet."""
-    folder = Path(folder)
-    record_path = folder / RECORD
-    if not record_path.is_file():
+def _record(folder: Path) -> tuple[str, dict] | None:
+    path = folder / RECORD
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
         return None
     try:
-        record = json.loads(record_path.read_text())
+        return text, json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint record {record_path} is not valid JSON ({exc}); use a new folder") from None
-    if record.get("fingerprint") != json.loads(json.dumps(expected_fingerprint)):
-        raise CheckpointError(f"checkpoint {record_path} belongs to another training (config or data differ); use a new folder")
-    name = str(record.get("file", ""))
-    if not FILE_NAME.fullmatch(name):
-        raise CheckpointError(f"checkpoint record {record_path} names {name!r}, not a checkpoint file of this folder")
-    path = folder / name
-    if not path.is_file() or file_sha256(path) != record.get("sha256"):
-        raise CheckpointError(f"checkpoint {path} is not the file its record {record_path} describes (changed or missing)")
-    return torch.load(path, map_location=device, weights_only=True)
+        raise CheckpointError(f"checkpoint record {path} is not valid JSON ({exc}); use a new folder") from None
+
+
+def read_latest(folder: Path, expected_fingerprint: dict | None = None) -> tuple[dict, bytes] | None:
+    """(record, file bytes) of the newest checkpoint, verified against the record; None if none.
+
+    Checks the fingerprint (when given) and the file name before reading, and the SHA-256 of the
+    bytes read. When another process replaced the checkpoint in between (the record moved on),
+    it reads again; a file that does not match an unchanged record is refused."""
+    folder = Path(folder)
+    for _ in range(20):
+        found = _record(folder)
+        if found is None:
+            return None
+        text, record = found
+        if expected_fingerprint is not None and record.get("fingerprint") != json.loads(json.dumps(expected_fingerprint)):
+            raise CheckpointError(
+                f"checkpoint {folder / RECORD} belongs to another training (config or data differ); use a new folder"
+            )
+        name = str(record.get("file", ""))
+        if not FILE_NAME.fullmatch(name):
+            raise CheckpointError(f"checkpoint record {folder / RECORD} names {name!r}, not a checkpoint file of this folder")
+        try:
+            data = (folder / name).read_bytes()
+        except FileNotFoundError:
+            data = None
+        if data is not None and hashlib.sha256(data).hexdigest() == record.get("sha256"):
+            return record, data
+        again = _record(folder)
+        if again is not None and again[0] == text:
+            raise CheckpointError(
+                f"checkpoint {folder / name} is not the file its record {folder / RECORD} describes (changed or missing)"
+            )
+    raise CheckpointError(f"checkpoint folder {folder} keeps changing under this run; use a new folder")
+
+
+def load_checkpoint(folder: Path, expected_fingerprint: dict, device: torch.device) -> dict | None:
+    """This training's newest checkpoint (``read_latest``), loaded without running any code."""
+    found = read_latest(folder, expected_fingerprint)
+    if found is None:
+        return None
+    return torch.load(io.BytesIO(found[1]), map_location=device, weights_only=True)
