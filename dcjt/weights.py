@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from dcjt.digest import file_sha256
+from dcjt.files import file_sha256, replace_atomic
 
 IMAGENET = "imagenet"
 NONE = "none"
@@ -201,10 +200,5 @@ def import_imagenet(path: Path, *, any_hash: bool = False) -> Path:
             "(pass --any-hash to install it anyway)"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_atomic(lambda tmp: shutil.copyfile(path, tmp), target)
     return target

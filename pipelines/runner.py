@@ -70,7 +70,7 @@ def check_tracking_store(uri: str) -> None:
 def resolve_network_weights(cfg: PipelineConfig) -> None:
     """Fetch or find the starting weights before any step runs, and pin them in the config (an
     alias becomes a version, a file gets its digest) so ZenML's cache key follows what is loaded."""
-    from dcjt.digest import file_sha256
+    from dcjt.files import file_sha256
     from dcjt.weights import WeightsError, resolve_weights
 
     try:

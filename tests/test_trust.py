@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from dcjt.config import TrainConfig
-from dcjt.digest import file_sha256
+from dcjt.files import file_sha256
 from dcjt.nets import build_model
 from dcjt.train.checkpoint import CheckpointError, fingerprint, load_checkpoint
 

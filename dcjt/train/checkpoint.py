@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
-import uuid
 from pathlib import Path
 
 import torch
 
 from dcjt.config import TrainConfig
+from dcjt.files import replace_atomic
 
 RECORD = "last.json"
 FILE_NAME = re.compile(r"epoch-\d{4,}\.pt")
@@ -34,21 +33,6 @@ class CheckpointError(ValueError):
 def fingerprint(cfg: TrainConfig, model: torch.nn.Module, sizes: tuple) -> dict:
     spec = model.spec() if hasattr(model, "spec") else {}
     return json.loads(json.dumps({"config": cfg.to_dict(), "model": spec, "sizes": list(sizes)}))
-
-
-def _replace_atomic(write, path: Path) -> None:
-    """``write(tmp)`` then rename: a kill never leaves half a file. The temp name is unique per
-    process, so two runs writing the same folder never take each other's."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_atomic(obj, path: Path) -> None:
-    _replace_atomic(lambda tmp: torch.save(obj, tmp), path)
 
 
 def latest(folder: Path) -> Path | None:
@@ -70,9 +54,9 @@ def save_checkpoint_file(folder: Path, epoch: int, payload: dict, fp: dict) -> P
     buffer = io.BytesIO()
     torch.save({**payload, "epoch": epoch}, buffer)
     data = buffer.getvalue()
-    _replace_atomic(lambda tmp: tmp.write_bytes(data), path)
+    replace_atomic(lambda tmp: tmp.write_bytes(data), path)
     record = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "epoch": epoch, "fingerprint": fp}
-    _replace_atomic(lambda tmp: tmp.write_text(json.dumps(record)), folder / RECORD)
+    replace_atomic(lambda tmp: tmp.write_text(json.dumps(record)), folder / RECORD)
     for old in folder.glob("epoch-*.pt"):
         if old.name != path.name:
             old.unlink(missing_ok=True)
