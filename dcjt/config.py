@@ -62,6 +62,10 @@ class TrainConfig(Settings):
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
+    prefetch: int = Field(2, ge=0, description="batches gathered ahead of the training step by a background thread (0: none)")
+    oom_split: bool = Field(
+        False, description="on out-of-memory, run batches in halves (gradients accumulated) instead of stopping"
+    )
     eval_batch_size: int = Field(256, ge=1)
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val accuracy")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps")

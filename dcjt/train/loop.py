@@ -34,8 +34,9 @@ from tqdm import tqdm
 
 from dcjt.config import TrainConfig
 from dcjt.data.labels import NUM_CLASSES
-from dcjt.train.batches import AUGMENT_DRAWS, Samples, augment, epoch_plan, load_batch
+from dcjt.train.batches import Samples, epoch_plan
 from dcjt.train.checkpoint import fingerprint, latest, load_checkpoint, save_checkpoint_file
+from dcjt.train.feed import Feed, HostBatch, device_batch, feed_for, host_batches, prefetched
 from dcjt.train.optim import make_optimizer, make_scheduler
 from dcjt.train.predict import evaluate
 
@@ -64,6 +65,7 @@ class LoopState:
     start_epoch: int = 0
     history: list[dict] = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"epoch": -1, "val": -math.inf, "state": None})
+    pieces: int = 1  # each batch runs in this many pieces (> 1 after an out-of-memory with oom_split)
 
 
 def dist_context() -> tuple[int, int]:
@@ -124,12 +126,14 @@ def check_inputs(model: torch.nn.Module, train_a: Samples, **others: Samples | N
         raise ValueError(f"training needs at least 2 rows, got {len(train_a)}")
 
 
-def prepare_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device, world: int) -> torch.nn.Module:
-    """Move to the device (channels_last on CUDA), wrap for DDP / torch.compile; returns the stepped model."""
+def prepare_model(model: torch.nn.Module, cfg: TrainConfig, feed: Feed, world: int) -> torch.nn.Module:
+    """Move to the device (channels_last when the feed says so), wrap for DDP / torch.compile;
+    returns the stepped model."""
+    device = feed.device
     if world > 1 and device.type == "cuda":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # batch statistics of the global batch
     model.to(device)
-    if cfg.channels_last and device.type == "cuda":
+    if feed.channels_last:
         model.to(memory_format=torch.channels_last)
     step_model = model
     if world > 1:
@@ -174,6 +178,57 @@ def _reduce_totals(totals: dict, device: torch.device) -> dict:
     return {k: [*vals[3 * i : 3 * i + 3], totals[k][3]] for i, k in enumerate(keys)}
 
 
+def out_of_memory(desc: str, epoch: int, batch: HostBatch, cfg: TrainConfig, feed: Feed, pieces: int) -> str:
+    """What an out-of-memory error tells the user: where, the batch size, the memory seen, what to do."""
+    seen = ""
+    if feed.device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(feed.device)
+        peak = torch.cuda.max_memory_allocated(feed.device)
+        seen = f"; peak allocated {peak / 2**30:.2f} GiB, {free / 2**30:.2f} of {total / 2**30:.2f} GiB free"
+    return (
+        f"{desc}: out of memory on {feed.device} at epoch {epoch + 1}, batch {batch.number + 1} ({batch.source}) with "
+        f"train.batch_size {cfg.batch_size} ({len(batch.images)} rows in this process, {pieces} piece(s)){seen}. "
+        "Lower train.batch_size, or set train.oom_split: true to split batches that do not fit (one process only)"
+    )
+
+
+def forward_backward(step_model, x, y, va, batch: HostBatch, cfg: TrainConfig, feed: Feed, world: int, pieces: int):
+    """Loss of the batch, gradients accumulated over ``pieces`` pieces of it.
+
+    ``loss_fn`` divides by the whole batch's row counts, so the pieces' gradients add up to the
+    batch gradient (BatchNorm statistics are then per piece)."""
+    total = [x.new_zeros((), dtype=torch.float32) for _ in range(3)]
+    for part in torch.arange(len(x), device=x.device).tensor_split(pieces):
+        with feed.autocast():
+            out = step_model(x[part])
+        loss, ce, mse = loss_fn(
+            out, y[part], va[part], cfg.lam, n_total=len(batch.rows), known_total=batch.known_total, world=world
+        )
+        loss.backward()
+        for t, v in zip(total, (loss.detach(), ce, mse)):
+            t += v
+    return total
+
+
+def train_step(step_model, opt, batch: HostBatch, cfg, feed: Feed, world: int, state: LoopState, where: tuple):
+    """One optimiser step on ``batch``; an out-of-memory error splits the batch (``oom_split``)
+    or stops with the batch size and the memory seen."""
+    x, y, va = device_batch(batch, feed, cfg)
+    while True:
+        opt.zero_grad(set_to_none=True)
+        try:
+            return forward_backward(step_model, x, y, va, batch, cfg, feed, world, state.pieces)
+        except torch.OutOfMemoryError as error:
+            message = out_of_memory(*where, batch, cfg, feed, state.pieces)
+            if not cfg.oom_split or world > 1 or state.pieces >= len(x):
+                raise TrainingError(message) from error
+        opt.zero_grad(set_to_none=True)
+        if feed.device.type == "cuda":
+            torch.cuda.empty_cache()
+        state.pieces *= 2
+        log.warning("%s; train.oom_split: batches now run in %d pieces", message, state.pieces)
+
+
 def run_epoch(
     epoch: int,
     step_model,
@@ -181,9 +236,10 @@ def run_epoch(
     train_a: Samples,
     extra: Samples | None,
     cfg: TrainConfig,
-    device: torch.device,
+    feed: Feed,
     desc: str,
     ckpt_dir: Path | None,
+    state: LoopState,
     steps_left: int | None = None,
 ) -> dict:
     """One pass of the epoch plan (at most ``steps_left`` optimiser steps); returns the epoch's
@@ -193,42 +249,34 @@ def run_epoch(
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     plan = epoch_plan(epoch, cfg, len(train_a), extra.labels if extra is not None else None)
     totals = {"A": [0.0, 0.0, 0.0, 0], "B": [0.0, 0.0, 0.0, 0]}
-    channels_last = cfg.channels_last and device.type == "cuda"
-    bar = tqdm(plan, desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=not sys.stderr.isatty(), leave=False)
+    batches = host_batches(plan, {"A": train_a, "B": extra}, g, pin=feed.pin, rank=rank, world=world)
     steps = 0
-    for b, (source, idx) in enumerate(bar):
-        if steps_left is not None and steps >= steps_left:
-            break
-        samples = train_a if source == "A" else extra
-        rows = samples.sort_rows(idx)
-        draws = torch.rand(len(rows), AUGMENT_DRAWS, generator=g)
-        if world > 1 and len(rows) < 2 * world:
-            continue  # too few rows to give every process two (BatchNorm)
-        mine = np.array_split(np.arange(len(rows)), world)[rank]
-        x, y, va, _ = load_batch(samples, rows[mine], device, channels_last)
-        x = augment(x, cfg, draws[mine])
-        known_total = int((~np.isnan(samples.va[idx]).any(axis=1)).sum())
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-            out = step_model(x)
-        loss, ce, mse = loss_fn(out, y, va, cfg.lam, n_total=len(rows), known_total=known_total, world=world)
-        if not _all_finite(loss, world):
-            last = latest(ckpt_dir) if ckpt_dir else None
-            where = f"last good checkpoint: {last}" if last else "no checkpoint yet"
-            raise TrainingError(
-                f"{desc}: non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {b + 1} ({source}); {where}"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps += 1
-        t = totals[source]
-        t[0] += loss.item() / world * len(idx)
-        t[1] += ce.item() * len(idx)
-        t[2] += mse.item() * len(idx)
-        t[3] += len(idx)
-        bar.set_postfix(loss=f"{loss.item() / world:.3f}")
+    with prefetched(batches, feed.prefetch) as ready:
+        bar = tqdm(
+            ready, total=len(plan), desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=not sys.stderr.isatty(), leave=False
+        )
+        for batch in bar:
+            if steps_left is not None and steps >= steps_left:
+                break
+            loss, ce, mse = train_step(step_model, opt, batch, cfg, feed, world, state, (desc, epoch))
+            if not _all_finite(loss, world):
+                last = latest(ckpt_dir) if ckpt_dir else None
+                where = f"last good checkpoint: {last}" if last else "no checkpoint yet"
+                raise TrainingError(
+                    f"{desc}: non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {batch.number + 1} "
+                    f"({batch.source}); {where}"
+                )
+            opt.step()
+            steps += 1
+            n = len(batch.rows)
+            t = totals[batch.source]
+            t[0] += loss.item() / world * n
+            t[1] += ce.item() * n
+            t[2] += mse.item() * n
+            t[3] += n
+            bar.set_postfix(loss=f"{loss.item() / world:.3f}")
     if world > 1:
-        totals = _reduce_totals(totals, device)
+        totals = _reduce_totals(totals, feed.device)
     row = {
         "epoch": epoch,
         "lr": opt.param_groups[0]["lr"],
@@ -310,13 +358,17 @@ def train(
     on_epoch_end: EpochHook | None = None,
     epoch_metrics: EpochMetrics | None = None,
     device: torch.device | None = None,
+    feed: Feed | None = None,
     desc: str = "train",
 ) -> TrainResult:
-    """Train ``model`` on A (and B on joint epochs); select the epoch by validation accuracy."""
-    device = device or device_default()
+    """Train ``model`` on A (and B on joint epochs); select the epoch by validation accuracy.
+
+    ``feed`` overrides how batches reach the device (tests run CUDA's path on the CPU with it)."""
+    feed = feed or feed_for(device or device_default(), cfg)
+    device = feed.device
     check_inputs(model, train_a, extra=extra, val=val)
     rank, world = dist_context()
-    step_model = prepare_model(model, cfg, device, world)
+    step_model = prepare_model(model, cfg, feed, world)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
@@ -327,7 +379,7 @@ def train(
             break  # resumed after the stopping epoch
         spent = sum(r["steps"] for r in state.history)
         steps_left = None if cfg.max_steps is None else cfg.max_steps - spent
-        row = run_epoch(epoch, step_model, opt, train_a, extra, cfg, device, desc, ckpt_dir, steps_left)
+        row = run_epoch(epoch, step_model, opt, train_a, extra, cfg, feed, desc, ckpt_dir, state, steps_left)
         sched.step()
         if rank != 0:  # only the first process evaluates, selects and writes checkpoints
             continue
