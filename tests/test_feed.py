@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcjt.config import TrainConfig
+from dcjt.inference import normalise
 from dcjt.nets import build_model
 from dcjt.train.batches import AUGMENT_DRAWS, Samples, augment, augment_rowwise
 from dcjt.train.feed import Feed, device_batch, host_batches, prefetched
@@ -38,23 +39,23 @@ def _cfg(**kw) -> TrainConfig:
 )
 def test_batched_augmentation_equals_the_row_loop(seed, n, size, erase_p, flip):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, size, size, generator=g)
+    images = torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=g)
     draws = torch.rand(n, AUGMENT_DRAWS, generator=g)
     cfg = _cfg(erase_p=erase_p, flip=flip, erase_scale=(0.02, 0.6))
-    assert torch.equal(augment(x.clone(), cfg, draws), augment_rowwise(x.clone(), cfg, draws))
+    assert torch.equal(augment(images, cfg, draws), augment_rowwise(normalise(images), cfg, draws))
 
 
 def test_augmentation_erases_boxes_and_flips_rows():
-    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
-    no_erase = _cfg(erase_p=0.0)
+    images = torch.arange(1, 2 * 4 * 4 * 3 + 1, dtype=torch.uint8).view(2, 4, 4, 3)
     draws = torch.tensor([[0.1, 1, 0, 0, 0, 0], [0.9, 1, 0, 0, 0, 0]])
-    out = augment(x.clone(), no_erase, draws)
-    assert torch.equal(out[0], x[0].flip(-1)) and torch.equal(out[1], x[1])
-    # erase_scale (0.25, 0.25) on 4x4, ratio draw 0.5 -> ratio 1 -> a 2x2 box at top 1 (0.5 * 3), left 0
+    out = augment(images, _cfg(erase_p=0.0), draws)
+    assert torch.equal(out[0], normalise(images)[0].flip(-1)) and torch.equal(out[1], normalise(images)[1])
+    # erase_scale (0.25, 0.25) on 4x4, ratio draw -> ratio 1 -> a 2x2 box at top 1 (0.5 * 3), left 0
     cfg = _cfg(erase_p=1.0, flip=False, erase_scale=(0.25, 0.25))
     ratio_one = (0 - np.log(0.3)) / (np.log(3.3) - np.log(0.3))
-    out = augment(x.clone(), cfg, torch.tensor([[0.9, 0.0, 0.5, ratio_one, 0.5, 0.0]] * 2))
-    assert (out[:, :, 1:3, 0:2] == 0).all() and (out != 0).sum() == 2 * 3 * (16 - 4) - 1  # x[0,0,0,0] is 0 itself
+    out = augment(images, cfg, torch.tensor([[0.9, 0.0, 0.5, ratio_one, 0.5, 0.0]] * 2), channels_last=True)
+    assert (out[:, :, 1:3, 0:2] == 0).all() and int((out == 0).sum()) == 2 * 3 * 4
+    assert out.is_contiguous(memory_format=torch.channels_last)
 
 
 # --- gathering and the prefetch thread ----------------------------------------------------------------

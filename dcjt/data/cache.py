@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,10 @@ from dcjt.data.images import load_preprocessed
 from dcjt.data.labels import BOX_COLUMNS, LANDMARK_COLUMN, user_file_mode
 
 PREPROCESS_VERSION = 1
+
+
+class CacheError(RuntimeError):
+    """An image cache on disk is damaged (cut short, rows not matching its keys); names the file."""
 
 
 def cache_key(table: pd.DataFrame, size: int) -> str:
@@ -54,6 +59,34 @@ class ImageCache:
             missing = table.loc[pos < 0, "image"].head(5).tolist()
             raise KeyError(f"{int((pos < 0).sum())} images of the table are not in cache {self.path}, e.g. {missing}")
         return pos
+
+
+def read_rows(images: np.ndarray, positions: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``images[positions]`` into ``out`` (C-contiguous); ``positions`` ascending.
+
+    A memory-mapped cache is read with one ``preadv`` per run of consecutive rows instead of
+    through the mapping: no page fault per 4 KiB, the GIL released for the whole read (about
+    twice the rate of fancy indexing on the memmap). A short read (a cache file cut short after
+    it was opened) is an error that names the file.
+    """
+    filename = getattr(images, "filename", None)
+    whole_mapping = isinstance(images, np.memmap) and isinstance(images.base, mmap.mmap)  # not a view of one
+    if not whole_mapping or filename is None or len(positions) == 0 or not images.flags.c_contiguous:
+        return np.take(images, positions, axis=0, out=out)
+    row = int(np.prod(images.shape[1:]))
+    flat = memoryview(out.reshape(-1))
+    starts = np.r_[0, np.flatnonzero(np.diff(positions) != 1) + 1]
+    ends = np.r_[starts[1:], len(positions)]
+    with open(filename, "rb", buffering=0) as f:
+        for lo, hi in zip(starts.tolist(), ends.tolist()):
+            want = (hi - lo) * row
+            got = os.preadv(f.fileno(), [flat[lo * row : hi * row]], images.offset + int(positions[lo]) * row)
+            if got != want:
+                raise CacheError(
+                    f"image cache {filename} is shorter than its header says (rows {int(positions[lo])}..."
+                    f"{int(positions[hi - 1])} not fully on disk): delete it to rebuild"
+                )
+    return out
 
 
 def row_keys(table: pd.DataFrame) -> pd.Index:

@@ -10,8 +10,9 @@ import pandas as pd
 import torch
 
 from dcjt.config import TrainConfig
-from dcjt.data.cache import row_keys
+from dcjt.data.cache import read_rows, row_keys
 from dcjt.data.labels import NUM_CLASSES
+from dcjt.inference import normalise
 
 
 @dataclass
@@ -50,8 +51,7 @@ class Samples:
         """uint8 images of rows ``idx`` and the row order they come back in (sorted reads).
 
         Rows are sorted by (array, position), so each array's rows are one contiguous slice of
-        the output, filled by one ``np.take`` straight into ``out`` (e.g. pinned memory): no
-        temporary copy per batch.
+        the output, read straight into ``out`` (e.g. pinned memory): no temporary copy per batch.
         """
         idx = self.sort_rows(idx)
         if out is None:
@@ -60,7 +60,7 @@ class Samples:
         bounds = np.flatnonzero(np.diff(src)) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(idx)]):
             if hi > lo:
-                np.take(self.images[src[lo]], self.positions[idx[lo:hi]], axis=0, out=out[lo:hi])
+                read_rows(self.images[src[lo]], self.positions[idx[lo:hi]], out[lo:hi])
         return out, idx
 
 
@@ -91,20 +91,23 @@ AUGMENT_DRAWS = 6  # per row: flip, erase?, erase scale, erase ratio, erase top,
 _LOG_RATIO = (math.log(0.3), math.log(3.3))  # torchvision RandomErasing's aspect-ratio range
 
 
-def augment(x: torch.Tensor, cfg: TrainConfig, draws: torch.Tensor) -> torch.Tensor:
-    """Random horizontal flip and RandomErasing (value 0, scale ``erase_scale``) of a whole
-    normalised NCHW batch at once, on its device.
+def augment(images: torch.Tensor, cfg: TrainConfig, draws: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """uint8 NHWC ``images`` -> normalised float NCHW with random horizontal flip and
+    RandomErasing (value 0, scale ``erase_scale``), the whole batch at once on its device.
 
     ``draws`` holds ``AUGMENT_DRAWS`` uniform numbers per row, drawn for the whole batch, so a row
-    gets the same augmentation whichever process (DDP rank) handles it. Each row's erased box is
-    computed from its draws in float64 exactly as ``augment_rowwise`` does, then all boxes are
-    applied as one mask: no Python loop over rows, no host sync.
+    gets the same augmentation whichever process (DDP rank) handles it. The result equals
+    ``augment_rowwise`` on the normalised batch: flipping commutes with the per-channel
+    normalisation, so it runs on uint8 (a quarter of the bytes); erased boxes are computed from
+    the draws in float64 exactly as there and applied as one mask, in place, with no Python loop
+    over rows and no host sync.
     """
-    n, _, h, w = x.shape
-    d = draws.to(x.device, torch.float64)
+    d = draws.to(images.device, torch.float64)
     if cfg.flip:
-        x = torch.where((d[:, 0] < 0.5).view(n, 1, 1, 1), x.flip(-1), x)
+        images = torch.where((d[:, 0] < 0.5).view(-1, 1, 1, 1), images.flip(2), images)
+    x = normalise(images, channels_last)
     if cfg.erase_p > 0:
+        n, _, h, w = x.shape
         lo, hi = cfg.erase_scale
         area = (lo + (hi - lo) * d[:, 2]) * h * w
         ratio = torch.exp(_LOG_RATIO[0] + (_LOG_RATIO[1] - _LOG_RATIO[0]) * d[:, 3])
@@ -113,15 +116,16 @@ def augment(x: torch.Tensor, cfg: TrainConfig, draws: torch.Tensor) -> torch.Ten
         top, left = torch.floor(d[:, 4] * (h - eh + 1)), torch.floor(d[:, 5] * (w - ew + 1))
         ys = torch.arange(h, device=x.device, dtype=torch.float64).view(1, h, 1)
         xs = torch.arange(w, device=x.device, dtype=torch.float64).view(1, 1, w)
-        inside = (ys >= top.view(n, 1, 1)) & (ys < (top + eh).view(n, 1, 1))
-        inside = inside & (xs >= left.view(n, 1, 1)) & (xs < (left + ew).view(n, 1, 1))
-        x = x.masked_fill((inside & on.view(n, 1, 1)).unsqueeze(1), 0)
+        rows = (ys >= top.view(n, 1, 1)) & (ys < (top + eh).view(n, 1, 1)) & on.view(n, 1, 1)
+        cols = (xs >= left.view(n, 1, 1)) & (xs < (left + ew).view(n, 1, 1))
+        x.masked_fill_((rows & cols).unsqueeze(1), 0)
     return x
 
 
 def augment_rowwise(x: torch.Tensor, cfg: TrainConfig, draws: torch.Tensor) -> torch.Tensor:
     """The specification ``augment`` is tested and benchmarked against: the same draws applied
-    row by row in Python (the loop's augmentation before it was batched), in place."""
+    row by row in Python to a normalised float NCHW batch, in place (the loop's augmentation
+    before it was batched)."""
     n, _, h, w = x.shape
     if cfg.flip:
         flip = (draws[:, 0] < 0.5).to(x.device)

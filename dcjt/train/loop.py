@@ -249,7 +249,8 @@ def run_epoch(
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
     plan = epoch_plan(epoch, cfg, len(train_a), extra.labels if extra is not None else None)
     totals = {"A": [0.0, 0.0, 0.0, 0], "B": [0.0, 0.0, 0.0, 0]}
-    batches = host_batches(plan, {"A": train_a, "B": extra}, g, pin=feed.pin, rank=rank, world=world)
+    sources = {"A": train_a, "B": extra}
+    batches = host_batches(plan, sources, g, pin=feed.pin, rank=rank, world=world, in_flight=feed.prefetch + 2)
     steps = 0
     with prefetched(batches, feed.prefetch) as ready:
         bar = tqdm(
