@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_models_training import toy_samples
 
 from dcjt.config import TrainConfig
 from dcjt.inference import normalise
@@ -18,7 +19,6 @@ from dcjt.nets import build_model
 from dcjt.train.batches import AUGMENT_DRAWS, Samples, augment, augment_rowwise
 from dcjt.train.feed import Feed, device_batch, host_batches, prefetched
 from dcjt.train.loop import LoopState, TrainingError, forward_backward, set_seed, train
-from tests.test_models_training import toy_samples
 
 CPU = torch.device("cpu")
 

@@ -122,3 +122,13 @@ def test_ingest_cli_prints_counts_and_leaves_no_table_on_error(rafdb_root, tmp_p
     )
     assert proc.returncode != 0 and "label 8 outside 1..7" in proc.stderr
     assert not bad.exists()
+
+
+def test_streamed_rendering_equals_rendering_in_memory():
+    from dcjt.synthetic.render import render_many, render_stream
+
+    lat = sample_latents(23, np.random.default_rng(3))
+    whole = render_many(lat, 5, 24, "extra")
+    for workers in (1, 2):
+        streamed = np.stack(list(render_stream(lat, 5, 24, "extra", workers=workers, chunk=5)))
+        assert np.array_equal(streamed, whole)

@@ -204,3 +204,100 @@ def test_suite_holds_one_expectation_per_case():
 
     assert len(_build_suite().expectations) == 15
     assert validate_table(_table()).success
+
+
+# --- a cache at scale: chunks, resume after a kill, damaged files ----------------------------------------
+def _cache_pair(cache) -> tuple:
+    return cache.path, cache.path.with_suffix(".json")
+
+
+def test_a_killed_cache_build_resumes_without_redoing_finished_chunks(rafdb_root, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    root, *_ = rafdb_root
+    df, _ = ingest("rafdb", root, val_fraction=0.0)
+    df.to_pickle(tmp_path / "table.pkl")
+    cache_dir = tmp_path / "cache"
+    child = textwrap.dedent(
+        f"""
+        import time, pandas as pd
+        import dcjt.data.cache as cache
+        slow = cache.load_preprocessed
+        cache.load_preprocessed = lambda *a: (time.sleep(0.15), slow(*a))[1]  # a slow disk, so the kill lands midway
+        cache.build_cache(pd.read_pickle({str(tmp_path / "table.pkl")!r}), 16, {str(cache_dir)!r}, workers=1, rows_per_chunk=3)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child])
+    record = cache_dir / f".partial-{cache_key(df, 16)}.json"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (record.exists() and len(json.loads(record.read_text())["done"]) >= 2):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(record.read_text())["done"]
+    assert 2 <= len(done) < -(-len(df) // 3) and open_cache(df, 16, cache_dir) is None
+    for chunk in done:  # images of finished chunks are never read again: break them to prove it
+        for path in df["image"].iloc[chunk * 3 : chunk * 3 + 3]:
+            open(path, "wb").write(b"gone")
+    cache = build_cache(df, 16, cache_dir, rows_per_chunk=3)
+    assert not record.exists() and sorted(p.name for p in cache_dir.iterdir()) == sorted(p.name for p in _cache_pair(cache))
+    rest = [i for i in range(len(df)) if i // 3 not in done]
+    assert np.array_equal(cache.images[rest], np.stack([preprocess(decode(df["image"].iloc[i]), 16) for i in rest]))
+    assert cache.images[[c * 3 for c in done]].any(axis=(1, 2, 3)).all()  # built before the kill, kept
+
+
+def test_a_cut_short_or_mismatched_cache_is_named_and_rebuilt(rafdb_root, tmp_path, caplog):
+    import json
+    import logging
+    import os
+
+    from dcjt.data.cache import CacheError, load_cache
+
+    root, *_ = rafdb_root
+    df, _ = ingest("rafdb", root, val_fraction=0.0)
+    cache = build_cache(df, 16, tmp_path / "cache")
+    good = np.array(cache.images)
+    data, meta = _cache_pair(cache)
+    os.truncate(data, data.stat().st_size - 16 * 16 * 3 - 5)  # a full disk cut the last image short
+    with pytest.raises(CacheError, match=f"image cache {data}.*delete it to rebuild"):
+        load_cache(data)
+    with caplog.at_level(logging.WARNING):
+        rebuilt = build_cache(df, 16, tmp_path / "cache")
+    assert "rebuilding it" in caplog.text and np.array_equal(rebuilt.images, good)
+    keys = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**keys, "keys": keys["keys"][:-1]}))  # the keys no longer match the rows
+    with pytest.raises(CacheError, match=f"holds {len(df)} images but .* names {len(df) - 1}"):
+        load_cache(data)
+
+
+def test_a_gather_from_a_cache_cut_short_after_opening_names_the_file(rafdb_root, tmp_path):
+    import os
+
+    from dcjt.data.cache import CacheError
+    from dcjt.train.batches import samples_from
+
+    root, *_ = rafdb_root
+    df, _ = ingest("rafdb", root, val_fraction=0.0)
+    cache = build_cache(df, 16, tmp_path / "cache")
+    samples = samples_from(df, cache)
+    os.truncate(cache.path, cache.path.stat().st_size - 16 * 16 * 3)
+    with pytest.raises(CacheError, match=f"image cache {cache.path} is shorter than its header"):
+        samples.gather(np.arange(len(df)))
+
+
+def test_cache_built_by_worker_processes_equals_one_thread_and_fails_cleanly(rafdb_root, tmp_path):
+    root, *_ = rafdb_root
+    df, _ = ingest("rafdb", root, val_fraction=0.0)
+    one = build_cache(df, 16, tmp_path / "one", workers=1)
+    procs = build_cache(df, 16, tmp_path / "procs", workers=2, rows_per_chunk=2)  # 2 processes, >= 4 chunks
+    assert np.array_equal(one.images, procs.images) and list(one.keys) == list(procs.keys)
+    victim = df["image"].iloc[-1]
+    open(victim, "wb").write(b"not an image")
+    with pytest.raises(ImageReadError, match=victim.rsplit("/", 1)[1]):
+        build_cache(df, 24, tmp_path / "bad", workers=2, rows_per_chunk=2)
+    assert not list((tmp_path / "bad").iterdir())

@@ -2,26 +2,37 @@
 uint8 array, so training never decodes a JPEG per epoch and 280k images need not fit in RAM.
 
 The cache is keyed by what determines the pixels (image paths, face boxes, landmarks, size,
-preprocessing version), not by labels, so relabeled or subset tables reuse it. It is written to
-a temporary file and renamed into place: a failed build leaves nothing behind.
+preprocessing version), not by labels, so relabeled or subset tables reuse it. It is built in a
+hidden file, a chunk at a time, and renamed into place when complete: a failed build leaves
+nothing behind, a killed one resumes from its finished chunks.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
 import mmap
+import multiprocessing
 import os
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from dcjt.data.images import load_preprocessed
 from dcjt.data.labels import BOX_COLUMNS, LANDMARK_COLUMN, user_file_mode
+from dcjt.files import replace_atomic
+
+log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = 1
 
@@ -104,64 +115,209 @@ def _row_args(table: pd.DataFrame):
 
 
 def open_cache(table: pd.DataFrame, size: int, cache_dir: str | os.PathLike) -> ImageCache | None:
-    """Open the cache for ``table`` at ``size`` if it exists, else ``None``."""
+    """Open the cache for ``table`` at ``size`` if it exists, else ``None`` (CacheError if damaged)."""
     data = (Path(cache_dir) / cache_key(table, size)).with_suffix(".npy")
     return load_cache(data) if data.exists() and data.with_suffix(".json").exists() else None
 
 
 def load_cache(path: str | os.PathLike) -> ImageCache:
-    """Open a cache by the path of its ``.npy`` file (as returned by ``build_cache``)."""
+    """Open a cache by the path of its ``.npy`` file (as returned by ``build_cache``).
+
+    The file must hold exactly the rows its keys name: a file cut short (a full disk, a copy
+    that stopped) or keys that no longer match is a ``CacheError`` naming the file.
+    """
     data = Path(path)
     meta = data.with_suffix(".json")
     if not (data.exists() and meta.exists()):
         raise FileNotFoundError(f"image cache not found: {data} (was the cache folder moved or cleaned?)")
-    return ImageCache(path=data, images=np.load(data, mmap_mode="r"), keys=pd.Index(json.loads(meta.read_text())["keys"]))
+    keys = pd.Index(json.loads(meta.read_text())["keys"])
+    try:
+        images = np.load(data, mmap_mode="r")
+    except ValueError as error:  # numpy: "mmap length is greater than file size"
+        raise CacheError(f"image cache {data} is damaged ({error}): delete it to rebuild") from error
+    expected = images.offset + images.nbytes
+    if data.stat().st_size != expected:
+        raise CacheError(f"image cache {data} has {data.stat().st_size} bytes, its header says {expected}: delete it to rebuild")
+    if images.ndim != 4 or len(images) != len(keys):
+        raise CacheError(
+            f"image cache {data} holds {images.shape[0]} images but {meta} names {len(keys)}: delete both to rebuild"
+        )
+    return ImageCache(path=data, images=images, keys=keys)
+
+
+CHUNK_BYTES = 32 << 20  # decoded rows written (and, when building, recorded as done) at a time
+
+
+def chunk_rows(size: int) -> int:
+    return max(1, CHUNK_BYTES // (size * size * 3))
+
+
+@contextmanager
+def _building(cache_dir: Path):
+    """One builder per cache folder at a time (a second waits, then finds the finished cache)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cache_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _partial_paths(base: Path) -> tuple[Path, Path]:
+    """The cache being built and its record of finished chunks (hidden names: never opened as a cache)."""
+    return base.with_name(f".partial-{base.name}.npy"), base.with_name(f".partial-{base.name}.json")
+
+
+def _start_partial(path: Path, record: Path, n: int, size: int, rows: int) -> tuple[int, set[int]]:
+    """(data offset, finished chunks): resume the file a killed build left, or start one."""
+    want = {"n": n, "size": size, "chunk_rows": rows}
+    if path.exists() and record.exists():
+        done = json.loads(record.read_text())
+        if {k: done.get(k) for k in want} == want:
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == (n, size, size, 3) and path.stat().st_size == arr.offset + arr.nbytes:
+                return int(arr.offset), set(done["done"])
+    record.unlink(missing_ok=True)
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))  # sparse file
+    offset = int(arr.offset)
+    del arr
+    os.chmod(path, user_file_mode())
+    return offset, set()
+
+
+def _write_chunk(fd: int, offset: int, start: int, images: np.ndarray) -> None:
+    data = memoryview(np.ascontiguousarray(images).reshape(-1))
+    pos = offset + start * (data.nbytes // len(images))
+    while data:
+        written = os.pwrite(fd, data, pos)
+        data, pos = data[written:], pos + written
+
+
+def _finish(path: Path, base: Path, table: pd.DataFrame, size: int) -> None:
+    """Keys first, data last: a cache is visible only once both are complete."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    meta = {"size": size, "n": len(table), "keys": row_keys(table).tolist()}
+    replace_atomic(lambda tmp: tmp.write_text(json.dumps(meta)), base.with_suffix(".json"))
+    os.replace(path, base.with_suffix(".npy"))
 
 
 def write_cache(table: pd.DataFrame, size: int, cache_dir, images_iter) -> ImageCache:
-    """Write images (an iterable of HxWx3 uint8 in table order) as the cache of ``table``."""
+    """Write images (an iterable of HxWx3 uint8 in table order) as the cache of ``table``.
+
+    Written a chunk at a time with ``pwrite`` (memory stays at one chunk whatever the row
+    count); any failure removes the unfinished file.
+    """
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     base = cache_dir / cache_key(table, size)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".cache.", suffix=".npy")
-    os.chmod(tmp, user_file_mode())  # not mkstemp's 0600
-    os.close(fd)
-    try:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(table), size, size, 3))
-        for i, img in enumerate(images_iter):
-            arr[i] = img
-        arr.flush()
-        del arr
-        meta_tmp = Path(tmp).with_suffix(".json")
-        meta_tmp.write_text(json.dumps({"size": size, "n": len(table), "keys": row_keys(table).tolist()}))
-        os.replace(meta_tmp, base.with_suffix(".json"))
-        os.replace(tmp, base.with_suffix(".npy"))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        Path(tmp).with_suffix(".json").unlink(missing_ok=True)
-        raise
+    rows = chunk_rows(size)
+    with _building(cache_dir):
+        path, record = _partial_paths(base)
+        path.unlink(missing_ok=True)
+        offset, _ = _start_partial(path, record, len(table), size, rows)
+        try:
+            with open(path, "rb+", buffering=0) as f:
+                it, start = iter(images_iter), 0
+                while chunk := list(islice(it, rows)):
+                    _write_chunk(f.fileno(), offset, start, np.stack(chunk))
+                    start += len(chunk)
+            if start != len(table):
+                raise ValueError(f"{start} images for a table of {len(table)} rows")
+            _finish(path, base, table, size)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
     opened = open_cache(table, size, cache_dir)
     assert opened is not None
     return opened
 
 
-def build_cache(table: pd.DataFrame, size: int, cache_dir, *, workers: int | None = None, progress=None) -> ImageCache:
+def _build_chunk(path: str, offset: int, start: int, rows: list, size: int) -> tuple[int, int]:
+    """Decode rows ``start...`` into one buffer and write it in place; (start, rows) when done.
+    Runs in a worker process: nothing but the chunk's position travels back."""
+    buf = np.empty((len(rows), size, size, 3), np.uint8)
+    for i, (image, box, lm) in enumerate(rows):
+        buf[i] = load_preprocessed(image, size, box, lm)
+    with open(path, "rb+", buffering=0) as f:
+        _write_chunk(f.fileno(), offset, start, buf)
+    return start, len(rows)
+
+
+def _one_thread_each() -> None:
+    cv2.setNumThreads(1)  # OpenCV's own pool may not survive the fork; the processes are the parallelism
+
+
+def _chunk_executor(workers: int, chunks: int):
+    """Worker processes for a build of several chunks per worker (decoding holds the GIL for
+    part of each image, so threads gain little); threads for small builds, where starting
+    processes would cost more than it saves. Forked, like PyTorch's DataLoader workers: the
+    children run only decoding and ``pwrite`` and need no re-import of the caller's program."""
+    if workers > 1 and chunks >= 2 * workers:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_one_thread_each)
+    return ThreadPoolExecutor(workers)
+
+
+def build_cache(
+    table: pd.DataFrame, size: int, cache_dir, *, workers: int | None = None, rows_per_chunk: int | None = None
+) -> ImageCache:
     """Open the cache of ``table`` or decode every image once to build it.
 
-    Decoding runs in threads (PIL and OpenCV release the GIL). An unreadable image stops the
-    build with its path; ingestion has already dropped the ones it allowed to skip.
+    Chunks of rows are decoded by ``workers`` processes, each writing its chunk in place with
+    ``pwrite``; the parent records finished chunks. Memory stays at a few chunks for any row
+    count, and a build killed midway resumes without redoing finished chunks. An unreadable
+    image stops the build with its path and removes the unfinished file (ingestion has already
+    dropped the images it allowed to skip); an interrupt keeps it for the next build. A damaged
+    cache (cut short, keys not matching) is reported and rebuilt.
     """
-    found = open_cache(table, size, cache_dir)
+    cache_dir = Path(cache_dir)
+    base = cache_dir / cache_key(table, size)
+    try:
+        found = open_cache(table, size, cache_dir)
+    except CacheError as error:
+        log.warning("%s; rebuilding it", error)
+        found = None
+        base.with_suffix(".npy").unlink(missing_ok=True)
+        base.with_suffix(".json").unlink(missing_ok=True)
     if found is not None:
         return found
     workers = workers or min(8, os.cpu_count() or 1)
-
-    def load(args):
-        path, box, lm = args
-        return load_preprocessed(path, size, box, lm)
-
-    with ThreadPoolExecutor(workers) as pool:
-        images = pool.map(load, _row_args(table), chunksize=64) if workers > 1 else map(load, _row_args(table))
-        if progress is not None:
-            images = progress(images, total=len(table))
-        return write_cache(table, size, cache_dir, images)
+    rows = rows_per_chunk or chunk_rows(size)
+    args = list(_row_args(table))
+    with _building(cache_dir):
+        found = open_cache(table, size, cache_dir)  # another builder finished it while we waited
+        if found is not None:
+            return found
+        path, record = _partial_paths(base)
+        offset, done = _start_partial(path, record, len(table), size, rows)
+        todo = [c for c in range(0, len(table), rows) if c // rows not in done]
+        if done:
+            log.info("image cache %s: resuming, %d of %d chunks already built", base.name, len(done), len(done) + len(todo))
+        built = len(table) - sum(min(rows, len(table) - c) for c in todo)
+        bar = tqdm(total=len(table), initial=built, desc=f"image cache {base.name}", disable=not sys.stderr.isatty(), leave=False)
+        try:
+            with _chunk_executor(workers, len(todo)) as pool:
+                queued, running = iter(todo), set()
+                while True:
+                    for c in islice(queued, 2 * workers - len(running)):
+                        running.add(pool.submit(_build_chunk, str(path), offset, c, args[c : c + rows], size))
+                    if not running:
+                        break
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        start, n = future.result()
+                        done.add(start // rows)
+                        bar.update(n)
+                    state = {"n": len(table), "size": size, "chunk_rows": rows, "done": sorted(done)}
+                    replace_atomic(lambda tmp, state=state: tmp.write_text(json.dumps(state)), record)
+            _finish(path, base, table, size)
+            record.unlink(missing_ok=True)
+        except (KeyboardInterrupt, SystemExit):
+            raise  # an interrupt is like a kill: the finished chunks stay for the next build
+        except BaseException:
+            path.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
+            raise
+        finally:
+            bar.close()
+    return load_cache(base.with_suffix(".npy"))

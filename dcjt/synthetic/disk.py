@@ -9,24 +9,29 @@ import numpy as np
 import pandas as pd
 
 from dcjt.synthetic import layouts
-from dcjt.synthetic.world import WorldSpec, generate_world
+from dcjt.synthetic.render import render_stream
+from dcjt.synthetic.world import WorldSpec, generate_world, world_tables
 
 
 def write_world(out: Path, layout_names, *, n_target: int, n_extra: int, size: int, seed: int) -> list[str]:
-    """Target set as RAF-DB, extra set as AffectNet (CSV or npy release); truth kept beside them."""
+    """Target set as RAF-DB, extra set as AffectNet (CSV or npy release); truth kept beside them.
+
+    Images are rendered by every core a chunk at a time and written as they come, so the
+    world's size is bounded by the disk, not the memory (100,000 faces at 224 px)."""
     out = Path(out)
-    world = generate_world(WorldSpec(n_target=n_target, n_extra=n_extra), size, seed)
+    world = world_tables(WorldSpec(n_target=n_target, n_extra=n_extra), seed)
     lines, truth = [], []
     if "rafdb" in layout_names:
-        table, images = world["target"]
-        paths = layouts.write_rafdb(out / "rafdb", images, table["label"], table["split"])
+        table, lat = world["target"]
+        paths = layouts.write_rafdb(out / "rafdb", render_stream(lat, seed, size, "target"), table["label"], table["split"])
         truth.append(table.assign(image=[str(p) for p in paths]))
         lines.append(f"target set in RAF-DB layout: {out / 'rafdb'} ({len(table)} images)")
     for name in ("affectnet", "affectnet-npy"):
         if name not in layout_names:
             continue
-        table, images = world["extra"]
+        table, lat = world["extra"]
         root = out / name
+        images = render_stream(lat, seed, size, "extra")
         args = (root, images, table["label"], table["valence"], table["arousal"], table["split"])
         if name == "affectnet":
             layouts.write_affectnet_csv(*args)

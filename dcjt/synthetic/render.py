@@ -4,6 +4,11 @@ cues (brows, nose wrinkle, lip shapes) scaled by intensity, so weak expressions 
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 
 import cv2
 import numpy as np
@@ -121,14 +126,37 @@ def render_face(
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def render_many(lat: pd.DataFrame, seed: int, size: int, stream: str) -> np.ndarray:
-    """Render every row of ``lat`` (each image from its own generator: order-independent)."""
+def render_many(lat: pd.DataFrame, seed: int, size: int, stream: str, first: int = 0) -> np.ndarray:
+    """Render every row of ``lat`` (row ``i`` is image ``first + i`` of the stream, drawn from its
+    own generator: order-independent, so any chunk renders alone)."""
     out = np.empty((len(lat), size, size, 3), np.uint8)
     cols = [lat[c].to_numpy() for c in ("emotion", "intensity", "valence", "arousal")]
     salt = sum(map(ord, stream))
     for i, (e, k, v, a) in enumerate(zip(*cols)):
-        out[i] = render_face(e, k, v, a, np.random.default_rng([seed, salt, i]), size)
+        out[i] = render_face(e, k, v, a, np.random.default_rng([seed, salt, first + i]), size)
     return out
+
+
+def render_stream(
+    lat: pd.DataFrame, seed: int, size: int, stream: str, *, workers: int | None = None, chunk: int = 256
+) -> Iterator[np.ndarray]:
+    """The images of ``render_many``, in order, rendered a chunk at a time by ``workers``
+    processes with at most ``2 x workers`` chunks in memory: 100,000 faces at 224 px never
+    need the 15 GB they take at once."""
+    workers = workers or os.cpu_count() or 1
+    starts = range(0, len(lat), chunk)
+    if workers <= 1:
+        for lo in starts:
+            yield from render_many(lat.iloc[lo : lo + chunk], seed, size, stream, lo)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque = deque()
+        for lo in starts:
+            pending.append(pool.submit(render_many, lat.iloc[lo : lo + chunk], seed, size, stream, lo))
+            if len(pending) >= 2 * workers:
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
 
 
 def sample_grid(size: int = 64, steps: int = 6, seed: int = 0) -> np.ndarray:

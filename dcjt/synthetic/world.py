@@ -59,20 +59,23 @@ def _truth(lat: pd.DataFrame) -> dict:
     }
 
 
-def generate_world(spec: WorldSpec, size: int = 64, seed: int = 0) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
-    """Deterministic tables + images (``size`` px) for ``target`` and ``extra``."""
+def world_tables(spec: WorldSpec, seed: int = 0) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Deterministic label tables and per-image latents for ``target`` and ``extra`` (no pixels)."""
     rng = np.random.default_rng([seed, 7])
     out = {}
     lat = sample_latents(spec.n_target, rng)
     labels = annotate_target(lat, spec.target_noise, rng)
     names = [f"synth-target-{seed}/{i:06d}.png" for i in range(spec.n_target)]
     split = _splits(spec.n_target, spec.target_test_fraction, rng)
-    table = make_table("synth_target", split, names, labels, extra=_truth(lat))
-    out["target"] = (table, render_many(lat, seed, size, "target"))
+    out["target"] = (make_table("synth_target", split, names, labels, extra=_truth(lat)), lat)
     lat = sample_latents(spec.n_extra, rng)
     labels, va = annotate_extra(lat, spec.extra, rng)
     names = [f"synth-extra-{seed}/{i:06d}.png" for i in range(spec.n_extra)]
     split = _splits(spec.n_extra, spec.extra_test_fraction, rng)
-    table = make_table("synth_extra", split, names, labels, va[:, 0], va[:, 1], extra=_truth(lat))
-    out["extra"] = (table, render_many(lat, seed, size, "extra"))
+    out["extra"] = (make_table("synth_extra", split, names, labels, va[:, 0], va[:, 1], extra=_truth(lat)), lat)
     return out
+
+
+def generate_world(spec: WorldSpec, size: int = 64, seed: int = 0) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    """Deterministic tables + images (``size`` px) for ``target`` and ``extra``, in memory."""
+    return {role: (table, render_many(lat, seed, size, role)) for role, (table, lat) in world_tables(spec, seed).items()}
