@@ -12,6 +12,7 @@ prefetch depth), so tests can switch each one on for the CPU and run the same co
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -40,6 +41,36 @@ class Feed:
         if not self.amp:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+
+def device_default() -> torch.device:
+    """This process's GPU (``LOCAL_RANK`` under DDP) when CUDA is there, else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+class DeviceCheckError(RuntimeError):
+    """``DCJT_DEVICE_CHECK`` found work on another device than the one named."""
+
+
+def check_on_device(device: torch.device, model: torch.nn.Module, *tensors: torch.Tensor, where: str) -> None:
+    """With ``DCJT_DEVICE_CHECK=cuda`` (``scripts/gpu_check.sh``): the work runs on that device
+    type, and every parameter, buffer and given tensor is on ``device``. Off by default (it walks
+    every parameter); a tensor left on the CPU would otherwise only show as a slow run."""
+    want = os.environ.get("DCJT_DEVICE_CHECK")
+    if not want:
+        return
+    if device.type != want:
+        raise DeviceCheckError(f"{where}: runs on {device}, DCJT_DEVICE_CHECK={want}")
+
+    def off(t: torch.Tensor) -> bool:
+        return t.device.type != device.type or (device.index is not None and t.device.index != device.index)
+
+    named = [*model.named_parameters(), *model.named_buffers(), *((f"tensor {i}", t) for i, t in enumerate(tensors))]
+    stray = [f"{name} ({t.device})" for name, t in named if off(t)]
+    if stray:
+        raise DeviceCheckError(f"{where}: {len(stray)} tensors not on {device}, e.g. {stray[:5]}")
 
 
 def feed_for(device: torch.device, cfg: TrainConfig) -> Feed:

@@ -36,7 +36,7 @@ from dcjt.config import TrainConfig
 from dcjt.data.labels import NUM_CLASSES
 from dcjt.train.batches import Samples, epoch_plan
 from dcjt.train.checkpoint import fingerprint, latest, load_checkpoint, save_checkpoint_file
-from dcjt.train.feed import Feed, HostBatch, device_batch, feed_for, host_batches, prefetched
+from dcjt.train.feed import Feed, HostBatch, check_on_device, device_batch, device_default, feed_for, host_batches, prefetched
 from dcjt.train.optim import make_optimizer, make_scheduler
 from dcjt.train.predict import evaluate
 
@@ -75,12 +75,6 @@ def dist_context() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def device_default() -> torch.device:
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def set_seed(seed: int) -> None:
@@ -201,6 +195,7 @@ def forward_backward(step_model, x, y, va, batch: HostBatch, cfg: TrainConfig, f
     for part in torch.arange(len(x), device=x.device).tensor_split(pieces):
         with feed.autocast():
             out = step_model(x[part])
+        check_on_device(feed.device, step_model, x, y, va, out, where=f"training batch {batch.number + 1}")
         loss, ce, mse = loss_fn(
             out, y[part], va[part], cfg.lam, n_total=len(batch.rows), known_total=batch.known_total, world=world
         )

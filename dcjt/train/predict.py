@@ -9,13 +9,21 @@ import torch
 from dcjt.data.labels import NUM_CLASSES, split_rows
 from dcjt.inference import forward_uint8
 from dcjt.train.batches import Samples, samples_from
+from dcjt.train.feed import check_on_device, device_default
 from dcjt.train.metrics import classification_report, confusion_matrix, va_report
 
 
 def predict(
     model: torch.nn.Module, samples: Samples, batch_size: int = 256, device: torch.device | None = None, amp: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities (N, 7) and valence/arousal (N, 2) for every row, in row order."""
+    """Class probabilities (N, 7) and valence/arousal (N, 2) for every row, in row order.
+
+    Runs on ``device`` (default: the GPU when there is one, whatever device the model was loaded
+    on; it is moved back afterwards), so stage predictions and evaluations use the accelerator."""
+    device = device or device_default()
+    home = next(model.parameters()).device
+    model.to(device)
+    check_on_device(device, model, where="prediction")
     was_training = model.training
     model.eval()
     probs = np.zeros((len(samples), NUM_CLASSES), np.float32)
@@ -24,6 +32,7 @@ def predict(
         images, rows = samples.gather(np.arange(start, min(start + batch_size, len(samples))))
         probs[rows], vas[rows] = forward_uint8(model, images, device, amp)
     model.train(was_training)
+    model.to(home)
     return probs, vas
 
 
