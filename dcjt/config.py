@@ -222,6 +222,11 @@ class PathsConfig(Settings):
     data_dir: str = ""
     checkpoint_root: str = ""
     outputs: str = ""
+    handoff: Literal["shared_disk", "artifact_store"] = Field(
+        "shared_disk",
+        description="how image caches reach later steps: one disk every step sees (local, Kubernetes with the shared "
+        "volume), or the stack's artifact store (Kubeflow: steps share no disk)",
+    )
 
     @model_validator(mode="after")
     def _resolve(self) -> PathsConfig:

@@ -42,7 +42,7 @@ def ingest(config: PipelineConfig):
             val_fraction=config.val_fraction,
             seed=config.seed,
             data_dir=paths.data_dir,
-            cache_dir=paths.cache_dir,
+            cache_dir=paths.cache_dir if paths.handoff == "shared_disk" else "",
         )
     common = dict(seed=config.seed, max_bad_fraction=data.max_bad_fraction)
     target, t_report = ingest_dataset(id="ingest_target", spec=data.target, val_fraction=config.val_fraction, **common)
@@ -56,9 +56,11 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     p, size, method = config.paths, config.image_size, config.method
     parent = open_tracking(config=config)
     target, extra, gx = ingest(config)
-    t_cache = build_image_cache(table=target, image_size=size, cache_dir=p.cache_dir, id="cache_target")
-    e_cache = build_image_cache(table=extra, image_size=size, cache_dir=p.cache_dir, id="cache_extra")
-    common = dict(network=config.network, image_size=size, checkpoint_root=p.checkpoint_root, parent_run_id=parent)
+    shared = p.handoff == "shared_disk"
+    t_cache = build_image_cache(table=target, image_size=size, cache_dir=p.cache_dir, handoff=p.handoff, id="cache_target")
+    e_cache = build_image_cache(table=extra, image_size=size, cache_dir=p.cache_dir, handoff=p.handoff, id="cache_extra")
+    checkpoints = p.checkpoint_root if shared else ""  # "": each pod's scratch disk (steps.handoff)
+    common = dict(network=config.network, image_size=size, checkpoint_root=checkpoints, parent_run_id=parent)
     curve = config.evaluation.test_curve
     # Stages 1-3 (M_A is the stage-1 selector and keeps its own settings).
     m_a, m_a_metrics, _ = train_m_a(

@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from dcjt.config import REPO_ROOT, PipelineConfig, fingerprint, state_home
 
 
@@ -97,6 +99,35 @@ def preflight(cfg: PipelineConfig, uri: str) -> None:
     resolve_network_weights(cfg)  # last: it may download
 
 
+def check_handoff(flavor: str, cfg: PipelineConfig, run_config: dict | None) -> None:
+    """Stop at submission when steps would hand each other image caches and checkpoints by path
+    on a disk they do not share (``paths.handoff: shared_disk`` is right only for the local
+    orchestrator and for Kubernetes pods that mount one volume holding both folders)."""
+    p = cfg.paths
+    if p.handoff == "artifact_store" or flavor == "local":
+        return
+    fix = "run with --set paths.handoff=artifact_store (caches travel through the artifact store)"
+    if flavor != "kubernetes":
+        raise PreflightError(
+            f"the {flavor} orchestrator gives each step its own disk (Kubeflow ignores volume mounts), so an image "
+            f"cache built in one step would be missing in the next: {fix}"
+        )
+    settings = [((run_config or {}).get("settings") or {}, "the run configuration")]
+    settings += [((s or {}).get("settings") or {}, f"step {name}") for name, s in ((run_config or {}).get("steps") or {}).items()]
+    for block, where in settings:
+        pod = (block.get("orchestrator.kubernetes") or {}).get("pod_settings") or {}
+        mounts = [m.get("mountPath", "") for m in pod.get("volume_mounts") or []]
+        if where != "the run configuration" and not mounts:
+            continue  # the step keeps the run's pods settings
+        for key in ("cache_dir", "checkpoint_root"):
+            folder = Path(getattr(p, key))
+            if not any(m and folder.is_relative_to(m) for m in mounts):
+                raise PreflightError(
+                    f"paths.{key} = {folder} is on no volume that {where} mounts ({mounts or 'none'}): each pod "
+                    f"would have its own copy; set paths.{key} under a mounted volume, or {fix}"
+                )
+
+
 def prepare_environment(cfg: PipelineConfig | None = None) -> str:
     """Point ZenML and MLflow at their stores; returns the MLflow tracking URI."""
     home = state_home()
@@ -168,6 +199,10 @@ def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config
     from pipelines.dcjt import dcjt_pipeline
 
     initialise_stores(cfg.experiment)
+    from zenml.client import Client
+
+    flavor = Client().active_stack.orchestrator.flavor
+    check_handoff(flavor, cfg, yaml.safe_load(Path(run_config).read_text()) if run_config else None)
     if cfg.data.kind == "files":
         for spec in (cfg.data.target, cfg.data.extra):
             spec.fingerprint = fingerprint(spec.root)

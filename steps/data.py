@@ -15,6 +15,7 @@ from dcjt.data.validation import assert_valid
 from dcjt.synthetic.disk import write_world_pngs
 from dcjt.synthetic.world import WorldSpec
 from steps.common import core_cache_policy
+from steps.handoff import CacheRef, cache_dir_for
 
 
 def _gx_summary(report, name: str) -> dict:
@@ -32,7 +33,7 @@ def ingest_synthetic(
             table = stratified_val_split(table, val_fraction, seed)
         gx[role] = _gx_summary(assert_valid(table, name=f"synthetic {role}"), role)
         gx[role]["validation_rows"] = int((table["split"] == "val").sum())
-        if open_cache(table, image_size, cache_dir) is None:
+        if cache_dir and open_cache(table, image_size, cache_dir) is None:  # no cache_dir: caches in the build step
             write_cache(table, image_size, cache_dir, images)
         tables[role] = table
     return tables["target"], tables["extra"], gx
@@ -60,9 +61,12 @@ def ingest_dataset(
 
 
 @step(cache_policy=core_cache_policy())
-def build_image_cache(table: pd.DataFrame, image_size: int, cache_dir: str) -> Annotated[str, "image_cache"]:
-    """Decode and resize every image once into the memory-mapped cache (reused when present)."""
-    return str(build_cache(table, image_size, cache_dir).path)
+def build_image_cache(
+    table: pd.DataFrame, image_size: int, cache_dir: str, handoff: str = "shared_disk"
+) -> Annotated[CacheRef, "image_cache"]:
+    """Decode and resize every image once into the memory-mapped cache (reused when present);
+    handed to later steps by path or through the artifact store (``steps.handoff``)."""
+    return CacheRef(str(build_cache(table, image_size, cache_dir_for(handoff, cache_dir)).path), handoff)
 
 
 @step(enable_cache=False)

@@ -35,6 +35,7 @@ from dcjt.promotion import Decision, decide
 from dcjt.serving import encode_arrays, load_network, save_model_files
 from dcjt.train.predict import split_report
 from steps.common import child_run, core_cache_policy, log_tables, stderr_to_log, table_name, table_source
+from steps.handoff import CacheRef
 
 GATE_SPLITS = ("val", "test")
 MODEL_DESCRIPTION = (
@@ -324,7 +325,7 @@ def register_and_promote(
     evaluation: dict,
     training: dict,
     target_table: pd.DataFrame,
-    target_cache: str,
+    target_cache: CacheRef,
     target_pseudo: pd.DataFrame,
     extra_marked: pd.DataFrame,
     extra_prepared: pd.DataFrame,
@@ -345,7 +346,7 @@ def register_and_promote(
         evaluation=evaluation,
         training_run_id=training["mlflow_run_id"],
         target_table=target_table,
-        target_cache=target_cache,
+        target_cache=target_cache.path,
         extra_table=extra_prepared,
         stage_numbers=stage_numbers(stats, target_pseudo, extra_marked, extra_prepared),
         recipe=recipe,

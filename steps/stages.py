@@ -21,6 +21,7 @@ from dcjt.method.health import gate_report, mapping_gates, pseudo_gates, relabel
 from dcjt.train.batches import samples_from
 from dcjt.train.predict import predict
 from steps.common import core_cache_policy
+from steps.handoff import CacheRef
 
 
 @step(cache_policy=core_cache_policy())
@@ -28,7 +29,7 @@ def select_extra_subset(
     m_a: torch.nn.Module,
     m_a_metrics: dict,
     extra_table: pd.DataFrame,
-    extra_cache: str,
+    extra_cache: CacheRef,
     extra_fraction: float,
     seed: int,
     gates: GatesConfig,
@@ -36,7 +37,7 @@ def select_extra_subset(
     """Stage 1: M_A predicts every image of B (or of a seeded share of it, ``extra_fraction``);
     keep the rows where it agrees with B's label."""
     extra = take_fraction(extra_table, extra_fraction, seed)
-    probs, _ = predict(m_a, samples_from(extra, load_cache(extra_cache)))
+    probs, _ = predict(m_a, samples_from(extra, load_cache(extra_cache.path)))
     marked, stats = select_subset(extra, probs)
     stats["gates"] = gate_report(
         "stage 1 (M_A, subset)", subset_gates(m_a_metrics["val_accuracy_selected"], stats, gates), gates.mode
@@ -47,10 +48,10 @@ def select_extra_subset(
 
 @step(cache_policy=core_cache_policy())
 def pseudo_label_target(
-    m_b: torch.nn.Module, target_table: pd.DataFrame, target_cache: str, gates: GatesConfig
+    m_b: torch.nn.Module, target_table: pd.DataFrame, target_cache: CacheRef, gates: GatesConfig
 ) -> tuple[Annotated[pd.DataFrame, "target_pseudo"], Annotated[dict, "pseudo_stats"]]:
     """Stage 2: M_B predicts valence/arousal for every image of A (its pseudo continuous labels)."""
-    _, va = predict(m_b, samples_from(target_table, load_cache(target_cache)))
+    _, va = predict(m_b, samples_from(target_table, load_cache(target_cache.path)))
     pseudo, stats = pseudo_label(target_table, va)
     stats["gates"] = gate_report("stage 2 (pseudo V/A)", pseudo_gates(pseudo, gates), gates.mode)
     stats["gx"] = gx_summary(pseudo, "target with pseudo V/A")

@@ -21,6 +21,7 @@ from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.checkpoint import read_latest
 from dcjt.train.distributed import train_distributed, train_job
 from steps.common import child_run, core_cache_policy, log_frame, log_tables, table_name
+from steps.handoff import CacheRef, scratch_dir
 
 
 def _digest(*parts) -> str:
@@ -50,7 +51,10 @@ def _fit(
 ):
     """Train (one process or DDP) inside an MLflow child run; checkpoints in a folder per training."""
     recipe = (network.model_dump(), train_cfg.to_dict(), image_size)
-    ckpt = Path(checkpoint_root) / f"{role}-{_digest(*recipe, train_rows, extra_rows if extra_rows is not None else 0)}"
+    ckpt = (
+        Path(checkpoint_root or scratch_dir() / "checkpoints")
+        / f"{role}-{_digest(*recipe, train_rows, extra_rows if extra_rows is not None else 0)}"
+    )
     job = dict(
         network=network,
         train_cfg=train_cfg,
@@ -112,7 +116,7 @@ def train_m_a(
     network: NetworkConfig,
     train_cfg: TrainConfig,
     image_size: int,
-    target_cache: str,
+    target_cache: CacheRef,
     checkpoint_root: str,
     test_curve: bool,
     parent_run_id: str,
@@ -124,7 +128,7 @@ def train_m_a(
         val_rows=split_rows(target_table, "val"),
         extra_rows=None,
         curve_rows=_curve(target_table, test_curve),
-        caches=[target_cache],
+        caches=[target_cache.path],
         network=network,
         train_cfg=train_cfg.model_copy(update={"lam": 0.0}),
         image_size=image_size,
@@ -142,7 +146,7 @@ def train_m_b(
     network: NetworkConfig,
     train_cfg: TrainConfig,
     image_size: int,
-    extra_cache: str,
+    extra_cache: CacheRef,
     checkpoint_root: str,
     parent_run_id: str,
 ) -> tuple[Annotated[torch.nn.Module, "model"], Annotated[dict, "metrics"], Annotated[pd.DataFrame, "history"]]:
@@ -154,7 +158,7 @@ def train_m_b(
         val_rows=split_rows(rows, "val"),
         extra_rows=None,
         curve_rows=None,
-        caches=[extra_cache],
+        caches=[extra_cache.path],
         network=network,
         train_cfg=train_cfg,
         image_size=image_size,
@@ -175,8 +179,8 @@ def train_dcn(
     network: NetworkConfig,
     train_cfg: TrainConfig,
     image_size: int,
-    target_cache: str,
-    extra_cache: str,
+    target_cache: CacheRef,
+    extra_cache: CacheRef,
     checkpoint_root: str,
     test_curve: bool,
     parent_run_id: str,
@@ -194,7 +198,7 @@ def train_dcn(
         val_rows=split_rows(target_pseudo, "val"),
         extra_rows=b_rows,
         curve_rows=_curve(target_pseudo, test_curve),
-        caches=[target_cache, extra_cache],
+        caches=[target_cache.path, extra_cache.path],
         network=network,
         train_cfg=recipe,
         image_size=image_size,

@@ -453,3 +453,49 @@ def test_two_runs_at_once_on_a_fresh_state_folder(tmp_path):
     client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     versions = sorted(int(v.version) for v in client.search_model_versions("name='dcjt-synthetic'"))
     assert versions == [1, 2]
+
+
+def test_steps_that_share_no_disk_hand_caches_through_the_artifact_store(first_run, monkeypatch, tmp_path):
+    """Every step gets its own scratch folder and the earlier ones vanish, as on pods without a
+    shared volume: a cache or checkpoint handed on by path would be missing, so any hidden path
+    sharing fails the run. The numbers equal the shared-disk run's."""
+    from zenml.client import Client
+
+    monkeypatch.setenv("DCJT_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("DCJT_SCRATCH_PER_STEP", "1")
+    configured = {"cache_dir": tmp_path / "configured-cache", "checkpoint_root": tmp_path / "configured-checkpoints"}
+    out = _run(
+        "paths.handoff=artifact_store",
+        *(f"paths.{k}={v}" for k, v in configured.items()),
+        "baselines=[]",
+        "model_name=dcjt-handoff",
+        "experiment=dcjt-handoff",
+    )
+    assert not any(folder.exists() for folder in configured.values())  # nothing built where a shared disk would be
+    steps = [p.name for p in (tmp_path / "scratch").iterdir()]
+    assert len(steps) == 1, steps  # only the last step's disk is left
+    run = Client().get_pipeline_run(out.run_name)
+    stored = run.steps["cache_target"].outputs["image_cache"][0].uri
+    assert Path(stored, "cache.npy").is_file() and Path(stored, "cache.json").is_file()
+    dcjt = out.comparison.set_index("variant").loc["dcjt", "accuracy"]
+    assert dcjt == first_run.comparison.set_index("variant").loc["dcjt", "accuracy"]
+
+
+def test_a_stack_whose_steps_share_no_disk_is_stopped_at_submission():
+    import yaml
+
+    from dcjt.config import load_config
+    from pipelines.runner import PreflightError, check_handoff
+
+    k8s = yaml.safe_load((ROOT / "configs/remote-kubernetes.yaml").read_text())
+    cfg = load_config("demo")
+    check_handoff("local", cfg, None)
+    with pytest.raises(PreflightError, match="kubeflow orchestrator gives each step its own disk.*paths.handoff=artifact_store"):
+        check_handoff("kubeflow", cfg, None)
+    check_handoff("kubeflow", load_config("demo", ["paths.handoff=artifact_store"]), None)
+    with pytest.raises(
+        PreflightError, match=r"paths.cache_dir = .* is on no volume that the run configuration mounts \(\['/data'\]\)"
+    ):
+        check_handoff("kubernetes", cfg, k8s)
+    on_volume = load_config("demo", ["paths.cache_dir=/data/cache", "paths.checkpoint_root=/data/checkpoints"])
+    check_handoff("kubernetes", on_volume, k8s)

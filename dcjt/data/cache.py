@@ -153,7 +153,7 @@ def chunk_rows(size: int) -> int:
 
 
 @contextmanager
-def _building(cache_dir: Path):
+def building(cache_dir: Path):
     """One builder per cache folder at a time (a second waits, then finds the finished cache)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(cache_dir, os.O_RDONLY)
@@ -212,7 +212,7 @@ def write_cache(table: pd.DataFrame, size: int, cache_dir, images_iter) -> Image
     cache_dir = Path(cache_dir)
     base = cache_dir / cache_key(table, size)
     rows = chunk_rows(size)
-    with _building(cache_dir):
+    with building(cache_dir):
         path, record = _partial_paths(base)
         path.unlink(missing_ok=True)
         offset, _ = _start_partial(path, record, len(table), size, rows)
@@ -284,7 +284,7 @@ def build_cache(
     workers = workers or min(8, os.cpu_count() or 1)
     rows = rows_per_chunk or chunk_rows(size)
     args = list(_row_args(table))
-    with _building(cache_dir):
+    with building(cache_dir):
         found = open_cache(table, size, cache_dir)  # another builder finished it while we waited
         if found is not None:
             return found
