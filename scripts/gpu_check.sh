@@ -16,7 +16,8 @@ dry=0
 export GX_ANALYTICS_ENABLED=false ZENML_ANALYTICS_OPT_IN=false DCJT_OFFLINE=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-export DCJT_HOME="$work/home"   # a fresh ZenML store and MLflow database: nothing cached, nothing kept
+export DCJT_HOME="$work/home"   # a fresh ZenML store and MLflow database: nothing cached, nothing kept,
+unset MLFLOW_TRACKING_URI ZENML_CONFIG_PATH ZENML_STORE_URL  # and no model registered in the user's stores
 
 if [ "$dry" = 1 ]; then
   device=cpu; training=(--dry-run); loader=(--device cpu --images 256 --epochs 1)

@@ -97,8 +97,9 @@ class CacheRefMaterializer(BaseMaterializer):
         if ref["handoff"] == "shared_disk":
             if not Path(ref["path"]).is_file():
                 raise FileNotFoundError(
-                    f"image cache {ref['path']} is not on this machine's disk: the steps of this stack share no "
-                    "disk; run with --set paths.handoff=artifact_store (or mount the shared volume on every step)"
+                    f"image cache {ref['path']} is missing on this machine: its folder was moved or cleaned after "
+                    "the step that built it ran, or the steps of this stack share no disk (run with --set "
+                    "paths.handoff=artifact_store, or mount the shared volume on every step)"
                 )
             return CacheRef(ref["path"])
         return CacheRef(str(self._restore(ref["key"])), "artifact_store")

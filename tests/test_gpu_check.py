@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_dry_run_passes_every_check_on_the_cpu(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path)}
+    users_store = tmp_path.parent / f"{tmp_path.name}-users-mlflow.db"
+    env = {**os.environ, "PYTHON": sys.executable, "TMPDIR": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{users_store}"}
     proc = subprocess.run(
         ["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
@@ -32,6 +33,7 @@ def test_gpu_check_dry_run_passes_every_check_on_the_cpu(tmp_path):
         assert f"gpu_check {check}" in out, out
     assert "gpu_training    arm" in out and out.rstrip().endswith("gpu_check: passed on cpu")
     assert not list(tmp_path.iterdir())  # its work folder is gone
+    assert not users_store.exists()  # the check registered nothing in the caller's MLflow
 
 
 def test_device_check_names_the_device_and_stray_tensors(monkeypatch):
