@@ -245,16 +245,17 @@ def _build_chunk(path: str, offset: int, start: int, rows: list, size: int) -> t
 
 
 def _one_thread_each() -> None:
-    cv2.setNumThreads(1)  # OpenCV's own pool may not survive the fork; the processes are the parallelism
+    cv2.setNumThreads(1)  # the processes are the parallelism
 
 
 def _chunk_executor(workers: int, chunks: int):
     """Worker processes for a build of several chunks per worker (decoding holds the GIL for
     part of each image, so threads gain little); threads for small builds, where starting
-    processes would cost more than it saves. Forked, like PyTorch's DataLoader workers: the
-    children run only decoding and ``pwrite`` and need no re-import of the caller's program."""
+    processes would cost more than it saves. Spawned, not forked: the caller (a ZenML step, a
+    test session) has threads, and a forked child can inherit a lock one of them held (seen:
+    a worker hung in the full test suite)."""
     if workers > 1 and chunks >= 2 * workers:
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_one_thread_each)
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread_each)
     return ThreadPoolExecutor(workers)
 
 
