@@ -290,9 +290,14 @@ def test_a_gather_from_a_cache_cut_short_after_opening_names_the_file(rafdb_root
         samples.gather(np.arange(len(df)))
 
 
-def test_cache_built_by_worker_processes_equals_one_thread_and_fails_cleanly(rafdb_root, tmp_path):
+def test_cache_built_by_worker_processes_equals_one_thread_and_fails_cleanly(rafdb_root, tmp_path, monkeypatch):
     root, *_ = rafdb_root
     df, _ = ingest("rafdb", root, val_fraction=0.0)
+    partial = tmp_path / "model-code" / "dcjt"  # a loaded MLflow model puts its serving closure first on sys.path
+    (partial / "data").mkdir(parents=True)
+    for package in (partial, partial / "data"):
+        (package / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(partial.parent))
     one = build_cache(df, 16, tmp_path / "one", workers=1)
     procs = build_cache(df, 16, tmp_path / "procs", workers=2, rows_per_chunk=2)  # 2 processes, >= 4 chunks
     assert np.array_equal(one.images, procs.images) and list(one.keys) == list(procs.keys)

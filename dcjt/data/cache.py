@@ -14,10 +14,9 @@ import hashlib
 import json
 import logging
 import mmap
-import multiprocessing
 import os
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -31,6 +30,7 @@ from tqdm import tqdm
 from dcjt.data.images import load_preprocessed
 from dcjt.data.labels import BOX_COLUMNS, LANDMARK_COLUMN, user_file_mode
 from dcjt.files import replace_atomic
+from dcjt.procs import spawned_pool
 
 log = logging.getLogger(__name__)
 
@@ -249,13 +249,11 @@ def _one_thread_each() -> None:
 
 
 def _chunk_executor(workers: int, chunks: int):
-    """Worker processes for a build of several chunks per worker (decoding holds the GIL for
-    part of each image, so threads gain little); threads for small builds, where starting
-    processes would cost more than it saves. Spawned, not forked: the caller (a ZenML step, a
-    test session) has threads, and a forked child can inherit a lock one of them held (seen:
-    a worker hung in the full test suite)."""
+    """Worker processes (``dcjt.procs``) for a build of several chunks per worker (decoding holds
+    the GIL for part of each image, so threads gain little); threads for small builds, where
+    starting processes would cost more than it saves."""
     if workers > 1 and chunks >= 2 * workers:
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread_each)
+        return spawned_pool(workers, initializer=_one_thread_each)
     return ThreadPoolExecutor(workers)
 
 

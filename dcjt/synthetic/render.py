@@ -4,17 +4,16 @@ cues (brows, nose wrinkle, lip shapes) scaled by intensity, so weak expressions 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 
 import cv2
 import numpy as np
 import pandas as pd
 
 from dcjt.data.labels import EMOTIONS, NUM_CLASSES
+from dcjt.procs import spawned_pool
 
 # Emotion ids by name, through the canonical order (dcjt.data.labels.EMOTIONS).
 SURPRISE, FEAR, DISGUST, HAPPINESS, SADNESS, ANGER, NEUTRAL = (
@@ -149,7 +148,7 @@ def render_stream(
         for lo in starts:
             yield from render_many(lat.iloc[lo : lo + chunk], seed, size, stream, lo)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with spawned_pool(workers) as pool:
         pending: deque = deque()
         for lo in starts:
             pending.append(pool.submit(render_many, lat.iloc[lo : lo + chunk], seed, size, stream, lo))
