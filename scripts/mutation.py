@@ -176,8 +176,8 @@ MUTANTS = [
     Mutant(
         "cache key ignores landmarks",
         "dcjt/data/cache.py",
-        "    if LANDMARK_COLUMN in table:\n        h.update",
-        "    if False:\n        h.update",
+        "    for lo in slices if LANDMARK_COLUMN in table else ():",
+        "    for lo in ():",
         CACHE,
     ),
     Mutant(

@@ -35,6 +35,7 @@ from dcjt.procs import spawned_pool
 log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = 1
+KEY_ROWS = 20_000
 
 
 class CacheError(RuntimeError):
@@ -45,9 +46,12 @@ def cache_key(table: pd.DataFrame, size: int) -> str:
     """Hash of the pixel-determining columns of ``table`` and the output size."""
     h = hashlib.sha256(f"v{PREPROCESS_VERSION}|{size}|".encode())
     cols = ["dataset", "image"] + [c for c in BOX_COLUMNS if c in table]
-    h.update(pd.util.hash_pandas_object(table[cols].astype(str), index=False).values.tobytes())
-    if LANDMARK_COLUMN in table:
-        h.update("|".join(map(str, table[LANDMARK_COLUMN].tolist())).encode())
+    slices = range(0, len(table), KEY_ROWS)  # the digest of the whole table, a slice at a time (bounded memory)
+    for lo in slices:
+        h.update(pd.util.hash_pandas_object(table[cols].iloc[lo : lo + KEY_ROWS].astype(str), index=False).values.tobytes())
+    for lo in slices if LANDMARK_COLUMN in table else ():
+        marks = map(str, table[LANDMARK_COLUMN].iloc[lo : lo + KEY_ROWS].tolist())
+        h.update(("|" if lo else "").encode() + "|".join(marks).encode())
     return h.hexdigest()[:24]
 
 
@@ -194,12 +198,20 @@ def _write_chunk(fd: int, offset: int, start: int, images: np.ndarray) -> None:
         data, pos = data[written:], pos + written
 
 
+def _write_meta(path: Path, table: pd.DataFrame, size: int) -> None:
+    """``{"size", "n", "keys"}`` written a slice of keys at a time (no string of every key at once)."""
+    with open(path, "w") as f:
+        f.write(f'{{"size": {size}, "n": {len(table)}, "keys": [')
+        for lo in range(0, len(table), KEY_ROWS):
+            f.write(("," if lo else "") + json.dumps(row_keys(table.iloc[lo : lo + KEY_ROWS]).tolist())[1:-1])
+        f.write("]}")
+
+
 def _finish(path: Path, base: Path, table: pd.DataFrame, size: int) -> None:
     """Keys first, data last: a cache is visible only once both are complete."""
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
-    meta = {"size": size, "n": len(table), "keys": row_keys(table).tolist()}
-    replace_atomic(lambda tmp: tmp.write_text(json.dumps(meta)), base.with_suffix(".json"))
+    replace_atomic(lambda tmp: _write_meta(tmp, table, size), base.with_suffix(".json"))
     os.replace(path, base.with_suffix(".npy"))
 
 
@@ -282,7 +294,6 @@ def build_cache(
         return found
     workers = workers or min(8, os.cpu_count() or 1)
     rows = rows_per_chunk or chunk_rows(size)
-    args = list(_row_args(table))
     with building(cache_dir):
         found = open_cache(table, size, cache_dir)  # another builder finished it while we waited
         if found is not None:
@@ -299,7 +310,8 @@ def build_cache(
                 queued, running = iter(todo), set()
                 while True:
                     for c in islice(queued, 2 * workers - len(running)):
-                        running.add(pool.submit(_build_chunk, str(path), offset, c, args[c : c + rows], size))
+                        rows_of_chunk = list(_row_args(table.iloc[c : c + rows]))  # per chunk: no list of every row
+                        running.add(pool.submit(_build_chunk, str(path), offset, c, rows_of_chunk, size))
                     if not running:
                         break
                     finished, running = wait(running, return_when=FIRST_COMPLETED)

@@ -503,8 +503,10 @@ def check_images(df: pd.DataFrame, report: IngestReport, max_bad_fraction: float
             return f"face box (x={x:g}, y={y:g}, w={bw:g}, h={bh:g}) lies outside the {w}x{h} image {paths[i]}", True
         return None, False
 
+    results = []
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        results = list(pool.map(ok, range(len(paths)), chunksize=64))
+        for lo in range(0, len(paths), 4096):  # a slice at a time: map() would queue a future per image at once
+            results += pool.map(ok, range(lo, min(lo + 4096, len(paths))))
     boxes_off = [e for e, is_box in results if is_box]
     if boxes_off:
         raise DatasetFormatError(f"{len(boxes_off)} face boxes do not overlap their image, e.g. {boxes_off[0]}")
