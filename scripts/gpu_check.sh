@@ -7,10 +7,12 @@
 #      --head arm, on CUDA, with DCJT_DEVICE_CHECK=cuda: any parameter, buffer or batch tensor
 #      of a training step or a prediction that is not on the GPU stops it.
 # --dry-run: the same three, small, on the CPU (the test suite runs this).
-# Needs the project's venv (bash scripts/setup.sh); PYTHON overrides the interpreter.
+# Runs with the checkout's .venv (bash scripts/setup.sh) or, in the GPU image, its python; PYTHON overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
+default_py=python
+[ -x .venv/bin/python ] && default_py=.venv/bin/python   # this checkout's venv; in the GPU image, its PATH python
+PY=${PYTHON:-$default_py}
 dry=0
 [ "${1:-}" = "--dry-run" ] && dry=1
 export GX_ANALYTICS_ENABLED=false ZENML_ANALYTICS_OPT_IN=false DCJT_OFFLINE=1
