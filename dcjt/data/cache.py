@@ -177,9 +177,12 @@ def _start_partial(path: Path, record: Path, n: int, size: int, rows: int) -> tu
     """(data offset, finished chunks): resume the file a killed build left, or start one."""
     want = {"n": n, "size": size, "chunk_rows": rows}
     if path.exists() and record.exists():
-        done = json.loads(record.read_text())
-        if {k: done.get(k) for k in want} == want:
+        try:  # a record or header the kill cut short: start over
+            done = json.loads(record.read_text())
             arr = np.load(path, mmap_mode="r")
+        except (ValueError, OSError):
+            done, arr = {}, None
+        if {k: done.get(k) for k in want} == want and arr is not None:
             if arr.shape == (n, size, size, 3) and path.stat().st_size == arr.offset + arr.nbytes:
                 return int(arr.offset), set(done["done"])
     record.unlink(missing_ok=True)
