@@ -32,6 +32,12 @@ GPU_STEPS = (
 )
 
 
+def local_folder(paths, key: str) -> str:
+    """A configured folder when every step sees the same disk, else "": each pod's scratch
+    folder, resolved in the step (``steps.handoff.folder_or_scratch``)."""
+    return getattr(paths, key) if paths.handoff == "shared_disk" else ""
+
+
 def ingest(config: PipelineConfig):
     """Label tables of A and B (validated) and the ingest report."""
     data, paths = config.data, config.paths
@@ -42,7 +48,7 @@ def ingest(config: PipelineConfig):
             val_fraction=config.val_fraction,
             seed=config.seed,
             data_dir=paths.data_dir,
-            cache_dir=paths.cache_dir if paths.handoff == "shared_disk" else "",
+            cache_dir=local_folder(paths, "cache_dir"),
         )
     common = dict(seed=config.seed, max_bad_fraction=data.max_bad_fraction)
     target, t_report = ingest_dataset(id="ingest_target", spec=data.target, val_fraction=config.val_fraction, **common)
@@ -56,10 +62,10 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     p, size, method = config.paths, config.image_size, config.method
     parent = open_tracking(config=config)
     target, extra, gx = ingest(config)
-    shared = p.handoff == "shared_disk"
-    t_cache = build_image_cache(table=target, image_size=size, cache_dir=p.cache_dir, handoff=p.handoff, id="cache_target")
-    e_cache = build_image_cache(table=extra, image_size=size, cache_dir=p.cache_dir, handoff=p.handoff, id="cache_extra")
-    checkpoints = p.checkpoint_root if shared else ""  # "": each pod's scratch disk (steps.handoff)
+    caches = dict(image_size=size, cache_dir=local_folder(p, "cache_dir"), handoff=p.handoff)
+    t_cache = build_image_cache(table=target, **caches, id="cache_target")
+    e_cache = build_image_cache(table=extra, **caches, id="cache_extra")
+    checkpoints = local_folder(p, "checkpoint_root")
     common = dict(network=config.network, image_size=size, checkpoint_root=checkpoints, parent_run_id=parent)
     curve = config.evaluation.test_curve
     # Stages 1-3 (M_A is the stage-1 selector and keeps its own settings).

@@ -15,7 +15,7 @@ from dcjt.data.validation import assert_valid
 from dcjt.synthetic.disk import write_world_pngs
 from dcjt.synthetic.world import WorldSpec
 from steps.common import core_cache_policy
-from steps.handoff import CacheRef, cache_dir_for
+from steps.handoff import CacheRef, folder_or_scratch
 
 
 def _gx_summary(report, name: str) -> dict:
@@ -65,8 +65,9 @@ def build_image_cache(
     table: pd.DataFrame, image_size: int, cache_dir: str, handoff: str = "shared_disk"
 ) -> Annotated[CacheRef, "image_cache"]:
     """Decode and resize every image once into the memory-mapped cache (reused when present);
-    handed to later steps by path or through the artifact store (``steps.handoff``)."""
-    return CacheRef(str(build_cache(table, image_size, cache_dir_for(handoff, cache_dir)).path), handoff)
+    handed to later steps by path or through the artifact store (``steps.handoff``). No
+    ``cache_dir``: this pod's scratch folder."""
+    return CacheRef(str(build_cache(table, image_size, folder_or_scratch(cache_dir, "cache")).path), handoff)
 
 
 @step(enable_cache=False)

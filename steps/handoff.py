@@ -30,6 +30,7 @@ from zenml.materializers.base_materializer import BaseMaterializer
 
 from dcjt.config import state_home
 from dcjt.data.cache import CacheError, building, load_cache
+from dcjt.files import replace_atomic
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,10 @@ def scratch_dir() -> Path:
     return root / step
 
 
-def cache_dir_for(handoff: str, configured: str) -> str:
-    """Where a step builds caches: the configured folder on a shared disk, else scratch."""
-    return configured if handoff == "shared_disk" else str(scratch_dir() / "cache")
+def folder_or_scratch(configured: str, name: str) -> Path:
+    """A configured folder on the shared disk; none configured (``artifact_store``): ``name`` in
+    this pod's scratch folder. The one rule for image caches and checkpoints."""
+    return Path(configured) if configured else scratch_dir() / name
 
 
 class CacheRefMaterializer(BaseMaterializer):
@@ -114,10 +116,10 @@ class CacheRefMaterializer(BaseMaterializer):
                 return local
             except (FileNotFoundError, CacheError):
                 pass
-            for name in ("cache.json", "cache.npy"):
-                part = folder / f".restoring-{key}{Path(name).suffix}"
-                fileio.copy(os.path.join(self.uri, name), str(part), overwrite=True)
-            os.replace(folder / f".restoring-{key}.json", local.with_suffix(".json"))
-            os.replace(folder / f".restoring-{key}.npy", local)
+            for suffix in (".json", ".npy"):  # data last: both present means complete
+                source = os.path.join(self.uri, "cache" + suffix)
+                replace_atomic(
+                    lambda tmp, source=source: fileio.copy(source, str(tmp), overwrite=True), local.with_suffix(suffix)
+                )
         load_cache(local)  # checked: the copy is complete and matches its keys
         return local

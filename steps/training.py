@@ -21,7 +21,7 @@ from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.checkpoint import read_latest
 from dcjt.train.distributed import train_distributed, train_job
 from steps.common import child_run, core_cache_policy, log_frame, log_tables, table_name
-from steps.handoff import CacheRef, scratch_dir
+from steps.handoff import CacheRef, folder_or_scratch
 
 
 def _digest(*parts) -> str:
@@ -52,7 +52,7 @@ def _fit(
     """Train (one process or DDP) inside an MLflow child run; checkpoints in a folder per training."""
     recipe = (network.model_dump(), train_cfg.to_dict(), image_size)
     ckpt = (
-        Path(checkpoint_root or scratch_dir() / "checkpoints")
+        folder_or_scratch(checkpoint_root, "checkpoints")
         / f"{role}-{_digest(*recipe, train_rows, extra_rows if extra_rows is not None else 0)}"
     )
     job = dict(

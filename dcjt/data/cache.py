@@ -120,7 +120,13 @@ def _row_args(table: pd.DataFrame):
 
 def open_cache(table: pd.DataFrame, size: int, cache_dir: str | os.PathLike) -> ImageCache | None:
     """Open the cache for ``table`` at ``size`` if it exists, else ``None`` (CacheError if damaged)."""
-    data = (Path(cache_dir) / cache_key(table, size)).with_suffix(".npy")
+    return _open_at(Path(cache_dir) / cache_key(table, size))
+
+
+def _open_at(base: Path) -> ImageCache | None:
+    """The cache ``base``.npy / .json if both exist (the key already computed: hashing a large
+    table takes a while)."""
+    data = base.with_suffix(".npy")
     return load_cache(data) if data.exists() and data.with_suffix(".json").exists() else None
 
 
@@ -243,9 +249,7 @@ def write_cache(table: pd.DataFrame, size: int, cache_dir, images_iter) -> Image
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-    opened = open_cache(table, size, cache_dir)
-    assert opened is not None
-    return opened
+    return load_cache(base.with_suffix(".npy"))
 
 
 def _build_chunk(path: str, offset: int, start: int, rows: list, size: int) -> tuple[int, int]:
@@ -287,7 +291,7 @@ def build_cache(
     cache_dir = Path(cache_dir)
     base = cache_dir / cache_key(table, size)
     try:
-        found = open_cache(table, size, cache_dir)
+        found = _open_at(base)
     except CacheError as error:
         log.warning("%s; rebuilding it", error)
         found = None
@@ -298,7 +302,7 @@ def build_cache(
     workers = workers or min(8, os.cpu_count() or 1)
     rows = rows_per_chunk or chunk_rows(size)
     with building(cache_dir):
-        found = open_cache(table, size, cache_dir)  # another builder finished it while we waited
+        found = _open_at(base)  # another builder finished it while we waited
         if found is not None:
             return found
         path, record = _partial_paths(base)
