@@ -30,7 +30,7 @@ import torch
 from dcjt.config import TrainConfig
 from dcjt.inference import normalise
 from dcjt.train.batches import AUGMENT_DRAWS, Samples, augment, augment_rowwise, epoch_plan
-from dcjt.train.feed import Feed, HostBatch, device_batch, host_batches, prefetched
+from dcjt.train.feed import Feed, device_batch, host_batches, prefetched
 
 SIZE, BATCH, STEP_S = 224, 128, 0.0128
 
@@ -49,29 +49,27 @@ def make_cache(folder: Path, n: int) -> Samples:
     return Samples(images, np.arange(n), labels, rng.uniform(-1, 1, (n, 2)).astype(np.float32))
 
 
-def before(plan, samples: Samples, feed: Feed):
+def before(plan, samples: Samples):
     """The loop's batches before the feed existed: fancy indexing on the memmap into a fresh
     array per batch, in the training thread (then ``.to(device)`` from unpinned memory)."""
     for _, idx in plan:
         rows = samples.sort_rows(idx)
-        images = torch.from_numpy(np.take(samples.images[0], samples.positions[rows], axis=0))
-        yield SimpleNamespace(images=images, rows=rows)
+        yield SimpleNamespace(images=torch.from_numpy(np.take(samples.images[0], samples.positions[rows], axis=0)))
 
 
-def run(samples: Samples, feed: Feed | None, cfg: TrainConfig, epochs: int, step_s: float) -> tuple[float, float]:
+def run(samples: Samples, feed: Feed, cfg: TrainConfig, epochs: int, step_s: float, old: bool = False) -> tuple[float, float]:
     """(images/s, share of wall time spent waiting for the next batch) over ``epochs`` epochs;
-    ``feed`` None: the loop's path before the feed."""
+    ``old``: the loop's path before the feed, in the step's thread."""
     images, waited = 0, 0.0
     t0 = time.perf_counter()
     for epoch in range(epochs):
         plan = epoch_plan(epoch, cfg, len(samples), None)
         g = torch.Generator().manual_seed(epoch)
-        if feed is None:
-            feed = Feed(torch.device("cpu"))
-            batches = before(plan, samples, feed)
+        if old:
+            batches = before(plan, samples)
         else:
             batches = host_batches(plan, {"A": samples}, g, pin=feed.pin, in_flight=feed.prefetch + 2)
-        with prefetched(batches, feed.prefetch) as ready:
+        with prefetched(batches, 0 if old else feed.prefetch) as ready:
             it = iter(ready)
             while True:
                 t = time.perf_counter()
@@ -80,11 +78,10 @@ def run(samples: Samples, feed: Feed | None, cfg: TrainConfig, epochs: int, step
                     break
                 waited += time.perf_counter() - t
                 if step_s:
-                    if feed.device.type == "cuda":
-                        if isinstance(batch, HostBatch):
-                            device_batch(batch, feed, cfg)  # the copy is queued on the device, like the step
-                        else:
-                            batch.images.to(feed.device)
+                    if feed.device.type == "cuda" and old:
+                        batch.images.to(feed.device)  # unpinned: the copy blocks, as it did
+                    elif feed.device.type == "cuda":
+                        device_batch(batch, feed, cfg)  # the copy is queued on the device, like the step
                     time.sleep(step_s)
                 images += len(batch.images)
     wall = time.perf_counter() - t0
@@ -128,9 +125,9 @@ def main() -> None:
         run(samples, Feed(device, pin=cuda), cfg, 1, 0.0)  # page cache warm, as for a cache read every epoch
         rows = {}
         for name, depth in (("before", None), ("prefetch 0", 0), ("prefetch 2", 2)):
-            feed = None if depth is None else Feed(device, pin=cuda, prefetch=depth)
-            delivery, _ = run(samples, feed, cfg, args.epochs, 0.0)
-            _, wait = run(samples, feed, cfg, args.epochs, STEP_S)
+            feed = Feed(device, pin=cuda and depth is not None, prefetch=depth or 0)
+            delivery, _ = run(samples, feed, cfg, args.epochs, 0.0, old=depth is None)
+            _, wait = run(samples, feed, cfg, args.epochs, STEP_S, old=depth is None)
             rows[name] = (delivery, wait)
     batched, rowwise = augmentation_ratio(device, cfg)
     print(f"{args.images} images of {SIZE}x{SIZE}, batch {BATCH}, {args.epochs} epochs, {device}, 2 threads")
