@@ -39,6 +39,23 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class SCNConfig(Settings):
+    """Self-Cure Network (Wang et al., CVPR 2020; kaiwang960112/Self-Cure-Network) as a training
+    mode: a sigmoid attention weight per image scales its logits, a rank regularisation keeps the
+    top ``top_share`` of each batch's weights ``rank_margin`` above the rest, and from
+    ``relabel_epoch`` on a sample of the low-weight group whose top probability beats its label's
+    by more than ``relabel_margin`` takes the top class as its label."""
+
+    enabled: bool = False
+    top_share: float = Field(0.7, gt=0, lt=1, description="beta: share of each batch in the high-importance group")
+    rank_margin: float = Field(0.15, ge=0, description="delta_1 of the rank regularisation")
+    relabel_margin: float = Field(0.2, ge=0, le=1, description="delta_2: P_max - P_label above which a sample is relabeled")
+    relabel_epoch: int = Field(10, ge=0, description="first epoch (0-based) that relabels")
+    relabel_group: Literal["low", "all"] = Field(
+        "low", description="low: the low-importance group only (the paper); all: any sample (the official code)"
+    )
+
+
 class TrainConfig(Settings):
     """One training run's recipe (M_A, M_B, the DCN and every comparison row)."""
 
@@ -55,6 +72,12 @@ class TrainConfig(Settings):
     joint_frequency: int = Field(1, ge=1)
     joint_mode: Literal["batch", "epoch"] = "epoch"
     balanced_extra: bool = True
+    extra_balance: Literal["union", "each"] = Field(
+        "union",
+        description="joint passes over several extras: union = one class-balanced pass over their union; each = every "
+        "extra an equal share of the pass, classes balanced within it",
+    )
+    scn: SCNConfig = Field(default_factory=SCNConfig)
     seed: int = 0
     flip: bool = True
     erase_p: float = Field(0.5, ge=0, le=1)
@@ -75,6 +98,12 @@ class TrainConfig(Settings):
     def _warmup_before_end(self) -> TrainConfig:
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+        return self
+
+    @model_validator(mode="after")
+    def _scn_one_process(self) -> TrainConfig:
+        if self.scn.enabled and self.devices > 1:
+            raise ValueError("scn relabels its training rows as it goes: it runs in one process (devices: 1)")
         return self
 
     def to_dict(self) -> dict:
@@ -126,6 +155,7 @@ class MethodConfig(Settings):
     gate_ratio: float = Field(0.8, gt=0, le=1, description="gated: new centre nearer than ratio x the old class's centre")
     gate_m_a: bool = Field(True, description="gated: M_A must also predict the new label")
     extra_fraction: float = Field(1.0, gt=0, le=1, description="seeded, stratified share of B's train rows used")
+    scn: bool = Field(False, description="train the row as a Self-Cure Network (settings: dcn.scn)")
 
     @field_validator("relabel", mode="before")
     @classmethod
@@ -146,6 +176,8 @@ class MethodConfig(Settings):
             parts.append(self.combine)
         if self.extra_fraction < 1:
             parts.append(f"b{self.extra_fraction:g}")
+        if self.scn:
+            parts.append("scn")
         return "-".join(parts)
 
 
@@ -155,6 +187,9 @@ BASELINES: dict[str, dict[str, Any]] = {
     "target_only": {"extra_use": "none", "continuous": False},
     "straight": {"extra_use": "all", "continuous": False, "combine": "merged", "mapping": "none", "relabel": "none"},
     "oracle": {"relabel": "oracle"},  # synthetic world only: B relabeled with the hidden truth
+    # The Self-Cure Network (paper Tables 3-4) on the straight combination and on A alone.
+    "scn": {"extra_use": "all", "continuous": False, "combine": "merged", "mapping": "none", "relabel": "none", "scn": True},
+    "scn_target": {"extra_use": "none", "continuous": False, "scn": True},
 }
 
 
@@ -173,31 +208,88 @@ class BudgetConfig(Settings):
 class DatasetSpec(Settings):
     dataset: Literal[DATASETS]
     root: str | None = None
+    name: str | None = Field(None, description="the rows' dataset name (default: dataset); tells two of a kind apart")
     fingerprint: str = Field("", description="set by the runner: changed files change ZenML's cache key")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.dataset
 
 
 class DataConfig(Settings):
+    """Target A and one or more extra datasets. ``extra`` is shorthand for a one-item ``extras``
+    (with several extras it sets nothing: name them as ``data.extras.K.root``)."""
+
     kind: Literal["synthetic", "files"] = "synthetic"
     world: WorldSpec = Field(default_factory=WorldSpec)
     target: DatasetSpec | None = None
-    extra: DatasetSpec | None = None
+    extras: list[DatasetSpec] = Field(default_factory=list)
     max_bad_fraction: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extra_shorthand(cls, data):
+        if not isinstance(data, dict) or data.get("extra") is None:
+            return data
+        data = dict(data)
+        one = data.pop("extra")
+        extras = list(data.get("extras") or [])
+        if len(extras) > 1:
+            raise ValueError(
+                f"data.extra is shorthand for a single extra dataset, but data.extras lists {len(extras)}: "
+                "set data.extras.K.root (K = 0, 1, ...) instead"
+            )
+        data["extras"] = [_merge(extras[0], one) if extras and isinstance(one, dict) else one]
+        return data
 
     @model_validator(mode="after")
     def _files_need_roots(self) -> DataConfig:
         if self.kind != "files":
             return self
-        for role in ("target", "extra"):
-            spec = getattr(self, role)
-            if spec is None:
-                raise ValueError(f"data.{role} is not set (dataset and root)")
+        if self.target is None:
+            raise ValueError("data.target is not set (dataset and root)")
+        if not self.extras:
+            raise ValueError("data.extras is empty: DCJT needs at least one extra dataset (dataset and root)")
+        roles = [("target", "target", self.target)] + [(f"extras.{k}", "extra", s) for k, s in enumerate(self.extras)]
+        seen: dict[str, str] = {}
+        names: dict[str, str] = {}
+        for where, flag, spec in roles:
             if not spec.root:
-                raise ValueError(f"data.{role}.root is not set: pass --{role}-root DIR or --set data.{role}.root=DIR")
+                raise ValueError(f"data.{where}.root is not set: pass --{flag}-root DIR or --set data.{where}.root=DIR")
             if not Path(spec.root).is_dir():
-                raise ValueError(f"data.{role}.root: folder not found: {spec.root}")
-        if self.extra.dataset not in DATASETS_WITH_VA:
-            raise ValueError(f"data.extra must be a dataset with valence/arousal labels {DATASETS_WITH_VA}")
+                raise ValueError(f"data.{where}.root: folder not found: {spec.root}")
+            real = str(Path(spec.root).resolve())
+            if real in seen:
+                raise ValueError(
+                    f"data.{where}.root is the same folder as data.{seen[real]}.root ({spec.root}): "
+                    "its images would be counted twice"
+                )
+            seen[real] = where
+            if spec.label in names:
+                raise ValueError(
+                    f"data.{where} and data.{names[spec.label]} are both named {spec.label!r}: "
+                    f"set data.{where}.name to tell their rows apart"
+                )
+            names[spec.label] = where
+        if not any(s.dataset in DATASETS_WITH_VA for s in self.extras):
+            raise ValueError(
+                f"data.extras: none has valence/arousal labels ({', '.join(DATASETS_WITH_VA)}); "
+                "M_B (stage 2) trains on such an extra, and the others get its pseudo valence/arousal"
+            )
         return self
+
+
+class LeakageConfig(Settings):
+    """The leakage guard (``dcjt.data.leakage``): before training, images of A's train/val rows and
+    of every extra that are near-duplicates of A's test images leave the training data."""
+
+    enabled: bool = True
+    max_distance: int = Field(
+        24,
+        ge=0,
+        lt=256,
+        description="Hamming distance (of 256 perceptual-hash bits) at or below which two images count as one photo",
+    )
 
 
 class GatesConfig(Settings):
@@ -285,6 +377,7 @@ class PipelineConfig(Settings):
     baselines: list[Literal[tuple(BASELINES)]] = Field(default_factory=lambda: ["target_only", "straight"])
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
+    leakage: LeakageConfig = Field(default_factory=LeakageConfig)
     min_image_side: int | None = Field(None, ge=1, description="serving: smaller images are refused (default: image_size / 4)")
     register_model: bool = Field(True, description="register the DCN and run the promotion gate (studies: off)")
     tracking_tags: dict[str, str] = Field(default_factory=dict, description="extra tags of the MLflow parent run")
@@ -357,12 +450,34 @@ def set_value(raw: dict, key: str, value: Any) -> dict:
     """Set ``a.b.c`` in the raw (not yet validated) config to ``value``."""
     node = raw
     parts = key.strip().split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
+    for p, nxt in zip(parts[:-1], parts[1:]):
+        if isinstance(node, list):
+            node = _list_item(node, p, key)
+            continue
+        node = node.setdefault(p, [] if nxt.isdigit() else {})
+        if not isinstance(node, (dict, list)):
             raise ConfigError(f"{key}: {p!r} is not a section")
-    node[parts[-1]] = value
+    if isinstance(node, list):
+        index = int(_list_index(node, parts[-1], key))
+        node[index] = value
+    else:
+        node[parts[-1]] = value
     return raw
+
+
+def _list_index(items: list, part: str, key: str) -> int:
+    if not part.isdigit() or int(part) > len(items):
+        raise ConfigError(f"{key}: {part!r} is not an index of a list of {len(items)} (use 0..{len(items)})")
+    if int(part) == len(items):
+        items.append({})
+    return int(part)
+
+
+def _list_item(items: list, part: str, key: str):
+    item = items[_list_index(items, part, key)]
+    if not isinstance(item, dict):
+        raise ConfigError(f"{key}: item {part} is not a section")
+    return item
 
 
 def parse_assignment(assignment: str) -> tuple[str, Any]:
@@ -403,8 +518,10 @@ def load_config(
         set_value(raw, key, value)
     data = raw.get("data") or {}
     if data.get("kind", "synthetic") == "synthetic":
-        for role in ("target", "extra"):
-            root = (data.get(role) or {}).get("root")
+        specs = [("target", data.get("target")), ("extra", data.get("extra"))]
+        specs += [(f"extras.{k}", spec) for k, spec in enumerate(data.get("extras") or [])]
+        for role, spec in specs:
+            root = (spec or {}).get("root") if isinstance(spec, dict) else None
             if root:
                 raise ConfigError(
                     f"--{role}-root / data.{role}.root ({root}) is set, but config {name_or_path!r} trains on the synthetic "

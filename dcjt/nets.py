@@ -82,7 +82,7 @@ class ARMHead(nn.Module):
 class DCNet(nn.Module):
     """Discrete-Continuous Net: a trunk and a head giving 7 logits + (valence, arousal)."""
 
-    def __init__(self, backbone: str = "resnet18", head: str = "linear", image_size: int = 224):
+    def __init__(self, backbone: str = "resnet18", head: str = "linear", image_size: int = 224, scn: bool = False):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose from {BACKBONES}")
@@ -101,19 +101,29 @@ class DCNet(nn.Module):
         else:
             self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
             self.fc = nn.Linear(channels, OUTPUTS)
+        # Self-Cure Network (dcjt.train.scn): an attention weight per image from the same features.
+        self.attention = nn.Linear(self.fc.in_features, 1) if scn else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             raise ValueError(f"network expects {self.image_size}x{self.image_size} images, got {tuple(x.shape[-2:])}")
-        return self.fc(self.head(self.trunk(x)))
+        features = self.head(self.trunk(x))
+        out = self.fc(features)
+        if self.attention is not None and self.training:  # SCN: logits scaled by alpha, alpha last
+            alpha = torch.sigmoid(self.attention(features))
+            return torch.cat([out[:, :NUM_CLASSES] * alpha, out[:, NUM_CLASSES:], alpha], dim=1)
+        return out
 
     def spec(self) -> dict:
-        return {"backbone": self.backbone_name, "head": self.head_name, "image_size": self.image_size}
+        spec = {"backbone": self.backbone_name, "head": self.head_name, "image_size": self.image_size}
+        return spec | ({"scn": True} if self.attention is not None else {})
 
 
-def build_model(backbone: str = "resnet18", head: str = "linear", image_size: int = 224, weights: str | None = None) -> DCNet:
-    """A DCNet; ``weights`` (see ``dcjt.weights``) initialise its trunk."""
-    net = DCNet(backbone, head, image_size)
+def build_model(
+    backbone: str = "resnet18", head: str = "linear", image_size: int = 224, weights: str | None = None, scn: bool = False
+) -> DCNet:
+    """A DCNet; ``weights`` (see ``dcjt.weights``) initialise its trunk; ``scn`` adds SCN's attention."""
+    net = DCNet(backbone, head, image_size, scn)
     if weights not in (None, "", "none"):
         from dcjt.weights import apply_weights
 

@@ -1,5 +1,7 @@
-"""The DCJT pipeline: ingest -> cache -> M_A -> subset -> M_B -> pseudo labels -> mapping ->
-relabeling -> DCN -> evaluation -> registry, with the paper's baselines as config switches.
+"""The DCJT pipeline: ingest -> cache -> screening (class overlap, leakage guard) -> M_A -> subset
+-> M_B -> pseudo labels -> mapping -> relabeling -> DCN -> evaluation -> registry, with the
+paper's baselines as config switches. One or more extra datasets travel as one table of extras
+(``dataset`` tells them apart); each stage treats them dataset by dataset (``dcjt.method.extras``).
 
 Variants of an ablation share M_A, the subset and M_B through ZenML's cache: only the steps whose
 parameters differ (mapping, relabeling, DCN) run again. Every reported row (DCJT and the
@@ -13,10 +15,10 @@ from zenml import pipeline
 from zenml.enums import ExecutionMode
 
 from dcjt.config import PipelineConfig
-from steps.data import build_image_cache, ingest_dataset, ingest_synthetic, merge_reports
+from steps.data import build_image_cache, ingest_dataset, ingest_extras, ingest_synthetic, merge_reports, screen_datasets
 from steps.evaluation import evaluate_model
 from steps.registry import register_and_promote
-from steps.stages import map_extra_continuous, pseudo_label_target, relabel_extra, select_extra_subset
+from steps.stages import map_extra_continuous, pseudo_label_extras, pseudo_label_target, relabel_extra, select_extra_subset
 from steps.tracking import open_tracking, report_run
 from steps.training import train_dcn, train_m_a, train_m_b
 
@@ -27,8 +29,12 @@ GPU_STEPS = (
     "train_m_b",
     "pseudo_label_target",
     "train_dcn",
+    "pseudo_label_extras",
     "train_target_only",
     "train_straight",
+    "train_scn",
+    "train_scn_target",
+    "train_oracle",
 )
 
 
@@ -53,7 +59,7 @@ def ingest(config: PipelineConfig):
     common = dict(seed=config.seed, max_bad_fraction=data.max_bad_fraction)
     target, t_report = ingest_dataset(id="ingest_target", spec=data.target, val_fraction=config.val_fraction, **common)
     # B's validation rows are carved where they are used: from M_B's subset in stage 2 (m_b_rows).
-    extra, e_report = ingest_dataset(id="ingest_extra", spec=data.extra, val_fraction=0.0, **common)
+    extra, e_report = ingest_extras(specs=data.extras, **common)
     return target, extra, merge_reports(t_report, e_report)
 
 
@@ -65,6 +71,7 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     caches = dict(image_size=size, cache_dir=local_folder(p, "cache_dir"), handoff=p.handoff)
     t_cache = build_image_cache(table=target, **caches, id="cache_target")
     e_cache = build_image_cache(table=extra, **caches, id="cache_extra")
+    target, extra, leakage = screen_datasets(target, extra, t_cache, e_cache, leakage=config.leakage, parent_run_id=parent)
     checkpoints = local_folder(p, "checkpoint_root")
     common = dict(network=config.network, image_size=size, checkpoint_root=checkpoints, parent_run_id=parent)
     curve = config.evaluation.test_curve
@@ -85,7 +92,8 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         **common,
     )
     pseudo, pseudo_stats = pseudo_label_target(m_b, target, t_cache, gates=gates)
-    mapped, mapping_stats = map_extra_continuous(marked, pseudo, method=method, gates=gates)
+    with_va, _ = pseudo_label_extras(m_b, marked, e_cache)  # extras without V/A: M_B's, like A
+    mapped, mapping_stats = map_extra_continuous(with_va, pseudo, method=method, gates=gates)
     prepared, relabel_stats = relabel_extra(mapped, pseudo, method=method, gates=gates)
     # Stage 4 and the rows reported beside it: one recipe and budget, one evaluation step.
     dcn_common = dict(
@@ -147,4 +155,7 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         target_only_evaluation=baselines.get("target_only"),
         straight_evaluation=baselines.get("straight"),
         oracle_evaluation=baselines.get("oracle"),
+        scn_evaluation=baselines.get("scn"),
+        scn_target_evaluation=baselines.get("scn_target"),
+        leakage=leakage,
     )

@@ -91,7 +91,8 @@ def preflight(cfg: PipelineConfig, uri: str) -> None:
 
     check_tracking_store(uri)
     if cfg.data.kind == "files":
-        for role, spec in (("target", cfg.data.target), ("extra", cfg.data.extra)):
+        roles = [("target", cfg.data.target)] + [(f"extras.{k}", s) for k, s in enumerate(cfg.data.extras)]
+        for role, spec in roles:
             try:
                 check_layout(spec.dataset, spec.root)
             except DatasetFormatError as exc:
@@ -204,7 +205,7 @@ def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config
     flavor = Client().active_stack.orchestrator.flavor
     check_handoff(flavor, cfg, yaml.safe_load(Path(run_config).read_text()) if run_config else None)
     if cfg.data.kind == "files":
-        for spec in (cfg.data.target, cfg.data.extra):
+        for spec in (cfg.data.target, *cfg.data.extras):
             spec.fingerprint = fingerprint(spec.root)
     run_name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     pipe = dcjt_pipeline.with_options(config_path=run_config) if run_config else dcjt_pipeline

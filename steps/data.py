@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import mlflow
+import numpy as np
 import pandas as pd
 from zenml import step
 
-from dcjt.config import DatasetSpec
-from dcjt.data.cache import build_cache, open_cache, write_cache
+from dcjt.config import DatasetSpec, LeakageConfig
+from dcjt.data.cache import build_cache, load_cache, open_cache, row_keys, write_cache
 from dcjt.data.labels import stratified_val_split
+from dcjt.data.leakage import pairs_figure, screen
 from dcjt.data.readers import ingest
 from dcjt.data.validation import assert_valid
+from dcjt.method.extras import check_class_overlap
 from dcjt.synthetic.disk import write_world_pngs
 from dcjt.synthetic.world import WorldSpec
-from steps.common import core_cache_policy
+from steps.common import child_run, core_cache_policy, log_frame, log_json
 from steps.handoff import CacheRef, folder_or_scratch
 
 
@@ -26,11 +30,19 @@ def _gx_summary(report, name: str) -> dict:
 def ingest_synthetic(
     world: WorldSpec, image_size: int, val_fraction: float, seed: int, data_dir: str, cache_dir: str
 ) -> tuple[Annotated[pd.DataFrame, "target_table"], Annotated[pd.DataFrame, "extra_table"], Annotated[dict, "ingest_gx"]]:
-    """Generate the synthetic world: PNG files, label tables and their image caches."""
+    """Generate the synthetic world: PNG files, label tables and their image caches. The extra
+    populations (``extra`` and, when the world has one, the discrete-only ``extra2``) form one
+    table of extras, told apart by their ``dataset`` column."""
+    world_out = write_world_pngs(world, image_size, seed, data_dir)
+    target, t_images = world_out.pop("target")
+    parts = {"target": (stratified_val_split(target, val_fraction, seed), t_images)}
+    # B's validation is carved from M_B's subset in stage 2, where it is used
+    parts["extra"] = (
+        pd.concat([t for t, _ in world_out.values()], ignore_index=True),
+        np.concatenate([i for _, i in world_out.values()]),
+    )
     tables, gx = {}, {}
-    for role, (table, images) in write_world_pngs(world, image_size, seed, data_dir).items():
-        if role == "target":  # B's validation is carved from M_B's subset in stage 2, where it is used
-            table = stratified_val_split(table, val_fraction, seed)
+    for role, (table, images) in parts.items():
         gx[role] = _gx_summary(assert_valid(table, name=f"synthetic {role}"), role)
         gx[role]["validation_rows"] = int((table["split"] == "val").sum())
         if cache_dir and open_cache(table, image_size, cache_dir) is None:  # no cache_dir: caches in the build step
@@ -48,16 +60,37 @@ def ingest_dataset(
     ``spec.fingerprint`` (file list, sizes, times) is part of the parameters only so that
     changed files on disk change the cache key.
     """
+    return read_dataset(spec, val_fraction, seed, max_bad_fraction)
+
+
+def read_dataset(spec: DatasetSpec, val_fraction: float, seed: int, max_bad_fraction: float) -> tuple[pd.DataFrame, dict]:
     table, report = ingest(spec.dataset, spec.root, val_fraction=val_fraction, seed=seed, max_bad_fraction=max_bad_fraction)
-    gx = _gx_summary(assert_valid(table, name=f"{spec.dataset} at {spec.root}"), spec.dataset)
+    table["dataset"] = pd.Series([spec.label] * len(table), dtype="string")
+    gx = _gx_summary(assert_valid(table, name=f"{spec.label} at {spec.root}"), spec.label)
     return table, {
         "dataset": spec.dataset,
+        "name": spec.label,
+        "rows": len(table),
         "excluded": report.excluded,
         "skipped_images": report.skipped_images,
         "notes": report.notes,
         "gx": gx,
         "fingerprint": spec.fingerprint,
     }
+
+
+@step(cache_policy=core_cache_policy())
+def ingest_extras(
+    specs: list[DatasetSpec], seed: int, max_bad_fraction: float = 0.0
+) -> tuple[Annotated[pd.DataFrame, "table"], Annotated[dict, "ingest_report"]]:
+    """Every extra dataset, read and validated on its own, as one table of extras (told apart by
+    ``dataset``). Their validation rows are carved from M_B's subset in stage 2, where they are used."""
+    tables, reports = [], {}
+    for spec in specs:
+        table, report = read_dataset(spec, 0.0, seed, max_bad_fraction)
+        tables.append(table)
+        reports[spec.label] = report
+    return pd.concat(tables, ignore_index=True), reports
 
 
 @step(cache_policy=core_cache_policy())
@@ -68,6 +101,46 @@ def build_image_cache(
     handed to later steps by path or through the artifact store (``steps.handoff``). No
     ``cache_dir``: this pod's scratch folder."""
     return CacheRef(str(build_cache(table, image_size, folder_or_scratch(cache_dir, "cache")).path), handoff)
+
+
+@step(cache_policy=core_cache_policy())
+def screen_datasets(
+    target_table: pd.DataFrame,
+    extra_table: pd.DataFrame,
+    target_cache: CacheRef,
+    extra_cache: CacheRef,
+    leakage: LeakageConfig,
+    parent_run_id: str,
+) -> tuple[Annotated[pd.DataFrame, "target_screened"], Annotated[pd.DataFrame, "extra_screened"], Annotated[dict, "leakage"]]:
+    """Before any training: every extra shares classes with A, and no training image (A's train
+    and validation rows, every extra's) is a near-duplicate of one of A's test images (the
+    leakage guard: removed, counted per dataset, example pairs logged to MLflow)."""
+    overlap = check_class_overlap(target_table, extra_table)
+    if not leakage.enabled:
+        return target_table, extra_table, {"enabled": False, "class_overlap": overlap}
+    t_cache, e_cache = load_cache(target_cache.path), load_cache(extra_cache.path)
+    target, extra, counts, pairs = screen(target_table, extra_table, t_cache, e_cache, leakage.max_distance)
+    report = {"enabled": True, "class_overlap": overlap, **counts}
+    with child_run(parent_run_id, "leakage guard"):
+        mlflow.log_param("leakage.max_distance", leakage.max_distance)
+        metrics = {f"leaked.{d}": v["leaked"] for d, v in counts["removed"].items()}
+        metrics |= {f"within_dataset.{d}": v.get("duplicates", v.get("leaked", 0)) for d, v in counts["within_dataset"].items()}
+        mlflow.log_metrics(metrics | {"leaked": counts["leaked"]})
+        log_json(report, "leakage.json")
+        if len(pairs):
+            log_frame(pairs, "leakage_pairs.csv")
+            shown = pairs.groupby("kind", sort=False).head(3)
+            images = dict(zip(row_keys_images(target_table, t_cache), t_cache.images)) | dict(
+                zip(row_keys_images(extra_table, e_cache), e_cache.images)
+            )
+            mlflow.log_figure(pairs_figure(shown, images), "leakage_pairs.png")
+    return target, extra, report
+
+
+def row_keys_images(table: pd.DataFrame, cache) -> list[str]:
+    """The image path of each row of ``cache`` (its keys are ``dataset/image``)."""
+    by_key = dict(zip(row_keys(table), table["image"].astype(str)))
+    return [by_key.get(k, k) for k in cache.keys]
 
 
 @step(enable_cache=False)

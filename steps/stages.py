@@ -16,8 +16,18 @@ from dcjt.config import GatesConfig, MethodConfig
 from dcjt.data.cache import load_cache
 from dcjt.data.labels import split_rows
 from dcjt.data.validation import gx_summary
-from dcjt.method import map_continuous, pseudo_label, relabel, select_subset, take_fraction
-from dcjt.method.health import gate_report, mapping_gates, pseudo_gates, relabel_gates, subset_gates
+from dcjt.method import pseudo_label, select_subset, take_fraction, with_pseudo_va
+from dcjt.method.extras import datasets, map_by_dataset, relabel_by_dataset, subset_by_dataset, va_datasets
+from dcjt.method.health import (
+    extra_subset_gates,
+    gate_report,
+    mapping_gates,
+    of_dataset,
+    pseudo_gates,
+    relabel_gates,
+    subset_gates,
+)
+from dcjt.method.truth import pseudo_truth
 from dcjt.train.batches import samples_from
 from dcjt.train.predict import predict
 from steps.common import core_cache_policy
@@ -39,9 +49,14 @@ def select_extra_subset(
     extra = take_fraction(extra_table, extra_fraction, seed)
     probs, _ = predict(m_a, samples_from(extra, load_cache(extra_cache.path)))
     marked, stats = select_subset(extra, probs)
-    stats["gates"] = gate_report(
-        "stage 1 (M_A, subset)", subset_gates(m_a_metrics["val_accuracy_selected"], stats, gates), gates.mode
-    )
+    accuracy = m_a_metrics["val_accuracy_selected"]
+    checks = subset_gates(accuracy, stats, gates)
+    per = subset_by_dataset(extra, probs)
+    for name, own in per.items():
+        checks += extra_subset_gates(name, accuracy, own, gates)
+    if per:
+        stats["per_dataset"] = per
+    stats["gates"] = gate_report("stage 1 (M_A, subset)", checks, gates.mode)
     stats["gx"] = gx_summary(marked, "extra after subset selection")
     return marked, stats
 
@@ -59,13 +74,36 @@ def pseudo_label_target(
 
 
 @step(cache_policy=core_cache_policy())
+def pseudo_label_extras(
+    m_b: torch.nn.Module, extra_marked: pd.DataFrame, extra_cache: CacheRef
+) -> tuple[Annotated[pd.DataFrame, "extra_with_va"], Annotated[dict, "extra_pseudo_stats"]]:
+    """Stage 2 for the extras without valence/arousal: M_B predicts them (as it does for A), so
+    their rows outside the subset can be relabeled by A's class centres."""
+    discrete = [d for d in datasets(extra_marked) if d not in va_datasets(extra_marked)]
+    if not discrete:
+        return extra_marked, {}
+    rows = extra_marked["dataset"].astype(str).isin(discrete).to_numpy()
+    _, va = predict(m_b, samples_from(extra_marked[rows], load_cache(extra_cache.path)))
+    out = extra_marked.copy()
+    part = with_pseudo_va(extra_marked[rows], va)
+    for col in ("valence", "arousal", "va_origin"):
+        out.loc[rows, col] = part[col].to_numpy()
+    stats = {d: {"rows": int((part["dataset"] == d).sum()), **pseudo_truth(part[part["dataset"] == d])} for d in discrete}
+    return out, {"datasets": stats, "gx": gx_summary(out, "extras with pseudo V/A")}
+
+
+@step(cache_policy=core_cache_policy())
 def map_extra_continuous(
     extra_marked: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig, gates: GatesConfig
 ) -> tuple[Annotated[pd.DataFrame, "extra_mapped"], Annotated[dict, "mapping_stats"]]:
-    """Stage 3a: map B - subB's valence/arousal onto A's (per-emotion) Gaussians."""
+    """Stage 3a: map B - subB's valence/arousal onto A's (per-emotion) Gaussians, each extra that
+    publishes them with its own statistics."""
     target = split_rows(target_pseudo, "train")
-    mapped, stats = map_continuous(split_rows(extra_marked, "train"), target, method.mapping, b_stats_from=method.b_stats_from)
-    stats["gates"] = gate_report("stage 3a (mapping)", mapping_gates(stats, gates), gates.mode)
+    mapped, stats = map_by_dataset(split_rows(extra_marked, "train"), target, method.mapping, b_stats_from=method.b_stats_from)
+    checks = mapping_gates(stats, gates)
+    for name, own in stats.get("per_dataset", {}).items():
+        checks += of_dataset(name, mapping_gates(own, gates))
+    stats["gates"] = gate_report("stage 3a (mapping)", checks, gates.mode)
     stats["gx"] = gx_summary(mapped, "extra after mapping")
     return mapped, stats
 
@@ -76,10 +114,14 @@ def relabel_extra(
 ) -> tuple[Annotated[pd.DataFrame, "extra_prepared"], Annotated[dict, "relabel_stats"]]:
     """Stage 3b: relabel B - subB by A's class centres (``method.relabel``: none, nearest, gated, oracle)."""
     target = split_rows(target_pseudo, "train")
-    relabeled, stats = relabel(extra_mapped, target, method.relabel, gate_ratio=method.gate_ratio, gate_m_a=method.gate_m_a)
+    kw = dict(gate_ratio=method.gate_ratio, gate_m_a=method.gate_m_a)
+    relabeled, stats = relabel_by_dataset(extra_mapped, target, method.relabel, **kw)
     stats["enabled"] = method.relabel != "none"
     if method.relabel in ("nearest", "gated"):
-        stats["gates"] = gate_report("stage 3b (relabeling)", relabel_gates(stats, gates), gates.mode)
+        checks = relabel_gates(stats, gates)
+        for name, own in stats.get("per_dataset", {}).items():
+            checks += of_dataset(name, relabel_gates(own, gates))
+        stats["gates"] = gate_report("stage 3b (relabeling)", checks, gates.mode)
     if stats["enabled"]:
         stats["gx"] = gx_summary(relabeled, "extra after relabeling")
     return relabeled, stats

@@ -17,6 +17,7 @@ from zenml import get_step_context, step
 from dcjt.config import PipelineConfig
 from dcjt.data.labels import split_rows
 from dcjt.method import class_centres, va_stats
+from dcjt.method.extras import contributions, transitions
 from dcjt.method.truth import criteria_report, remaining_part
 from dcjt.plots import confusion_figure, va_scatter
 from steps.common import log_frame, log_json, log_tables, table_name
@@ -119,6 +120,9 @@ def report_run(
     target_only_evaluation: dict | None = None,
     straight_evaluation: dict | None = None,
     oracle_evaluation: dict | None = None,
+    scn_evaluation: dict | None = None,
+    scn_target_evaluation: dict | None = None,
+    leakage: dict | None = None,
 ) -> tuple[Annotated[pd.DataFrame, "comparison"], Annotated[str, "comparison_csv"], Annotated[dict, "summary"]]:
     """Log stats, plots and final metrics into the parent run, write the comparison CSV, close the run.
 
@@ -128,6 +132,8 @@ def report_run(
         "straight": straight_evaluation,
         "dcjt": dcjt_evaluation,
         "oracle": oracle_evaluation,
+        "scn": scn_evaluation,
+        "scn_target": scn_target_evaluation,
     }
     evaluations = {name: r for name, r in rows.items() if r is not None}
     promotion = promotion or {}
@@ -141,6 +147,7 @@ def report_run(
         "m_a": m_a_metrics,
         "evaluations": evaluations,
         "promotion": promotion,
+        "leakage": leakage or {},
     }
     with mlflow.start_run(run_id=parent_run_id):
         log_tables(
@@ -155,6 +162,9 @@ def report_run(
             {f"final.{k}": float(v) for k, v in dcjt_evaluation.items() if k.startswith("test_") and isinstance(v, (int, float))}
         )
         _log_stage_stats(stats)
+        extras = contributions(extra_marked, extra_prepared)
+        log_frame(extras.set_index("dataset"), "extras_contribution.csv")
+        log_json(transitions(extra_marked, extra_prepared), "stats/extras_relabel_transitions.json")
         diagnostics = _log_criteria(target_pseudo, extra_marked, extra_prepared)
         mlflow.log_figure(confusion_figure(dcjt_evaluation["confusion"], "DCN on A's test split"), "plots/confusion_dcn.png")
         log_frame(comparison.set_index("variant"), "comparison.csv")
@@ -173,5 +183,7 @@ def report_run(
         "mlflow_run_id": parent_run_id,
         "subset_kept_fraction": subset_stats.get("kept_fraction"),
         "failed_gates": failed_gates(stats),
+        "extras": extras.to_dict("records"),
+        "leaked": (leakage or {}).get("leaked"),
     }
     return comparison, comparison_path, summary

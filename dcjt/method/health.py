@@ -8,7 +8,7 @@ gate when the mode is ``stop``, so the run ends before a model is registered.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import combinations
 
 import numpy as np
@@ -37,6 +37,18 @@ def _at_least(name: str, observed: float, threshold: float) -> Gate:
 
 def _at_most(name: str, observed: float, threshold: float) -> Gate:
     return Gate(name, float(observed), float(threshold), bool(observed <= threshold), "<=")
+
+
+def of_dataset(dataset: str, gates: list[Gate]) -> list[Gate]:
+    """The same gates applied to one extra dataset, named after it."""
+    return [replace(g, name=f"{dataset}: {g.name}") for g in gates]
+
+
+def extra_subset_gates(dataset: str, m_a_val_accuracy: float, subset_stats: dict, cfg) -> list[Gate]:
+    """Stage 1 for one of several extras: M_A agrees with some of its rows (an extra it never
+    agrees with has nothing in common with A's criteria), and its subset keeps its classes."""
+    own = [_at_least("rows in the subset", subset_stats["n_kept"], 1)] + subset_gates(m_a_val_accuracy, subset_stats, cfg)[1:]
+    return of_dataset(dataset, own)
 
 
 def gate_report(stage: str, gates: list[Gate], mode: str) -> dict:

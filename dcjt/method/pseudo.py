@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from dcjt.data.labels import SUBSET_COLUMN, split_rows, stratified_val_split
+from dcjt.method.extras import va_datasets
 from dcjt.method.gaussian import va_stats
 from dcjt.method.truth import pseudo_truth
 
@@ -13,10 +14,12 @@ PSEUDO_SOURCES = ("subset", "all")
 
 
 def m_b_rows(extra_marked: pd.DataFrame, pseudo_from: str, val_fraction: float, seed: int) -> pd.DataFrame:
-    """B's training rows for M_B (the selected subset, or all of B), with a carved ``val`` split."""
+    """B's training rows for M_B (the selected subset, or all of B; of the extras that publish
+    valence/arousal), with a carved ``val`` split."""
     if pseudo_from not in PSEUDO_SOURCES:
         raise ValueError(f"pseudo_from must be one of {PSEUDO_SOURCES}, got {pseudo_from!r}")
     rows = split_rows(extra_marked, "train")
+    rows = rows[rows["dataset"].astype(str).isin(va_datasets(extra_marked)).to_numpy()]  # extras with published V/A
     if pseudo_from == "subset":
         rows = rows[rows[SUBSET_COLUMN]].reset_index(drop=True)
     return stratified_val_split(rows.assign(split="train"), val_fraction, seed)

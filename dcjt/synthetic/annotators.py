@@ -1,4 +1,6 @@
-"""Annotator populations of the synthetic world: the target's criteria and the extra's other ones."""
+"""Annotator populations of the synthetic world: the target's criteria, the extra's other ones
+(discrete + valence/arousal, like AffectNet) and a third population's (discrete only, like
+CAER-S or FERPlus as an extra)."""
 
 from __future__ import annotations
 
@@ -58,3 +60,29 @@ def annotate_extra(lat: pd.DataFrame, c: ExtraCriteria, rng: np.random.Generator
         va[e == EMOTIONS.index(emo)] += shift
     va = np.clip(va + rng.normal(0, c.va_noise, va.shape), -1, 1)
     return label, va
+
+
+class DiscreteCriteria(BaseModel):
+    """A second extra population that publishes discrete labels only, by criteria of its own
+    (not the extra's): weak sadness called neutral, disgust called anger, low-arousal surprise
+    called happiness, and more noise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weak_sadness_to_neutral: float = 0.6  # sadness weaker than this intensity -> "neutral"
+    disgust_to_anger: float = 0.6  # share of disgust (the higher-arousal part) called "anger"
+    surprise_to_happiness_arousal: float = 0.35  # surprise with true arousal below this -> "happiness"
+    noise: float = 0.12
+
+
+def annotate_discrete(lat: pd.DataFrame, c: DiscreteCriteria, rng: np.random.Generator) -> np.ndarray:
+    """Discrete labels published by the third (discrete-only) population."""
+    e, i, ar = lat["emotion"].to_numpy(), lat["intensity"].to_numpy(), lat["arousal"].to_numpy()
+    label = e.copy()
+    label[(e == SADNESS) & (i < c.weak_sadness_to_neutral)] = NEUTRAL
+    label[(e == SURPRISE) & (ar < c.surprise_to_happiness_arousal)] = HAPPINESS
+    disgust = np.flatnonzero(e == DISGUST)
+    if len(disgust):
+        cut = np.quantile(ar[disgust], 1 - c.disgust_to_anger)
+        label[disgust[ar[disgust] > cut]] = ANGER
+    return _noisy(label, c.noise, rng)

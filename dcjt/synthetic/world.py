@@ -5,7 +5,9 @@ columns that training never reads.
 - target: discrete labels only, small symmetric noise (the criteria we want to match);
 - extra: discrete AND valence/arousal by other criteria (weak happiness/sadness called neutral,
   high-arousal fear called surprise, part of anger called disgust, noise), with valence/arousal
-  distorted per emotion (scale, shift) plus noise.
+  distorted per emotion (scale, shift) plus noise;
+- extra2 (only when ``n_extra2 > 0``): a third population with discrete labels only, by criteria
+  of its own (``DiscreteCriteria``): a second extra dataset like CAER-S or FERPlus.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from dcjt.data.labels import NUM_CLASSES, make_table
-from dcjt.synthetic.annotators import ExtraCriteria, annotate_extra, annotate_target
+from dcjt.synthetic.annotators import DiscreteCriteria, ExtraCriteria, annotate_discrete, annotate_extra, annotate_target
 from dcjt.synthetic.render import NEUTRAL, VA_CENTRES, render_many
 
 RAFDB_PRIORS = np.array([1290, 281, 717, 4772, 1982, 705, 2524], dtype=float) / 12271
 
 
 class WorldSpec(BaseModel):
-    """Sizes and criteria of the two populations (image size and seed are the run's)."""
+    """Sizes and criteria of the populations (image size and seed are the run's)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -32,6 +34,10 @@ class WorldSpec(BaseModel):
     extra_test_fraction: float = Field(0.08, gt=0, lt=1)
     target_noise: float = Field(0.04, ge=0, le=1)
     extra: ExtraCriteria = Field(default_factory=ExtraCriteria)
+    n_extra2: int = Field(0, ge=0, description="rows of the third, discrete-only population (0: none)")
+    extra2_test_fraction: float = Field(0.08, gt=0, lt=1)
+    extra2: DiscreteCriteria = Field(default_factory=DiscreteCriteria)
+    salt: int = Field(0, ge=0, description="> 0: another world with the same criteria (e.g. a fine-tuning target)")
 
 
 def sample_latents(n: int, rng: np.random.Generator, priors: np.ndarray = RAFDB_PRIORS) -> pd.DataFrame:
@@ -60,22 +66,32 @@ def _truth(lat: pd.DataFrame) -> dict:
 
 
 def world_tables(spec: WorldSpec, seed: int = 0) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """Deterministic label tables and per-image latents for ``target`` and ``extra`` (no pixels)."""
-    rng = np.random.default_rng([seed, 7])
+    """Deterministic label tables and per-image latents for ``target``, ``extra`` and (when
+    ``n_extra2 > 0``) ``extra2`` (no pixels)."""
+    rng = np.random.default_rng([seed, 7] + ([spec.salt] if spec.salt else []))
+    tag = f"{seed}" + (f"-s{spec.salt}" if spec.salt else "")
     out = {}
     lat = sample_latents(spec.n_target, rng)
     labels = annotate_target(lat, spec.target_noise, rng)
-    names = [f"synth-target-{seed}/{i:06d}.png" for i in range(spec.n_target)]
+    names = [f"synth-target-{tag}/{i:06d}.png" for i in range(spec.n_target)]
     split = _splits(spec.n_target, spec.target_test_fraction, rng)
     out["target"] = (make_table("synth_target", split, names, labels, extra=_truth(lat)), lat)
     lat = sample_latents(spec.n_extra, rng)
     labels, va = annotate_extra(lat, spec.extra, rng)
-    names = [f"synth-extra-{seed}/{i:06d}.png" for i in range(spec.n_extra)]
+    names = [f"synth-extra-{tag}/{i:06d}.png" for i in range(spec.n_extra)]
     split = _splits(spec.n_extra, spec.extra_test_fraction, rng)
     out["extra"] = (make_table("synth_extra", split, names, labels, va[:, 0], va[:, 1], extra=_truth(lat)), lat)
+    if spec.n_extra2:
+        rng2 = np.random.default_rng([seed, 11] + ([spec.salt] if spec.salt else []))  # the others' draws unchanged
+        lat = sample_latents(spec.n_extra2, rng2)
+        labels = annotate_discrete(lat, spec.extra2, rng2)
+        names = [f"synth-extra2-{tag}/{i:06d}.png" for i in range(spec.n_extra2)]
+        split = _splits(spec.n_extra2, spec.extra2_test_fraction, rng2)
+        out["extra2"] = (make_table("synth_extra2", split, names, labels, extra=_truth(lat)), lat)
     return out
 
 
 def generate_world(spec: WorldSpec, size: int = 64, seed: int = 0) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
-    """Deterministic tables + images (``size`` px) for ``target`` and ``extra``, in memory."""
-    return {role: (table, render_many(lat, seed, size, role)) for role, (table, lat) in world_tables(spec, seed).items()}
+    """Deterministic tables + images (``size`` px) for every population, in memory."""
+    salt = f"-s{spec.salt}" if spec.salt else ""
+    return {role: (table, render_many(lat, seed, size, role + salt)) for role, (table, lat) in world_tables(spec, seed).items()}

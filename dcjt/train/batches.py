@@ -28,6 +28,7 @@ class Samples:
     labels: np.ndarray  # int64
     va: np.ndarray  # (N, 2) float32, NaN where unknown
     source: np.ndarray | None = None
+    groups: np.ndarray | None = None  # dataset of each row (codes), for balancing over several extras
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, list):
@@ -37,6 +38,13 @@ class Samples:
 
     def __len__(self) -> int:
         return len(self.positions)
+
+    def balance_keys(self, how: str = "union") -> np.ndarray:
+        """What a class-balanced pass balances: the class (``union``), or the (dataset, class)
+        pair (``each``: every dataset an equal share, classes balanced within it)."""
+        if how == "union" or self.groups is None:
+            return self.labels
+        return self.groups * NUM_CLASSES + self.labels
 
     @property
     def image_size(self) -> int:
@@ -84,6 +92,7 @@ def samples_from(table: pd.DataFrame, *caches) -> Samples:
         labels=table["label"].to_numpy(dtype=np.int64),
         va=table[["valence", "arousal"]].to_numpy(dtype=np.float32),
         source=source,
+        groups=pd.factorize(table["dataset"])[0].astype(np.int64) if "dataset" in table else None,
     )
 
 

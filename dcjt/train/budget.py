@@ -27,7 +27,7 @@ def row_recipe(
     cfg: TrainConfig, budget: BudgetConfig, method: MethodConfig, n_a: int, extra_labels: np.ndarray | None, reference: int
 ) -> TrainConfig:
     """The DCN recipe for one row: lambda 0 without continuous labels, and the budget applied."""
-    update: dict = {"lam": cfg.lam if method.continuous else 0.0}
+    update: dict = {"lam": cfg.lam if method.continuous else 0.0, "scn": cfg.scn.model_copy(update={"enabled": method.scn})}
     if budget.mode == "converged":
         update["patience"] = budget.patience
     else:

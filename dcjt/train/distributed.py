@@ -89,7 +89,7 @@ def train_job(
     if curve is not None:
         curve_hook = lambda model: {f"test_{k}": v for k, v in evaluate(model, curve, train_cfg.eval_batch_size).items()}  # noqa: E731
     set_seed(train_cfg.seed)
-    model = build_model(network.backbone, network.head, image_size, network.weights)
+    model = build_model(network.backbone, network.head, image_size, network.weights, scn=train_cfg.scn.enabled)
     return train(
         model,
         s(train_rows),
@@ -128,7 +128,7 @@ def train_distributed(devices: int, **job):
 
     plain = run_distributed(portable_train_job, devices, **job)
     spec = plain["spec"]
-    model = build_model(spec["backbone"], spec["head"], spec["image_size"])
+    model = build_model(spec["backbone"], spec["head"], spec["image_size"], scn=spec.get("scn", False))
     model.load_state_dict(plain["state"])
     model.eval()
     history = pd.DataFrame(plain["history"])

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from dcjt.config import TrainConfig
 from dcjt.data.labels import NUM_CLASSES
+from dcjt.train import scn
 from dcjt.train.batches import Samples, epoch_plan
 from dcjt.train.checkpoint import fingerprint, latest, load_checkpoint, save_checkpoint_file
 from dcjt.train.feed import Feed, HostBatch, check_on_device, device_batch, device_default, feed_for, host_batches, prefetched
@@ -66,6 +67,7 @@ class LoopState:
     history: list[dict] = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"epoch": -1, "val": -math.inf, "state": None})
     pieces: int = 1  # each batch runs in this many pieces (> 1 after an out-of-memory with oom_split)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # SCN: the training labels as relabeled so far
 
 
 def dist_context() -> tuple[int, int]:
@@ -148,7 +150,8 @@ def resume(ckpt_dir: Path | None, expected: dict, model, opt, sched, device: tor
     sched.load_state_dict(ck["scheduler"])
     torch.set_rng_state(ck["rng"])
     log.info("%s: resumed from %s at epoch %d", desc, latest(ckpt_dir), ck["epoch"] + 1)
-    return LoopState(start_epoch=ck["epoch"] + 1, history=ck["history"], best=ck["best"])
+    labels = {k: v.numpy() for k, v in ck.get("labels", {}).items()}
+    return LoopState(start_epoch=ck["epoch"] + 1, history=ck["history"], best=ck["best"], labels=labels)
 
 
 def _all_finite(loss: torch.Tensor, world: int) -> bool:
@@ -186,33 +189,49 @@ def out_of_memory(desc: str, epoch: int, batch: HostBatch, cfg: TrainConfig, fee
     )
 
 
-def forward_backward(step_model, x, y, va, batch: HostBatch, cfg: TrainConfig, feed: Feed, world: int, pieces: int):
+def forward_backward(
+    step_model, x, y, va, batch: HostBatch, cfg: TrainConfig, feed: Feed, world: int, pieces: int, relabels: list | None = None
+):
     """Loss of the batch, gradients accumulated over ``pieces`` pieces of it.
 
     ``loss_fn`` divides by the whole batch's row counts, so the pieces' gradients add up to the
-    batch gradient (BatchNorm statistics are then per piece)."""
+    batch gradient (BatchNorm statistics are then per piece). SCN (``cfg.scn.enabled``) adds the
+    rank regularisation of each piece and, when ``relabels`` is a list, appends each piece's
+    (positions in the batch, labels after SCN's relabeling rule)."""
     total = [x.new_zeros((), dtype=torch.float32) for _ in range(3)]
     for part in torch.arange(len(x), device=x.device).tensor_split(pieces):
         with feed.autocast():
             out = step_model(x[part])
         check_on_device(feed.device, step_model, x, y, va, out, where=f"training batch {batch.number + 1}")
+        if cfg.scn.enabled:
+            out, alpha = scn.split_attention(out)
         loss, ce, mse = loss_fn(
             out, y[part], va[part], cfg.lam, n_total=len(batch.rows), known_total=batch.known_total, world=world
         )
+        if cfg.scn.enabled:
+            loss = loss + scn.rank_regularisation(alpha, cfg.scn.top_share, cfg.scn.rank_margin) * world / pieces
+            if relabels is not None:
+                relabels.append(
+                    (part.cpu(), scn.relabeled(out[:, :NUM_CLASSES].detach(), y[part], alpha.detach(), cfg.scn).cpu())
+                )
         loss.backward()
         for t, v in zip(total, (loss.detach(), ce, mse)):
             t += v
     return total
 
 
-def train_step(step_model, opt, batch: HostBatch, cfg, feed: Feed, world: int, state: LoopState, where: tuple):
+def train_step(
+    step_model, opt, batch: HostBatch, cfg, feed: Feed, world: int, state: LoopState, where: tuple, relabels: list | None = None
+):
     """One optimiser step on ``batch``; an out-of-memory error splits the batch (``oom_split``)
     or stops with the batch size and the memory seen."""
     x, y, va = device_batch(batch, feed, cfg)
     while True:
         opt.zero_grad(set_to_none=True)
+        if relabels is not None:
+            relabels.clear()
         try:
-            return forward_backward(step_model, x, y, va, batch, cfg, feed, world, state.pieces)
+            return forward_backward(step_model, x, y, va, batch, cfg, feed, world, state.pieces, relabels)
         except torch.OutOfMemoryError as error:
             message = out_of_memory(*where, batch, cfg, feed, state.pieces)
             if not cfg.oom_split or world > 1 or state.pieces >= len(x):
@@ -242,9 +261,11 @@ def run_epoch(
     rank, world = dist_context()
     step_model.train()
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    plan = epoch_plan(epoch, cfg, len(train_a), extra.labels if extra is not None else None)
+    plan = epoch_plan(epoch, cfg, len(train_a), extra.balance_keys(cfg.extra_balance) if extra is not None else None)
     totals = {"A": [0.0, 0.0, 0.0, 0], "B": [0.0, 0.0, 0.0, 0]}
     sources = {"A": train_a, "B": extra}
+    relabels = [] if cfg.scn.enabled and epoch >= cfg.scn.relabel_epoch else None
+    n_relabeled = 0
     batches = host_batches(plan, sources, g, pin=feed.pin, rank=rank, world=world, in_flight=feed.prefetch + 2)
     steps = 0
     with prefetched(batches, feed.prefetch) as ready:
@@ -254,7 +275,7 @@ def run_epoch(
         for batch in bar:
             if steps_left is not None and steps >= steps_left:
                 break
-            loss, ce, mse = train_step(step_model, opt, batch, cfg, feed, world, state, (desc, epoch))
+            loss, ce, mse = train_step(step_model, opt, batch, cfg, feed, world, state, (desc, epoch), relabels)
             if not _all_finite(loss, world):
                 last = latest(ckpt_dir) if ckpt_dir else None
                 where = f"last good checkpoint: {last}" if last else "no checkpoint yet"
@@ -264,6 +285,10 @@ def run_epoch(
                 )
             opt.step()
             steps += 1
+            for part, new in relabels or ():  # SCN: the rows keep their new labels in later epochs
+                rows, labels = batch.rows[part.numpy()], sources[batch.source].labels
+                n_relabeled += int((labels[rows] != new.numpy()).sum())
+                labels[rows] = new.numpy()
             n = len(batch.rows)
             t = totals[batch.source]
             t[0] += loss.item() / world * n
@@ -280,6 +305,8 @@ def run_epoch(
         "steps": steps,
         "images_seen": int(totals["A"][3] + totals["B"][3]),
     }
+    if cfg.scn.enabled:
+        row["scn_relabeled"] = n_relabeled
     for source, (loss_sum, ce_sum, mse_sum, n) in totals.items():
         if n:
             row.update({f"{source}_loss": loss_sum / n, f"{source}_ce": ce_sum / n, f"{source}_mse": mse_sum / n})
@@ -320,6 +347,7 @@ def save_checkpoint(folder: Path, epoch: int, model, opt, sched, state: LoopStat
         "rng": torch.get_rng_state(),
         "history": json.loads(json.dumps(state.history, default=float)),
         "best": state.best,
+        "labels": {k: torch.from_numpy(v.copy()) for k, v in state.labels.items()},
     }
     save_checkpoint_file(folder, epoch, payload, fp)
 
@@ -370,6 +398,11 @@ def train(
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
     fp = fingerprint(cfg, model, (len(train_a), len(extra) if extra else 0))
     state = resume(ckpt_dir, fp, model, opt, sched, device, desc)
+    if cfg.scn.enabled:  # SCN rewrites its training labels as it goes: its own copies, restored on resume
+        for name, samples in (("A", train_a), ("B", extra)):
+            if samples is not None:
+                samples.labels = state.labels[name].copy() if name in state.labels else samples.labels.copy()
+                state.labels[name] = samples.labels
     for epoch in range(state.start_epoch, cfg.epochs):
         if state.history and should_stop(state, epoch - 1, cfg):
             break  # resumed after the stopping epoch
