@@ -166,7 +166,12 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, threads, **shortc
 
 @cli.command("study")
 @click.option("--config", "config_name", default="demo", show_default=True, help="configs/NAME.yaml or a YAML path")
-@click.option("--table", default="main", show_default=True, help="main | 1 | 2 | 8 | all (paper Tables 1, 2, 8)")
+@click.option(
+    "--table",
+    default="main",
+    show_default=True,
+    help="main | 1 | 2 | 8 | extras | all (paper Tables 1, 2, 8; extras: A + one or two extras, SCN)",
+)
 @click.option("--seeds", default="0,1,2", show_default=True, help="e.g. 0,1,2 or 0-4")
 @click.option("--row", "only", multiple=True, help="only this row (repeatable); names as in the table")
 @click.option("--name", help="study name (MLflow tag; default CONFIG-table-TABLE)")
@@ -203,6 +208,58 @@ def study_cmd(config_name, table, seeds, only, name, budget, overrides, threads)
     click.echo(f"mlflow_study_run: {outcome.mlflow_run_id}")
     click.echo(f"study_csv: {outcome.csv_path}")
     click.echo(f"study_md: {outcome.md_path}")
+
+
+@cli.command("finetune")
+@click.option("--from", "source", required=True, help="models:/NAME@alias (a registered DCJT model) or a checkpoint file")
+@click.option("--config", "config_name", required=True, help="the target to fine-tune on: configs/NAME.yaml or a YAML path")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for training (default: all cores)")
+def finetune_cmd(source, config_name, overrides, threads) -> None:
+    """Fine-tune a registered model or a checkpoint on another target (paper Table 7): train on its
+    train split (recipe: the config's finetune section), score its test split, register and promote."""
+    from dcjt.config import ConfigError, load_config
+    from pipelines.runner import PreflightError, run_finetune
+
+    try:
+        cfg = load_config(config_name, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    set_threads(threads)
+    try:
+        outcome = run_finetune(cfg, source)
+    except PreflightError as exc:
+        raise click.ClickException(str(exc)) from None
+    ev = outcome.evaluation
+    click.echo(
+        f"fine-tuned {source} on {cfg.name}: test accuracy {100 * ev['test_accuracy']:.2f} % "
+        f"(epoch {ev.get('selected_epoch')} selected on validation, {ev.get('images_seen')} images seen)"
+    )
+    promo = outcome.promotion
+    if promo:
+        verdict = "promoted to champion" if promo["promoted"] else "the current champion stays"
+        click.echo(f"registered {promo['model_name']} version {promo['version']} ({promo['verdict']}): {verdict}")
+    click.echo(f"tracking_uri: {outcome.tracking_uri}")
+    click.echo(f"test_accuracy: {100 * ev['test_accuracy']:.2f}")
+
+
+@cli.command("leakage")
+@click.option("--target", "target", required=True, metavar="DATASET=ROOT", help="the target dataset (its test split)")
+@click.option("--extra", "extras", multiple=True, metavar="DATASET=ROOT", help="an extra dataset (repeatable)")
+@click.option("--max-distance", type=int, default=None, help="Hamming distance of 256 bits (default: leakage.max_distance)")
+@click.option("--image-size", type=int, default=224, show_default=True, help="image cache size (shared with training)")
+def leakage_cmd(target, extras, max_distance, image_size) -> None:
+    """Count the training images of the target and of each extra that duplicate a test image of
+    the target (the pipeline's leakage guard, without training). Last line: leaked: N."""
+    from dcjt.leakage_check import LeakageInputError, check_leakage
+
+    try:
+        lines, leaked = check_leakage(target, list(extras), max_distance=max_distance, image_size=image_size)
+    except LeakageInputError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in lines:
+        click.echo(line)
+    click.echo(f"leaked: {leaked}")
 
 
 @cli.command("predict")

@@ -373,6 +373,9 @@ class PipelineConfig(Settings):
     m_a: TrainConfig = Field(default_factory=TrainConfig)
     m_b: TrainConfig = Field(default_factory=lambda: TrainConfig(lam=1.0))
     dcn: TrainConfig = Field(default_factory=lambda: TrainConfig(lam=1.0))
+    finetune: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(lr=1e-4), description="run.py finetune: the recipe on the new target"
+    )
     method: MethodConfig = Field(default_factory=MethodConfig)
     baselines: list[Literal[tuple(BASELINES)]] = Field(default_factory=lambda: ["target_only", "straight"])
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
@@ -403,19 +406,19 @@ class PipelineConfig(Settings):
         base = self.method if row == "oracle" else MethodConfig(**shared)
         return base.model_copy(update=BASELINES[row])
 
-    def recipe(self) -> dict:
-        """What the registered DCN was trained with (its model card's recipe)."""
+    def recipe(self, stage: str = "dcn") -> dict:
+        """What the registered model was trained with (its model card's recipe)."""
         return {
             "image_size": self.image_size,
             "network": self.network.model_dump(mode="json"),
-            "dcn": self.train_config("dcn").to_dict(),
+            stage: self.train_config(stage).to_dict(),
             "method": self.method.model_dump(mode="json"),
             "budget": self.budget.model_dump(mode="json"),
             "seed": self.seed,
         }
 
     def train_config(self, stage: str) -> TrainConfig:
-        """The recipe of ``stage`` (m_a, m_b, dcn) with the run's seed."""
+        """The recipe of ``stage`` (m_a, m_b, dcn, finetune) with the run's seed."""
         return getattr(self, stage).model_copy(update={"seed": self.seed})
 
 

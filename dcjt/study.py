@@ -60,6 +60,22 @@ TABLE_2 = [
     Row("CLS / gated DL / orig CL", _method(relabel="gated", mapping="none")),
 ]
 
+# More than one extra (synthetic world: the third, discrete-only population C) and the SCN
+# baseline of paper Tables 3-4, beside target only, straight and DCJT.
+EXTRA2_ROWS = 2500  # C: half the size of B in the demo world
+WITH_C = {"data.world.n_extra2": EXTRA2_ROWS}
+SCN_STRAIGHT = Row("SCN on straight A + B", _method(**BASELINES["scn"]))
+SCN_TARGET = Row("SCN on A", _method(**BASELINES["scn_target"]))
+TABLE_EXTRAS = [
+    TARGET_ONLY,
+    STRAIGHT,
+    DCJT,
+    Row("straight A + B + C", {**STRAIGHT.values, **WITH_C}, synthetic_only=True),
+    Row("DCJT A + B + C", dict(WITH_C), synthetic_only=True),
+    SCN_STRAIGHT,
+    SCN_TARGET,
+]
+
 # Paper Table 8: DCJT with a seeded, stratified share of B.
 TABLE_8 = [Row(f"DCJT, B {int(f * 100)} %", _method(extra_fraction=f)) for f in (0.1, 0.5, 1.0)]
 
@@ -68,8 +84,15 @@ TABLES: dict[str, list[Row]] = {
     "1": TABLE_1,
     "2": TABLE_2,
     "8": TABLE_8,
+    "extras": TABLE_EXTRAS,
 }
-REFERENCES = {"main": TARGET_ONLY.name, "1": "A / DL", "2": "CLS / orig DL / orig CL", "8": "DCJT, B 100 %"}
+REFERENCES = {
+    "main": TARGET_ONLY.name,
+    "1": "A / DL",
+    "2": "CLS / orig DL / orig CL",
+    "8": "DCJT, B 100 %",
+    "extras": TARGET_ONLY.name,
+}
 
 
 class StudyError(ValueError):

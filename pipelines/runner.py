@@ -235,6 +235,46 @@ def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config
     )
 
 
+@dataclass
+class FinetuneOutcome:
+    run_name: str
+    tracking_uri: str
+    evaluation: dict
+    promotion: dict | None
+    seconds: float
+
+
+def run_finetune(cfg: PipelineConfig, source: str) -> FinetuneOutcome:
+    """Fine-tune ``source`` (``models:/NAME@alias`` or a checkpoint file) on ``cfg``'s target."""
+    from dcjt.finetune import FinetuneError, check_source
+
+    uri = prepare_environment(cfg)
+    cfg.network = cfg.network.model_copy(update={"weights": source})
+    try:
+        check_source(source, cfg)
+    except FinetuneError as exc:
+        raise PreflightError(str(exc)) from None
+    preflight(cfg, uri)  # pins models:/NAME@alias to its version, a file to its digest
+    from zenml.utils import source_utils
+
+    source_utils.set_custom_source_root(str(REPO_ROOT))
+    from pipelines.finetune import finetune_pipeline
+
+    initialise_stores(cfg.experiment)
+    if cfg.data.kind == "files":
+        for spec in (cfg.data.target, *cfg.data.extras):
+            spec.fingerprint = fingerprint(spec.root)
+    run_name = f"{cfg.name}-finetune-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    t0 = time.perf_counter()
+    try:
+        run = finetune_pipeline.with_options(run_name=run_name)(config=cfg)
+    except BaseException:
+        _fail_parent_run(run_name)
+        raise
+    summary = _refresh(run).steps["close_finetune"].outputs["summary"][0].load()
+    return FinetuneOutcome(run_name, uri, summary["evaluation"], summary["promotion"], time.perf_counter() - t0)
+
+
 def _refresh(run):
     from zenml.client import Client
 

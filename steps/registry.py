@@ -356,3 +356,35 @@ def register_and_promote(
         seed=seed,
         min_side=min_image_side,
     )
+
+
+@step(cache_policy=core_cache_policy())
+def register_finetuned(
+    model: torch.nn.Module,
+    evaluation: dict,
+    training: dict,
+    target_table: pd.DataFrame,
+    target_cache: CacheRef,
+    recipe: dict,
+    model_name: str,
+    promotion: PromotionConfig,
+    seed: int,
+    parent_run_id: str,
+    min_image_side: int | None = None,
+) -> Annotated[dict, "promotion"]:
+    """The promotion gate of a fine-tuning run: the same gate as a DCJT run, without extras."""
+    return promote(
+        model,
+        evaluation=evaluation,
+        training_run_id=training["mlflow_run_id"],
+        target_table=target_table,
+        target_cache=target_cache.path,
+        extra_table=target_table.iloc[:0],
+        stage_numbers={},
+        recipe=recipe,
+        model_name=model_name,
+        settings=promotion,
+        parent_run_id=parent_run_id,
+        seed=seed,
+        min_side=min_image_side,
+    )

@@ -187,3 +187,19 @@ def report_run(
         "leaked": (leakage or {}).get("leaked"),
     }
     return comparison, comparison_path, summary
+
+
+@step(enable_cache=False)
+def close_finetune(
+    parent_run_id: str, evaluation: dict, leakage: dict, promotion: dict | None = None
+) -> Annotated[dict, "summary"]:
+    """Log the fine-tuned model's test numbers into the parent run and close it."""
+    with mlflow.start_run(run_id=parent_run_id):
+        log_json(leakage, "stats/leakage.json")
+        mlflow.log_metrics(
+            {f"final.{k}": float(v) for k, v in evaluation.items() if k.startswith("test_") and isinstance(v, (int, float))}
+        )
+        mlflow.log_figure(confusion_figure(evaluation["confusion"], "fine-tuned model on A's test split"), "plots/confusion.png")
+        mlflow.set_tags({"promotion": (promotion or {}).get("verdict", "not registered")})
+    mlflow.MlflowClient().set_terminated(parent_run_id, "FINISHED")
+    return {"evaluation": evaluation, "promotion": promotion, "mlflow_run_id": parent_run_id}

@@ -120,10 +120,11 @@ def train_m_a(
     checkpoint_root: str,
     test_curve: bool,
     parent_run_id: str,
+    role: str = "M_A",
 ) -> tuple[Annotated[torch.nn.Module, "model"], Annotated[dict, "metrics"], Annotated[pd.DataFrame, "history"]]:
-    """Stage 1: classifier M_A on A's discrete labels (also the target-only baseline)."""
+    """Stage 1: classifier M_A on A's discrete labels (also a fine-tuning run: ``role`` finetune)."""
     model, metrics, history = _fit(
-        "M_A",
+        role,
         train_rows=split_rows(target_table, "train"),
         val_rows=split_rows(target_table, "val"),
         extra_rows=None,
