@@ -140,11 +140,12 @@ def test_tiny_or_unreadable_inputs_are_reported_not_classified(tmp_path, monkeyp
 
 # --- clean failures before any step --------------------------------------------------------------
 def test_preflight_names_the_missing_dataset_and_the_bad_tracking_store(tmp_path):
-    empty = tmp_path / "empty"
+    empty, other = tmp_path / "empty", tmp_path / "other"
     empty.mkdir()
+    other.mkdir()
     with pytest.raises(DatasetFormatError, match=r"holds no rafdb dataset: missing \['EmoLabel/list_patition_label.txt'"):
         check_layout("rafdb", empty)
-    cfg = load_config("rafdb", values={"data.target.root": str(empty), "data.extra.root": str(empty)})
+    cfg = load_config("rafdb", values={"data.target.root": str(empty), "data.extra.root": str(other)})
     with pytest.raises(PreflightError, match="data.target: .* holds no rafdb dataset"):
         preflight(cfg, f"sqlite:///{tmp_path / 'ok.db'}")
     (tmp_path / "file").write_text("x")
@@ -177,6 +178,7 @@ def test_cli_refuses_bad_fraction_and_missing_dataset_in_one_line(tmp_path):
     )
     assert proc.returncode == 2 and "1.5 is not in the range 0<=x<=1" in proc.stderr
     env = {**os.environ, "DCJT_HOME": str(tmp_path / "state")}
+    (tmp_path / "extra").mkdir()
     proc = subprocess.run(
         [
             sys.executable,
@@ -186,7 +188,7 @@ def test_cli_refuses_bad_fraction_and_missing_dataset_in_one_line(tmp_path):
             "--target-root",
             str(tmp_path),
             "--extra-root",
-            str(tmp_path),
+            str(tmp_path / "extra"),
         ],
         capture_output=True,
         text=True,

@@ -53,10 +53,13 @@ def test_pipeline_carves_validation_only_where_it_is_used(tmp_path, monkeypatch)
 
     calls = []
     monkeypatch.setattr(graph, "ingest_dataset", lambda **kw: calls.append(kw) or (None, None))  # records the wiring
+    monkeypatch.setattr(graph, "ingest_extras", lambda **kw: calls.append(kw) or (None, None))
     monkeypatch.setattr(graph, "merge_reports", lambda *reports: None)
-    cfg = load_config("rafdb", [f"data.target.root={tmp_path}", f"data.extra.root={tmp_path}"])
+    (tmp_path / "b").mkdir()
+    cfg = load_config("rafdb", [f"data.target.root={tmp_path}", f"data.extra.root={tmp_path / 'b'}"])
     graph.ingest(cfg)
-    assert {c["id"]: c["val_fraction"] for c in calls} == {"ingest_target": cfg.val_fraction, "ingest_extra": 0.0}
+    assert [(c.get("id"), c.get("val_fraction")) for c in calls] == [("ingest_target", cfg.val_fraction), (None, None)]
+    assert [s.root for s in calls[1]["specs"]] == [str(tmp_path / "b")]  # extras carve no validation at ingestion
 
 
 def _affectnet_rows():

@@ -80,7 +80,8 @@ def test_weights_setting_is_checked_at_load(tmp_path):
         load_config("demo", ["network.weights=/no/such/file.pth"])
     with pytest.raises(ConfigError, match="imagenet weights are for the resnet18 backbone"):
         load_config("demo", ["network.weights=imagenet"])  # the demo's backbone is tiny
-    roots = [f"data.target.root={tmp_path}", f"data.extra.root={tmp_path}"]
+    (tmp_path / "extra").mkdir()
+    roots = [f"data.target.root={tmp_path}", f"data.extra.root={tmp_path / 'extra'}"]
     assert load_config("rafdb", roots).network.weights == "imagenet"
     assert load_config("caers", roots).network.weights == "imagenet"
     assert load_config("demo").network.weights == "none"
