@@ -182,6 +182,9 @@ def epoch_plan(epoch: int, cfg: TrainConfig, n_a: int, extra_labels: np.ndarray 
     if cfg.balanced_extra:
         counts = np.bincount(extra_labels, minlength=NUM_CLASSES).astype(float)
         weights = 1.0 / counts[extra_labels]
+        if extra_labels.max() >= NUM_CLASSES:  # (dataset, class) keys: each dataset an equal share
+            strata = np.bincount(np.unique(extra_labels) // NUM_CLASSES)
+            weights /= strata[extra_labels // NUM_CLASSES]
         b_order = rng.choice(n_b, size=n_b, replace=True, p=weights / weights.sum())
     else:
         b_order = rng.permutation(n_b)

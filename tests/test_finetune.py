@@ -1,0 +1,43 @@
+"""End to end: DCJT with two extras and the SCN rows, then fine-tuning its registered model on
+another target (paper Table 7), and the fine-tuning sources that do not fit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_pipeline_e2e import TINY
+
+from dcjt.config import load_config
+from dcjt.nets import build_model
+from pipelines.runner import PreflightError, run_finetune, run_pipeline
+
+TWO_EXTRAS = TINY + ["data.world.n_extra2=400", "baselines=[scn]", "dcn.scn.relabel_epoch=1"]
+FINETUNE = ["data.world.n_target=300", "finetune.epochs=2", "finetune.batch_size=32", "gates.mode=warn"]
+
+
+def test_two_extras_scn_and_finetuning_end_to_end(tmp_path):
+    outcome = run_pipeline(load_config("demo", TWO_EXTRAS))
+    rows = set(outcome.comparison["variant"])
+    assert rows == {"dcjt", "scn"}
+    extras = {e["dataset"]: e for e in outcome.summary["extras"]}
+    assert set(extras) == {"synth_extra", "synth_extra2"}
+    assert extras["synth_extra2"]["va"] == "pseudo (M_B)" and extras["synth_extra2"]["relabeled_rows"] > 0
+    assert extras["synth_extra"]["mapped_rows"] > 0 and outcome.summary["leaked"] == 0
+    tuned = run_finetune(load_config("demo-finetune", FINETUNE), outcome.model_uri)
+    assert 0 <= tuned.evaluation["test_accuracy"] <= 1 and tuned.promotion["version"] == "1"
+    assert tuned.promotion["model_name"] == "dcjt-synthetic-finetune"
+    # Sources that do not fit stop before any step, naming what differs and the fix.
+    with pytest.raises(
+        PreflightError, match=r"trained on 32 px images, config 'demo-finetune' uses 64 px: run with --set image_size=32"
+    ):
+        run_finetune(load_config("demo-finetune", FINETUNE + ["image_size=64"]), outcome.model_uri)
+    other = tmp_path / "five_classes.pt"
+    net = build_model("tiny", "linear", 32)
+    net.fc = torch.nn.Linear(256, 5)
+    torch.save(net.state_dict(), other)
+    with pytest.raises(PreflightError, match=r"the source predicts 5 outputs"):
+        run_finetune(load_config("demo-finetune", FINETUNE), str(other))
+    with pytest.raises(PreflightError, match=r"the source's backbone is tiny, config 'demo-finetune' builds resnet18"):
+        run_finetune(load_config("demo-finetune", FINETUNE + ["network.backbone=resnet18"]), outcome.model_uri)
+    with pytest.raises(PreflightError, match=r"no such file"):
+        run_finetune(load_config("demo-finetune", FINETUNE), str(tmp_path / "missing.pt"))

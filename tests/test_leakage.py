@@ -1,0 +1,86 @@
+"""The leakage guard: planted near-duplicates (resized, recompressed, flipped copies of the
+target's test images) in real dataset layouts are found, counted and removed; distinct faces are not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dcjt.data.leakage import HASH_BITS, find_leaks, image_hashes
+from dcjt.data.readers import ingest
+from dcjt.synthetic.disk import write_world
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _copy(src: Path, dst: Path, how: str) -> None:
+    img = cv2.imread(str(src))
+    if how == "resized":
+        img = cv2.resize(img, (img.shape[1] * 3 // 4, img.shape[0] * 3 // 4), interpolation=cv2.INTER_AREA)
+    elif how == "flipped":
+        img = img[:, ::-1]
+    quality = 40 if how == "recompressed" else 95
+    cv2.imwrite(str(dst), img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """A RAF-DB and an AffectNet release of the synthetic world, with planted copies of RAF-DB test
+    images: three in AffectNet's training images, one in RAF-DB's own train split."""
+    out = tmp_path_factory.mktemp("leak")
+    write_world(out, ["rafdb", "affectnet"], n_target=240, n_extra=300, size=96, seed=3)
+    raf, _ = ingest("rafdb", out / "rafdb", val_fraction=0.0, check=False)
+    aff, _ = ingest("affectnet", out / "affectnet", val_fraction=0.0, check=False)
+    tests = raf[raf["split"] == "test"]["image"].tolist()
+    aff_train = aff[aff["split"] == "train"]["image"].tolist()
+    for src, dst, how in zip(tests[:3], aff_train[:3], ("resized", "recompressed", "flipped")):
+        _copy(Path(src), Path(dst), how)
+    raf_train = raf[raf["split"] == "train"]["image"].tolist()
+    _copy(Path(tests[5]), Path(raf_train[0]), "recompressed")
+    return out
+
+
+def test_leakage_command_counts_planted_copies_only(planted, tmp_path):
+    cmd = [sys.executable, str(ROOT / "run.py"), "leakage", "--target", f"rafdb={planted / 'rafdb'}"]
+    cmd += ["--extra", f"affectnet={planted / 'affectnet'}", "--image-size", "64"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1] == "leaked: 4"
+    assert any(line.startswith("affectnet: 3 of ") for line in lines), lines
+    assert any(line.startswith("rafdb: 1 of ") for line in lines), lines
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "leakage",
+            "--target",
+            f"rafdb={planted / 'rafdb'}",
+            "--extra",
+            f"rafdb={planted / 'rafdb'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and "the same folder as" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_hash_distances_of_copies_and_of_distinct_faces():
+    from dcjt.synthetic.world import WorldSpec, generate_world
+
+    _, images = generate_world(WorldSpec(n_target=200, n_extra=10), size=64, seed=5)["target"]
+    h = image_hashes(images)
+    same = find_leaks(h[:20], h[:20], 0, "self")
+    assert same.count == 20 and (same.test_rows == np.arange(20)).all()
+    flipped = image_hashes(np.ascontiguousarray(images[:20, :, ::-1]))
+    assert find_leaks(flipped, h[:20], 0, "flips").count == 20  # the mirror hash finds flipped copies
+    distinct = find_leaks(h[20:], h[:20], 24, "distinct")
+    assert distinct.count == 0  # the default threshold flags no distinct synthetic face
+    with pytest.raises(ValueError, match="leakage.max_distance"):
+        find_leaks(h, h, HASH_BITS, "x")
