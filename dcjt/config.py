@@ -285,7 +285,7 @@ class LeakageConfig(Settings):
 
     enabled: bool = True
     max_distance: int = Field(
-        24,
+        20,
         ge=0,
         lt=256,
         description="Hamming distance (of 256 perceptual-hash bits) at or below which two images count as one photo",

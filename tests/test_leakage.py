@@ -80,7 +80,7 @@ def test_hash_distances_of_copies_and_of_distinct_faces():
     assert same.count == 20 and (same.test_rows == np.arange(20)).all()
     flipped = image_hashes(np.ascontiguousarray(images[:20, :, ::-1]))
     assert find_leaks(flipped, h[:20], 0, "flips").count == 20  # the mirror hash finds flipped copies
-    distinct = find_leaks(h[20:], h[:20], 24, "distinct")
+    distinct = find_leaks(h[20:], h[:20], 20, "distinct")
     assert distinct.count == 0  # the default threshold flags no distinct synthetic face
     with pytest.raises(ValueError, match="leakage.max_distance"):
         find_leaks(h, h, HASH_BITS, "x")
