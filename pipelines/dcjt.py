@@ -92,7 +92,7 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         **common,
     )
     pseudo, pseudo_stats = pseudo_label_target(m_b, target, t_cache, gates=gates)
-    with_va, _ = pseudo_label_extras(m_b, marked, e_cache)  # extras without V/A: M_B's, like A
+    with_va, extra_pseudo_stats = pseudo_label_extras(m_b, marked, e_cache)  # extras without V/A: M_B's, like A
     mapped, mapping_stats = map_extra_continuous(with_va, pseudo, method=method, gates=gates)
     prepared, relabel_stats = relabel_extra(mapped, pseudo, method=method, gates=gates)
     # Stage 4 and the rows reported beside it: one recipe and budget, one evaluation step.
@@ -158,4 +158,5 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         scn_evaluation=baselines.get("scn"),
         scn_target_evaluation=baselines.get("scn_target"),
         leakage=leakage,
+        extra_pseudo_stats=extra_pseudo_stats,
     )

@@ -123,6 +123,7 @@ def report_run(
     scn_evaluation: dict | None = None,
     scn_target_evaluation: dict | None = None,
     leakage: dict | None = None,
+    extra_pseudo_stats: dict | None = None,
 ) -> tuple[Annotated[pd.DataFrame, "comparison"], Annotated[str, "comparison_csv"], Annotated[dict, "summary"]]:
     """Log stats, plots and final metrics into the parent run, write the comparison CSV, close the run.
 
@@ -148,6 +149,7 @@ def report_run(
         "evaluations": evaluations,
         "promotion": promotion,
         "leakage": leakage or {},
+        "extra_pseudo": extra_pseudo_stats or {},
     }
     with mlflow.start_run(run_id=parent_run_id):
         log_tables(
@@ -164,7 +166,13 @@ def report_run(
         _log_stage_stats(stats)
         extras = contributions(extra_marked, extra_prepared)
         log_frame(extras.set_index("dataset"), "extras_contribution.csv")
-        log_json(transitions(extra_marked, extra_prepared), "stats/extras_relabel_transitions.json")
+        moves = transitions(extra_marked, extra_prepared)
+        log_json(moves, "stats/extras_relabel_transitions.json")
+        for dataset, m in moves.items() if len(moves) > 1 else ():
+            title = f"{dataset}: relabel transition (train rows)"
+            mlflow.log_figure(
+                confusion_figure(m["matrix"], title, "old label", "new label"), f"plots/relabel_transition_{dataset}.png"
+            )
         diagnostics = _log_criteria(target_pseudo, extra_marked, extra_prepared)
         mlflow.log_figure(confusion_figure(dcjt_evaluation["confusion"], "DCN on A's test split"), "plots/confusion_dcn.png")
         log_frame(comparison.set_index("variant"), "comparison.csv")

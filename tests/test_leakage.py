@@ -42,6 +42,8 @@ def planted(tmp_path_factory):
         _copy(Path(src), Path(dst), how)
     raf_train = raf[raf["split"] == "train"]["image"].tolist()
     _copy(Path(tests[5]), Path(raf_train[0]), "recompressed")
+    aff_test = aff[aff["split"] == "test"]["image"].tolist()
+    _copy(Path(aff_test[0]), Path(aff_train[10]), "resized")  # inside AffectNet: reported, not removed
     return out
 
 
@@ -54,6 +56,7 @@ def test_leakage_command_counts_planted_copies_only(planted, tmp_path):
     assert lines[-1] == "leaked: 4"
     assert any(line.startswith("affectnet: 3 of ") for line in lines), lines
     assert any(line.startswith("rafdb: 1 of ") for line in lines), lines
+    assert any(line.startswith("affectnet: 1 of ") and "its own test images" in line for line in lines), lines
     bad = subprocess.run(
         [
             sys.executable,
@@ -84,3 +87,24 @@ def test_hash_distances_of_copies_and_of_distinct_faces():
     assert distinct.count == 0  # the default threshold flags no distinct synthetic face
     with pytest.raises(ValueError, match="leakage.max_distance"):
         find_leaks(h, h, HASH_BITS, "x")
+
+
+def test_screen_removes_copies_of_the_target_test_images_and_reports_the_rest(planted, tmp_path):
+    from dcjt.data.cache import build_cache
+    from dcjt.data.leakage import screen
+
+    raf, _ = ingest("rafdb", planted / "rafdb", val_fraction=0.1)
+    aff, _ = ingest("affectnet", planted / "affectnet", val_fraction=0.0)
+    t_cache, e_cache = build_cache(raf, 64, tmp_path), build_cache(aff, 64, tmp_path)
+    target, extra, counts, pairs = screen(raf, aff, t_cache, e_cache, 20)
+    assert len(target) == len(raf) - 1 and len(extra) == len(aff) - 3
+    assert (target["split"] == "test").sum() == (raf["split"] == "test").sum()  # the test split is never touched
+    assert counts["removed"] == {
+        "rafdb": {"checked": int((raf["split"] != "test").sum()), "leaked": 1},
+        "affectnet": {"checked": int((aff["split"] != "test").sum()), "leaked": 3},
+    }
+    assert counts["within_dataset"]["affectnet"]["duplicates"] == 1 and counts["leaked"] == 4
+    assert sorted(pairs["kind"]) == ["removed"] * 4 + ["within-dataset"]
+    assert set(pairs.loc[pairs["kind"] == "removed", "test_image"]) <= set(raf.loc[raf["split"] == "test", "image"])
+    again = screen(raf, aff, t_cache, e_cache, 20)  # hashes come from the file beside the cache now
+    assert again[2] == counts and list(tmp_path.glob("*.phash-v1.npy"))

@@ -46,7 +46,8 @@ def _compiled_steps(flavor: str) -> dict:
         )
     path = ROOT / "configs" / f"remote-{flavor}.yaml"
     pipe = dcjt_pipeline.with_options(config_path=str(path))
-    pipe.prepare(config=load_config("rafdb", ["data.kind=synthetic", "data.world={n_target: 10, n_extra: 10}"]))
+    every_row = "baselines=[target_only, straight, scn, scn_target, oracle]"
+    pipe.prepare(config=load_config("rafdb", ["data.kind=synthetic", "data.world={n_target: 10, n_extra: 10}", every_row]))
     run_config = PipelineRunConfiguration.model_validate(yaml_utils.read_yaml(str(path)))
     snapshot = Compiler().compile(pipeline=pipe, stack=Stack.from_model(stack), run_configuration=run_config)
     return {name: step.config for name, step in snapshot.step_configurations.items()}
