@@ -118,6 +118,13 @@ def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_imag
     click.echo(f"table: {out}")
 
 
+def echo_promotion(promo: dict | None) -> None:
+    if promo:
+        verdict = "promoted to champion" if promo["promoted"] else "the current champion stays"
+        click.echo(f"\nregistered {promo['model_name']} version {promo['version']} ({promo['verdict']}): {verdict}")
+        click.echo(f"promotion gate: {promo['reason']}")
+
+
 @cli.command("pipeline")
 @pipeline_options
 def pipeline_cmd(config_name, overrides, schedule, run_config, threads, **shortcuts) -> None:
@@ -147,11 +154,7 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, threads, **shortc
     budget = "until validation stops improving" if cfg.budget.mode == "converged" else "equal optimiser steps"
     click.echo(f"\nAccuracy on the target's test split (%), validation-selected epoch; every row: the DCN's recipe, {budget}:")
     click.echo(table.to_string(index=False))
-    promo = outcome.promotion
-    if promo:
-        verdict = "promoted to champion" if promo["promoted"] else "the current champion stays"
-        click.echo(f"\nregistered {promo['model_name']} version {promo['version']} ({promo['verdict']}): {verdict}")
-        click.echo(f"promotion gate: {promo['reason']}")
+    echo_promotion(outcome.promotion)
     click.echo(f"pipeline wall time: {outcome.seconds:.0f} s")
     if outcome.tracking_uri.startswith("sqlite:"):
         click.echo(f"open the MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri {outcome.tracking_uri}")
@@ -235,10 +238,7 @@ def finetune_cmd(source, config_name, overrides, threads) -> None:
         f"fine-tuned {source} on {cfg.name}: test accuracy {100 * ev['test_accuracy']:.2f} % "
         f"(epoch {ev.get('selected_epoch')} selected on validation, {ev.get('images_seen')} images seen)"
     )
-    promo = outcome.promotion
-    if promo:
-        verdict = "promoted to champion" if promo["promoted"] else "the current champion stays"
-        click.echo(f"registered {promo['model_name']} version {promo['version']} ({promo['verdict']}): {verdict}")
+    echo_promotion(outcome.promotion)
     click.echo(f"tracking_uri: {outcome.tracking_uri}")
     click.echo(f"test_accuracy: {100 * ev['test_accuracy']:.2f}")
 

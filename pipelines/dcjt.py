@@ -63,15 +63,23 @@ def ingest(config: PipelineConfig):
     return target, extra, merge_reports(t_report, e_report)
 
 
+def screened_data(config: PipelineConfig, parent):
+    """Label tables, their image caches and the screening before any training (class overlap,
+    leakage guard): (target, extra, target cache, extra cache, ingest report, leakage report)."""
+    p = config.paths
+    target, extra, gx = ingest(config)
+    caches = dict(image_size=config.image_size, cache_dir=local_folder(p, "cache_dir"), handoff=p.handoff)
+    t_cache = build_image_cache(table=target, **caches, id="cache_target")
+    e_cache = build_image_cache(table=extra, **caches, id="cache_extra")
+    target, extra, leakage = screen_datasets(target, extra, t_cache, e_cache, leakage=config.leakage, parent_run_id=parent)
+    return target, extra, t_cache, e_cache, gx, leakage
+
+
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.FAIL_FAST)
 def dcjt_pipeline(config: PipelineConfig) -> None:
     p, size, method = config.paths, config.image_size, config.method
     parent = open_tracking(config=config)
-    target, extra, gx = ingest(config)
-    caches = dict(image_size=size, cache_dir=local_folder(p, "cache_dir"), handoff=p.handoff)
-    t_cache = build_image_cache(table=target, **caches, id="cache_target")
-    e_cache = build_image_cache(table=extra, **caches, id="cache_extra")
-    target, extra, leakage = screen_datasets(target, extra, t_cache, e_cache, leakage=config.leakage, parent_run_id=parent)
+    target, extra, t_cache, e_cache, gx, leakage = screened_data(config, parent)
     checkpoints = local_folder(p, "checkpoint_root")
     common = dict(network=config.network, image_size=size, checkpoint_root=checkpoints, parent_run_id=parent)
     curve = config.evaluation.test_curve

@@ -8,8 +8,7 @@ from zenml import pipeline
 from zenml.enums import ExecutionMode
 
 from dcjt.config import PipelineConfig
-from pipelines.dcjt import ingest, local_folder
-from steps.data import build_image_cache, screen_datasets
+from pipelines.dcjt import local_folder, screened_data
 from steps.evaluation import evaluate_model
 from steps.registry import register_finetuned
 from steps.tracking import close_finetune, open_tracking
@@ -20,11 +19,7 @@ from steps.training import train_m_a
 def finetune_pipeline(config: PipelineConfig) -> None:
     p, size = config.paths, config.image_size
     parent = open_tracking(config=config)
-    target, extra, _ = ingest(config)
-    caches = dict(image_size=size, cache_dir=local_folder(p, "cache_dir"), handoff=p.handoff)
-    t_cache = build_image_cache(table=target, **caches, id="cache_target")
-    e_cache = build_image_cache(table=extra, **caches, id="cache_extra")
-    target, _, leakage = screen_datasets(target, extra, t_cache, e_cache, leakage=config.leakage, parent_run_id=parent)
+    target, _, t_cache, _, _, leakage = screened_data(config, parent)  # extras: screened, unused
     model, metrics, _ = train_m_a(
         target,
         network=config.network,

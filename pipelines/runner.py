@@ -204,21 +204,11 @@ def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config
 
     flavor = Client().active_stack.orchestrator.flavor
     check_handoff(flavor, cfg, yaml.safe_load(Path(run_config).read_text()) if run_config else None)
-    if cfg.data.kind == "files":
-        for spec in (cfg.data.target, *cfg.data.extras):
-            spec.fingerprint = fingerprint(spec.root)
-    run_name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    fingerprint_datasets(cfg)
     pipe = dcjt_pipeline.with_options(config_path=run_config) if run_config else dcjt_pipeline
     if schedule:
         return _schedule(pipe, cfg, schedule)
-    t0 = time.perf_counter()
-    try:
-        run = pipe.with_options(run_name=run_name)(config=cfg)
-    except BaseException:
-        _fail_parent_run(run_name)
-        raise
-    seconds = time.perf_counter() - t0
-    run = _refresh(run)
+    run, seconds = _launch(pipe, cfg, cfg.name)
     report = run.steps["report_run"]
     comparison = report.outputs["comparison"][0].load()
     promote = run.steps.get("register_and_promote")
@@ -261,18 +251,30 @@ def run_finetune(cfg: PipelineConfig, source: str) -> FinetuneOutcome:
     from pipelines.finetune import finetune_pipeline
 
     initialise_stores(cfg.experiment)
+    fingerprint_datasets(cfg)
+    run, seconds = _launch(finetune_pipeline, cfg, f"{cfg.name}-finetune")
+    summary = run.steps["close_finetune"].outputs["summary"][0].load()
+    return FinetuneOutcome(run.name, uri, summary["evaluation"], summary["promotion"], seconds)
+
+
+def fingerprint_datasets(cfg: PipelineConfig) -> None:
+    """Dataset folders' identities into the config: changed files change ZenML's cache keys."""
     if cfg.data.kind == "files":
         for spec in (cfg.data.target, *cfg.data.extras):
             spec.fingerprint = fingerprint(spec.root)
-    run_name = f"{cfg.name}-finetune-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def _launch(pipe, cfg: PipelineConfig, prefix: str):
+    """Run ``pipe`` under a fresh run name; (the finished run, seconds). A failed run's MLflow
+    parent run is marked failed."""
+    run_name = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     t0 = time.perf_counter()
     try:
-        run = finetune_pipeline.with_options(run_name=run_name)(config=cfg)
+        run = pipe.with_options(run_name=run_name)(config=cfg)
     except BaseException:
         _fail_parent_run(run_name)
         raise
-    summary = _refresh(run).steps["close_finetune"].outputs["summary"][0].load()
-    return FinetuneOutcome(run_name, uri, summary["evaluation"], summary["promotion"], time.perf_counter() - t0)
+    return _refresh(run), time.perf_counter() - t0
 
 
 def _refresh(run):
