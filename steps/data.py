@@ -60,7 +60,8 @@ def ingest_dataset(
     ``spec.fingerprint`` (file list, sizes, times) is part of the parameters only so that
     changed files on disk change the cache key.
     """
-    return read_dataset(spec, val_fraction, seed, max_bad_fraction)
+    table, report = read_dataset(spec, val_fraction, seed, max_bad_fraction)
+    return table, report  # a tuple literal: ZenML reads two outputs from it
 
 
 def read_dataset(spec: DatasetSpec, val_fraction: float, seed: int, max_bad_fraction: float) -> tuple[pd.DataFrame, dict]:
