@@ -74,13 +74,15 @@ def main() -> None:
     found = {
         r.train_image for r in removed.itertuples() if r.train_image in planted and planted[r.train_image][1] == r.test_image
     }
-    wrong = [p for p in removed["train_image"] if p not in planted]
+    wrong = removed[~removed["train_image"].isin(list(planted))]
     images = len(raf) + len(aff)
     print(f"world: {len(raf)} RAF-DB + {len(aff)} AffectNet images (100 px JPEG), cache {args.size} px, max_distance {distance}")
+    dist = dict(zip(removed["train_image"], removed["distance"]))
     for how in (*KINDS, "recompressed (in A)"):
         total = sum(1 for v in planted.values() if v[0] == how)
-        print(f"  planted {how}: {sum(1 for p in found if planted[p][0] == how)} of {total} found")
-    print(f"  flagged but not planted (false positives): {len(wrong)}")
+        mine = [dist[p] for p in found if planted[p][0] == how]
+        print(f"  planted {how}: {len(mine)} of {total} found, distance {min(mine, default='-')}-{max(mine, default='-')}")
+    print(f"  flagged but not planted (false positives): {len(wrong)} (distances {sorted(wrong['distance'].tolist())})")
     print(f"  removed per dataset: { ({d: v['leaked'] for d, v in counts['removed'].items()}) }")
     print(
         f"decode + resize into the cache: {decode:.1f} s; hashes: {hashing:.1f} s ({images / hashing:,.0f} images/s); "
