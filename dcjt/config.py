@@ -218,7 +218,7 @@ class DatasetSpec(Settings):
 
 class DataConfig(Settings):
     """Target A and one or more extra datasets. ``extra`` is shorthand for a one-item ``extras``
-    (with several extras it sets nothing: name them as ``data.extras.K.root``)."""
+    (beside several extras it is an error: set ``data.extras.K.root``)."""
 
     kind: Literal["synthetic", "files"] = "synthetic"
     world: WorldSpec = Field(default_factory=WorldSpec)
@@ -250,12 +250,13 @@ class DataConfig(Settings):
             raise ValueError("data.target is not set (dataset and root)")
         if not self.extras:
             raise ValueError("data.extras is empty: DCJT needs at least one extra dataset (dataset and root)")
-        roles = [("target", "target", self.target)] + [(f"extras.{k}", "extra", s) for k, s in enumerate(self.extras)]
+        roles = [("target", "--target-root DIR or ", self.target)]
+        roles += [(f"extras.{k}", "--extra-root DIR or " if len(self.extras) == 1 else "", s) for k, s in enumerate(self.extras)]
         seen: dict[str, str] = {}
         names: dict[str, str] = {}
         for where, flag, spec in roles:
             if not spec.root:
-                raise ValueError(f"data.{where}.root is not set: pass --{flag}-root DIR or --set data.{where}.root=DIR")
+                raise ValueError(f"data.{where}.root is not set: pass {flag}--set data.{where}.root=DIR")
             if not Path(spec.root).is_dir():
                 raise ValueError(f"data.{where}.root: folder not found: {spec.root}")
             real = str(Path(spec.root).resolve())
