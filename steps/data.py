@@ -10,7 +10,7 @@ import pandas as pd
 from zenml import step
 
 from dcjt.config import DatasetSpec, LeakageConfig
-from dcjt.data.cache import build_cache, load_cache, open_cache, row_keys, write_cache
+from dcjt.data.cache import build_cache, load_cache, open_cache, write_cache
 from dcjt.data.labels import stratified_val_split
 from dcjt.data.leakage import pairs_figure, screen
 from dcjt.data.readers import ingest
@@ -131,17 +131,13 @@ def screen_datasets(
         if len(pairs):
             log_frame(pairs, "leakage_pairs.csv")
             shown = pairs.groupby("kind", sort=False).head(3)
-            images = dict(zip(row_keys_images(target_table, t_cache), t_cache.images)) | dict(
-                zip(row_keys_images(extra_table, e_cache), e_cache.images)
-            )
+            needed = set(shown["train_image"]) | set(shown["test_image"])
+            images = {}
+            for table, cache in ((target_table, t_cache), (extra_table, e_cache)):
+                rows = table[table["image"].isin(needed)]  # only the images shown, not the whole cache
+                images |= dict(zip(rows["image"], cache.images[cache.positions(rows)]))
             mlflow.log_figure(pairs_figure(shown, images), "leakage_pairs.png")
     return target, extra, report
-
-
-def row_keys_images(table: pd.DataFrame, cache) -> list[str]:
-    """The image path of each row of ``cache`` (its keys are ``dataset/image``)."""
-    by_key = dict(zip(row_keys(table), table["image"].astype(str)))
-    return [by_key.get(k, k) for k in cache.keys]
 
 
 @step(enable_cache=False)

@@ -10,7 +10,7 @@ image or of its mirror. The default 64-bit phash is too coarse for small, simila
 distinct synthetic faces came within 2 bits of each other, recompressed copies 4 bits away.
 
 Hashes are computed once per image cache (from its decoded, resized images) and kept beside it
-(``<cache>.phash.npy``): the pipeline and ``run.py leakage`` share them.
+(``<cache>.phash-v1.npy``): the pipeline and ``run.py leakage`` share them.
 """
 
 from __future__ import annotations
@@ -63,11 +63,6 @@ def cache_hashes(cache: ImageCache, chunk: int = 4096) -> np.ndarray:
 
     replace_atomic(write, path)
     return hashes
-
-
-def table_hashes(table: pd.DataFrame, cache: ImageCache) -> np.ndarray:
-    """(len(table), 2, WORDS) hashes of the rows of ``table`` from their image cache."""
-    return cache_hashes(cache)[cache.positions(table)]
 
 
 def nearest_test(train: np.ndarray, test: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -136,8 +131,13 @@ def screen(
 
     Returns (target, extra, counts, pairs): the cleaned tables, the counts per dataset, and one
     line per duplicate found (``kind``: ``removed`` or ``within-dataset``)."""
+    stored = {id(c): cache_hashes(c) for c in (target_cache, extra_cache)}  # each file read once
+
+    def hashes(rows: pd.DataFrame, cache: ImageCache) -> np.ndarray:
+        return stored[id(cache)][cache.positions(rows)]
+
     a_test = target[target["split"] == "test"]
-    a_test_h = table_hashes(a_test, target_cache)
+    a_test_h = hashes(a_test, target_cache)
     counts: dict = {"max_distance": max_distance, "removed": {}, "within_dataset": {}}
     pairs = []
     cleaned = {}
@@ -145,20 +145,19 @@ def screen(
         keep = np.ones(len(table), dtype=bool)
         for dataset, rows in table.groupby("dataset", sort=False):
             use = rows[rows["split"] != "test"]
-            h = table_hashes(use, cache)
+            h = hashes(use, cache)
             leaks = find_leaks(h, a_test_h, max_distance, str(dataset))
             keep[table.index.get_indexer(use.index[leaks.rows])] = False
             counts["removed"][str(dataset)] = {"checked": leaks.checked, "leaked": leaks.count}
             pairs.append(leak_table(leaks, use, a_test, "removed"))
             if name == "extra":  # an extra's own test split trains nothing: reported, not removed
                 own = rows[rows["split"] == "test"]
-                inner = find_leaks(h, table_hashes(own, cache), max_distance, str(dataset))
+                inner = find_leaks(h, hashes(own, cache), max_distance, str(dataset))
                 counts["within_dataset"][str(dataset)] = {"checked": inner.checked, "duplicates": inner.count}
                 pairs.append(leak_table(inner, use, own, "within-dataset"))
         if name == "target":  # A's train vs A's test: the within-dataset case of A, removed
-            counts["within_dataset"][str(table["dataset"].iloc[0])] = dict(
-                counts["removed"][str(table["dataset"].iloc[0])], removed=True
-            )
+            a_name = str(table["dataset"].iloc[0])
+            counts["within_dataset"][a_name] = dict(counts["removed"][a_name], removed=True)
         cleaned[name] = table[keep].reset_index(drop=True)
     counts["leaked"] = int(sum(v["leaked"] for v in counts["removed"].values()))
     return cleaned["target"], cleaned["extra"], counts, pd.concat(pairs, ignore_index=True)

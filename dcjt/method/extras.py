@@ -113,6 +113,7 @@ def contributions(extra_marked: pd.DataFrame, extra_prepared: pd.DataFrame) -> p
     """What each extra brought to training: rows, subset share, valence/arousal source, mapped and
     relabeled rows (its transition matrix: ``transitions``), over its training rows."""
     marked, prepared = split_rows(extra_marked, "train"), split_rows(extra_prepared, "train")
+    published = va_datasets(extra_marked)
     lines = []
     for d in datasets(marked):
         m, p = marked[_rows_of(marked, d)], prepared[_rows_of(prepared, d)]
@@ -124,7 +125,7 @@ def contributions(extra_marked: pd.DataFrame, extra_prepared: pd.DataFrame) -> p
             "train_rows": len(m),
             "subset_rows": int(subset.sum()),
             "subset_share": float(subset.mean()) if len(m) else 0.0,
-            "va": "published" if d in va_datasets(extra_marked) else "pseudo (M_B)",
+            "va": "published" if d in published else "pseudo (M_B)",
             "mapped_rows": int(origins.get("mapped", 0)),
             "relabeled_rows": int((old != new).sum()) if len(old) == len(new) else 0,
         }

@@ -65,11 +65,17 @@ def _truth(lat: pd.DataFrame) -> dict:
     }
 
 
+def _salt_suffix(spec: WorldSpec) -> str:
+    """What a salted world adds to its image names and render streams ("" for salt 0)."""
+    return f"-s{spec.salt}" if spec.salt else ""
+
+
 def world_tables(spec: WorldSpec, seed: int = 0) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """Deterministic label tables and per-image latents for ``target``, ``extra`` and (when
     ``n_extra2 > 0``) ``extra2`` (no pixels)."""
-    rng = np.random.default_rng([seed, 7] + ([spec.salt] if spec.salt else []))
-    tag = f"{seed}" + (f"-s{spec.salt}" if spec.salt else "")
+    salt = [spec.salt] if spec.salt else []  # salt 0: the world as it always was
+    rng = np.random.default_rng([seed, 7, *salt])
+    tag = f"{seed}{_salt_suffix(spec)}"
     out = {}
     lat = sample_latents(spec.n_target, rng)
     labels = annotate_target(lat, spec.target_noise, rng)
@@ -82,7 +88,7 @@ def world_tables(spec: WorldSpec, seed: int = 0) -> dict[str, tuple[pd.DataFrame
     split = _splits(spec.n_extra, spec.extra_test_fraction, rng)
     out["extra"] = (make_table("synth_extra", split, names, labels, va[:, 0], va[:, 1], extra=_truth(lat)), lat)
     if spec.n_extra2:
-        rng2 = np.random.default_rng([seed, 11] + ([spec.salt] if spec.salt else []))  # the others' draws unchanged
+        rng2 = np.random.default_rng([seed, 11, *salt])  # its own stream: the others' draws unchanged
         lat = sample_latents(spec.n_extra2, rng2)
         labels = annotate_discrete(lat, spec.extra2, rng2)
         names = [f"synth-extra2-{tag}/{i:06d}.png" for i in range(spec.n_extra2)]
@@ -93,5 +99,5 @@ def world_tables(spec: WorldSpec, seed: int = 0) -> dict[str, tuple[pd.DataFrame
 
 def generate_world(spec: WorldSpec, size: int = 64, seed: int = 0) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     """Deterministic tables + images (``size`` px) for every population, in memory."""
-    salt = f"-s{spec.salt}" if spec.salt else ""
+    salt = _salt_suffix(spec)
     return {role: (table, render_many(lat, seed, size, role + salt)) for role, (table, lat) in world_tables(spec, seed).items()}
