@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+_STATE = pytest.StashKey[Path]()
+
 
 def pytest_configure(config) -> None:
     """Every test session gets its own state: ZenML store, MLflow store, caches, checkpoints."""
     state = Path(tempfile.mkdtemp(prefix="dcjt-test-state-"))
+    config.stash[_STATE] = state
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
     os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
@@ -21,6 +25,19 @@ def pytest_configure(config) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{state / 'mlflow.db'}"
     os.environ["TORCH_HOME"] = str(state / "torch")  # torchvision's weight cache: empty unless a test fills it
     os.environ["DCJT_OFFLINE"] = "1"  # tests never download
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(state / "inductor")  # torch.compile's cache goes with the rest
+
+
+def pytest_unconfigure(config) -> None:
+    """Remove the session's state (0.5-1 GB of stores, caches and checkpoints) unless asked to keep it.
+
+    Leaving it behind filled the disk after a few hundred runs; DCJT_KEEP_TEST_STATE=1 keeps it for
+    inspecting a failure.
+    """
+    state = config.stash.get(_STATE, None)
+    if state is None or os.environ.get("DCJT_KEEP_TEST_STATE") == "1":
+        return
+    shutil.rmtree(state, ignore_errors=True)
 
 
 # Labels in canonical order covering every class, twice, so a wrong order mapping fails.
