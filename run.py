@@ -218,7 +218,12 @@ def study_cmd(config_name, table, seeds, only, name, budget, overrides, threads)
 @click.option("--config", "config_name", required=True, help="the target to fine-tune on: configs/NAME.yaml or a YAML path")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for training (default: all cores)")
-def finetune_cmd(source, config_name, overrides, threads) -> None:
+@click.option(
+    "--run-config",
+    type=click.Path(dir_okay=False, exists=True),
+    help="ZenML run configuration for a remote stack, e.g. configs/remote-kubernetes.yaml",
+)
+def finetune_cmd(source, config_name, overrides, threads, run_config) -> None:
     """Fine-tune a registered model or a checkpoint on another target (paper Table 7): train on its
     train split (recipe: the config's finetune section), score its test split, register and promote."""
     from dcjt.config import ConfigError, load_config
@@ -230,7 +235,7 @@ def finetune_cmd(source, config_name, overrides, threads) -> None:
         raise click.ClickException(str(exc)) from exc
     set_threads(threads)
     try:
-        outcome = run_finetune(cfg, source)
+        outcome = run_finetune(cfg, source, run_config=run_config)
     except PreflightError as exc:
         raise click.ClickException(str(exc)) from None
     ev = outcome.evaluation

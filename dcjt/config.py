@@ -156,11 +156,24 @@ class MethodConfig(Settings):
     gate_m_a: bool = Field(True, description="gated: M_A must also predict the new label")
     extra_fraction: float = Field(1.0, gt=0, le=1, description="seeded, stratified share of B's train rows used")
     scn: bool = Field(False, description="train the row as a Self-Cure Network (settings: dcn.scn)")
+    target_use: bool = Field(
+        True, description="train on A's train rows; false: the extras alone (paper Table 7's 'B only' pre-training)"
+    )
 
     @field_validator("relabel", mode="before")
     @classmethod
     def _relabel_flag(cls, v):
         return {True: "nearest", False: "none"}.get(v, v) if isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _something_to_train_on(self) -> MethodConfig:
+        if self.target_use:
+            return self
+        if self.extra_use == "none":
+            raise ValueError("method.target_use: false with method.extra_use: none leaves no training rows")
+        if self.combine != "merged":
+            raise ValueError("method.target_use: false needs method.combine: merged (the joint schedule warms up on A's rows)")
+        return self
 
     @property
     def variant_name(self) -> str:
@@ -178,6 +191,8 @@ class MethodConfig(Settings):
             parts.append(f"b{self.extra_fraction:g}")
         if self.scn:
             parts.append("scn")
+        if not self.target_use:
+            parts.append("no-target")
         return "-".join(parts)
 
 
@@ -190,6 +205,15 @@ BASELINES: dict[str, dict[str, Any]] = {
     # The Self-Cure Network (paper Tables 3-4) on the straight combination and on A alone.
     "scn": {"extra_use": "all", "continuous": False, "combine": "merged", "mapping": "none", "relabel": "none", "scn": True},
     "scn_target": {"extra_use": "none", "continuous": False, "scn": True},
+    # The extras alone as published (paper Table 7's "B only"): how far B's criteria are from A's.
+    "extra_only": {
+        "target_use": False,
+        "extra_use": "all",
+        "continuous": False,
+        "combine": "merged",
+        "mapping": "none",
+        "relabel": "none",
+    },
 }
 
 

@@ -34,6 +34,7 @@ GPU_STEPS = (
     "train_straight",
     "train_scn",
     "train_scn_target",
+    "train_extra_only",
     "train_oracle",
 )
 
@@ -165,6 +166,7 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         oracle_evaluation=baselines.get("oracle"),
         scn_evaluation=baselines.get("scn"),
         scn_target_evaluation=baselines.get("scn_target"),
+        extra_only_evaluation=baselines.get("extra_only"),
         leakage=leakage,
         extra_pseudo_stats=extra_pseudo_stats,
     )

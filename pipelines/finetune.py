@@ -14,6 +14,9 @@ from steps.registry import register_finetuned
 from steps.tracking import close_finetune, open_tracking
 from steps.training import train_m_a
 
+# The one step that trains: on a cluster it gets the GPU image and a GPU (configs/remote-*.yaml).
+GPU_STEPS = ("train_finetune",)
+
 
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.FAIL_FAST)
 def finetune_pipeline(config: PipelineConfig) -> None:

@@ -234,8 +234,9 @@ class FinetuneOutcome:
     seconds: float
 
 
-def run_finetune(cfg: PipelineConfig, source: str) -> FinetuneOutcome:
-    """Fine-tune ``source`` (``models:/NAME@alias`` or a checkpoint file) on ``cfg``'s target."""
+def run_finetune(cfg: PipelineConfig, source: str, *, run_config: str | None = None) -> FinetuneOutcome:
+    """Fine-tune ``source`` (``models:/NAME@alias`` or a checkpoint file) on ``cfg``'s target;
+    ``run_config``: a ZenML run configuration for a remote stack, as for the DCJT pipeline."""
     from dcjt.finetune import FinetuneError, check_source
 
     uri = prepare_environment(cfg)
@@ -251,8 +252,13 @@ def run_finetune(cfg: PipelineConfig, source: str) -> FinetuneOutcome:
     from pipelines.finetune import finetune_pipeline
 
     initialise_stores(cfg.experiment)
+    from zenml.client import Client
+
+    flavor = Client().active_stack.orchestrator.flavor
+    check_handoff(flavor, cfg, yaml.safe_load(Path(run_config).read_text()) if run_config else None)
     fingerprint_datasets(cfg)
-    run, seconds = _launch(finetune_pipeline, cfg, f"{cfg.name}-finetune")
+    pipe = finetune_pipeline.with_options(config_path=run_config) if run_config else finetune_pipeline
+    run, seconds = _launch(pipe, cfg, f"{cfg.name}-finetune")
     summary = run.steps["close_finetune"].outputs["summary"][0].load()
     return FinetuneOutcome(run.name, uri, summary["evaluation"], summary["promotion"], seconds)
 

@@ -122,6 +122,7 @@ def report_run(
     oracle_evaluation: dict | None = None,
     scn_evaluation: dict | None = None,
     scn_target_evaluation: dict | None = None,
+    extra_only_evaluation: dict | None = None,
     leakage: dict | None = None,
     extra_pseudo_stats: dict | None = None,
 ) -> tuple[Annotated[pd.DataFrame, "comparison"], Annotated[str, "comparison_csv"], Annotated[dict, "summary"]]:
@@ -135,6 +136,7 @@ def report_run(
         "oracle": oracle_evaluation,
         "scn": scn_evaluation,
         "scn_target": scn_target_evaluation,
+        "extra_only": extra_only_evaluation,
     }
     evaluations = {name: r for name, r in rows.items() if r is not None}
     promotion = promotion or {}

@@ -3,6 +3,7 @@ dataset, the joint pass over several extras, and their bad inputs."""
 
 from __future__ import annotations
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -158,6 +159,24 @@ def test_an_extra_with_no_class_in_common_or_an_empty_subset_stops_the_run():
         gate_report("stage 1", extra_subset_gates("caers", 0.6, stats, GatesConfig()), "stop")
 
 
+def test_extra_only_trains_on_the_extras_alone_and_refuses_nothing_to_train_on():
+    from dcjt.config import MethodConfig
+    from dcjt.method import training_rows
+
+    rng = np.random.default_rng(3)
+    target, extra = _target(rng), _extras(rng)
+    method = load_config("demo", ["baselines=[extra_only]"]).method_for("extra_only")
+    rows, none = training_rows(target, extra, method)
+    assert none is None and set(rows["dataset"]) == set(extra["dataset"])
+    assert len(rows) == int((extra["split"] == "train").sum())
+    assert rows["valence"].isna().all()  # discrete labels as published
+    assert method.variant_name.endswith("no-target")
+    with pytest.raises(ValueError, match="leaves no training rows"):
+        MethodConfig(target_use=False, extra_use="none", combine="merged")
+    with pytest.raises(ValueError, match="needs method.combine: merged"):
+        MethodConfig(target_use=False)
+
+
 # --- the joint pass over several extras ------------------------------------------------------------------
 def test_each_extra_gets_an_equal_share_of_the_pass_when_asked():
     labels = np.r_[np.zeros(900, np.int64), np.arange(100) % NUM_CLASSES]  # a big extra of one class + a small one
@@ -200,7 +219,7 @@ def test_files_pipeline_with_two_extras_and_a_planted_duplicate(tmp_path):
         "m_a={epochs: 2, batch_size: 32}",
         "m_b={epochs: 2, batch_size: 32, lam: 1.0}",
         "dcn={epochs: 3, batch_size: 32, lam: 1.0, warmup_epochs: 1, joint_frequency: 1, extra_balance: each}",
-        "baselines=[]",
+        "baselines=[extra_only]",
         "gates.mode=warn",
     ]
     outcome = run_pipeline(load_config("rafdb", tiny))
@@ -209,3 +228,12 @@ def test_files_pipeline_with_two_extras_and_a_planted_duplicate(tmp_path):
     assert set(extras) == {"affectnet", "caers"} and extras["caers"]["va"] == "pseudo (M_B)"
     assert extras["affectnet"]["train_rows"] == int((e["split"] == "train").sum()) - 1  # the copy left training
     assert extras["caers"]["relabeled_rows"] > 0 and extras["affectnet"]["mapped_rows"] > 0
+    # Table 7's "B only" row: trained on both extras' train rows as published, none of A's; scored on A's test
+    assert "extra_only" in outcome.summary["evaluations"]
+    parent = outcome.summary["mlflow_run_id"]
+    child = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{parent}'", output_format="list"
+    )
+    params = next(r for r in child if r.data.tags["dcjt.stage"] == "extra_only").data.params
+    train_rows = extras["affectnet"]["train_rows"] + extras["caers"]["train_rows"]
+    assert (int(params["rows.train"]), int(params["rows.extra"])) == (train_rows, 0)

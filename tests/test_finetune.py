@@ -23,7 +23,12 @@ def test_two_extras_scn_and_finetuning_end_to_end(tmp_path):
     assert set(extras) == {"synth_extra", "synth_extra2"}
     assert extras["synth_extra2"]["va"] == "pseudo (M_B)" and extras["synth_extra2"]["relabeled_rows"] > 0
     assert extras["synth_extra"]["mapped_rows"] > 0 and outcome.summary["leaked"] == 0
-    tuned = run_finetune(load_config("demo-finetune", FINETUNE), outcome.model_uri)
+    run_config = tmp_path / "run-config.yaml"  # as configs/remote-*.yaml do for a cluster: settings per step
+    run_config.write_text("steps:\n  train_finetune:\n    extra: {placed_by: run-config}\n")
+    tuned = run_finetune(load_config("demo-finetune", FINETUNE), outcome.model_uri, run_config=str(run_config))
+    from zenml.client import Client
+
+    assert Client().get_pipeline_run(tuned.run_name).steps["train_finetune"].config.extra == {"placed_by": "run-config"}
     assert 0 <= tuned.evaluation["test_accuracy"] <= 1 and tuned.promotion["version"] == "1"
     assert tuned.promotion["model_name"] == "dcjt-synthetic-finetune"
     # Sources that do not fit stop before any step, naming what differs and the fix.

@@ -17,7 +17,7 @@ from pipelines.dcjt import GPU_STEPS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _compiled_steps(flavor: str) -> dict:
+def _compiled_steps(flavor: str, finetune: bool = False) -> dict:
     from zenml.client import Client
     from zenml.config.compiler import Compiler
     from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
@@ -27,6 +27,7 @@ def _compiled_steps(flavor: str) -> dict:
 
     from dcjt.config import load_config
     from pipelines.dcjt import dcjt_pipeline
+    from pipelines.finetune import finetune_pipeline
     from pipelines.runner import prepare_environment
 
     prepare_environment()
@@ -45,8 +46,8 @@ def _compiled_steps(flavor: str) -> dict:
             name=name, components={StackComponentType.ORCHESTRATOR: orch.name, StackComponentType.ARTIFACT_STORE: "default"}
         )
     path = ROOT / "configs" / f"remote-{flavor}.yaml"
-    pipe = dcjt_pipeline.with_options(config_path=str(path))
-    every_row = "baselines=[target_only, straight, scn, scn_target, oracle]"
+    pipe = (finetune_pipeline if finetune else dcjt_pipeline).with_options(config_path=str(path))
+    every_row = "baselines=[target_only, straight, scn, scn_target, extra_only, oracle]"
     pipe.prepare(config=load_config("rafdb", ["data.kind=synthetic", "data.world={n_target: 10, n_extra: 10}", every_row]))
     run_config = PipelineRunConfiguration.model_validate(yaml_utils.read_yaml(str(path)))
     snapshot = Compiler().compile(pipeline=pipe, stack=Stack.from_model(stack), run_configuration=run_config)
@@ -55,6 +56,10 @@ def _compiled_steps(flavor: str) -> dict:
 
 @pytest.mark.parametrize("flavor", ["kubernetes", "kubeflow"])
 def test_remote_config_gives_gpus_to_exactly_the_training_steps(flavor):
+    from pipelines.finetune import GPU_STEPS as FINETUNE_GPU_STEPS
+
+    finetune = _compiled_steps(flavor, finetune=True)  # run.py finetune --run-config: the same file
+    assert {n for n, c in finetune.items() if c.resource_settings.gpu_count} == set(FINETUNE_GPU_STEPS)
     steps = _compiled_steps(flavor)
     assert len(steps) >= 15
     gpu = {n for n, c in steps.items() if c.resource_settings.gpu_count}
