@@ -200,12 +200,8 @@ def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config
     from pipelines.dcjt import dcjt_pipeline
 
     initialise_stores(cfg.experiment)
-    from zenml.client import Client
-
-    flavor = Client().active_stack.orchestrator.flavor
-    check_handoff(flavor, cfg, yaml.safe_load(Path(run_config).read_text()) if run_config else None)
+    pipe = _configured(dcjt_pipeline, cfg, run_config)
     fingerprint_datasets(cfg)
-    pipe = dcjt_pipeline.with_options(config_path=run_config) if run_config else dcjt_pipeline
     if schedule:
         return _schedule(pipe, cfg, schedule)
     run, seconds = _launch(pipe, cfg, cfg.name)
@@ -252,15 +248,20 @@ def run_finetune(cfg: PipelineConfig, source: str, *, run_config: str | None = N
     from pipelines.finetune import finetune_pipeline
 
     initialise_stores(cfg.experiment)
+    pipe = _configured(finetune_pipeline, cfg, run_config)
+    fingerprint_datasets(cfg)
+    run, seconds = _launch(pipe, cfg, f"{cfg.name}-finetune")
+    summary = run.steps["close_finetune"].outputs["summary"][0].load()
+    return FinetuneOutcome(run.name, uri, summary["evaluation"], summary["promotion"], seconds)
+
+
+def _configured(pipe, cfg: PipelineConfig, run_config: str | None):
+    """``pipe`` with the run configuration applied, once the handoff suits the active orchestrator."""
     from zenml.client import Client
 
     flavor = Client().active_stack.orchestrator.flavor
     check_handoff(flavor, cfg, yaml.safe_load(Path(run_config).read_text()) if run_config else None)
-    fingerprint_datasets(cfg)
-    pipe = finetune_pipeline.with_options(config_path=run_config) if run_config else finetune_pipeline
-    run, seconds = _launch(pipe, cfg, f"{cfg.name}-finetune")
-    summary = run.steps["close_finetune"].outputs["summary"][0].load()
-    return FinetuneOutcome(run.name, uri, summary["evaluation"], summary["promotion"], seconds)
+    return pipe.with_options(config_path=run_config) if run_config else pipe
 
 
 def fingerprint_datasets(cfg: PipelineConfig) -> None:
