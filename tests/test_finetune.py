@@ -3,6 +3,9 @@ another target (paper Table 7), and the fine-tuning sources that do not fit."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 from test_pipeline_e2e import TINY
@@ -10,6 +13,8 @@ from test_pipeline_e2e import TINY
 from dcjt.config import load_config
 from dcjt.nets import build_model
 from pipelines.runner import PreflightError, run_finetune, run_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TWO_EXTRAS = TINY + ["data.world.n_extra2=400", "baselines=[scn]", "dcn.scn.relabel_epoch=1"]
 FINETUNE = ["data.world.n_target=300", "finetune.epochs=2", "finetune.batch_size=32", "gates.mode=warn"]
@@ -25,12 +30,23 @@ def test_two_extras_scn_and_finetuning_end_to_end(tmp_path):
     assert extras["synth_extra"]["mapped_rows"] > 0 and outcome.summary["leaked"] == 0
     run_config = tmp_path / "run-config.yaml"  # as configs/remote-*.yaml do for a cluster: settings per step
     run_config.write_text("steps:\n  train_finetune:\n    extra: {placed_by: run-config}\n")
-    tuned = run_finetune(load_config("demo-finetune", FINETUNE), outcome.model_uri, run_config=str(run_config))
+    named = FINETUNE + ["model_name=ft-t7-a-s0"]  # as scripts/table7.sh names its fine-tunings
+    tuned = run_finetune(load_config("demo-finetune", named), outcome.model_uri, run_config=str(run_config))
     from zenml.client import Client
 
     assert Client().get_pipeline_run(tuned.run_name).steps["train_finetune"].config.extra == {"placed_by": "run-config"}
     assert 0 <= tuned.evaluation["test_accuracy"] <= 1 and tuned.promotion["version"] == "1"
-    assert tuned.promotion["model_name"] == "dcjt-synthetic-finetune"
+    assert tuned.promotion["model_name"] == "ft-t7-a-s0"
+    # scripts/table7_summary.py finds it by that name, with its per-image correctness for the intervals
+    spec = importlib.util.spec_from_file_location("table7_summary", ROOT / "scripts" / "table7_summary.py")
+    table7 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table7)
+    records, correct = table7.finetuned({0})
+    assert records[["row", "seed", "accuracy"]].to_dict("records") == [
+        {"row": "t7-a", "seed": 0, "accuracy": tuned.evaluation["test_accuracy"]}
+    ]
+    assert correct[("t7-a", 0)].mean() == pytest.approx(tuned.evaluation["test_accuracy"])
+    assert table7.finetuned({1})[0].empty
     # Sources that do not fit stop before any step, naming what differs and the fix.
     with pytest.raises(
         PreflightError, match=r"trained on 32 px images, config 'demo-finetune' uses 64 px: run with --set image_size=32"
