@@ -39,3 +39,5 @@ for name in "${ORDER[@]}"; do
         --set model_name="ft-$name-s$SEED" "${SETS[@]}" | tail -n 1 | sed 's/test_accuracy: //')
   echo "$name,$acc"
 done
+# The same with the paired difference to "A only" (several seeds: scripts/table7_summary.py --seeds 0,1,2)
+$PY scripts/table7_summary.py --seeds "$SEED"
