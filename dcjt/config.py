@@ -198,22 +198,16 @@ class MethodConfig(Settings):
 
 # The comparison rows reported beside DCJT: settings of the same method, trained with the DCN's
 # recipe and budget, scored by the same evaluation step.
+_STRAIGHT: dict[str, Any] = {"extra_use": "all", "continuous": False, "combine": "merged", "mapping": "none", "relabel": "none"}
 BASELINES: dict[str, dict[str, Any]] = {
     "target_only": {"extra_use": "none", "continuous": False},
-    "straight": {"extra_use": "all", "continuous": False, "combine": "merged", "mapping": "none", "relabel": "none"},
+    "straight": _STRAIGHT,
     "oracle": {"relabel": "oracle"},  # synthetic world only: B relabeled with the hidden truth
     # The Self-Cure Network (paper Tables 3-4) on the straight combination and on A alone.
-    "scn": {"extra_use": "all", "continuous": False, "combine": "merged", "mapping": "none", "relabel": "none", "scn": True},
+    "scn": {**_STRAIGHT, "scn": True},
     "scn_target": {"extra_use": "none", "continuous": False, "scn": True},
-    # The extras alone as published (paper Table 7's "B only"): how far B's criteria are from A's.
-    "extra_only": {
-        "target_use": False,
-        "extra_use": "all",
-        "continuous": False,
-        "combine": "merged",
-        "mapping": "none",
-        "relabel": "none",
-    },
+    # The straight combination without A (paper Table 7's "B only"): how far B's criteria are from A's.
+    "extra_only": {**_STRAIGHT, "target_use": False},
 }
 
 
