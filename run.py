@@ -85,7 +85,7 @@ def cli(ctx: click.Context, **kwargs) -> None:
 @click.option("--root", type=click.Path(path_type=Path), required=True, help="dataset root in its release layout")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="label table to write (.parquet)")
 @click.option("--val-fraction", default=0.1, show_default=True, help="validation share carved from train if none")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--split-seed", type=int, default=None, help="seed of the carved validation split (default: fixed by the dataset)")
 @click.option(
     "--max-bad-fraction",
     type=click.FloatRange(0, 1),
@@ -94,7 +94,7 @@ def cli(ctx: click.Context, **kwargs) -> None:
     help="share of unreadable images that may be skipped",
 )
 @click.option("--no-image-check", is_flag=True, help="skip decoding every image at ingestion")
-def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_image_check) -> None:
+def ingest_cmd(dataset, root, out, val_fraction, split_seed, max_bad_fraction, no_image_check) -> None:
     """Read a dataset root into a validated label table and print counts per split and class."""
     from dcjt.data.labels import counts_by_split_and_class
     from dcjt.data.readers import ingest
@@ -102,7 +102,12 @@ def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_imag
 
     try:
         df, report = ingest(
-            dataset, root, val_fraction=val_fraction, seed=seed, max_bad_fraction=max_bad_fraction, check=not no_image_check
+            dataset,
+            root,
+            val_fraction=val_fraction,
+            split_seed=split_seed,
+            max_bad_fraction=max_bad_fraction,
+            check=not no_image_check,
         )
         write_valid_table(df, out)
     except (ValueError, FileNotFoundError, OSError) as exc:
@@ -116,6 +121,19 @@ def ingest_cmd(dataset, root, out, val_fraction, seed, max_bad_fraction, no_imag
     for path in report.skipped_images:
         click.echo(f"skipped unreadable image: {path}")
     click.echo(f"table: {out}")
+
+
+def stop_in_one_line(exc: BaseException) -> None:
+    """A failure whose message says what to do ends the command in one line (exit code 1); its
+    traceback goes to the error log. Anything else is raised as it is."""
+    from dcjt.config import state_home
+    from pipelines.console import known_stop, log_stop
+
+    stop = known_stop(exc)
+    if stop is None:
+        raise exc
+    path = log_stop(state_home(), exc)
+    raise click.ClickException(f"{stop} (traceback: {path})") from None
 
 
 def echo_promotion(promo: dict | None) -> None:
@@ -136,23 +154,28 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, threads, **shortc
         cfg = load_config(config_name, overrides, values)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    from pipelines.runner import PreflightError, ScheduleNotSupported, crontab_line, run_pipeline
+    from pipelines.runner import ScheduleNotSupported, crontab_line, run_pipeline
 
     set_threads(threads)
     try:
         outcome = run_pipeline(cfg, schedule=schedule, run_config=run_config)
-    except PreflightError as exc:
-        raise click.ClickException(str(exc)) from None
     except ScheduleNotSupported as exc:
         click.echo(f"error: {exc}", err=True)
         click.echo(crontab_line(schedule, sys.argv[1:]), err=True)
         sys.exit(2)
+    except Exception as exc:
+        stop_in_one_line(exc)
     if outcome is None:
         click.echo(f"schedule attached: {schedule}")
         return
-    table = outcome.comparison.assign(accuracy=lambda d: (d["accuracy"] * 100).round(2))
+    table = outcome.comparison.assign(
+        accuracy=lambda d: (d["accuracy"] * 100).round(2), val_accuracy=lambda d: (d["val_accuracy"] * 100).round(2)
+    )
     budget = "until validation stops improving" if cfg.budget.mode == "converged" else "equal optimiser steps"
-    click.echo(f"\nAccuracy on the target's test split (%), validation-selected epoch; every row: the DCN's recipe, {budget}:")
+    click.echo(
+        f"\nAccuracy (%) on the target's test split and, where every model was selected, its validation split; "
+        f"every row: the DCN's recipe, {budget}:"
+    )
     click.echo(table.to_string(index=False))
     echo_promotion(outcome.promotion)
     click.echo(f"pipeline wall time: {outcome.seconds:.0f} s")
@@ -175,7 +198,7 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, threads, **shortc
     show_default=True,
     help="main | 1 | 2 | 8 | extras | all (paper Tables 1, 2, 8; extras: A + one or two extras, SCN)",
 )
-@click.option("--seeds", default="0,1,2", show_default=True, help="e.g. 0,1,2 or 0-4")
+@click.option("--seeds", default="0-4", show_default=True, help="e.g. 0,1,2 or 0-4 (at most 1,000 runs; 0..99999)")
 @click.option("--row", "only", multiple=True, help="only this row (repeatable); names as in the table")
 @click.option("--name", help="study name (MLflow tag; default CONFIG-table-TABLE)")
 @click.option("--budget", type=click.Choice(["converged", "steps"]), help="budget.mode for every row")
@@ -183,9 +206,7 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, threads, **shortc
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for training (default: all cores)")
 def study_cmd(config_name, table, seeds, only, name, budget, overrides, threads) -> None:
     """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the table."""
-    from dcjt.config import ConfigError
     from dcjt.study import StudyError, parse_seeds, study_rows
-    from pipelines.runner import PreflightError
 
     set_threads(threads)
     try:
@@ -204,8 +225,10 @@ def study_cmd(config_name, table, seeds, only, name, budget, overrides, threads)
             name=name,
             progress=click.echo,
         )
-    except (StudyError, ConfigError, PreflightError) as exc:
+    except StudyError as exc:
         raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        stop_in_one_line(exc)
     click.echo("\n" + outcome.markdown)
     click.echo(f"study wall time: {outcome.seconds:.0f} s")
     click.echo(f"mlflow_study_run: {outcome.mlflow_run_id}")
@@ -227,7 +250,7 @@ def finetune_cmd(source, config_name, overrides, threads, run_config) -> None:
     """Fine-tune a registered model or a checkpoint on another target (paper Table 7): train on its
     train split (recipe: the config's finetune section), score its test split, register and promote."""
     from dcjt.config import ConfigError, load_config
-    from pipelines.runner import PreflightError, run_finetune
+    from pipelines.runner import run_finetune
 
     try:
         cfg = load_config(config_name, overrides)
@@ -236,8 +259,8 @@ def finetune_cmd(source, config_name, overrides, threads, run_config) -> None:
     set_threads(threads)
     try:
         outcome = run_finetune(cfg, source, run_config=run_config)
-    except PreflightError as exc:
-        raise click.ClickException(str(exc)) from None
+    except Exception as exc:
+        stop_in_one_line(exc)
     ev = outcome.evaluation
     click.echo(
         f"fine-tuned {source} on {cfg.name}: test accuracy {100 * ev['test_accuracy']:.2f} % "

@@ -90,8 +90,23 @@ class TrainConfig(Settings):
         False, description="on out-of-memory, run batches in halves (gradients accumulated) instead of stopping"
     )
     eval_batch_size: int = Field(256, ge=1)
-    patience: int | None = Field(None, ge=1, description="stop after this many epochs without a better val accuracy")
+    # How long a row trains: set from the budget (``dcjt.train.budget.row_recipe``), rarely by hand.
+    patience: int | None = Field(
+        None, ge=1, description="stop after this many checks without a better val accuracy (dcjt.train.stopping)"
+    )
+    stop_every: int = Field(1, ge=1, description="epochs between stop checks, counted from the first joint epoch")
+    min_epochs: int = Field(0, ge=0, description="no early stop before this many epochs")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps")
+    schedule_steps: int | None = Field(
+        None, ge=1, description="step budgets: the learning-rate schedule runs per optimiser step over this many steps"
+    )
+    schedule_epochs: int | None = Field(
+        None, ge=1, description="step budgets: the epochs the schedule's step_size / gamma are written for"
+    )
+    check_every_steps: int | None = Field(
+        None, ge=1, description="step budgets: validate every this many optimiser steps (and at the last one)"
+    )
+    balanced: bool = Field(False, description="draw the main pass class-balanced (with replacement), as B's joint pass")
     devices: int = Field(1, ge=1, description="> 1: DistributedDataParallel over this many processes (GPUs)")
 
     @model_validator(mode="after")
@@ -159,6 +174,9 @@ class MethodConfig(Settings):
     target_use: bool = Field(
         True, description="train on A's train rows; false: the extras alone (paper Table 7's 'B only' pre-training)"
     )
+    balanced: bool = Field(
+        False, description="draw the row's main pass class-balanced, as DCJT's pass over B is (the balanced straight merge)"
+    )
 
     @field_validator("relabel", mode="before")
     @classmethod
@@ -174,6 +192,11 @@ class MethodConfig(Settings):
         if self.combine != "merged":
             raise ValueError("method.target_use: false needs method.combine: merged (the joint schedule warms up on A's rows)")
         return self
+
+    @property
+    def uses_joint_passes(self) -> bool:
+        """Trains on B in passes of the joint schedule (DCJT and the oracle, not merged rows)."""
+        return self.extra_use != "none" and self.combine == "joint"
 
     @property
     def variant_name(self) -> str:
@@ -193,6 +216,8 @@ class MethodConfig(Settings):
             parts.append("scn")
         if not self.target_use:
             parts.append("no-target")
+        if self.balanced:
+            parts.append("balanced")
         return "-".join(parts)
 
 
@@ -202,6 +227,8 @@ _STRAIGHT: dict[str, Any] = {"extra_use": "all", "continuous": False, "combine":
 BASELINES: dict[str, dict[str, Any]] = {
     "target_only": {"extra_use": "none", "continuous": False},
     "straight": _STRAIGHT,
+    # The straight merge drawn class-balanced, as DCJT's pass over B is: the merge's other handicap.
+    "straight_balanced": {**_STRAIGHT, "balanced": True},
     "oracle": {"relabel": "oracle"},  # synthetic world only: B relabeled with the hidden truth
     # The Self-Cure Network (paper Tables 3-4) on the straight combination and on A alone.
     "scn": {**_STRAIGHT, "scn": True},
@@ -212,15 +239,31 @@ BASELINES: dict[str, dict[str, Any]] = {
 
 
 class BudgetConfig(Settings):
-    """How much training every reported row gets (equal epochs are not equal work)."""
+    """How much training every reported row gets (equal epochs are not equal work), and when a row
+    may stop early (``dcjt.train.stopping``): the same rule for DCJT and every baseline."""
 
     mode: Literal["converged", "steps"] = Field(
         "converged",
-        description="converged: each row trains until val accuracy has not improved for `patience` epochs "
+        description="converged: each row trains until val accuracy has not improved for `patience` joint cycles "
         "(at most dcn.epochs); steps: every row gets the same number of optimiser steps",
     )
-    patience: int = Field(3, ge=1)
+    patience: int = Field(
+        3,
+        ge=1,
+        description="converged: checks without a better validation accuracy before a row stops; checks close each "
+        "joint cycle (dcn.joint_frequency epochs) from the first joint epoch, or each epoch with patience_unit: epochs",
+    )
+    patience_unit: Literal["cycles", "epochs"] = Field(
+        "cycles", description="cycles: a check per joint cycle; epochs: a check per epoch after the warm-up"
+    )
+    min_share: float = Field(0.5, ge=0, le=1, description="converged: no row stops before this share of dcn.epochs")
+    min_b_passes: int = Field(
+        1, ge=0, description="a joint row (DCJT, the oracle) that ends with fewer passes over B stops the run"
+    )
     steps: int | None = Field(None, ge=1, description="steps mode: None = the DCJT row's steps at dcn.epochs")
+    checks: int = Field(
+        20, ge=1, description="steps mode: validation checks spread evenly over the step budget (the same for every row)"
+    )
 
 
 class DatasetSpec(Settings):
@@ -312,17 +355,28 @@ class LeakageConfig(Settings):
 
 
 class GatesConfig(Settings):
-    """Stage health gates: later stages trust earlier ones, so a weak stage stops the run (or warns)."""
+    """Stage health gates (``dcjt.method.health``): later stages trust earlier ones, so a weak stage
+    stops the run (or warns). Every limit is relative to what the data gives."""
 
     mode: Literal["stop", "warn"] = "stop"
-    m_a_margin: float = Field(0.05, ge=0, le=1, description="M_A's val accuracy must beat chance (1/7) by this")
+    m_a_min_kappa: float = Field(
+        0.2, ge=-1, le=1, description="M_A's Cohen's kappa on A's validation split (0: no better than the majority class)"
+    )
     subset_min_classes: int = Field(5, ge=0, le=7, description="classes with at least subset_min_rows rows in B's subset")
     subset_min_rows: int = Field(3, ge=0, description="rows of every class in B's subset")
     subset_min_share: float = Field(0.02, ge=0, le=1, description="share of each class of B kept in the subset")
-    pseudo_min_std: float = Field(0.02, ge=0, description="per-emotion spread (std) of A's pseudo V/A")
-    centre_min_distance: float = Field(0.02, ge=0, description="distance between any two of A's class centres")
+    pseudo_min_spread_ratio: float = Field(
+        0.25, ge=0, description="each dimension of A's pseudo V/A: std at least this x the std of B's published V/A"
+    )
+    m_b_min_ccc: float = Field(0.2, ge=-1, le=1, description="M_B's valence and arousal CCC on its held-out subset rows")
     max_clipped_share: float = Field(0.25, ge=0, le=1, description="share of mapped V/A clipped to [-1, 1]")
-    max_relabel_share: float = Field(0.8, ge=0, le=1, description="share of B - subB whose label relabeling changes")
+    relabel_min_lift: float = Field(
+        0.0,
+        ge=-1,
+        le=1,
+        description="relabel precision on A's validation rows must beat A's majority-class rate by more than this",
+    )
+    min_val_rows: int = Field(30, ge=1, description="A's validation split must hold at least this many rows to select on")
 
 
 class PathsConfig(Settings):
@@ -369,15 +423,25 @@ class EvaluationConfig(Settings):
 
 class PromotionConfig(Settings):
     """The gate between ``challenger`` and ``champion``: both models are scored in this run, by the
-    same code, on the same rows of A; the challenger is promoted only if it wins on ``metric``."""
+    same code, on the same rows of A's validation split (rows neither model trained on: the split
+    is fixed by the dataset, and a champion whose training rows overlap them is not compared); the
+    challenger is promoted only if it wins. The test split never selects."""
 
-    metric: Literal["val_accuracy", "test_accuracy"] = Field(
-        "val_accuracy", description="accuracy on A's validation split (default) or on its test split"
-    )
+    metric: Literal["val_accuracy"] = Field("val_accuracy", description="accuracy on A's validation split")
     min_margin: float = Field(0.0, ge=0, le=1, description="the challenger must lead by more than this (accuracy points / 100)")
-    bootstrap: bool = Field(False, description="also require the paired-bootstrap 95 % interval of the difference above 0")
+    bootstrap: bool = Field(True, description="also require the paired-bootstrap 95 % interval of the difference above 0")
     bootstrap_samples: int = Field(2000, ge=100)
     force: bool = Field(False, description="promote the challenger whatever the gate says (e.g. an unusable champion)")
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _never_on_test(cls, v):
+        if v == "test_accuracy":
+            raise ValueError(
+                "selecting on the test split is not offered: the promotion gate compares on A's validation split "
+                "(val_accuracy); every version still reports its test accuracy"
+            )
+        return v
 
 
 class PipelineConfig(Settings):
@@ -385,7 +449,7 @@ class PipelineConfig(Settings):
     experiment: str = Field(description="MLflow experiment: one per target dataset")
     model_name: str = Field(description="MLflow registered model")
     image_size: int = 224
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the synthetic world, initialisation and shuffles")
     val_fraction: float = Field(0.1, ge=0, lt=1)
     data: DataConfig = Field(default_factory=DataConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
@@ -414,6 +478,29 @@ class PipelineConfig(Settings):
         if v % 32:
             raise ValueError(f"must be a multiple of 32, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _budget_reaches_the_joint_stage(self) -> PipelineConfig:
+        """A budget that would end a joint row before its passes over B is refused before training."""
+        from dcjt.train.stopping import joint_epochs
+
+        b, dcn = self.budget, self.dcn
+        if b.patience_unit == "epochs" and b.patience < dcn.joint_frequency:
+            raise ValueError(
+                f"budget.patience: {b.patience} epochs is shorter than one joint cycle (dcn.joint_frequency = "
+                f"{dcn.joint_frequency} epochs), so a row could stop before B is trained on again; set budget.patience "
+                f">= {dcn.joint_frequency}, or budget.patience_unit=cycles"
+            )
+        rows = [self.method] + [self.method_for(r) for r in self.baselines if r == "oracle"]
+        joint = any(m.uses_joint_passes for m in rows)
+        passes = joint_epochs(dcn.epochs, dcn.warmup_epochs, dcn.joint_frequency)
+        if joint and b.mode == "converged" and passes < b.min_b_passes:
+            raise ValueError(
+                f"budget.min_b_passes: the joint schedule (dcn.epochs {dcn.epochs}, dcn.warmup_epochs "
+                f"{dcn.warmup_epochs}, dcn.joint_frequency {dcn.joint_frequency}) passes over B {passes} time(s), "
+                f"fewer than budget.min_b_passes = {b.min_b_passes}; raise dcn.epochs or lower the warm-up or frequency"
+            )
+        return self
 
     def method_for(self, row: str) -> MethodConfig:
         """The method settings of a reported row: ``dcjt`` or one of ``BASELINES``."""

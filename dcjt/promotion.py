@@ -18,7 +18,7 @@ from dcjt.study import paired_bootstrap
 @dataclass(frozen=True)
 class Decision:
     promoted: bool
-    verdict: str  # promoted | kept champion | forced | first version | champion unusable
+    verdict: str  # promoted | kept champion | forced | first version | champion unusable | not comparable
     reason: str
     challenger: float
     champion: float | None = None
@@ -38,16 +38,19 @@ def decide(
     samples: int = 2000,
     force: bool = False,
     champion_problem: str | None = None,
+    problem_verdict: str = "champion unusable",
     seed: int = 0,
 ) -> Decision:
     """Promote or keep. ``champion`` is None when there is none; ``champion_problem`` says why an
-    existing champion could not be scored (then ``champion`` is None too)."""
+    existing champion could not be scored (then ``champion`` is None too): ``problem_verdict``
+    names the case (``champion unusable``: cannot be loaded or takes other inputs; ``not
+    comparable``: it trained on the rows it would be scored on)."""
     ours = float(np.mean(challenger)) if len(challenger) else 0.0
     if champion_problem is not None:
         if force:
-            return Decision(True, "forced", f"champion unusable ({champion_problem}); replaced by --force-promote", ours)
+            return Decision(True, "forced", f"{problem_verdict} ({champion_problem}); replaced by --force-promote", ours)
         return Decision(
-            False, "champion unusable", f"{champion_problem}; kept as champion: rerun with --force-promote to replace it", ours
+            False, problem_verdict, f"{champion_problem}; kept as champion: rerun with --force-promote to replace it", ours
         )
     if champion is None:
         return Decision(True, "first version", f"no champion yet; {metric} {ours:.4f}", ours)

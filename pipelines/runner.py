@@ -69,6 +69,18 @@ def check_tracking_store(uri: str) -> None:
             raise PreflightError(f"MLflow tracking server {uri} is unreachable: {getattr(exc, 'reason', exc)}") from None
 
 
+def check_champion_record(cfg: PipelineConfig) -> None:
+    """A champion the promotion gate could not compare fairly (no record of its training rows)
+    stops the run before any training, unless the run replaces it anyway (``--force-promote``)."""
+    if not cfg.register_model or cfg.promotion.force:
+        return
+    from steps.registry import unrecorded_champion
+
+    problem = unrecorded_champion(cfg.model_name)
+    if problem:
+        raise PreflightError(problem)
+
+
 def resolve_network_weights(cfg: PipelineConfig) -> None:
     """Fetch or find the starting weights before any step runs, and pin them in the config (an
     alias becomes a version, a file gets its digest) so ZenML's cache key follows what is loaded."""
@@ -90,6 +102,7 @@ def preflight(cfg: PipelineConfig, uri: str) -> None:
     from dcjt.data.readers import DatasetFormatError, check_layout
 
     check_tracking_store(uri)
+    check_champion_record(cfg)
     if cfg.data.kind == "files":
         roles = [("target", cfg.data.target)] + [(f"extras.{k}", s) for k, s in enumerate(cfg.data.extras)]
         for role, spec in roles:
@@ -144,9 +157,10 @@ def prepare_environment(cfg: PipelineConfig | None = None) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
-    from pipelines.console import quiet_third_party
+    from pipelines.console import quiet_third_party, route_stops
 
     quiet_third_party(home)
+    route_stops(home)
     mlflow.set_tracking_uri(uri)
     return uri
 

@@ -36,6 +36,10 @@ def _record(row: str, seed: int, summary: dict) -> tuple[dict, np.ndarray]:
         "row": row,
         "seed": seed,
         "accuracy": ev["test_accuracy"],
+        "val_accuracy": ev.get("val_accuracy"),
+        "degenerate": ev.get("degenerate"),
+        "b_passes": ev.get("b_passes"),
+        "stop_reason": ev.get("stop_reason"),
         "macro_f1": ev["test_macro_f1"],
         "mean_class_accuracy": ev["test_mean_class_accuracy"],
         "images_seen": ev.get("images_seen"),
@@ -74,9 +78,15 @@ def run_study(
             correct[(row.name, seed)] = corr
             progress(f"  accuracy {100 * rec['accuracy']:.2f} %, {rec['images_seen']:,} images seen, {rec['epochs_run']} epochs")
     frame = pd.DataFrame(records)
-    summary = summarise(frame, correct, reference)
-    budget = "converged (patience)" if base.budget.mode == "converged" else "equal optimiser steps"
-    title = f"{name}: accuracy on the target's test split, seeds {','.join(map(str, seeds))}, budget: {budget}"
+    shared = base.data.kind == "files"  # a dataset on disk: every seed scores the same test split
+    summary = summarise(frame, correct, reference, shared_images=shared)
+    b = base.budget
+    if b.mode == "converged":
+        budget = f"converged (patience {b.patience} {b.patience_unit}, at least {b.min_share:.0%} of the epochs)"
+    else:
+        budget = f"equal optimiser steps ({b.steps or 'the DCJT row’s'}; schedule and {b.checks} checks as fractions of it)"
+    test = "the same test split for every seed" if shared else "each seed its own world and test split"
+    title = f"{name}: accuracy on the target's splits, seeds {','.join(map(str, seeds))} ({test}), budget: {budget}"
     text = markdown(summary, reference, title)
     warned = frame[frame["gates"] != "passed"]
     if len(warned):

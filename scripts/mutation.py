@@ -119,7 +119,7 @@ MUTANTS = [
     Mutant(
         "B pass not class-balanced",
         "dcjt/train/batches.py",
-        "b_order = rng.choice(n_b, size=n_b, replace=True, p=weights / weights.sum())",
+        "b_order = balanced_order(extra_labels, rng) if cfg.balanced_extra else rng.permutation(n_b)",
         "b_order = rng.permutation(n_b)",
         SCHEDULE,
     ),
@@ -186,6 +186,28 @@ MUTANTS = [
         "    if landmarks is not None and len(landmarks):",
         "    if False:",
         CACHE,
+    ),
+    # budgets and health gates
+    Mutant(
+        "patience counted from epoch 0",
+        "dcjt/train/stopping.py",
+        "    anchor = first_joint_epoch(warmup_epochs, joint_frequency)\n    if epoch + 1 < min_epochs",
+        "    anchor = 0\n    if epoch + 1 < min_epochs",
+        (T + "test_budgets.py", "-k", "paper or shape"),
+    ),
+    Mutant(
+        "majority-class row passes",
+        "dcjt/method/health.py",
+        '            evaluation["val_majority_rate"],\n',
+        "            0.0,\n",
+        (T + "test_gates.py", "-k", "majority"),
+    ),
+    Mutant(
+        "champion's training rows ignored",
+        "steps/registry.py",
+        "    shared = np.intersect1d(own_keys, eval_keys)\n",
+        "    shared = np.intersect1d(own_keys, eval_keys)[:0]\n",
+        (T + "test_registry.py", "-k", "trained_on_the"),
     ),
     # registry and promotion
     Mutant("a tie promotes", "dcjt/promotion.py", "wins = diff > min_margin", "wins = diff >= min_margin", GATE),

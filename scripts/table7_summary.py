@@ -1,7 +1,8 @@
 """Paper Table 7 from the fine-tuning runs of ``scripts/table7.sh``: per pre-training row, the
-fine-tuned test accuracy (mean ± std over seeds) and its paired difference to "A only" with a 95 %
-interval (bootstrap over the fine-tuning target's test images, pooled over seeds: the study's
-code). Reads the ZenML store of ``DCJT_HOME``; the newest fine-tuning of each row and seed wins.
+fine-tuned test accuracy (mean ± std over seeds) and its per-seed difference to "A only" with a
+t-interval over seeds and a two-level bootstrap interval (the study's code; each seed fine-tunes on
+its own synthetic world, so seeds share no test images). Reads the ZenML store of ``DCJT_HOME``;
+the newest fine-tuning of each row and seed wins.
 
     .venv/bin/python scripts/table7_summary.py --seeds 0,1,2
 """
@@ -43,6 +44,7 @@ def finetuned(seeds: set[int]) -> tuple[pd.DataFrame, dict[tuple[str, int], np.n
             "row": key[0],
             "seed": key[1],
             "accuracy": ev["test_accuracy"],
+            "val_accuracy": ev.get("val_accuracy"),
             "images_seen": ev.get("images_seen"),
             "epochs_run": ev.get("epochs_run"),
         }

@@ -11,6 +11,7 @@ from zenml import step
 
 from dcjt.config import DatasetSpec, LeakageConfig
 from dcjt.data.cache import build_cache, load_cache, open_cache, write_cache
+from dcjt.data.identity import split_seed
 from dcjt.data.labels import stratified_val_split
 from dcjt.data.leakage import pairs_figure, screen
 from dcjt.data.readers import ingest
@@ -26,16 +27,33 @@ def _gx_summary(report, name: str) -> dict:
     return {"table": name, "success": report.success, "failures": report.failures, "result": report.result_json}
 
 
+def check_validation_rows(table: pd.DataFrame, val_fraction: float, min_rows: int, name: str) -> None:
+    """A's validation split selects every model: too few rows and the choice is noise."""
+    n = int((table["split"] == "val").sum())
+    if n < min_rows:
+        raise ValidationSplitError(
+            f"{name}: the validation split holds {n} rows, fewer than gates.min_val_rows = {min_rows}: too few to select "
+            f"a model on; raise val_fraction (now {val_fraction:g}) or lower gates.min_val_rows"
+        )
+
+
+class ValidationSplitError(ValueError):
+    """A's validation split is too small to select a model on; names the keys that size it."""
+
+
 @step(cache_policy=core_cache_policy())
 def ingest_synthetic(
-    world: WorldSpec, image_size: int, val_fraction: float, seed: int, data_dir: str, cache_dir: str
+    world: WorldSpec, image_size: int, val_fraction: float, seed: int, data_dir: str, cache_dir: str, min_val_rows: int = 1
 ) -> tuple[Annotated[pd.DataFrame, "target_table"], Annotated[pd.DataFrame, "extra_table"], Annotated[dict, "ingest_gx"]]:
-    """Generate the synthetic world: PNG files, label tables and their image caches. The extra
-    populations (``extra`` and, when the world has one, the discrete-only ``extra2``) form one
-    table of extras, told apart by their ``dataset`` column."""
+    """Generate the synthetic world (drawn from ``seed``): PNG files, label tables and their image
+    caches. The extra populations (``extra`` and, when the world has one, the discrete-only
+    ``extra2``) form one table of extras, told apart by their ``dataset`` column. A's validation
+    rows are carved with a seed fixed by the world's table, as for a dataset on disk."""
     world_out = write_world_pngs(world, image_size, seed, data_dir)
     target, t_images = world_out.pop("target")
-    parts = {"target": (stratified_val_split(target, val_fraction, seed), t_images)}
+    target = stratified_val_split(target, val_fraction, split_seed(target))
+    check_validation_rows(target, val_fraction, min_val_rows, "synthetic target")
+    parts = {"target": (target, t_images)}
     # B's validation is carved from M_B's subset in stage 2, where it is used
     parts["extra"] = (
         pd.concat([t for t, _ in world_out.values()], ignore_index=True),
@@ -53,19 +71,21 @@ def ingest_synthetic(
 
 @step(cache_policy=core_cache_policy())
 def ingest_dataset(
-    spec: DatasetSpec, val_fraction: float, seed: int, max_bad_fraction: float = 0.0
+    spec: DatasetSpec, val_fraction: float, max_bad_fraction: float = 0.0, min_val_rows: int = 1
 ) -> tuple[Annotated[pd.DataFrame, "table"], Annotated[dict, "ingest_report"]]:
-    """Read a dataset root in its release layout into a validated label table.
+    """Read a dataset root in its release layout into a validated label table (the validation
+    split is carved with a seed fixed by the dataset, not by the run: ``dcjt.data.identity``).
 
     ``spec.fingerprint`` (file list, sizes, times) is part of the parameters only so that
     changed files on disk change the cache key.
     """
-    table, report = read_dataset(spec, val_fraction, seed, max_bad_fraction)
+    table, report = read_dataset(spec, val_fraction, max_bad_fraction)
+    check_validation_rows(table, val_fraction, min_val_rows, f"data.target ({spec.label} at {spec.root})")
     return table, report  # a tuple literal: ZenML reads two outputs from it
 
 
-def read_dataset(spec: DatasetSpec, val_fraction: float, seed: int, max_bad_fraction: float) -> tuple[pd.DataFrame, dict]:
-    table, report = ingest(spec.dataset, spec.root, val_fraction=val_fraction, seed=seed, max_bad_fraction=max_bad_fraction)
+def read_dataset(spec: DatasetSpec, val_fraction: float, max_bad_fraction: float) -> tuple[pd.DataFrame, dict]:
+    table, report = ingest(spec.dataset, spec.root, val_fraction=val_fraction, max_bad_fraction=max_bad_fraction)
     table["dataset"] = pd.Series([spec.label] * len(table), dtype="string")
     gx = _gx_summary(assert_valid(table, name=f"{spec.label} at {spec.root}"), spec.label)
     return table, {
@@ -82,13 +102,13 @@ def read_dataset(spec: DatasetSpec, val_fraction: float, seed: int, max_bad_frac
 
 @step(cache_policy=core_cache_policy())
 def ingest_extras(
-    specs: list[DatasetSpec], seed: int, max_bad_fraction: float = 0.0
+    specs: list[DatasetSpec], max_bad_fraction: float = 0.0
 ) -> tuple[Annotated[pd.DataFrame, "table"], Annotated[dict, "ingest_report"]]:
     """Every extra dataset, read and validated on its own, as one table of extras (told apart by
     ``dataset``). Their validation rows are carved from M_B's subset in stage 2, where they are used."""
     tables, reports = [], {}
     for spec in specs:
-        table, report = read_dataset(spec, 0.0, seed, max_bad_fraction)
+        table, report = read_dataset(spec, 0.0, max_bad_fraction)
         tables.append(table)
         reports[spec.label] = report
     return pd.concat(tables, ignore_index=True), reports

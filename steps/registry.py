@@ -26,6 +26,7 @@ from zenml import step
 
 from dcjt.config import PromotionConfig
 from dcjt.data.cache import load_cache
+from dcjt.data.identity import keys_digest, row_keys
 from dcjt.data.images import decode
 from dcjt.data.labels import split_rows
 from dcjt.method.truth import criteria_report
@@ -110,6 +111,64 @@ def score_splits(model: torch.nn.Module, table: pd.DataFrame, cache: str) -> dic
     """The report of ``model`` on each gate split (same code for challenger and champion)."""
     images = load_cache(cache)
     return {split: split_report(model, table, images, split=split) for split in GATE_SPLITS}
+
+
+TRAINING_ROWS = "training_rows.npy"  # the training run's record of the rows a model trained on
+
+
+def training_row_keys(target_table: pd.DataFrame, extra_table: pd.DataFrame) -> np.ndarray:
+    """Keys of the rows a DCN trained on: A's train rows and every train row of the extras."""
+    a = row_keys(split_rows(target_table, "train"), target_table)
+    b = row_keys(split_rows(extra_table, "train"), extra_table) if len(extra_table) else np.zeros(0, np.uint64)
+    return np.union1d(a, b)
+
+
+def record_training_rows(run_id: str, keys: np.ndarray) -> dict[str, str]:
+    """Store the keys beside the model's training run; the version tags that point at them."""
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+        path = Path(tmp) / TRAINING_ROWS
+        np.save(path, np.asarray(keys, dtype=np.uint64))
+        mlflow.log_artifact(str(path))
+    return {
+        "training_rows.uri": f"runs:/{run_id}/{TRAINING_ROWS}",
+        "training_rows.digest": keys_digest(keys),
+        "training_rows.count": str(len(keys)),
+    }
+
+
+def champion_training_rows(champion) -> np.ndarray | None:
+    """The champion's recorded training-row keys (None: registered before they were recorded)."""
+    uri = champion.tags.get("training_rows.uri")
+    if not uri:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return np.load(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp), allow_pickle=False)
+
+
+def unrecorded_champion(model_name: str) -> str | None:
+    """Why the current champion cannot be gated (no record of its training rows), or None."""
+    champion = current_champion(mlflow.MlflowClient(), model_name)
+    if champion is None or champion.tags.get("training_rows.uri"):
+        return None
+    return (
+        f"promotion: champion version {champion.version} of {model_name} has no record of its training rows "
+        "(registered before they were recorded), so the gate cannot check that it never trained on the rows it would "
+        "be scored on; rerun with --force-promote to replace it with this run's model, or --set register_model=false"
+    )
+
+
+def overlap_problem(champion, own_keys: np.ndarray | None, eval_keys: np.ndarray, split: str) -> str | None:
+    """Why the champion cannot be compared on ``eval_keys`` (it trained on some of them), or None."""
+    if own_keys is None:
+        return f"champion version {champion.version} has no record of its training rows: not comparable on this run's rows"
+    shared = np.intersect1d(own_keys, eval_keys)
+    if not len(shared):
+        return None
+    return (
+        f"champion version {champion.version} trained on {len(shared)} of the {len(eval_keys)} {split} rows it would be "
+        f"scored on (its training rows {keys_digest(own_keys)}, this run's {split} rows {keys_digest(eval_keys)}): "
+        "not comparable"
+    )
 
 
 def score_champion(champion, model_name: str, image_size: int, table: pd.DataFrame, cache: str):
@@ -211,6 +270,7 @@ def promotion_gate(
     champion_problem: str | None,
     settings: PromotionConfig,
     seed: int = 0,
+    problem_verdict: str = "champion unusable",
 ) -> tuple[Decision, dict[str, str]]:
     """Decide on the gate split and return the decision with the version tags that record it."""
     split = settings.metric.removesuffix("_accuracy")
@@ -223,6 +283,7 @@ def promotion_gate(
         samples=settings.bootstrap_samples,
         force=settings.force,
         champion_problem=champion_problem,
+        problem_verdict=problem_verdict,
         seed=seed,
     )
     tags = {
@@ -266,9 +327,20 @@ def promote(
     challenger = {"val": split_report(model, target_table, load_cache(target_cache), split="val"), "test": evaluation}
     champion = current_champion(client, model_name)
     scores, problem = (None, None)
+    split = settings.metric.removesuffix("_accuracy")
+    verdict = "champion unusable"
     if champion is not None:
-        scores, problem = score_champion(champion, model_name, model.image_size, target_table, target_cache)
-    decision, gate_tags = promotion_gate(challenger, champion, scores, problem, settings, seed)
+        eval_keys = row_keys(split_rows(target_table, split), target_table)
+        try:
+            own_keys = champion_training_rows(champion)
+        except Exception as exc:  # its files are gone: reported like a champion that cannot be loaded
+            own_keys, problem = None, f"champion version {champion.version} cannot be loaded: {type(exc).__name__}: {exc}"[:400]
+        if problem is None:
+            problem = overlap_problem(champion, own_keys, eval_keys, split)
+            verdict = "champion unusable" if problem is None else "not comparable"
+        if problem is None:
+            scores, problem = score_champion(champion, model_name, model.image_size, target_table, target_cache)
+    decision, gate_tags = promotion_gate(challenger, champion, scores, problem, settings, seed, verdict)
     sources = {"target (A)": table_source(target_table), "extra (B)": table_source(extra_table)}
     card = model_card(
         model_name=model_name,
@@ -283,6 +355,7 @@ def promote(
     )
     example = split_rows(target_table, "test")["image"].head(2).astype(str).tolist()
     info = log_dcn(model, run_id=training_run_id, example_images=example, min_side=min_side, card=card)
+    rows_tags = record_training_rows(training_run_id, training_row_keys(target_table, extra_table))
     try:
         with child_run(parent_run_id, "register"):
             evaluated = [
@@ -291,6 +364,7 @@ def promote(
             digests = dict(zip(GATE_SPLITS, log_tables(evaluated).values()))
             tags = {
                 **gate_tags,
+                **rows_tags,
                 **{f"promotion.{s}_digest": d for s, d in digests.items()},
                 "test_accuracy": f"{challenger['test']['test_accuracy']:.6f}",
                 "val_accuracy": f"{challenger['val']['val_accuracy']:.6f}",

@@ -18,6 +18,7 @@ from dcjt.config import PipelineConfig
 from dcjt.data.labels import split_rows
 from dcjt.method import class_centres, va_stats
 from dcjt.method.extras import contributions, transitions
+from dcjt.method.health import failed_gates as health_failed_gates
 from dcjt.method.truth import criteria_report, remaining_part
 from dcjt.plots import confusion_figure, va_scatter
 from steps.common import log_frame, log_json, log_tables, table_name
@@ -67,10 +68,16 @@ def _log_stage_stats(stats: dict) -> None:
     mlflow.set_tag("gates", "failed (warned)" if failed_gates(stats) else "passed")
 
 
-def failed_gates(stats: dict) -> list[str]:
-    """The stage health gates that failed (mode ``warn``), each with the number it observed."""
+def gate_reports(stats: dict) -> list[dict]:
+    """Every gate record of the run: stages 1-3 and each trained row."""
     reports = [part["gates"] for part in stats.values() if isinstance(part, dict) and "gates" in part]
-    return [f"{g['name']} {g['observed']:.3g}" for r in reports for g in r["gates"] if not g["passed"]]
+    return reports + [ev["gates"] for ev in stats.get("evaluations", {}).values() if "gates" in ev]
+
+
+def failed_gates(stats: dict) -> list[str]:
+    """The health gates that failed (mode ``warn``) in the stages the run's rows use and in every
+    trained row, each with the number it observed and its limit."""
+    return health_failed_gates(gate_reports(stats))
 
 
 def _log_criteria(target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame, extra_prepared: pd.DataFrame) -> dict:
@@ -92,14 +99,23 @@ def _log_criteria(target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame, extra
     return numbers
 
 
+COMPARISON_COLUMNS = ["variant", "accuracy", "val_accuracy", "images_seen", "epochs_run", "steps", "b_passes", "flag"]
+
+
 def _comparison(evaluations: dict) -> pd.DataFrame:
-    """One line per reported row: test accuracy and the training budget it had."""
-    columns = ["variant", "accuracy", "images_seen", "epochs_run", "steps"]
+    """One line per reported row: test and validation accuracy, the training budget it had, and a
+    flag for a row no better than always predicting A's majority class (on validation)."""
     rows = [
-        {"variant": name, "accuracy": float(r["test_accuracy"]), **{c: r.get(c) for c in columns[2:]}}
+        {
+            "variant": name,
+            "accuracy": float(r["test_accuracy"]),
+            "val_accuracy": float(r["val_accuracy"]),
+            **{c: r.get(c) for c in COMPARISON_COLUMNS[3:7]},
+            "flag": "no better than the majority class" if r.get("degenerate") else "",
+        }
         for name, r in evaluations.items()
     ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 @step(enable_cache=False)
@@ -119,6 +135,7 @@ def report_run(
     promotion: dict | None = None,
     target_only_evaluation: dict | None = None,
     straight_evaluation: dict | None = None,
+    straight_balanced_evaluation: dict | None = None,
     oracle_evaluation: dict | None = None,
     scn_evaluation: dict | None = None,
     scn_target_evaluation: dict | None = None,
@@ -132,6 +149,7 @@ def report_run(
     rows = {
         "target_only": target_only_evaluation,
         "straight": straight_evaluation,
+        "straight_balanced": straight_balanced_evaluation,
         "dcjt": dcjt_evaluation,
         "oracle": oracle_evaluation,
         "scn": scn_evaluation,
@@ -193,6 +211,7 @@ def report_run(
         "mlflow_run_id": parent_run_id,
         "subset_kept_fraction": subset_stats.get("kept_fraction"),
         "failed_gates": failed_gates(stats),
+        "gates": gate_reports(stats),
         "extras": extras.to_dict("records"),
         "leaked": (leakage or {}).get("leaked"),
     }

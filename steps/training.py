@@ -96,8 +96,11 @@ def _fit(
                 log(int(row["epoch"]), row)
         else:
             result = train_job(**job, on_epoch_end=log)
-        mlflow.log_metrics({k: float(v) for k, v in result.metrics.items()})
+        mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))})
+        mlflow.set_tag("stop_reason", result.metrics.get("stop_reason", ""))
         log_frame(result.history, f"{role}_history.csv")
+        if len(result.checks):
+            log_frame(result.checks, f"{role}_checks.csv")
         record, data = read_latest(ckpt)  # consistent even while a run beside this one writes the folder
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / record["file"]).write_bytes(data)

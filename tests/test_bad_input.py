@@ -16,12 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dcjt.config import ConfigError, GatesConfig, load_config
+from dcjt.config import ConfigError, load_config
 from dcjt.data.cache import build_cache
 from dcjt.data.images import ImageReadError, decode
-from dcjt.data.labels import EMOTIONS, make_table, write_table
+from dcjt.data.labels import make_table, write_table
 from dcjt.data.readers import DatasetFormatError, check_layout, ingest, read_affectnet, read_caers, read_ferplus, read_rafdb
-from dcjt.method.health import GateError, gate_report, mapping_gates, pseudo_gates, relabel_gates, subset_gates
 from dcjt.nets import build_model
 from dcjt.serving import predict_inputs
 from dcjt.synthetic import layouts
@@ -233,22 +232,6 @@ def test_tables_and_caches_get_the_users_file_mode(tmp_path):
         assert cache.path.stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old)
-
-
-# --- stage health gates --------------------------------------------------------------------------
-def test_gates_name_the_numbers_and_stop_or_warn():
-    cfg = GatesConfig()
-    stats = {"kept_per_class": dict.fromkeys(EMOTIONS, 0), "total_per_class": dict.fromkeys(EMOTIONS, 50)}
-    stats["kept_per_class"]["happiness"] = 50  # a weak M_A: the subset collapsed onto one class
-    with pytest.raises(GateError, match=r"M_A validation accuracy = 0.15 \(must be >= 0.1929\); classes held by the subset = 1"):
-        gate_report("stage 1", subset_gates(0.15, stats, cfg), "stop")
-    warned = gate_report("stage 1", subset_gates(0.15, stats, cfg), "warn")
-    assert not warned["passed"] and len([g for g in warned["gates"] if not g["passed"]]) == 2 + 2 * 6
-    assert not relabel_gates({"changed_fraction": 0.95}, cfg)[0].passed
-    assert mapping_gates({"n_mapped": 10, "n_clipped": 1}, cfg)[0].passed
-    collapsed = make_table("a", "train", [f"a{k}" for k in range(14)], ALL_LABELS, np.full(14, 0.3), np.full(14, 0.3))
-    failed = [g.name for g in pseudo_gates(collapsed, cfg) if not g.passed]
-    assert "smallest distance between class centres" in failed and "pseudo V/A spread of neutral" in failed
 
 
 # --- readers under fuzzing: a valid row or a named file and line ---------------------------------

@@ -52,3 +52,11 @@ def test_two_gloo_processes_match_one_process():
     for key in ("body.0.weight", "body.6.weight"):  # both trained: the weights moved from the same net's start
         assert not torch.allclose(two[key], two[f"_initial.{key}"], atol=1e-4)
         assert not torch.allclose(one[key], one[f"_initial.{key}"], atol=1e-4)
+
+
+def fit_until_stop(**kw) -> dict:
+    """A training that rank 0 stops early (patience or a step budget): epochs and steps run."""
+    set_seed(0)
+    cfg = TrainConfig(epochs=12, batch_size=16, lam=1.0, seed=5, scheduler="none", **kw)
+    r = train(NoNormNet(), toy_samples(64), cfg=cfg, extra=toy_samples(32, seed=8), val=toy_samples(16, seed=2))
+    return {"epochs": len(r.history), "steps": int(r.metrics.get("steps", -1))}  # ranks > 0 keep no history

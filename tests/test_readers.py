@@ -33,13 +33,34 @@ def test_rafdb_handwritten_list_file(tmp_path):
     assert [EMOTIONS[i] for i in df["label"]] == ["happiness", "neutral", "surprise"]
 
 
+def test_validation_split_is_fixed_by_the_dataset_not_by_its_place_or_the_run(rafdb_root, tmp_path):
+    """Every run on the same dataset carves the same validation rows (a model from one run is never
+    scored on rows it trained on in another), wherever the dataset lies."""
+    import shutil
+
+    from dcjt.data.identity import row_keys, split_seed
+
+    root, _, _ = rafdb_root
+    df, report = ingest("rafdb", root, val_fraction=0.5)
+    moved = shutil.copytree(root, tmp_path / "elsewhere" / "RAF-DB")
+    again, _ = ingest("rafdb", moved, val_fraction=0.5)
+    assert df["split"].tolist() == again["split"].tolist()
+    before_carving = df.assign(split=df["split"].replace({"val": "train"}))
+    assert f"seed {split_seed(before_carving)}" in " ".join(report.notes)
+    val = lambda t: row_keys(t[t["split"] == "val"], t)  # noqa: E731
+    assert np.array_equal(val(df), val(again))  # the same keys, so a registered model's record matches
+    first_train = df.index[df["split"] == "train"][0]
+    other = df.assign(label=df["label"].where(df.index != first_train, (df["label"] + 1) % 7))
+    assert split_seed(other) != split_seed(df)  # another dataset (a label changed): another split seed
+
+
 def test_ingest_carves_stratified_val_and_keeps_test(rafdb_root):
     root, labels, splits = rafdb_root
-    df, _ = ingest("rafdb", root, val_fraction=0.5, seed=1)
+    df, _ = ingest("rafdb", root, val_fraction=0.5, split_seed=1)
     assert (df["split"] == "test").sum() == 7
     val = df[df["split"] == "val"]
     assert len(val) == 7 and sorted(val["label"]) == list(range(7))  # one of each pair of 2 per class
-    again, report = ingest("rafdb", root, val_fraction=0.5, seed=1)
+    again, report = ingest("rafdb", root, val_fraction=0.5, split_seed=1)
     assert again["split"].tolist() == df["split"].tolist()
     assert "validation: 7 rows carved from train (50% per class, seed 1)" in report.notes
     kept, report = ingest("rafdb", root, val_fraction=0.0)  # how the pipeline reads B: all train rows stay

@@ -62,8 +62,11 @@ def always(k: int, size: int = 32) -> torch.nn.Module:
     return net.eval()
 
 
-def _promote(registry, model, mirror=None, **settings):
-    table, cache = registry["table"], registry["cache"]
+def _promote(registry, model, mirror=None, table=None, **settings):
+    """Register ``model`` as a run would; the gate's bootstrap is off unless asked for (20 rows
+    cannot show a 0.10 win), the default's own test is ``test_bootstrap_is_the_default``."""
+    settings = {"bootstrap": False, **settings}
+    table, cache = registry["table"] if table is None else table, registry["cache"]
     with mlflow.start_run(run_name="pipeline") as parent:
         pass
     with mlflow.start_run(run_name="DCN") as trained:
@@ -123,8 +126,44 @@ def test_margin_bootstrap_and_test_metric(registry):
     interval = client.get_model_version("fer", doubtful["version"]).tags["promotion.interval"]
     lo, hi = (float(x) for x in interval.strip("[]").split(","))
     assert lo < 0 < hi
-    on_test = _promote(registry, always(0), metric="test_accuracy")
-    assert on_test["promoted"] and "test_accuracy 0.6000 vs champion 0.4000" in on_test["reason"]
+    with pytest.raises(ValueError, match="selecting on the test split is not offered"):
+        PromotionConfig(metric="test_accuracy")
+
+
+def test_bootstrap_is_the_default(registry):
+    assert PromotionConfig().bootstrap
+    _promote(registry, always(3))
+    doubtful = _promote(registry, always(0), bootstrap=True)
+    assert not doubtful["promoted"] and doubtful["verdict"] == "kept champion"
+
+
+def test_a_champion_that_trained_on_the_evaluation_rows_is_not_compared(registry):
+    """A champion trained where this run validates (another split of the same images) cannot be
+    scored fairly on them: the gate refuses, naming both digests, and the champion stays."""
+    from dcjt.data.identity import keys_digest, row_keys
+    from steps.registry import unrecorded_champion
+
+    client = mlflow.MlflowClient()
+    table = registry["table"]
+    leaky = table.copy()
+    leaky.loc[leaky.index[leaky["split"] == "val"][:5], "split"] = "train"  # 5 of our validation rows in its training rows
+    first = _promote(registry, always(3), table=leaky)
+    champ_tags = client.get_model_version("fer", first["version"]).tags
+    assert int(champ_tags["training_rows.count"]) == 2 + 5
+    refused = _promote(registry, always(0))
+    assert not refused["promoted"] and refused["verdict"] == "not comparable" and _champion(client) == first["version"]
+    val_digest = keys_digest(row_keys(table[table["split"] == "val"], table))
+    assert f"trained on 5 of the {len(VAL)} val rows" in refused["reason"]
+    assert champ_tags["training_rows.digest"] in refused["reason"] and val_digest in refused["reason"]
+    forced = _promote(registry, always(0), force=True)
+    assert forced["promoted"] and forced["verdict"] == "forced" and _champion(client) == forced["version"]
+    ok = _promote(registry, always(3))  # the new champion trained on train rows only: compared as usual
+    assert ok["verdict"] == "kept champion"
+    # a champion registered before training rows were recorded: the run is refused before training
+    client.delete_model_version_tag("fer", forced["version"], "training_rows.uri")
+    problem = unrecorded_champion("fer")
+    assert problem.startswith(f"promotion: champion version {forced['version']} of fer has no record of its training rows")
+    assert "--force-promote" in problem
 
 
 def test_unusable_champion_is_reported_and_replaced_only_when_forced(registry):

@@ -21,7 +21,9 @@ from dcjt.train.loop import set_seed, train
 
 # --- rows and inputs ------------------------------------------------------------------------------
 def test_tables_have_the_papers_rows_with_unique_names():
-    assert len(TABLES["1"]) == 6 and len(TABLES["2"]) == 12 + 3 and len(TABLES["8"]) == 3
+    assert len(TABLES["1"]) == 6 and len(TABLES["2"]) == 12 + 3 and len(TABLES["8"]) == 1 + 3
+    assert TABLES["8"][0].name == "target only (A, DL)" == study_rows("8")[1]  # Table 8's "A only" row, its reference
+    assert "straight A + B, class-balanced" in [r.name for r in TABLES["main"]]
     rows, reference = study_rows("all")
     assert len({r.name for r in rows}) == len(rows) and reference == "target only (A, DL)"
     for row in rows:  # every row is a valid config
@@ -39,6 +41,9 @@ def test_bad_study_input_is_named():
         parse_seeds("0,a")
     with pytest.raises(StudyError, match="distinct"):
         parse_seeds("1,1")
+    for bad in ("-1", "0-100000", "5-2000"):
+        with pytest.raises(StudyError, match="at most 1000 seeds, each in 0..99999"):
+            parse_seeds(bad)
     assert parse_seeds("0-2") == [0, 1, 2] and parse_seeds("3, 5") == [3, 5]
     for bad in (0, 1.5, -0.1):
         with pytest.raises(ConfigError, match="method.extra_fraction"):

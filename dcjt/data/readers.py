@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dcjt.data.identity import split_seed as dataset_split_seed
 from dcjt.data.images import ImageReadError, decode
 from dcjt.data.labels import BOX_COLUMNS, EMOTIONS, NUM_CLASSES, SPLITS, make_table, stratified_val_split
 
@@ -529,18 +530,20 @@ def ingest(
     root,
     *,
     val_fraction: float = 0.1,
-    seed: int = 0,
+    split_seed: int | None = None,
     max_bad_fraction: float = 0.0,
     check: bool = True,
     **reader_kwargs,
 ) -> tuple[pd.DataFrame, IngestReport]:
-    """Read a dataset, check its images, and carve a validation split where it has none."""
+    """Read a dataset, check its images, and carve a validation split where it has none, with a
+    seed fixed by the dataset (``dcjt.data.identity.split_seed``) unless ``split_seed`` is given."""
     if dataset not in READERS:
         raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(READERS)}")
     df, report = READERS[dataset](root, **reader_kwargs)
     if check:
         df = check_images(df, report, max_bad_fraction)
     published = int((df["split"] == "val").sum())
+    seed = dataset_split_seed(df) if split_seed is None else split_seed
     df = stratified_val_split(df, val_fraction, seed)
     carved = int((df["split"] == "val").sum()) - published
     if published:

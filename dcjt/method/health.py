@@ -1,25 +1,39 @@
 """Stage health gates: numbers each stage must meet before the next one may trust it.
 
 DCJT's later stages trust stage 1: a weak M_A collapses the subset onto a few classes and
-poisons everything after it, silently. Each gate records what it observed and the threshold
-(as the GX suite does for label tables); ``gate_report`` raises ``GateError`` naming every failed
-gate when the mode is ``stop``, so the run ends before a model is registered.
+poisons everything after it, silently. Every limit is relative to what the data gives, so it
+means the same on any dataset and does not sit inside a run's normal spread:
+
+- stage 1: M_A agrees with A's validation labels beyond chance (Cohen's kappa: a model that
+  always predicts A's majority class scores 0, however frequent that class);
+- stage 2: each dimension of A's pseudo valence/arousal keeps a share of the spread of the V/A
+  M_B learnt from (B's published labels), and M_B's V/A agree (CCC) with B's held-out subset rows;
+- stage 3a: the map does not push many labels outside [-1, 1];
+- stage 3b: the relabel rule, applied to rows whose label is trusted (A's validation rows with
+  their pseudo V/A, each given every wrong label in turn), changes labels to the right class more
+  often than relabeling everything to A's majority class would;
+- every trained row: its selected model beats always predicting the majority class, and a joint
+  row made its passes over B.
+
+A gate applies only when the run's rows use its stage (``stages_used``). Each gate records what
+it observed, its limit and the config key that sets it; ``gate_report`` raises ``GateError``
+naming every failed gate in ``stop`` mode, so the run ends before anything is registered.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
-from dcjt.data.labels import EMOTIONS, NUM_CLASSES, split_rows
-from dcjt.method.relabel import class_centres
+from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SUBSET_COLUMN, split_rows
+from dcjt.method.gaussian import va_array
+from dcjt.train.metrics import majority_rate
 
 
 class GateError(RuntimeError):
-    """A stage's output is too weak for the next stage; the message names gates and numbers."""
+    """A stage's output is too weak for the next stage; the message names gates, numbers and keys."""
 
 
 @dataclass
@@ -28,15 +42,18 @@ class Gate:
     observed: float
     threshold: float
     passed: bool
-    rule: str  # e.g. ">=", "<="
+    rule: str  # ">=", "<=" or ">"
+    key: str = "gates.mode"  # the config key that sets the limit (the one-line message names it)
+    basis: str = ""  # what the limit is relative to, e.g. "0.25 x B's spread 0.41"
+
+    def line(self) -> str:
+        basis = f"; {self.basis}" if self.basis else ""
+        return f"{self.name} = {self.observed:.4g} (must be {self.rule} {self.threshold:.4g}{basis})"
 
 
-def _at_least(name: str, observed: float, threshold: float) -> Gate:
-    return Gate(name, float(observed), float(threshold), bool(observed >= threshold), ">=")
-
-
-def _at_most(name: str, observed: float, threshold: float) -> Gate:
-    return Gate(name, float(observed), float(threshold), bool(observed <= threshold), "<=")
+def _check(name: str, observed: float, threshold: float, rule: str, key: str, basis: str = "") -> Gate:
+    passed = {">=": observed >= threshold, "<=": observed <= threshold, ">": observed > threshold}[rule]
+    return Gate(name, float(observed), float(threshold), bool(passed), rule, key, basis)
 
 
 def of_dataset(dataset: str, gates: list[Gate]) -> list[Gate]:
@@ -44,62 +61,172 @@ def of_dataset(dataset: str, gates: list[Gate]) -> list[Gate]:
     return [replace(g, name=f"{dataset}: {g.name}") for g in gates]
 
 
-def extra_subset_gates(dataset: str, m_a_val_accuracy: float, subset_stats: dict, cfg) -> list[Gate]:
-    """Stage 1 for one of several extras: M_A agrees with some of its rows (an extra it never
-    agrees with has nothing in common with A's criteria), and its subset keeps its classes."""
-    own = [_at_least("rows in the subset", subset_stats["n_kept"], 1)] + subset_gates(m_a_val_accuracy, subset_stats, cfg)[1:]
-    return of_dataset(dataset, own)
+def stages_used(method) -> frozenset[str]:
+    """Which of stages 1-3 the rows of ``method`` (a ``MethodConfig``) train on: their gates apply.
+
+    ``subset`` (M_A and B's subset), ``pseudo`` (A's pseudo V/A from M_B), ``mapping``, ``relabel``.
+    """
+    used: set[str] = set()
+    on_remaining = method.extra_use == "all"  # stage 3 works on B - subB
+    if on_remaining and method.mapping != "none":
+        used |= {"mapping", "pseudo"}
+    if on_remaining and method.relabel in ("nearest", "gated"):
+        used |= {"relabel", "pseudo"}
+    if method.continuous:
+        used.add("pseudo")
+    if method.extra_use == "subset" or on_remaining and used & {"mapping", "relabel"}:
+        used.add("subset")
+    if "pseudo" in used and method.pseudo_from == "subset":
+        used.add("subset")
+    return frozenset(used)
 
 
-def gate_report(stage: str, gates: list[Gate], mode: str) -> dict:
-    """The stage's gate record (for MLflow); raises ``GateError`` on a failure in ``stop`` mode."""
+def gate_report(stage: str, gates: list[Gate], mode: str, applies: bool = True) -> dict:
+    """The stage's gate record (for MLflow). Raises ``GateError`` on a failure in ``stop`` mode when
+    the run's rows use the stage; a stage they do not use is recorded as ``not used``."""
     failed = [g for g in gates if not g.passed]
-    report = {"stage": stage, "passed": not failed, "mode": mode, "gates": [asdict(g) for g in gates]}
-    if failed and mode == "stop":
-        lines = "; ".join(f"{g.name} = {g.observed:.4g} (must be {g.rule} {g.threshold:.4g})" for g in failed)
-        raise GateError(f"{stage} health gate failed: {lines} (set gates.mode=warn to continue anyway)")
+    report = {
+        "stage": stage,
+        "passed": not failed,
+        "mode": mode if applies else "not used",
+        "gates": [asdict(g) for g in gates],
+    }
+    if failed and applies and mode == "stop":
+        keys = list(dict.fromkeys(g.key for g in failed))
+        raise GateError(
+            f"{stage} health gate failed: "
+            + "; ".join(g.line() for g in failed)
+            + ". To continue anyway: "
+            + " or ".join(f"--set {k}=VALUE" for k in keys if k != "gates.mode")
+            + (" or " if any(k != "gates.mode" for k in keys) else "")
+            + "--set gates.mode=warn"
+        )
     return report
 
 
-def subset_gates(m_a_val_accuracy: float, subset_stats: dict, cfg) -> list[Gate]:
-    """Stage 1: M_A beats chance by a margin; the subset keeps every class of B."""
-    gates = [_at_least("M_A validation accuracy", m_a_val_accuracy, 1 / NUM_CLASSES + cfg.m_a_margin)]
+def failed_gates(reports: list[dict]) -> list[str]:
+    """Lines for the gates that failed in records of stages the rows use (warn mode, studies)."""
+    return [
+        f"{r['stage']}: {Gate(**g).line()}" for r in reports if r.get("mode") != "not used" for g in r["gates"] if not g["passed"]
+    ]
+
+
+# --- stage 1 ----------------------------------------------------------------------------------------
+def subset_gates(m_a_metrics: dict, subset_stats: dict, cfg, with_agreement: bool = True) -> list[Gate]:
+    """Stage 1: M_A agrees with A's validation labels beyond chance; the subset keeps B's classes."""
+    gates = []
+    if with_agreement:
+        kappa = m_a_metrics.get("val_kappa_selected", float("nan"))
+        acc, floor = m_a_metrics.get("val_accuracy_selected"), m_a_metrics.get("val_majority_rate_selected")
+        basis = f"accuracy {acc:.3f} vs majority class {floor:.3f}" if acc is not None and floor is not None else ""
+        name = "M_A's agreement with A's validation labels (kappa)"
+        gates.append(_check(name, kappa, cfg.m_a_min_kappa, ">=", "gates.m_a_min_kappa", basis))
     kept = subset_stats["kept_per_class"]
     populated = sum(kept[e] >= max(cfg.subset_min_rows, 1) for e in EMOTIONS)
-    gates.append(_at_least("classes held by the subset", populated, cfg.subset_min_classes))
+    gates.append(_check("classes held by the subset", populated, cfg.subset_min_classes, ">=", "gates.subset_min_classes"))
     for emotion in EMOTIONS:
         total = subset_stats["total_per_class"][emotion]
         if total == 0:
             continue
-        kept = subset_stats["kept_per_class"][emotion]
-        gates.append(_at_least(f"subset rows of {emotion}", kept, cfg.subset_min_rows))
-        gates.append(_at_least(f"subset share of {emotion}", kept / total, cfg.subset_min_share))
+        n = subset_stats["kept_per_class"][emotion]
+        gates.append(_check(f"subset rows of {emotion}", n, cfg.subset_min_rows, ">=", "gates.subset_min_rows"))
+        gates.append(_check(f"subset share of {emotion}", n / total, cfg.subset_min_share, ">=", "gates.subset_min_share"))
     return gates
 
 
-def pseudo_gates(target_pseudo: pd.DataFrame, cfg) -> list[Gate]:
-    """Stage 2: A's pseudo V/A are not collapsed and A's class centres are distinct."""
-    train = split_rows(target_pseudo, "train")
+def extra_subset_gates(dataset: str, subset_stats: dict, cfg) -> list[Gate]:
+    """Stage 1 for one of several extras: M_A agrees with some of its rows (an extra it never
+    agrees with has nothing in common with A's criteria), and its subset keeps its classes."""
+    own = [_check("rows in the subset", subset_stats["n_kept"], 1, ">=", "data.extras")]
+    return of_dataset(dataset, own + subset_gates({}, subset_stats, cfg, with_agreement=False))
+
+
+# --- stage 2 ----------------------------------------------------------------------------------------
+def pseudo_gates(target_pseudo: pd.DataFrame, m_b_rows: pd.DataFrame, m_b_metrics: dict, cfg) -> list[Gate]:
+    """Stage 2: each dimension of A's pseudo V/A keeps a share of the spread of the V/A M_B learnt
+    from (``m_b_rows``: B's published labels), and M_B's V/A agree with B's held-out subset rows."""
+    a = va_array(split_rows(target_pseudo, "train"))
+    b = va_array(m_b_rows)
+    a, b = a[~np.isnan(a).any(axis=1)], b[~np.isnan(b).any(axis=1)]
     gates = []
-    for k, emotion in enumerate(EMOTIONS):
-        rows = train.loc[train["label"] == k, ["valence", "arousal"]].dropna()
-        if len(rows) >= 2:
-            gates.append(_at_least(f"pseudo V/A spread of {emotion}", float(rows.std(ddof=1).max()), cfg.pseudo_min_std))
-    centres = class_centres(train)
-    present = [k for k in range(NUM_CLASSES) if not np.isnan(centres[k]).any()]
-    if len(present) >= 2:
-        d = min(float(np.linalg.norm(centres[a] - centres[b])) for a, b in combinations(present, 2))
-        gates.append(_at_least("smallest distance between class centres", d, cfg.centre_min_distance))
+    for j, dim in enumerate(("valence", "arousal")):
+        if len(a) >= 2 and len(b) >= 2:
+            spread_b = float(b[:, j].std(ddof=1))
+            limit = cfg.pseudo_min_spread_ratio * spread_b
+            basis = f"{cfg.pseudo_min_spread_ratio:g} x the spread of B's published {dim}, {spread_b:.3f}"
+            spread_a = float(a[:, j].std(ddof=1))
+            gates.append(_check(f"spread of A's pseudo {dim}", spread_a, limit, ">=", "gates.pseudo_min_spread_ratio", basis))
+        ccc = m_b_metrics.get(f"val_{dim}_ccc_selected")
+        if ccc is not None and np.isfinite(ccc):
+            gates.append(_check(f"M_B's {dim} CCC on held-out subset rows", ccc, cfg.m_b_min_ccc, ">=", "gates.m_b_min_ccc"))
     return gates
 
 
+# --- stage 3 ----------------------------------------------------------------------------------------
 def mapping_gates(mapping_stats: dict, cfg) -> list[Gate]:
     """Stage 3a: the map does not push many labels outside [-1, 1]."""
     mapped = mapping_stats.get("n_mapped", 0)
     share = mapping_stats.get("n_clipped", 0) / mapped if mapped else 0.0
-    return [_at_most("share of mapped V/A clipped", share, cfg.max_clipped_share)]
+    return [_check("share of mapped V/A clipped", share, cfg.max_clipped_share, "<=", "gates.max_clipped_share")]
 
 
-def relabel_gates(relabel_stats: dict, cfg) -> list[Gate]:
-    """Stage 3b: relabeling changes no more than a set share of B - subB."""
-    return [_at_most("share of B - subB relabeled", relabel_stats.get("changed_fraction", 0.0), cfg.max_relabel_share)]
+def trusted_rows(target_pseudo: pd.DataFrame, split: str = "val") -> pd.DataFrame:
+    """Rows whose label is trusted, shaped as B - subB for a relabel rule: every row of A's
+    ``split`` once per wrong label (``label``), its pseudo V/A and M_A's prediction, the trusted
+    label in ``trusted_label``."""
+    rows = split_rows(target_pseudo, split)
+    rows = rows[~np.isnan(va_array(rows)).any(axis=1)].reset_index(drop=True)
+    n = len(rows)
+    wrong = (rows["label"].to_numpy()[:, None] + np.arange(1, NUM_CLASSES)[None, :]) % NUM_CLASSES
+    out = rows.loc[np.repeat(np.arange(n), NUM_CLASSES - 1)].reset_index(drop=True)
+    out["trusted_label"] = out["label"].to_numpy()
+    out["label"] = wrong.reshape(-1).astype("int64")
+    out[SUBSET_COLUMN] = False
+    if M_A_COLUMN not in out:
+        out[M_A_COLUMN] = -1
+    return out
+
+
+def relabel_health(trusted: pd.DataFrame, relabeled: pd.DataFrame) -> dict:
+    """Precision (changes that land on the trusted label) and coverage (share of wrong labels
+    changed) of a relabel rule on ``trusted_rows``, beside the majority-class rate of those rows."""
+    truth = trusted["trusted_label"].to_numpy()
+    changed = relabeled["label"].to_numpy() != trusted["label"].to_numpy()
+    right = relabeled["label"].to_numpy() == truth
+    n_rows = len(trusted) // (NUM_CLASSES - 1) if len(trusted) else 0
+    return {
+        "precision": float(right[changed].mean()) if changed.any() else float("nan"),
+        "coverage": float(changed.mean()) if len(changed) else float("nan"),
+        "recovered": float(right.mean()) if len(right) else float("nan"),
+        "rows": n_rows,
+        "majority_rate": majority_rate(truth[:: NUM_CLASSES - 1]) if n_rows else float("nan"),
+    }
+
+
+def relabel_gates(health: dict, cfg) -> list[Gate]:
+    """Stage 3b: on trusted rows the rule changes labels to the right class more often than
+    relabeling everything to A's majority class would (a rule that changes nothing passes)."""
+    if not np.isfinite(health.get("precision", float("nan"))):
+        return []
+    floor = health["majority_rate"] + cfg.relabel_min_lift
+    basis = f"A's majority-class rate {health['majority_rate']:.3f} + gates.relabel_min_lift {cfg.relabel_min_lift:g}"
+    return [_check("relabel precision on A's validation rows", health["precision"], floor, ">", "gates.relabel_min_lift", basis)]
+
+
+# --- every trained row ------------------------------------------------------------------------------
+def row_gates(row: str, evaluation: dict, joint: bool, min_b_passes: int) -> list[Gate]:
+    """A trained row: its selected model beats always predicting A's majority class on the
+    validation split, and a joint row made at least ``min_b_passes`` passes over B."""
+    gates = [
+        _check(
+            f"{row}: validation accuracy of the selected model",
+            evaluation["val_accuracy"],
+            evaluation["val_majority_rate"],
+            ">",
+            "gates.mode",
+            "always predicting A's majority class",
+        )
+    ]
+    if joint and "b_passes" in evaluation:
+        gates.append(_check(f"{row}: passes over B", evaluation["b_passes"], min_b_passes, ">=", "budget.min_b_passes"))
+    return gates

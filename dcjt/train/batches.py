@@ -158,8 +158,22 @@ def is_joint_epoch(epoch: int, cfg: TrainConfig) -> bool:
     return epoch >= cfg.warmup_epochs and epoch % cfg.joint_frequency == 0
 
 
-def epoch_plan(epoch: int, cfg: TrainConfig, n_a: int, extra_labels: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
-    """The ordered batches of one epoch: ("A", rows) and, on joint epochs, ("B", rows)."""
+def balanced_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``len(labels)`` rows drawn with replacement, each class (or (dataset, class) key from
+    ``Samples.balance_keys("each")``: each dataset an equal share) equally likely."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(float)
+    weights = 1.0 / counts[labels]
+    if labels.max() >= NUM_CLASSES:  # (dataset, class) keys: each dataset an equal share
+        strata = np.bincount(np.unique(labels) // NUM_CLASSES)
+        weights /= strata[labels // NUM_CLASSES]
+    return rng.choice(len(labels), size=len(labels), replace=True, p=weights / weights.sum())
+
+
+def epoch_plan(
+    epoch: int, cfg: TrainConfig, n_a: int, extra_labels: np.ndarray | None, a_labels: np.ndarray | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """The ordered batches of one epoch: ("A", rows) and, on joint epochs, ("B", rows).
+    ``a_labels`` (needed with ``cfg.balanced``): the main pass is drawn class-balanced."""
     rng = np.random.default_rng([cfg.seed, epoch])
     bs = cfg.batch_size
 
@@ -167,7 +181,12 @@ def epoch_plan(epoch: int, cfg: TrainConfig, n_a: int, extra_labels: np.ndarray 
         out = [order[i : i + bs] for i in range(0, len(order), bs)]
         return [c for c in out if len(c) > 1]  # BatchNorm needs two samples
 
-    a_batches = chunks(rng.permutation(n_a))
+    if cfg.balanced:
+        if a_labels is None or len(a_labels) != n_a:
+            raise ValueError("a class-balanced main pass needs the labels of its rows")
+        a_batches = chunks(balanced_order(a_labels, rng))
+    else:
+        a_batches = chunks(rng.permutation(n_a))
     if extra_labels is None or len(extra_labels) < 2 or not is_joint_epoch(epoch, cfg):
         return [("A", b) for b in a_batches]
     n_b = len(extra_labels)
@@ -179,26 +198,20 @@ def epoch_plan(epoch: int, cfg: TrainConfig, n_a: int, extra_labels: np.ndarray 
             start = (i * bs) % n_b
             plan.append(("B", np.take(b_order, np.arange(start, start + bs), mode="wrap")))
         return plan
-    if cfg.balanced_extra:
-        counts = np.bincount(extra_labels, minlength=NUM_CLASSES).astype(float)
-        weights = 1.0 / counts[extra_labels]
-        if extra_labels.max() >= NUM_CLASSES:  # (dataset, class) keys: each dataset an equal share
-            strata = np.bincount(np.unique(extra_labels) // NUM_CLASSES)
-            weights /= strata[extra_labels // NUM_CLASSES]
-        b_order = rng.choice(n_b, size=n_b, replace=True, p=weights / weights.sum())
-    else:
-        b_order = rng.permutation(n_b)
+    b_order = balanced_order(extra_labels, rng) if cfg.balanced_extra else rng.permutation(n_b)
     return [("A", b) for b in a_batches] + [("B", b) for b in chunks(b_order)]
 
 
 def steps_per_epoch(cfg: TrainConfig, n_a: int, extra_labels: np.ndarray | None, epochs: int) -> list[int]:
     """Optimiser steps of each of ``epochs`` epochs under ``cfg``'s schedule (joint epochs have more)."""
+    cfg = cfg.model_copy(update={"balanced": False})  # a balanced main pass has as many batches as a shuffled one
     return [len(epoch_plan(e, cfg, n_a, extra_labels)) for e in range(epochs)]
 
 
 def epochs_for_steps(cfg: TrainConfig, n_a: int, extra_labels: np.ndarray | None, steps: int, limit: int = 100_000) -> int:
     """The fewest epochs whose plans hold at least ``steps`` optimiser steps."""
     total = 0
+    cfg = cfg.model_copy(update={"balanced": False})  # a balanced main pass has as many batches as a shuffled one
     for e in range(limit):
         total += len(epoch_plan(e, cfg, n_a, extra_labels))
         if total >= steps:

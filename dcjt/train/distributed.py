@@ -109,6 +109,7 @@ def _portable(result) -> dict:
         "spec": result.model.spec(),
         "state": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
         "history": json.loads(result.history.to_json(orient="records")),
+        "checks": json.loads(result.checks.to_json(orient="records")),
         "selected_epoch": int(result.selected_epoch),
         "metrics": json.loads(json.dumps(result.metrics, default=float)),
     }
@@ -131,5 +132,7 @@ def train_distributed(devices: int, **job):
     model = build_model(spec["backbone"], spec["head"], spec["image_size"], scn=spec.get("scn", False))
     model.load_state_dict(plain["state"])
     model.eval()
-    history = pd.DataFrame(plain["history"])
-    return TrainResult(model=model, history=history, selected_epoch=plain["selected_epoch"], metrics=plain["metrics"])
+    history, checks = pd.DataFrame(plain["history"]), pd.DataFrame(plain["checks"])
+    return TrainResult(
+        model=model, history=history, selected_epoch=plain["selected_epoch"], metrics=plain["metrics"], checks=checks
+    )

@@ -38,8 +38,9 @@ from dcjt.train import scn
 from dcjt.train.batches import Samples, epoch_plan
 from dcjt.train.checkpoint import fingerprint, latest, load_checkpoint, save_checkpoint_file
 from dcjt.train.feed import Feed, HostBatch, check_on_device, device_batch, device_default, feed_for, host_batches, prefetched
-from dcjt.train.optim import make_optimizer, make_scheduler
+from dcjt.train.optim import make_optimizer, make_scheduler, steps_schedule
 from dcjt.train.predict import evaluate
+from dcjt.train.stopping import patience_spent
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,19 @@ class TrainResult:
     history: pd.DataFrame
     selected_epoch: int
     metrics: dict = field(default_factory=dict)
+    checks: pd.DataFrame = field(default_factory=pd.DataFrame)  # every validation check: epoch, step, val_*
 
 
 @dataclass
 class LoopState:
-    """What a checkpoint restores: where to start, the history, the best epoch so far."""
+    """What a checkpoint restores: where to start, the history, the validation checks, the best
+    check so far and the optimiser steps taken (counted on every rank, so step budgets agree)."""
 
     start_epoch: int = 0
     history: list[dict] = field(default_factory=list)
-    best: dict = field(default_factory=lambda: {"epoch": -1, "val": -math.inf, "state": None})
+    checks: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"epoch": -1, "step": 0, "val": -math.inf, "state": None})
+    steps_done: int = 0
     pieces: int = 1  # each batch runs in this many pieces (> 1 after an out-of-memory with oom_split)
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # SCN: the training labels as relabeled so far
 
@@ -151,7 +156,11 @@ def resume(ckpt_dir: Path | None, expected: dict, model, opt, sched, device: tor
     torch.set_rng_state(ck["rng"])
     log.info("%s: resumed from %s at epoch %d", desc, latest(ckpt_dir), ck["epoch"] + 1)
     labels = {k: v.numpy() for k, v in ck.get("labels", {}).items()}
-    return LoopState(start_epoch=ck["epoch"] + 1, history=ck["history"], best=ck["best"], labels=labels)
+    steps = int(ck.get("steps_done", sum(r["steps"] for r in ck["history"])))
+    checks = ck.get("checks", [])
+    return LoopState(
+        start_epoch=ck["epoch"] + 1, history=ck["history"], checks=checks, best=ck["best"], steps_done=steps, labels=labels
+    )
 
 
 def _all_finite(loss: torch.Tensor, world: int) -> bool:
@@ -243,10 +252,17 @@ def train_step(
         log.warning("%s; train.oom_split: batches now run in %d pieces", message, state.pieces)
 
 
+def check_due(steps_done: int, cfg: TrainConfig) -> bool:
+    """Step budgets: a validation check every ``check_every_steps`` steps and at the last step."""
+    every = cfg.check_every_steps
+    return every is not None and (steps_done % every == 0 or steps_done == cfg.max_steps)
+
+
 def run_epoch(
     epoch: int,
     step_model,
     opt,
+    sched,
     train_a: Samples,
     extra: Samples | None,
     cfg: TrainConfig,
@@ -254,26 +270,29 @@ def run_epoch(
     desc: str,
     ckpt_dir: Path | None,
     state: LoopState,
-    steps_left: int | None = None,
+    on_check: Callable[[int], None] | None = None,
 ) -> dict:
-    """One pass of the epoch plan (at most ``steps_left`` optimiser steps); returns the epoch's
-    mean losses per source (A, B), its optimiser steps and images seen."""
+    """One pass of the epoch plan (until ``cfg.max_steps`` optimiser steps are spent); returns the
+    epoch's mean losses per source (A, B), its optimiser steps and images seen. On a step budget
+    the schedule advances per step and ``on_check(epoch)`` runs whenever a check is due."""
     rank, world = dist_context()
     step_model.train()
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-    plan = epoch_plan(epoch, cfg, len(train_a), extra.balance_keys(cfg.extra_balance) if extra is not None else None)
+    keys = extra.balance_keys(cfg.extra_balance) if extra is not None else None
+    plan = epoch_plan(epoch, cfg, len(train_a), keys, train_a.labels if cfg.balanced else None)
     totals = {"A": [0.0, 0.0, 0.0, 0], "B": [0.0, 0.0, 0.0, 0]}
     sources = {"A": train_a, "B": extra}
     relabels = [] if cfg.scn.enabled and epoch >= cfg.scn.relabel_epoch else None
     n_relabeled = 0
     batches = host_batches(plan, sources, g, pin=feed.pin, rank=rank, world=world, in_flight=feed.prefetch + 2)
     steps = 0
+    per_step = steps_schedule(cfg)
     with prefetched(batches, feed.prefetch) as ready:
         bar = tqdm(
             ready, total=len(plan), desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=not sys.stderr.isatty(), leave=False
         )
         for batch in bar:
-            if steps_left is not None and steps >= steps_left:
+            if cfg.max_steps is not None and state.steps_done >= cfg.max_steps:
                 break
             loss, ce, mse = train_step(step_model, opt, batch, cfg, feed, world, state, (desc, epoch), relabels)
             if not _all_finite(loss, world):
@@ -285,6 +304,9 @@ def run_epoch(
                 )
             opt.step()
             steps += 1
+            state.steps_done += 1
+            if per_step:
+                sched.step()
             for part, new in relabels or ():  # SCN: the rows keep their new labels in later epochs
                 rows, labels = batch.rows[part.numpy()], sources[batch.source].labels
                 n_relabeled += int((labels[rows] != new.numpy()).sum())
@@ -296,6 +318,9 @@ def run_epoch(
             t[2] += mse.item() * n
             t[3] += n
             bar.set_postfix(loss=f"{loss.item() / world:.3f}")
+            if on_check is not None and check_due(state.steps_done, cfg):
+                on_check(epoch)
+                step_model.train()
     if world > 1:
         totals = _reduce_totals(totals, feed.device)
     row = {
@@ -321,21 +346,41 @@ def evaluate_epoch(model: torch.nn.Module, val: Samples | None, cfg: TrainConfig
     return row
 
 
-def select(state: LoopState, epoch: int, row: dict, model: torch.nn.Module) -> None:
-    """Keep the epoch with the best validation accuracy (lowest training loss without validation)."""
-    score = row.get("val_accuracy", -row.get("A_loss", 0.0))
+def select(state: LoopState, check: dict, model: torch.nn.Module) -> None:
+    """Keep the check with the best validation accuracy (lowest training loss without validation)."""
+    score = check.get("val_accuracy", -check.get("A_loss", 0.0))
     if score > state.best["val"]:
         weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        state.best = {"epoch": epoch, "val": score, "state": weights}
+        state.best = {"epoch": check["epoch"], "step": check["step"], "val": score, "state": weights}
 
 
 def should_stop(state: LoopState, epoch: int, cfg: TrainConfig) -> str | None:
-    """Why training ends after ``epoch`` (patience or step budget spent), or None."""
-    if cfg.max_steps is not None and sum(r["steps"] for r in state.history) >= cfg.max_steps:
+    """Why training ends after ``epoch`` (step budget spent, or patience: ``dcjt.train.stopping``), or None."""
+    if cfg.max_steps is not None and state.steps_done >= cfg.max_steps:
         return f"step budget of {cfg.max_steps} spent"
-    if cfg.patience is not None and epoch - state.best["epoch"] >= cfg.patience:
-        return f"no better validation accuracy for {cfg.patience} epochs"
+    if cfg.patience is not None and patience_spent(
+        state.best["epoch"],
+        epoch,
+        patience=cfg.patience,
+        warmup_epochs=cfg.warmup_epochs,
+        joint_frequency=cfg.joint_frequency,
+        stop_every=cfg.stop_every,
+        min_epochs=cfg.min_epochs,
+    ):
+        unit = "epochs" if cfg.stop_every == 1 else f"cycles of {cfg.stop_every} epochs"
+        return f"no better validation accuracy for {cfg.patience} {unit}"
     return None
+
+
+def agree(flag: bool, device: torch.device, world: int) -> bool:
+    """Rank 0's decision, on every rank: all processes stop together (none waits on the others)."""
+    if world == 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
 
 
 def save_checkpoint(folder: Path, epoch: int, model, opt, sched, state: LoopState, fp: dict) -> None:
@@ -347,27 +392,32 @@ def save_checkpoint(folder: Path, epoch: int, model, opt, sched, state: LoopStat
         "rng": torch.get_rng_state(),
         "history": json.loads(json.dumps(state.history, default=float)),
         "best": state.best,
+        "checks": json.loads(json.dumps(state.checks, default=float)),
+        "steps_done": state.steps_done,
         "labels": {k: torch.from_numpy(v.copy()) for k, v in state.labels.items()},
     }
     save_checkpoint_file(folder, epoch, payload, fp)
 
 
-def result(model: torch.nn.Module, state: LoopState) -> TrainResult:
-    """The validation-selected weights, the history and the summary metrics."""
+def result(model: torch.nn.Module, state: LoopState, stop_reason: str | None = None) -> TrainResult:
+    """The validation-selected weights, the history, the checks and the summary metrics."""
     hist = pd.DataFrame(state.history)
     final = copy.deepcopy(model).cpu()
     if state.best["state"] is not None:
         final.load_state_dict(state.best["state"])
     final.eval()
-    metrics = {"selected_epoch": int(state.best["epoch"]), "epochs_run": len(hist)}
+    metrics = {"selected_epoch": int(state.best["epoch"]), "selected_step": int(state.best["step"]), "epochs_run": len(hist)}
     if "images_seen" in hist:
         metrics["images_seen"] = int(hist["images_seen"].sum())
         metrics["steps"] = int(hist["steps"].sum())
-    if "val_accuracy" in hist:
-        metrics["val_accuracy_selected"] = float(state.best["val"])
+        metrics["b_passes"] = int(hist["joint"].sum())
+    chosen = next((c for c in state.checks if (c["epoch"], c["step"]) == (state.best["epoch"], state.best["step"])), {})
+    metrics.update({f"{k}_selected": float(v) for k, v in chosen.items() if k.startswith("val_")})
     if "test_accuracy" in hist:
         metrics["best_test_accuracy_over_epochs_for_comparison_only"] = float(hist["test_accuracy"].max())
-    return TrainResult(model=final, history=hist, selected_epoch=int(state.best["epoch"]), metrics=metrics)
+    metrics["stop_reason"] = stop_reason or f"all {len(hist)} epochs run"
+    checks = pd.DataFrame(state.checks)
+    return TrainResult(model=final, history=hist, selected_epoch=int(state.best["epoch"]), metrics=metrics, checks=checks)
 
 
 # --- the loop ---------------------------------------------------------------------------------------
@@ -385,8 +435,10 @@ def train(
     feed: Feed | None = None,
     desc: str = "train",
 ) -> TrainResult:
-    """Train ``model`` on A (and B on joint epochs); select the epoch by validation accuracy.
+    """Train ``model`` on A (and B on joint epochs); select the check by validation accuracy.
 
+    Checks come at epoch ends, or on a step budget every ``check_every_steps`` steps. Only rank 0
+    evaluates, selects and writes checkpoints; its stop decision is broadcast to every rank.
     ``feed`` overrides how batches reach the device (tests run CUDA's path on the CPU with it)."""
     feed = feed or feed_for(device or device_default(), cfg)
     device = feed.device
@@ -403,25 +455,46 @@ def train(
             if samples is not None:
                 samples.labels = state.labels[name].copy() if name in state.labels else samples.labels.copy()
                 state.labels[name] = samples.labels
+    mid_epoch = cfg.check_every_steps is not None and val is not None
+
+    def check(epoch: int) -> dict:
+        row = {"epoch": epoch, "step": state.steps_done, **evaluate_epoch(model, val, cfg, epoch_metrics)}
+        state.checks.append(row)
+        return row
+
+    def on_check(epoch: int) -> None:
+        if rank == 0:
+            select(state, check(epoch), model)
+
+    reason = should_stop(state, state.start_epoch - 1, cfg) if state.history else None
+    stopped = agree(reason is not None, device, world)  # resumed after the stopping epoch
     for epoch in range(state.start_epoch, cfg.epochs):
-        if state.history and should_stop(state, epoch - 1, cfg):
-            break  # resumed after the stopping epoch
-        spent = sum(r["steps"] for r in state.history)
-        steps_left = None if cfg.max_steps is None else cfg.max_steps - spent
-        row = run_epoch(epoch, step_model, opt, train_a, extra, cfg, feed, desc, ckpt_dir, state, steps_left)
-        sched.step()
-        if rank != 0:  # only the first process evaluates, selects and writes checkpoints
-            continue
-        row.update(evaluate_epoch(model, val, cfg, epoch_metrics))
-        state.history.append(row)
-        select(state, epoch, row, model)
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir, epoch, model, opt, sched, state, fp)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
-        if sys.stderr.isatty():
-            tqdm.write(
-                f"{desc} epoch {epoch + 1}/{cfg.epochs}: "
-                + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
-            )
-    return result(model, state)
+        if stopped:
+            break
+        hook = on_check if mid_epoch else None
+        row = run_epoch(epoch, step_model, opt, sched, train_a, extra, cfg, feed, desc, ckpt_dir, state, hook)
+        if not steps_schedule(cfg):
+            sched.step()
+        reason = None
+        if rank == 0:  # only the first process evaluates, selects and writes checkpoints
+            if mid_epoch:
+                row.update({k: v for k, v in (state.checks[-1] if state.checks else {}).items() if k not in ("epoch", "step")})
+            else:
+                found = check(epoch)
+                row.update({k: v for k, v in found.items() if k not in ("epoch", "step")})
+                select(state, {**found, "A_loss": row.get("A_loss", 0.0)}, model)
+            state.history.append(row)
+            reason = should_stop(state, epoch, cfg)
+            if ckpt_dir is not None:
+                save_checkpoint(ckpt_dir, epoch, model, opt, sched, state, fp)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+            if sys.stderr.isatty():
+                tqdm.write(
+                    f"{desc} epoch {epoch + 1}/{cfg.epochs}: "
+                    + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
+                )
+        stopped = agree(reason is not None, device, world)
+    if rank == 0 and mid_epoch and (not state.checks or state.checks[-1]["step"] != state.steps_done):
+        on_check(state.history[-1]["epoch"] if state.history else 0)  # the last step is always checked
+    return result(model, state, reason)

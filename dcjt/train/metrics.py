@@ -21,12 +21,32 @@ def classification_report(y_true, y_pred) -> dict:
     truth or prediction."""
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     if len(y_true) == 0:
-        return {"accuracy": float("nan"), "mean_class_accuracy": float("nan"), "macro_f1": float("nan")}
+        nan = float("nan")
+        return {"accuracy": nan, "mean_class_accuracy": nan, "macro_f1": nan, "kappa": nan, "majority_rate": nan}
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "mean_class_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
         "macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "kappa": kappa(y_true, y_pred),
+        "majority_rate": majority_rate(y_true),
     }
+
+
+def majority_rate(y_true) -> float:
+    """Accuracy of always predicting the most frequent true class: the floor a model must beat."""
+    counts = np.bincount(np.asarray(y_true, int), minlength=NUM_CLASSES)
+    return float(counts.max() / counts.sum()) if counts.sum() else float("nan")
+
+
+def kappa(y_true, y_pred) -> float:
+    """Cohen's kappa: agreement beyond what the two label frequencies give by chance (a model that
+    always predicts one class scores 0, however frequent that class)."""
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    observed = float(np.mean(y_true == y_pred))
+    p_true = np.bincount(y_true, minlength=NUM_CLASSES) / len(y_true)
+    p_pred = np.bincount(y_pred, minlength=NUM_CLASSES) / len(y_pred)
+    expected = float(p_true @ p_pred)
+    return 0.0 if expected >= 1 else (observed - expected) / (1 - expected)
 
 
 def _clipped(y, y_hat) -> tuple[np.ndarray, np.ndarray]:
