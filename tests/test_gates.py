@@ -115,3 +115,13 @@ def test_gates_apply_only_to_the_stages_a_row_uses():
     assert failed_gates([unused]) == []  # a gate of an unused stage is recorded, never counted
     warned = gate_report("stage 3a (mapping)", mapping_gates({"n_mapped": 10, "n_clipped": 9}, CFG), "warn")
     assert failed_gates([warned]) == ["stage 3a (mapping): share of mapped V/A clipped = 0.9 (must be <= 0.25)"]
+
+
+def test_a_validation_split_too_small_to_select_on_is_refused_before_training(tmp_path):
+    from steps.data import ValidationSplitError, check_validation_rows
+
+    table = make_table("a", ["train"] * 40 + ["val"] * 12, [f"i{k}" for k in range(52)], ([0, 3] * 26))
+    too_few = r"A \(x\): the validation split holds 12 rows, fewer than gates.min_val_rows = 30"
+    with pytest.raises(ValidationSplitError, match=too_few):
+        check_validation_rows(table, 0.2, 30, "A (x)")
+    check_validation_rows(table, 0.2, 12, "A (x)")

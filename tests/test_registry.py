@@ -164,6 +164,12 @@ def test_a_champion_that_trained_on_the_evaluation_rows_is_not_compared(registry
     problem = unrecorded_champion("fer")
     assert problem.startswith(f"promotion: champion version {forced['version']} of fer has no record of its training rows")
     assert "--force-promote" in problem
+    from dcjt.config import load_config
+    from pipelines.runner import PreflightError, check_champion_record
+
+    with pytest.raises(PreflightError, match="has no record of its training rows"):
+        check_champion_record(load_config("demo", values={"model_name": "fer"}))
+    check_champion_record(load_config("demo", values={"model_name": "fer", "promotion.force": True}))  # replaced anyway
 
 
 def test_unusable_champion_is_reported_and_replaced_only_when_forced(registry):
