@@ -45,8 +45,9 @@ def main() -> None:
     p.add_argument("--home", default=None, help="state folder (default: $DCJT_HOME/bench-demo-gates)")
     args = p.parse_args()
 
-    from dcjt.config import load_config, state_home
-    from dcjt.study import parse_seeds
+    from dcjt.config import load_config
+    from dcjt.experiments.tables import parse_seeds
+    from dcjt.utils.state import state_home
 
     home = Path(args.home) if args.home else state_home() / "bench-demo-gates"
     os.environ["DCJT_HOME"] = str(home)
@@ -56,18 +57,19 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    from pipelines.runner import run_pipeline
+    from app.runner import run_pipeline
 
     rows, t0 = [], time.perf_counter()
     seeds = parse_seeds(args.seeds)
     for seed in seeds:
         values = {"seed": seed, "gates.mode": "warn", "register_model": False, "tracking_tags": {"bench": "demo_gates"}}
         outcome = run_pipeline(load_config(args.config, args.overrides, values))
-        for report in outcome.summary["gates"]:
-            if report.get("mode") == "not used":
+        for report in outcome.summary.gates:
+            if report.mode == "not used":
                 continue
-            for g in report["gates"]:
-                rows.append({"seed": seed, "stage": report["stage"], **g, "margin": margin(g)})
+            for gate in report.gates:
+                g = gate.model_dump()
+                rows.append({"seed": seed, "stage": report.stage, **g, "margin": margin(g)})
         acc = outcome.comparison.set_index("variant")["accuracy"].mul(100).round(1).to_dict()
         print(f"seed {seed}: test accuracy {acc}", flush=True)
     frame = pd.DataFrame(rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -16,17 +17,28 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dcjt.architecture import BACKBONES, HEADS
 from dcjt.method.mapping import B_STATS_SOURCES, MAPPING_MODES
 from dcjt.method.pseudo import PSEUDO_SOURCES
 from dcjt.method.relabel import RELABEL_MODES
+from dcjt.model.architecture import BACKBONES, HEADS
 from dcjt.synthetic.world import WorldSpec
+from dcjt.utils.state import REPO_ROOT, state_home
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
 
 DATASETS = ("rafdb", "affectnet", "caers", "ferplus")
 DATASETS_WITH_VA: tuple[str, ...] = ("affectnet",)
+
+
+def first_joint_epoch(warmup_epochs: int, joint_frequency: int) -> int:
+    """The first epoch of the joint schedule (Algorithm 3: ``epoch >= warm-up`` and divisible)."""
+    return math.ceil(warmup_epochs / joint_frequency) * joint_frequency
+
+
+def joint_epochs(epochs: int, warmup_epochs: int, joint_frequency: int) -> int:
+    """How many epochs of ``epochs`` pass over B under the joint schedule."""
+    anchor = first_joint_epoch(warmup_epochs, joint_frequency)
+    return 0 if anchor >= epochs else (epochs - 1 - anchor) // joint_frequency + 1
 
 
 class ConfigError(ValueError):
@@ -128,6 +140,7 @@ class TrainConfig(Settings):
 class NetworkConfig(Settings):
     backbone: Literal[BACKBONES] = "resnet18"
     head: Literal[HEADS] = "linear"
+    image_size: int = Field(224, ge=32, le=1024, description="side of the square face crop the network takes, in pixels")
     weights: str = Field(
         "imagenet",
         description="starting weights: imagenet (torchvision's cache), none, a local file (ResNet-18 ImageNet / "
@@ -143,6 +156,13 @@ class NetworkConfig(Settings):
         v = str(v)
         if v != "imagenet" and not v.startswith("models:/") and not Path(v).is_file():
             raise ValueError(f"not imagenet, none, models:/NAME@alias or an existing file: {v}")
+        return v
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"must be a multiple of 32 (the trunk's stride), got {v}")
         return v
 
     @model_validator(mode="after")
@@ -236,6 +256,9 @@ BASELINES: dict[str, dict[str, Any]] = {
     # The straight combination without A (paper Table 7's "B only"): how far B's criteria are from A's.
     "extra_only": {**_STRAIGHT, "target_use": False},
 }
+
+
+ROWS: tuple[str, ...] = ("dcjt", *BASELINES)  # every row a run can report: the one list (steps, GPUs, studies)
 
 
 class BudgetConfig(Settings):
@@ -362,7 +385,9 @@ class GatesConfig(Settings):
     m_a_min_kappa: float = Field(
         0.2, ge=-1, le=1, description="M_A's Cohen's kappa on A's validation split (0: no better than the majority class)"
     )
-    subset_min_classes: int = Field(5, ge=0, le=7, description="classes with at least subset_min_rows rows in B's subset")
+    subset_min_class_share: float = Field(
+        0.5, ge=0, le=1, description="share of the classes of B's rows that B's subset holds (subset_min_rows rows each)"
+    )
     subset_min_rows: int = Field(3, ge=0, description="rows of every class in B's subset")
     subset_min_share: float = Field(0.02, ge=0, le=1, description="share of each class of B kept in the subset")
     pseudo_min_spread_ratio: float = Field(
@@ -409,6 +434,16 @@ class PathsConfig(Settings):
         return self
 
 
+class RuntimeConfig(Settings):
+    """How much of the machine a run takes (``dcjt.utils.runtime``): applied when every step starts
+    and passed to every worker pool; ``--threads`` sets both."""
+
+    threads: int | None = Field(None, ge=1, le=1024, description="CPU threads every step may use (None: every core)")
+    workers: int | None = Field(
+        None, ge=1, le=1024, description="processes of every pool: cache build, image checks, rendering (None: threads)"
+    )
+
+
 class MlflowConfig(Settings):
     tracking_uri: str | None = None
 
@@ -448,7 +483,6 @@ class PipelineConfig(Settings):
     name: str
     experiment: str = Field(description="MLflow experiment: one per target dataset")
     model_name: str = Field(description="MLflow registered model")
-    image_size: int = 224
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the synthetic world, initialisation and shuffles")
     val_fraction: float = Field(0.1, ge=0, lt=1)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -464,26 +498,27 @@ class PipelineConfig(Settings):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
-    min_image_side: int | None = Field(None, ge=1, description="serving: smaller images are refused (default: image_size / 4)")
+    min_image_side: int | None = Field(
+        None, ge=1, description="serving: smaller images are refused (default: network.image_size / 4)"
+    )
     register_model: bool = Field(True, description="register the DCN and run the promotion gate (studies: off)")
     tracking_tags: dict[str, str] = Field(default_factory=dict, description="extra tags of the MLflow parent run")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
-    @field_validator("image_size")
+    @model_validator(mode="before")
     @classmethod
-    def _multiple_of_32(cls, v: int) -> int:
-        if v % 32:
-            raise ValueError(f"must be a multiple of 32, got {v}")
-        return v
+    def _image_size_lives_in_network(cls, data):
+        if isinstance(data, dict) and "image_size" in data:
+            raise ValueError(f"image_size is set under network: use network.image_size={data['image_size']} (or --image-size)")
+        return data
 
     @model_validator(mode="after")
     def _budget_reaches_the_joint_stage(self) -> PipelineConfig:
         """A budget that would end a joint row before its passes over B is refused before training."""
-        from dcjt.train.stopping import joint_epochs
-
         b, dcn = self.budget, self.dcn
         if b.patience_unit == "epochs" and b.patience < dcn.joint_frequency:
             raise ValueError(
@@ -515,7 +550,6 @@ class PipelineConfig(Settings):
     def recipe(self, stage: str = "dcn") -> dict:
         """What the registered model was trained with (its model card's recipe)."""
         return {
-            "image_size": self.image_size,
             "network": self.network.model_dump(mode="json"),
             stage: self.train_config(stage).to_dict(),
             "method": self.method.model_dump(mode="json"),
@@ -526,12 +560,6 @@ class PipelineConfig(Settings):
     def train_config(self, stage: str) -> TrainConfig:
         """The recipe of ``stage`` (m_a, m_b, dcn, finetune) with the run's seed."""
         return getattr(self, stage).model_copy(update={"seed": self.seed})
-
-
-# --- state folder -----------------------------------------------------------------------------------
-def state_home() -> Path:
-    """Where ZenML, MLflow, image caches and checkpoints live (``DCJT_HOME``, default ./state)."""
-    return Path(os.environ.get("DCJT_HOME", REPO_ROOT / "state")).resolve()
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -568,9 +596,11 @@ def set_value(raw: dict, key: str, value: Any) -> dict:
             raise ConfigError(f"{key}: {p!r} is not a section")
     if isinstance(node, list):
         index = int(_list_index(node, parts[-1], key))
-        node[index] = value
+        node[index] = _merge(node[index], value) if isinstance(value, dict) and isinstance(node[index], dict) else value
     else:
-        node[parts[-1]] = value
+        current = node.get(parts[-1])
+        # a mapping merges into the section it names (``m_a={epochs: 1}`` keeps the other m_a values)
+        node[parts[-1]] = _merge(current, value) if isinstance(value, dict) and isinstance(current, dict) else value
     return raw
 
 

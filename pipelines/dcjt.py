@@ -14,30 +14,32 @@ from __future__ import annotations
 from zenml import pipeline
 from zenml.enums import ExecutionMode
 
-from dcjt.config import PipelineConfig
+from dcjt.config import ROWS, PipelineConfig
 from dcjt.method.health import stages_used
+from dcjt.registry.promote import Registration
 from steps.data import build_image_cache, ingest_dataset, ingest_extras, ingest_synthetic, merge_reports, screen_datasets
 from steps.evaluation import evaluate_model
 from steps.registry import register_and_promote
 from steps.stages import map_extra_continuous, pseudo_label_extras, pseudo_label_target, relabel_extra, select_extra_subset
-from steps.tracking import open_tracking, report_run
-from steps.training import train_dcn, train_m_a, train_m_b
+from steps.tracking import log_stages, open_tracking, report_run
+from steps.training import RowSetup, TrainingSetup, train_dcn, train_m_a, train_m_b
 
-# Steps that train or run a network over a dataset: on a cluster they get the GPU image and GPUs.
+
+# Every reported row: DCJT and the baselines (one list, ``dcjt.config.ROWS``); each trains in its
+# own step (DCJT's is ``train_dcn``), is scored by ``evaluate_<row>``.
+def train_step(row: str) -> str:
+    return "train_dcn" if row == "dcjt" else f"train_{row}"
+
+
+# Steps that train or run a network over a dataset: on a cluster they get the GPU image and GPUs
+# (the remote run configurations' ``gpu_step`` settings are applied to exactly these).
 GPU_STEPS = (
     "train_m_a",
     "select_extra_subset",
     "train_m_b",
     "pseudo_label_target",
-    "train_dcn",
     "pseudo_label_extras",
-    "train_target_only",
-    "train_straight",
-    "train_straight_balanced",
-    "train_scn",
-    "train_scn_target",
-    "train_extra_only",
-    "train_oracle",
+    *(train_step(row) for row in ROWS),
 )
 
 
@@ -59,7 +61,7 @@ def ingest(config: PipelineConfig):
     if data.kind == "synthetic":
         return ingest_synthetic(
             world=data.world,
-            image_size=config.image_size,
+            image_size=config.network.image_size,
             val_fraction=config.val_fraction,
             seed=config.seed,
             data_dir=paths.data_dir,
@@ -80,27 +82,40 @@ def screened_data(config: PipelineConfig, parent):
     leakage guard): (target, extra, target cache, extra cache, ingest report, leakage report)."""
     p = config.paths
     target, extra, gx = ingest(config)
-    caches = dict(image_size=config.image_size, cache_dir=local_folder(p, "cache_dir"), handoff=p.handoff)
+    caches = dict(image_size=config.network.image_size, cache_dir=local_folder(p, "cache_dir"), handoff=p.handoff)
     t_cache = build_image_cache(table=target, **caches, id="cache_target")
     e_cache = build_image_cache(table=extra, **caches, id="cache_extra")
     target, extra, leakage = screen_datasets(target, extra, t_cache, e_cache, leakage=config.leakage, parent_run_id=parent)
     return target, extra, t_cache, e_cache, gx, leakage
 
 
+def extra_for_row(row: str, row_method, method, tables: tuple, gates):
+    """B's table a row trains on: DCJT's prepared table; B as published (or unused) for rows without
+    stage 3, shared by every variant so it stays cached; else B relabeled the row's own way."""
+    marked, mapped, prepared, pseudo = tables
+    if row == "dcjt":
+        return prepared
+    if row_method.extra_use == "none" or (row_method.mapping, row_method.relabel) == ("none", "none"):
+        return marked
+    if row_method.relabel == method.relabel:
+        return prepared
+    relabeled, _ = relabel_extra(mapped, pseudo, method=row_method, gates=gates, applies=False, id=f"relabel_{row}")
+    return relabeled
+
+
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.FAIL_FAST)
 def dcjt_pipeline(config: PipelineConfig) -> None:
-    p, size, method, gates = config.paths, config.image_size, config.method, config.gates
+    p, method, gates = config.paths, config.method, config.gates
     used = stages_in_use(config)
     parent = open_tracking(config=config)
     target, extra, t_cache, e_cache, gx, leakage = screened_data(config, parent)
-    checkpoints = local_folder(p, "checkpoint_root")
-    common = dict(network=config.network, image_size=size, checkpoint_root=checkpoints, parent_run_id=parent)
-    curve = config.evaluation.test_curve
+    checkpoints, curve = local_folder(p, "checkpoint_root"), config.evaluation.test_curve
+    setup = dict(network=config.network, checkpoint_root=checkpoints, test_curve=curve)
     # Stages 1-3 (M_A is the stage-1 selector and keeps its own settings).
     m_a, m_a_metrics, _ = train_m_a(
-        target, train_cfg=config.train_config("m_a"), target_cache=t_cache, test_curve=curve, **common
+        target, t_cache, TrainingSetup(role="M_A", train_cfg=config.train_config("m_a"), **setup), parent
     )
-    marked, subset_stats = select_extra_subset(
+    marked, subset = select_extra_subset(
         m_a,
         m_a_metrics,
         extra,
@@ -110,106 +125,34 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         gates=gates,
         applies="subset" in used,
     )
-    m_b, m_b_metrics, _ = train_m_b(
-        marked,
-        pseudo_from=method.pseudo_from,
-        val_fraction=config.val_fraction,
-        train_cfg=config.train_config("m_b"),
-        extra_cache=e_cache,
-        **common,
-    )
-    pseudo, pseudo_stats = pseudo_label_target(
+    m_b_setup = TrainingSetup(role="M_B", train_cfg=config.train_config("m_b"), **{**setup, "test_curve": False})
+    m_b, m_b_metrics, _ = train_m_b(marked, e_cache, method.pseudo_from, config.val_fraction, m_b_setup, parent)
+    pseudo, pseudo_report = pseudo_label_target(
         m_b, m_b_metrics, m_a, target, t_cache, marked, pseudo_from=method.pseudo_from, gates=gates, applies="pseudo" in used
     )
-    with_va, extra_pseudo_stats = pseudo_label_extras(m_b, marked, e_cache)  # extras without V/A: M_B's, like A
-    mapped, mapping_stats = map_extra_continuous(with_va, pseudo, method=method, gates=gates, applies="mapping" in used)
-    prepared, relabel_stats = relabel_extra(mapped, pseudo, method=method, gates=gates, applies="relabel" in used)
-    # Stage 4 and the rows reported beside it: one recipe and budget, one evaluation step.
-    dcn_common = dict(
-        budget=config.budget,
-        train_cfg=config.train_config("dcn"),
-        target_cache=t_cache,
-        extra_cache=e_cache,
-        test_curve=curve,
-        **common,
-    )
+    with_va, extras_pseudo = pseudo_label_extras(m_b, marked, e_cache)  # extras without V/A: M_B's, like A
+    mapped, mapping = map_extra_continuous(with_va, pseudo, method=method, gates=gates, applies="mapping" in used)
+    prepared, relabeled = relabel_extra(mapped, pseudo, method=method, gates=gates, applies="relabel" in used)
+    stages = log_stages(parent, subset, pseudo_report, mapping, relabeled, extras_pseudo, pseudo, marked, prepared)
+    # Stage 4 and every row reported beside it: one recipe and budget, one evaluation step.
+    row_setup = dict(**setup, train_cfg=config.train_config("dcn"), budget=config.budget)
     scoring = dict(min_b_passes=config.budget.min_b_passes, gates=gates)
-    dcn, dcn_metrics, _ = train_dcn(pseudo, prepared, marked, role="DCN", method=method, **dcn_common)
-    dcjt = evaluate_model(
-        dcn,
-        target,
-        t_cache,
-        variant=method.variant_name,
-        training=dcn_metrics,
-        row="dcjt",
-        joint=method.uses_joint_passes,
-        **scoring,
-        id="evaluate_dcjt",
-    )
-    baselines = {}
-    for row in config.baselines:
+    models, rows = {}, []
+    for row in ("dcjt", *config.baselines):
         row_method = config.method_for(row)
-        if row_method.extra_use == "none" or (row_method.mapping, row_method.relabel) == ("none", "none"):
-            row_extra = marked  # B as published (or not used): shared by every variant, so cached
-        elif row_method.relabel == method.relabel:
-            row_extra = prepared
-        else:
-            row_extra, _ = relabel_extra(mapped, pseudo, method=row_method, gates=gates, applies=False, id=f"relabel_{row}")
-        model, metrics, _ = train_dcn(pseudo, row_extra, marked, role=row, method=row_method, id=f"train_{row}", **dcn_common)
-        baselines[row] = evaluate_model(
-            model,
-            target,
-            t_cache,
-            variant=row,
-            training=metrics,
-            row=row,
-            joint=row_method.uses_joint_passes,
-            **scoring,
-            id=f"evaluate_{row}",
+        row_extra = extra_for_row(row, row_method, method, (marked, mapped, prepared, pseudo), gates)
+        row_train = RowSetup(role="DCN" if row == "dcjt" else row, method=row_method, **row_setup)
+        model, metrics, _ = train_dcn(pseudo, row_extra, marked, t_cache, e_cache, row_train, parent, id=train_step(row))
+        variant = method.variant_name if row == "dcjt" else row
+        joint = row_method.uses_joint_passes
+        rows.append(
+            evaluate_model(
+                model, target, t_cache, metrics, row=row, variant=variant, joint=joint, **scoring, id=f"evaluate_{row}"
+            )
         )
+        models[row] = model
     promotion = None
     if config.register_model:  # after every row's evaluation: a row that fails its gate stops the run first
-        promotion = register_and_promote(
-            dcn,
-            dcjt,
-            dcn_metrics,
-            target,
-            t_cache,
-            pseudo,
-            marked,
-            prepared,
-            subset_stats,
-            mapping_stats,
-            relabel_stats,
-            recipe=config.recipe(),
-            model_name=config.model_name,
-            promotion=config.promotion,
-            seed=config.seed,
-            parent_run_id=parent,
-            min_image_side=config.min_image_side,
-            after=[f"evaluate_{r}" for r in config.baselines],
-        )
-    report_run(
-        parent,
-        dcjt,
-        gx,
-        subset_stats,
-        pseudo_stats,
-        mapping_stats,
-        relabel_stats,
-        pseudo,
-        marked,
-        prepared,
-        comparison_path=f"{p.outputs}/comparison.csv",
-        m_a_metrics=m_a_metrics,
-        promotion=promotion,
-        target_only_evaluation=baselines.get("target_only"),
-        straight_evaluation=baselines.get("straight"),
-        straight_balanced_evaluation=baselines.get("straight_balanced"),
-        oracle_evaluation=baselines.get("oracle"),
-        scn_evaluation=baselines.get("scn"),
-        scn_target_evaluation=baselines.get("scn_target"),
-        extra_only_evaluation=baselines.get("extra_only"),
-        leakage=leakage,
-        extra_pseudo_stats=extra_pseudo_stats,
-    )
+        registration = Registration.of(config)
+        promotion = register_and_promote(models["dcjt"], rows, target, t_cache, prepared, stages, registration, parent)
+    report_run(parent, rows, stages, gx, leakage, comparison_path=f"{p.outputs}/comparison.csv", promotion=promotion)

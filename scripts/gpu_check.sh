@@ -23,7 +23,7 @@ unset MLFLOW_TRACKING_URI ZENML_CONFIG_PATH ZENML_STORE_URL  # and no model regi
 
 if [ "$dry" = 1 ]; then
   device=cpu; training=(--dry-run); loader=(--device cpu --images 256 --epochs 1)
-  world=(--set image_size=96 --set data.world.n_target=120 --set data.world.n_extra=240
+  world=(--set network.image_size=96 --set data.world.n_target=120 --set data.world.n_extra=240
          --set m_a.epochs=1 --set m_b.epochs=1 --set dcn.epochs=2 --set dcn.batch_size=16
          --set m_a.batch_size=16 --set m_b.batch_size=16)
 else
@@ -32,7 +32,7 @@ else
     exit 1
   fi
   device=cuda; training=(); loader=(--device cuda)
-  world=(--set image_size=224 --set data.world.n_target=1000 --set data.world.n_extra=2000
+  world=(--set network.image_size=224 --set data.world.n_target=1000 --set data.world.n_extra=2000
          --set m_a.epochs=2 --set m_b.epochs=2 --set dcn.epochs=3)
 fi
 

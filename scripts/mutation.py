@@ -38,16 +38,16 @@ class Mutant:
 
 
 T = "tests/"
-CODINGS = (T + "test_release_codings.py",)
-MATHS = (T + "test_labelmaths.py",)
-SCHEDULE = (T + "test_models_training.py", "-k", "joint_schedule")
-LOSS = (T + "test_models_training.py", "-k", "loss")
-GX = (T + "test_table_and_cache.py", "-k", "expectation")
-CACHE = (T + "test_table_and_cache.py", "-k", "builds_once or crop_and_align")
-GATE = (T + "test_registry.py",)
-TRUST = (T + "test_trust.py",)
-E2E = (T + "test_pipeline_e2e.py", "-k", "relabeled")
-SERVED_VA = (T + "test_registry.py", "-k", "hidden_truth")
+CODINGS = (T + "unit/test_release_codings.py",)
+MATHS = (T + "unit/test_labelmaths.py",)
+SCHEDULE = (T + "unit/test_models_training.py", "-k", "joint_schedule")
+LOSS = (T + "unit/test_models_training.py", "-k", "loss")
+GX = (T + "unit/test_table_and_cache.py", "-k", "expectation")
+CACHE = (T + "unit/test_table_and_cache.py", "-k", "builds_once or crop_and_align")
+GATE = (T + "integration/test_registry.py",)
+TRUST = (T + "unit/test_trust.py",)
+E2E = (T + "integration/test_pipeline_e2e.py", "-k", "relabeled")
+SERVED_VA = (T + "integration/test_registry.py", "-k", "hidden_truth")
 
 MUTANTS = [
     # readers: label maps and paths
@@ -71,14 +71,14 @@ MUTANTS = [
         "dcjt/data/readers.py",
         "labels.append(label - 1)",
         "labels.append(label % 7)",
-        (T + "test_readers.py",),
+        (T + "unit/test_readers.py",),
     ),
     Mutant(
         "val carved from test too",
         "dcjt/data/labels.py",
         'train_idx = out.index[out["split"] == "train"]',
         'train_idx = out.index[out["split"] != "val"]',
-        (T + "test_readers.py", "-k", "carve"),
+        (T + "unit/test_readers.py", "-k", "carve"),
     ),
     Mutant(
         "paths may leave the root",
@@ -142,7 +142,7 @@ MUTANTS = [
         "dcjt/train/loop.py",
         "        opt.step()\n",
         "        if world == 1:\n            opt.step()\n",
-        (T + "test_distributed.py",),
+        (T + "integration/test_distributed.py",),
     ),
     # tables, GX, cache
     Mutant(
@@ -182,7 +182,7 @@ MUTANTS = [
     ),
     Mutant(
         "alignment ignores landmarks",
-        "dcjt/data/images.py",
+        "dcjt/model/images.py",
         "    if landmarks is not None and len(landmarks):",
         "    if False:",
         CACHE,
@@ -193,35 +193,35 @@ MUTANTS = [
         "dcjt/train/stopping.py",
         "    anchor = first_joint_epoch(warmup_epochs, joint_frequency)\n    if epoch + 1 < min_epochs",
         "    anchor = 0\n    if epoch + 1 < min_epochs",
-        (T + "test_budgets.py", "-k", "paper or shape"),
+        (T + "unit/test_budgets.py", "-k", "paper or shape"),
     ),
     Mutant(
         "majority-class row passes",
         "dcjt/method/health.py",
-        '            evaluation["val_majority_rate"],\n',
+        "            val.majority_rate,\n",
         "            0.0,\n",
-        (T + "test_gates.py", "-k", "majority"),
+        (T + "unit/test_gates.py", "-k", "majority"),
     ),
     Mutant(
         "champion's training rows ignored",
-        "steps/registry.py",
+        "dcjt/registry/record.py",
         "    shared = np.intersect1d(own_keys, eval_keys)\n",
         "    shared = np.intersect1d(own_keys, eval_keys)[:0]\n",
-        (T + "test_registry.py", "-k", "trained_on_the"),
+        (T + "integration/test_registry.py", "-k", "trained_on_the"),
     ),
     # registry and promotion
-    Mutant("a tie promotes", "dcjt/promotion.py", "wins = diff > min_margin", "wins = diff >= min_margin", GATE),
-    Mutant("bootstrap ignored", "dcjt/promotion.py", "wins = wins and lo > 0", "wins = wins", GATE),
+    Mutant("a tie promotes", "dcjt/registry/promotion.py", "wins = diff > min_margin", "wins = diff >= min_margin", GATE),
+    Mutant("bootstrap ignored", "dcjt/registry/promotion.py", "wins = wins and lo > 0", "wins = wins", GATE),
     Mutant(
         "unusable champion replaced",
-        "dcjt/promotion.py",
+        "dcjt/registry/promotion.py",
         "    if champion_problem is not None:\n        if force:",
         "    if champion_problem is not None:\n        if True:",
         GATE,
     ),
     Mutant(
         "no rollback after failure",
-        "steps/registry.py",
+        "dcjt/registry/lifecycle.py",
         "        client.delete_model_version(model_name, version.version)\n",
         "",
         GATE,
@@ -229,34 +229,34 @@ MUTANTS = [
     # serving and trust
     Mutant(
         "served V/A swapped",
-        "dcjt/serving.py",
+        "dcjt/serving/pyfunc.py",
         'va[:, 0].astype("float64"), va[:, 1].astype("float64")',
         'va[:, 1].astype("float64"), va[:, 0].astype("float64")',
         SERVED_VA,
     ),
     Mutant(
-        "relabel output discarded", "steps/stages.py", "    return relabeled, stats\n", "    return extra_mapped, stats\n", E2E
+        "relabel output discarded", "steps/stages.py", "    return relabeled, report\n", "    return extra_mapped, report\n", E2E
     ),
     Mutant(
         "DCN never trains on B",
         "steps/training.py",
-        "        extra_rows=b_rows,\n",
-        "        extra_rows=None,\n",
+        '        "extra": b_rows,\n',
+        '        "extra": None,\n',
         E2E,
     ),
     Mutant(
         "served paths unrestricted",
-        "dcjt/serving.py",
+        "dcjt/serving/pyfunc.py",
         "    if not roots:\n        return f",
         "    if False:\n        return f",
-        (T + "test_registry.py", "-k", "description"),
+        (T + "integration/test_registry.py", "-k", "description"),
     ),
     Mutant(
         "tiny images classified",
-        "dcjt/serving.py",
+        "dcjt/serving/pyfunc.py",
         "    if min(h, w) < min_side:",
         "    if False:",
-        (T + "test_bad_input.py", "-k", "tiny"),
+        (T + "unit/test_bad_input.py", "-k", "tiny"),
     ),
     Mutant(
         "checkpoint fingerprint unchecked",
@@ -273,7 +273,11 @@ MUTANTS = [
         TRUST,
     ),
     Mutant(
-        "serving requirement missing", "dcjt/packaging.py", ', "opencv-python-headless")', ")", (T + "test_serving_package.py",)
+        "serving requirement missing",
+        "dcjt/registry/packaging.py",
+        ', "opencv-python-headless")',
+        ")",
+        (T + "integration/test_serving_package.py",),
     ),
 ]
 

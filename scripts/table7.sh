@@ -33,7 +33,7 @@ declare -A ROWS=([t7-a]=$TARGET_ONLY [t7-b]=$EXTRA_ONLY [t7-straight-ab]=$STRAIG
 ORDER=(t7-a t7-b t7-straight-ab t7-dcjt-ab t7-straight-abc t7-dcjt-abc)
 for name in "${ORDER[@]}"; do
   # shellcheck disable=SC2086 # a row's settings are words
-  $PY run.py --config "${CONFIG[$name]}" --seed "$SEED" --set baselines=[] --set model_name="$name-s$SEED" $WARN \
+  $PY run.py pipeline --config "${CONFIG[$name]}" --seed "$SEED" --set baselines=[] --set model_name="$name-s$SEED" $WARN \
     ${ROWS[$name]} "${SETS[@]}" | grep -E "^ *dcjt|^registered"
 done
 echo "row,finetuned_test_accuracy"

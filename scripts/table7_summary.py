@@ -19,8 +19,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dcjt.study import markdown, summarise  # noqa: E402
-from pipelines.runner import prepare_environment  # noqa: E402
+from app.environment import prepare_environment  # noqa: E402
+from dcjt.experiments.summary import markdown, summarise  # noqa: E402
+from dcjt.train.evaluation import RowEvaluation  # noqa: E402
 
 REFERENCE = "t7-a"
 MODEL_NAME = re.compile(r"ft-(?P<row>t7-[a-z-]+)-s(?P<seed>\d+)")
@@ -39,16 +40,16 @@ def finetuned(seeds: set[int]) -> tuple[pd.DataFrame, dict[tuple[str, int], np.n
         found = MODEL_NAME.fullmatch((summary.get("promotion") or {}).get("model_name", ""))
         if found is None or int(found["seed"]) not in seeds:
             continue
-        key, ev = (found["row"], int(found["seed"])), summary["evaluation"]
+        key, ev = (found["row"], int(found["seed"])), RowEvaluation(**summary["evaluation"])
         records[key] = {
             "row": key[0],
             "seed": key[1],
-            "accuracy": ev["test_accuracy"],
-            "val_accuracy": ev.get("val_accuracy"),
-            "images_seen": ev.get("images_seen"),
-            "epochs_run": ev.get("epochs_run"),
+            "accuracy": ev.test.accuracy,
+            "val_accuracy": ev.val.accuracy,
+            "images_seen": ev.images_seen,
+            "epochs_run": ev.epochs_run,
         }
-        correct[key] = np.asarray(ev["test_correct"])
+        correct[key] = np.asarray(ev.test.correct)
     return pd.DataFrame(list(records.values())), correct
 
 

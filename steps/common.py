@@ -1,28 +1,26 @@
-"""What every step shares: the cache policy and the MLflow helpers.
+"""What every step shares: the cache policy, and the run-time knobs applied when a step starts.
 
 ZenML's cache key covers a step's own source, parameters and inputs, not the code it calls.
 Every step's policy therefore adds ``code_digest()``: a hash of the sources of the core package
 (``dcjt/``) and of ``steps/``, computed when a key is computed (never at import), so a change in
 any of them invalidates cached results. The MLflow parent run id is an input that the cache key
 ignores (it changes every run; the work does not).
+
+``runtime.threads`` and ``runtime.workers`` reach every step as environment variables (the
+pipeline's ``environment``: in this process or in a step's container); ``apply_runtime`` runs when
+each step starts, and the worker pools read them (``dcjt.utils.runtime``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import io
-import json
-import logging
-import os
-import tempfile
-import warnings
 from pathlib import Path
 
-import mlflow
-import pandas as pd
+from zenml import step
 from zenml.config.cache_policy import CachePolicy
+
+from dcjt.utils.runtime import apply_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_FOLDERS = ("dcjt", "steps")
@@ -44,70 +42,13 @@ def core_cache_policy() -> CachePolicy:
     return CachePolicy(cache_func="steps.common.code_digest", ignored_inputs=[PARENT_RUN])
 
 
-@contextlib.contextmanager
-def stderr_to_log(name: str = "mlflow"):
-    """Library code that prints to stderr (MLflow's ``Successfully registered model``) logs instead."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stderr(buffer):
-        yield
-    for line in buffer.getvalue().splitlines():
-        if line.strip():
-            logging.getLogger(name).info(line)
+def apply_runtime() -> None:
+    """Every step's start hook: the run's CPU thread budget (``runtime.threads``)."""
+    apply_threads()
 
 
-@contextlib.contextmanager
-def child_run(parent_run_id: str, name: str):
-    """An MLflow run nested under the pipeline's parent run (works across processes)."""
-    parent = mlflow.get_run(parent_run_id)
-    tags = {"mlflow.parentRunId": parent_run_id, "dcjt.stage": name}
-    with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name, tags=tags) as run:
-        yield run
-
-
-def log_json(obj, name: str) -> None:
-    mlflow.log_dict(json.loads(json.dumps(obj, default=_jsonable)), name)
-
-
-def log_frame(frame: pd.DataFrame, name: str) -> None:
-    folder, _, filename = name.rpartition("/")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / filename
-        frame.to_csv(path, index=True)
-        mlflow.log_artifact(str(path), artifact_path=folder or None)
-
-
-def _jsonable(o):
-    import numpy as np
-
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
-
-
-def table_source(rows: pd.DataFrame) -> str:
-    """The folder every image of ``rows`` lies under (the dataset root), for MLflow's dataset source."""
-    images = rows["image"].astype(str)
-    return os.path.commonpath(images.tolist()) if len(images) else ""
-
-
-def log_tables(tables: list[tuple[str, pd.DataFrame, str]]) -> dict[str, str]:
-    """Attach label tables to the active run as MLflow dataset inputs: (name, rows, context) each,
-    context ``train`` / ``validation`` / ``test`` / ``evaluation``. Returns name -> digest."""
-    digests = {}
-    for name, rows, context in tables:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # MLflow's integer-column schema hint, once per table
-            dataset = mlflow.data.from_pandas(rows.reset_index(drop=True), source=table_source(rows), name=name)
-            mlflow.log_input(dataset, context=context)
-        digests[name] = dataset.digest
-    return digests
-
-
-def table_name(rows: pd.DataFrame, part: str) -> str:
-    """``rafdb train`` style names: the dataset(s) the rows come from and which part they are."""
-    datasets = "+".join(sorted(rows["dataset"].astype(str).unique())) if "dataset" in rows and len(rows) else "table"
-    return f"{datasets} {part}"
+def dcjt_step(*, cached: bool = True):
+    """``zenml.step`` with the project's cache policy (or none) and the runtime start hook."""
+    if cached:
+        return step(cache_policy=core_cache_policy(), on_start=apply_runtime)
+    return step(enable_cache=False, on_start=apply_runtime)

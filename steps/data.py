@@ -7,7 +7,6 @@ from typing import Annotated
 import mlflow
 import numpy as np
 import pandas as pd
-from zenml import step
 
 from dcjt.config import DatasetSpec, LeakageConfig
 from dcjt.data.cache import build_cache, load_cache, open_cache, write_cache
@@ -15,16 +14,13 @@ from dcjt.data.identity import split_seed
 from dcjt.data.labels import stratified_val_split
 from dcjt.data.leakage import pairs_figure, screen
 from dcjt.data.readers import ingest
-from dcjt.data.validation import assert_valid
+from dcjt.data.validation import gx_summary
 from dcjt.method.extras import check_class_overlap
 from dcjt.synthetic.disk import write_world_pngs
 from dcjt.synthetic.world import WorldSpec
-from steps.common import child_run, core_cache_policy, log_frame, log_json
+from dcjt.utils.tracking import child_run, log_frame, log_json
+from steps.common import dcjt_step
 from steps.handoff import CacheRef, folder_or_scratch
-
-
-def _gx_summary(report, name: str) -> dict:
-    return {"table": name, "success": report.success, "failures": report.failures, "result": report.result_json}
 
 
 def check_validation_rows(table: pd.DataFrame, val_fraction: float, min_rows: int, name: str) -> None:
@@ -41,7 +37,7 @@ class ValidationSplitError(ValueError):
     """A's validation split is too small to select a model on; names the keys that size it."""
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def ingest_synthetic(
     world: WorldSpec, image_size: int, val_fraction: float, seed: int, data_dir: str, cache_dir: str, min_val_rows: int = 1
 ) -> tuple[Annotated[pd.DataFrame, "target_table"], Annotated[pd.DataFrame, "extra_table"], Annotated[dict, "ingest_gx"]]:
@@ -61,15 +57,15 @@ def ingest_synthetic(
     )
     tables, gx = {}, {}
     for role, (table, images) in parts.items():
-        gx[role] = _gx_summary(assert_valid(table, name=f"synthetic {role}"), role)
-        gx[role]["validation_rows"] = int((table["split"] == "val").sum())
+        summary = gx_summary(table, f"synthetic {role}", require_all_classes=True)
+        gx[role] = {"gx": summary.model_dump(mode="json"), "validation_rows": int((table["split"] == "val").sum())}
         if cache_dir and open_cache(table, image_size, cache_dir) is None:  # no cache_dir: caches in the build step
             write_cache(table, image_size, cache_dir, images)
         tables[role] = table
     return tables["target"], tables["extra"], gx
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def ingest_dataset(
     spec: DatasetSpec, val_fraction: float, max_bad_fraction: float = 0.0, min_val_rows: int = 1
 ) -> tuple[Annotated[pd.DataFrame, "table"], Annotated[dict, "ingest_report"]]:
@@ -87,7 +83,7 @@ def ingest_dataset(
 def read_dataset(spec: DatasetSpec, val_fraction: float, max_bad_fraction: float) -> tuple[pd.DataFrame, dict]:
     table, report = ingest(spec.dataset, spec.root, val_fraction=val_fraction, max_bad_fraction=max_bad_fraction)
     table["dataset"] = pd.Series([spec.label] * len(table), dtype="string")
-    gx = _gx_summary(assert_valid(table, name=f"{spec.label} at {spec.root}"), spec.label)
+    gx = gx_summary(table, f"{spec.label} at {spec.root}", require_all_classes=True).model_dump(mode="json")
     return table, {
         "dataset": spec.dataset,
         "name": spec.label,
@@ -100,7 +96,7 @@ def read_dataset(spec: DatasetSpec, val_fraction: float, max_bad_fraction: float
     }
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def ingest_extras(
     specs: list[DatasetSpec], max_bad_fraction: float = 0.0
 ) -> tuple[Annotated[pd.DataFrame, "table"], Annotated[dict, "ingest_report"]]:
@@ -114,7 +110,7 @@ def ingest_extras(
     return pd.concat(tables, ignore_index=True), reports
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def build_image_cache(
     table: pd.DataFrame, image_size: int, cache_dir: str, handoff: str = "shared_disk"
 ) -> Annotated[CacheRef, "image_cache"]:
@@ -124,7 +120,7 @@ def build_image_cache(
     return CacheRef(str(build_cache(table, image_size, folder_or_scratch(cache_dir, "cache")).path), handoff)
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def screen_datasets(
     target_table: pd.DataFrame,
     extra_table: pd.DataFrame,
@@ -160,6 +156,6 @@ def screen_datasets(
     return target, extra, report
 
 
-@step(enable_cache=False)
+@dcjt_step(cached=False)
 def merge_reports(target_report: dict, extra_report: dict) -> Annotated[dict, "ingest_gx"]:
     return {"target": target_report, "extra": extra_report}

@@ -28,9 +28,9 @@ from zenml.enums import ArtifactType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
-from dcjt.config import state_home
 from dcjt.data.cache import CacheError, building, load_cache
-from dcjt.files import replace_atomic
+from dcjt.utils.files import replace_atomic
+from dcjt.utils.state import state_home
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import pandas as pd
 import torch
-from zenml import step
 
 from dcjt.config import GatesConfig, MethodConfig
 from dcjt.data.cache import load_cache
@@ -29,14 +28,15 @@ from dcjt.method.health import (
     subset_gates,
     trusted_rows,
 )
+from dcjt.method.reports import ExtrasPseudoReport, MappingReport, PseudoReport, RelabelReport, SubsetReport
 from dcjt.method.truth import pseudo_truth
 from dcjt.train.batches import samples_from
 from dcjt.train.predict import predict
-from steps.common import core_cache_policy
+from steps.common import dcjt_step
 from steps.handoff import CacheRef
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def select_extra_subset(
     m_a: torch.nn.Module,
     m_a_metrics: dict,
@@ -46,23 +46,21 @@ def select_extra_subset(
     seed: int,
     gates: GatesConfig,
     applies: bool = True,
-) -> tuple[Annotated[pd.DataFrame, "extra_marked"], Annotated[dict, "subset_stats"]]:
+) -> tuple[Annotated[pd.DataFrame, "extra_marked"], Annotated[SubsetReport, "subset_report"]]:
     """Stage 1: M_A predicts every image of B (or of a seeded share of it, ``extra_fraction``);
     keep the rows where it agrees with B's label. ``applies``: the run's rows use stage 1, so its
     gates may stop the run."""
     extra = take_fraction(extra_table, extra_fraction, seed)
     probs, _ = predict(m_a, samples_from(extra, load_cache(extra_cache.path)))
-    marked, stats = select_subset(extra, probs)
-    checks = subset_gates(m_a_metrics, stats, gates)
-    per = subset_by_dataset(extra, probs)
-    for name, own in per.items():
+    marked, report = select_subset(extra, probs)
+    checks = subset_gates(m_a_metrics, report, gates)
+    report.per_dataset = subset_by_dataset(extra, probs)
+    for name, own in report.per_dataset.items():
         checks += extra_subset_gates(name, own, gates)
-    if per:
-        stats["per_dataset"] = per
-    stats["m_a"] = {k: v for k, v in m_a_metrics.items() if k.endswith("_selected")}
-    stats["gates"] = gate_report("stage 1 (M_A, subset)", checks, gates.mode, applies)
-    stats["gx"] = gx_summary(marked, "extra after subset selection")
-    return marked, stats
+    report.m_a = {k: float(v) for k, v in m_a_metrics.items() if k.endswith("_selected")}
+    report.gates = gate_report("stage 1 (M_A, subset)", checks, gates.mode, applies)
+    report.gx = gx_summary(marked, "extra after subset selection")
+    return marked, report
 
 
 def published_va_rows(extra_marked: pd.DataFrame, pseudo_from: str) -> pd.DataFrame:
@@ -72,7 +70,7 @@ def published_va_rows(extra_marked: pd.DataFrame, pseudo_from: str) -> pd.DataFr
     return rows[rows[SUBSET_COLUMN].to_numpy(dtype=bool)] if pseudo_from == "subset" else rows
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def pseudo_label_target(
     m_b: torch.nn.Module,
     m_b_metrics: dict,
@@ -83,72 +81,70 @@ def pseudo_label_target(
     pseudo_from: str,
     gates: GatesConfig,
     applies: bool = True,
-) -> tuple[Annotated[pd.DataFrame, "target_pseudo"], Annotated[dict, "pseudo_stats"]]:
+) -> tuple[Annotated[pd.DataFrame, "target_pseudo"], Annotated[PseudoReport, "pseudo_report"]]:
     """Stage 2: M_B predicts valence/arousal for every image of A (its pseudo continuous labels).
     M_A's prediction for each row of A rides along (``m_a_label``): stage 3b's health gate applies
     the relabel rule to A's validation rows, whose labels are trusted."""
     samples = samples_from(target_table, load_cache(target_cache.path))
     _, va = predict(m_b, samples)
     m_a_probs, _ = predict(m_a, samples)
-    pseudo, stats = pseudo_label(target_table, va)
+    pseudo, report = pseudo_label(target_table, va)
     pseudo[M_A_COLUMN] = m_a_probs.argmax(axis=1).astype("int64")
     checks = pseudo_gates(pseudo, published_va_rows(extra_marked, pseudo_from), m_b_metrics, gates)
-    stats["m_b"] = {k: v for k, v in m_b_metrics.items() if k.endswith("_selected")}
-    stats["gates"] = gate_report("stage 2 (M_B, pseudo V/A)", checks, gates.mode, applies)
-    stats["gx"] = gx_summary(pseudo, "target with pseudo V/A")
-    return pseudo, stats
+    report.m_b = {k: float(v) for k, v in m_b_metrics.items() if k.endswith("_selected")}
+    report.gates = gate_report("stage 2 (M_B, pseudo V/A)", checks, gates.mode, applies)
+    report.gx = gx_summary(pseudo, "target with pseudo V/A")
+    return pseudo, report
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def pseudo_label_extras(
     m_b: torch.nn.Module, extra_marked: pd.DataFrame, extra_cache: CacheRef
-) -> tuple[Annotated[pd.DataFrame, "extra_with_va"], Annotated[dict, "extra_pseudo_stats"]]:
+) -> tuple[Annotated[pd.DataFrame, "extra_with_va"], Annotated[ExtrasPseudoReport, "extras_pseudo_report"]]:
     """Stage 2 for the extras without valence/arousal: M_B predicts them (as it does for A), so
     their rows outside the subset can be relabeled by A's class centres."""
     discrete = [d for d in datasets(extra_marked) if d not in va_datasets(extra_marked)]
     if not discrete:
-        return extra_marked, {}
+        return extra_marked, ExtrasPseudoReport()
     rows = extra_marked["dataset"].astype(str).isin(discrete).to_numpy()
     _, va = predict(m_b, samples_from(extra_marked[rows], load_cache(extra_cache.path)))
     out = extra_marked.copy()
     part = with_pseudo_va(extra_marked[rows], va)
     for col in ("valence", "arousal", "va_origin"):
         out.loc[rows, col] = part[col].to_numpy()
-    stats = {d: {"rows": int((part["dataset"] == d).sum()), **pseudo_truth(part[part["dataset"] == d])} for d in discrete}
-    return out, {"datasets": stats, "gx": gx_summary(out, "extras with pseudo V/A")}
+    per = {d: {"rows": float((part["dataset"] == d).sum()), **pseudo_truth(part[part["dataset"] == d])} for d in discrete}
+    return out, ExtrasPseudoReport(datasets=per, gx=gx_summary(out, "extras with pseudo V/A"))
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def map_extra_continuous(
     extra_marked: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig, gates: GatesConfig, applies: bool = True
-) -> tuple[Annotated[pd.DataFrame, "extra_mapped"], Annotated[dict, "mapping_stats"]]:
+) -> tuple[Annotated[pd.DataFrame, "extra_mapped"], Annotated[MappingReport, "mapping_report"]]:
     """Stage 3a: map B - subB's valence/arousal onto A's (per-emotion) Gaussians, each extra that
     publishes them with its own statistics."""
     target = split_rows(target_pseudo, "train")
-    mapped, stats = map_by_dataset(split_rows(extra_marked, "train"), target, method.mapping, b_stats_from=method.b_stats_from)
-    checks = mapping_gates(stats, gates)
-    for name, own in stats.get("per_dataset", {}).items():
+    mapped, report = map_by_dataset(split_rows(extra_marked, "train"), target, method.mapping, b_stats_from=method.b_stats_from)
+    checks = mapping_gates(report, gates)
+    for name, own in report.per_dataset.items():
         checks += of_dataset(name, mapping_gates(own, gates))
-    stats["gates"] = gate_report("stage 3a (mapping)", checks, gates.mode, applies and method.mapping != "none")
-    stats["gx"] = gx_summary(mapped, "extra after mapping")
-    return mapped, stats
+    report.gates = gate_report("stage 3a (mapping)", checks, gates.mode, applies and method.mapping != "none")
+    report.gx = gx_summary(mapped, "extra after mapping")
+    return mapped, report
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def relabel_extra(
     extra_mapped: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig, gates: GatesConfig, applies: bool = True
-) -> tuple[Annotated[pd.DataFrame, "extra_prepared"], Annotated[dict, "relabel_stats"]]:
+) -> tuple[Annotated[pd.DataFrame, "extra_prepared"], Annotated[RelabelReport, "relabel_report"]]:
     """Stage 3b: relabel B - subB by A's class centres (``method.relabel``: none, nearest, gated,
     oracle). Its health: the same rule on A's validation rows, whose labels are trusted."""
     target = split_rows(target_pseudo, "train")
     kw = dict(gate_ratio=method.gate_ratio, gate_m_a=method.gate_m_a)
-    relabeled, stats = relabel_by_dataset(extra_mapped, target, method.relabel, **kw)
-    stats["enabled"] = method.relabel != "none"
+    relabeled, report = relabel_by_dataset(extra_mapped, target, method.relabel, **kw)
     if method.relabel in ("nearest", "gated"):
         trusted = trusted_rows(target_pseudo)
-        health = relabel_health(trusted, relabel(trusted, target, method.relabel, **kw)[0]) if len(trusted) else {}
-        stats["health"] = health
-        stats["gates"] = gate_report("stage 3b (relabeling)", relabel_gates(health, gates), gates.mode, applies)
-    if stats["enabled"]:
-        stats["gx"] = gx_summary(relabeled, "extra after relabeling")
-    return relabeled, stats
+        report.health = relabel_health(trusted, relabel(trusted, target, method.relabel, **kw)[0]) if len(trusted) else {}
+        report.gates = gate_report("stage 3b (relabeling)", relabel_gates(report.health, gates), gates.mode, applies)
+    if report.enabled:
+        report.gx = gx_summary(relabeled, "extra after relabeling")
+    return relabeled, report

@@ -12,7 +12,7 @@ from typing import Annotated
 import mlflow
 import pandas as pd
 import torch
-from zenml import step
+from pydantic import BaseModel, ConfigDict
 
 from dcjt.config import BudgetConfig, MethodConfig, NetworkConfig, TrainConfig
 from dcjt.data.labels import split_rows
@@ -20,7 +20,8 @@ from dcjt.method import m_b_rows, training_rows
 from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.checkpoint import read_latest
 from dcjt.train.distributed import train_distributed, train_job
-from steps.common import child_run, core_cache_policy, log_frame, log_tables, table_name
+from dcjt.utils.tracking import child_run, log_frame, log_tables, table_name
+from steps.common import dcjt_step
 from steps.handoff import CacheRef, folder_or_scratch
 
 
@@ -35,34 +36,45 @@ def _digest(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-def _fit(
-    role: str,
-    *,
-    train_rows: pd.DataFrame,
-    val_rows: pd.DataFrame | None,
-    extra_rows: pd.DataFrame | None,
-    curve_rows: pd.DataFrame | None,
-    caches: list[str],
-    network: NetworkConfig,
-    train_cfg: TrainConfig,
-    image_size: int,
-    checkpoint_root: str,
-    parent_run_id: str,
-):
-    """Train (one process or DDP) inside an MLflow child run; checkpoints in a folder per training."""
-    recipe = (network.model_dump(), train_cfg.to_dict(), image_size)
+class TrainingSetup(BaseModel):
+    """What a training step trains with: the network, the recipe, where checkpoints go (empty:
+    this pod's scratch folder), whether the test split is scored after every epoch (the papers'
+    curve, never used to select) and the row's name (``role``: the MLflow child run, the
+    checkpoint folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str
+    network: NetworkConfig
+    train_cfg: TrainConfig
+    checkpoint_root: str = ""
+    test_curve: bool = False
+
+
+class RowSetup(TrainingSetup):
+    """A reported row (DCJT or a baseline): its data (``method``) and the budget every row shares."""
+
+    method: MethodConfig
+    budget: BudgetConfig
+
+
+def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: list[str], parent_run_id: str):
+    """Train (one process or DDP) inside an MLflow child run; checkpoints in a folder per training.
+    ``rows``: ``train``, ``val``, ``extra`` (B's rows of the joint schedule) and ``curve``."""
+    role, network, train_cfg = setup.role, setup.network, setup.train_cfg
+    train_rows, val_rows, extra_rows = rows["train"], rows.get("val"), rows.get("extra")
+    recipe = (network.model_dump(), train_cfg.to_dict())
     ckpt = (
-        folder_or_scratch(checkpoint_root, "checkpoints")
+        folder_or_scratch(setup.checkpoint_root, "checkpoints")
         / f"{role}-{_digest(*recipe, train_rows, extra_rows if extra_rows is not None else 0)}"
     )
     job = dict(
         network=network,
         train_cfg=train_cfg,
-        image_size=image_size,
         cache_paths=caches,
         train_rows=train_rows,
         val_rows=val_rows,
-        curve_rows=curve_rows,
+        curve_rows=rows.get("curve"),
         extra_rows=extra_rows,
         checkpoint_dir=ckpt,
         desc=role,
@@ -113,100 +125,63 @@ def _curve(table: pd.DataFrame, enabled: bool) -> pd.DataFrame | None:
     return split_rows(table, "test") if enabled else None
 
 
-@step(cache_policy=core_cache_policy())
-def train_m_a(
-    target_table: pd.DataFrame,
-    network: NetworkConfig,
-    train_cfg: TrainConfig,
-    image_size: int,
-    target_cache: CacheRef,
-    checkpoint_root: str,
-    test_curve: bool,
-    parent_run_id: str,
-    role: str = "M_A",
-) -> tuple[Annotated[torch.nn.Module, "model"], Annotated[dict, "metrics"], Annotated[pd.DataFrame, "history"]]:
+OUTPUTS = tuple[Annotated[torch.nn.Module, "model"], Annotated[dict, "metrics"], Annotated[pd.DataFrame, "history"]]
+
+
+@dcjt_step()
+def train_m_a(target_table: pd.DataFrame, target_cache: CacheRef, setup: TrainingSetup, parent_run_id: str) -> OUTPUTS:
     """Stage 1: classifier M_A on A's discrete labels (also a fine-tuning run: ``role`` finetune)."""
-    model, metrics, history = _fit(
-        role,
-        train_rows=split_rows(target_table, "train"),
-        val_rows=split_rows(target_table, "val"),
-        extra_rows=None,
-        curve_rows=_curve(target_table, test_curve),
-        caches=[target_cache.path],
-        network=network,
-        train_cfg=train_cfg.model_copy(update={"lam": 0.0}),
-        image_size=image_size,
-        checkpoint_root=checkpoint_root,
-        parent_run_id=parent_run_id,
-    )
+    rows = {
+        "train": split_rows(target_table, "train"),
+        "val": split_rows(target_table, "val"),
+        "curve": _curve(target_table, setup.test_curve),
+    }
+    cfg = setup.model_copy(update={"train_cfg": setup.train_cfg.model_copy(update={"lam": 0.0})})
+    model, metrics, history = _fit(cfg, rows, [target_cache.path], parent_run_id)
     return model, metrics, history  # a tuple literal: ZenML reads three outputs from it
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def train_m_b(
     extra_marked: pd.DataFrame,
+    extra_cache: CacheRef,
     pseudo_from: str,
     val_fraction: float,
-    network: NetworkConfig,
-    train_cfg: TrainConfig,
-    image_size: int,
-    extra_cache: CacheRef,
-    checkpoint_root: str,
+    setup: TrainingSetup,
     parent_run_id: str,
-) -> tuple[Annotated[torch.nn.Module, "model"], Annotated[dict, "metrics"], Annotated[pd.DataFrame, "history"]]:
+) -> OUTPUTS:
     """Stage 2: multi-task M_B on B's selected subset (``pseudo_from="subset"``) or on all of B."""
-    rows = m_b_rows(extra_marked, pseudo_from, val_fraction, train_cfg.seed)
+    rows = m_b_rows(extra_marked, pseudo_from, val_fraction, setup.train_cfg.seed)
     model, metrics, history = _fit(
-        "M_B",
-        train_rows=split_rows(rows, "train"),
-        val_rows=split_rows(rows, "val"),
-        extra_rows=None,
-        curve_rows=None,
-        caches=[extra_cache.path],
-        network=network,
-        train_cfg=train_cfg,
-        image_size=image_size,
-        checkpoint_root=checkpoint_root,
-        parent_run_id=parent_run_id,
+        setup, {"train": split_rows(rows, "train"), "val": split_rows(rows, "val")}, [extra_cache.path], parent_run_id
     )
     return model, metrics, history  # a tuple literal: ZenML reads three outputs from it
 
 
-@step(cache_policy=core_cache_policy())
+@dcjt_step()
 def train_dcn(
     target_pseudo: pd.DataFrame,
     extra_prepared: pd.DataFrame,
     extra_marked: pd.DataFrame,
-    role: str,
-    method: MethodConfig,
-    budget: BudgetConfig,
-    network: NetworkConfig,
-    train_cfg: TrainConfig,
-    image_size: int,
     target_cache: CacheRef,
     extra_cache: CacheRef,
-    checkpoint_root: str,
-    test_curve: bool,
+    setup: RowSetup,
     parent_run_id: str,
-) -> tuple[Annotated[torch.nn.Module, "model"], Annotated[dict, "metrics"], Annotated[pd.DataFrame, "history"]]:
+) -> OUTPUTS:
     """Stage 4, and every row reported beside it: the DCN's recipe and budget on the row's data
-    (``method``): CE + lambda x MSE, warm-up on A then joint passes over B (or A and B pooled)."""
-    a_rows, b_rows = training_rows(target_pseudo, extra_prepared, method)
+    (``setup.method``): CE + lambda x MSE, warm-up on A then joint passes over B (or A and B pooled)."""
+    a_rows, b_rows = training_rows(target_pseudo, extra_prepared, setup.method)
     b_labels = None if b_rows is None else b_rows["label"].to_numpy()
     full_b = split_rows(extra_marked, "train")["label"].to_numpy()
+    train_cfg = setup.train_cfg
     reference = reference_steps(train_cfg, len(split_rows(target_pseudo, "train")), full_b)
-    recipe = row_recipe(train_cfg, budget, method, len(a_rows), b_labels, reference)
-    model, metrics, history = _fit(
-        role,
-        train_rows=a_rows,
-        val_rows=split_rows(target_pseudo, "val"),
-        extra_rows=b_rows,
-        curve_rows=_curve(target_pseudo, test_curve),
-        caches=[target_cache.path, extra_cache.path],
-        network=network,
-        train_cfg=recipe,
-        image_size=image_size,
-        checkpoint_root=checkpoint_root,
-        parent_run_id=parent_run_id,
-    )
+    recipe = row_recipe(train_cfg, setup.budget, setup.method, len(a_rows), b_labels, reference)
+    rows = {
+        "train": a_rows,
+        "val": split_rows(target_pseudo, "val"),
+        "extra": b_rows,
+        "curve": _curve(target_pseudo, setup.test_curve),
+    }
+    caches = [target_cache.path, extra_cache.path]
+    model, metrics, history = _fit(setup.model_copy(update={"train_cfg": recipe}), rows, caches, parent_run_id)
     return model, metrics, history  # a tuple literal: ZenML reads three outputs from it

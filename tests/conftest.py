@@ -1,4 +1,9 @@
-"""Shared fixtures: isolated state folders and tiny real-format datasets."""
+"""Shared fixtures: isolated state folders and tiny real-format datasets; the markers by lane.
+
+Lanes: ``tests/unit`` (fast: ``bash scripts/test.sh --fast``) and ``tests/integration`` (pipelines,
+the registry, servers, subprocesses, several processes). Markers: ``e2e`` (a whole pipeline, study
+or command), ``slow`` (over about 20 s on 2 cores), ``gpu`` (needs CUDA; skipped without it).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from helpers.data import ALL_LABELS, random_images
 
 _STATE = pytest.StashKey[Path]()
 
@@ -40,13 +46,11 @@ def pytest_unconfigure(config) -> None:
     shutil.rmtree(state, ignore_errors=True)
 
 
-# Labels in canonical order covering every class, twice, so a wrong order mapping fails.
-ALL_LABELS = [0, 1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0]
-
-
-def random_images(n: int, size: int = 32, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8) for _ in range(n)]
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty torchvision weight cache (TORCH_HOME) for one test."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch"
 
 
 @pytest.fixture

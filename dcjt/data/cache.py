@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from dcjt.data.images import load_preprocessed
 from dcjt.data.labels import BOX_COLUMNS, LANDMARK_COLUMN, user_file_mode
-from dcjt.files import replace_atomic
-from dcjt.procs import spawned_pool
+from dcjt.model.images import load_preprocessed
+from dcjt.utils.files import replace_atomic
+from dcjt.utils.procs import spawned_pool
+from dcjt.utils.runtime import workers as runtime_workers
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ def _one_thread_each() -> None:
 
 
 def _chunk_executor(workers: int, chunks: int):
-    """Worker processes (``dcjt.procs``) for a build of several chunks per worker (decoding holds
+    """Worker processes (``dcjt.utils.procs``) for a build of several chunks per worker (decoding holds
     the GIL for part of each image, so threads gain little); threads for small builds, where
     starting processes would cost more than it saves."""
     if workers > 1 and chunks >= 2 * workers:
@@ -299,7 +300,7 @@ def build_cache(
         base.with_suffix(".json").unlink(missing_ok=True)
     if found is not None:
         return found
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or runtime_workers(limit=8)
     rows = rows_per_chunk or chunk_rows(size)
     with building(cache_dir):
         found = _open_at(base)  # another builder finished it while we waited

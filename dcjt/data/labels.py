@@ -4,7 +4,8 @@ Columns (required): dataset, split, image, label, valence, arousal, label_origin
 Optional: face box (face_x, face_y, face_w, face_h), landmarks (flat x,y list), and hidden
 truth columns prefixed ``truth_`` that only the synthetic world fills and training never reads.
 
-This module is the single source of truth for the emotion order and the column contract.
+This module is the single source of truth for the column contract; the emotion order is
+``dcjt.model.emotions`` (the network's output order), re-exported here for table code.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# Canonical order (RAF-DB's, 0-indexed). Every reader maps into this order.
-EMOTIONS: tuple[str, ...] = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
-NUM_CLASSES = len(EMOTIONS)
+from dcjt.model.emotions import EMOTIONS, NUM_CLASSES  # the class order of every table (one source)
 
 SPLITS = ("train", "val", "test")
 LABEL_ORIGINS = ("human", "relabeled")
@@ -166,3 +165,9 @@ def stratified_sample(df: pd.DataFrame, fraction: float, seed: int) -> pd.DataFr
         k = max(1, int(round(len(idx) * fraction)))
         chosen.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
     return df.loc[np.sort(np.concatenate(chosen))] if chosen else df.iloc[:0]
+
+
+def majority_rate(y_true) -> float:
+    """Accuracy of always predicting the most frequent true class: the floor a model must beat."""
+    counts = np.bincount(np.asarray(y_true, int), minlength=NUM_CLASSES)
+    return float(counts.max() / counts.sum()) if counts.sum() else float("nan")

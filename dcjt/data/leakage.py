@@ -24,7 +24,7 @@ import pandas as pd
 from PIL import Image
 
 from dcjt.data.cache import ImageCache
-from dcjt.files import replace_atomic
+from dcjt.utils.files import replace_atomic
 
 HASH_SIZE = 16  # phash's side: HASH_SIZE**2 bits
 HASH_BITS = HASH_SIZE * HASH_SIZE

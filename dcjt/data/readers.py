@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from dcjt.data.identity import split_seed as dataset_split_seed
-from dcjt.data.images import ImageReadError, decode
 from dcjt.data.labels import BOX_COLUMNS, EMOTIONS, NUM_CLASSES, SPLITS, make_table, stratified_val_split
+from dcjt.model.images import ImageReadError, decode
+from dcjt.utils.runtime import workers as runtime_workers
 
 
 class DatasetFormatError(ValueError):
@@ -78,7 +79,7 @@ def _read_text(path: Path) -> str:
 
 def default_work_dir(dataset: str, root: Path) -> Path:
     """Where files derived from a dataset root go: ``$DCJT_HOME/work/<dataset>-<hash of the root>``."""
-    from dcjt.config import state_home
+    from dcjt.utils.state import state_home
 
     digest = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
     return state_home() / "work" / f"{dataset}-{digest}"
@@ -391,7 +392,7 @@ def detect_largest_faces(paths: list[str]) -> np.ndarray:
         x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
         return (float(x), float(y), float(w), float(h))
 
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(runtime_workers(limit=8)) as pool:
         return np.array(list(pool.map(detect, paths)), dtype=float).reshape(-1, 4)
 
 
@@ -505,7 +506,7 @@ def check_images(df: pd.DataFrame, report: IngestReport, max_bad_fraction: float
         return None, False
 
     results = []
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(runtime_workers(limit=8)) as pool:
         for lo in range(0, len(paths), 4096):  # a slice at a time: map() would queue a future per image at once
             results += pool.map(ok, range(lo, min(lo + 4096, len(paths))))
     boxes_off = [e for e, is_box in results if is_box]

@@ -12,9 +12,11 @@ import contextlib
 import io
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from dcjt.data.labels import LABEL_ORIGINS, NUM_CLASSES, SPLITS, VA_ORIGINS, LabelTableError, check_table, write_table
 
@@ -146,10 +148,28 @@ def assert_valid(df: pd.DataFrame, name: str = "table", *, require_all_classes: 
     return report
 
 
-def gx_summary(df: pd.DataFrame, name: str, *, require_all_classes: bool = False) -> dict:
-    """Validate a table a stage produced (raises on failure); the summary kept with its stats."""
+class GXSummary(BaseModel):
+    """The suite's outcome on one label table, as stage reports and ingest reports keep it."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+    table: str
+    success: bool
+    rows: int = 0
+    failures: list[dict[str, Any]] = Field(default_factory=list)
+    statistics: dict[str, Any] = Field(default_factory=dict)
+
+
+def gx_summary(df: pd.DataFrame, name: str, *, require_all_classes: bool = False) -> GXSummary:
+    """Validate a table (raises ``ValidationError`` on failure); the summary kept with its report."""
     report = assert_valid(df, name=name, require_all_classes=require_all_classes)
-    return {"table": name, "success": report.success, "statistics": report.result_json.get("statistics", {})}
+    return GXSummary(
+        table=name,
+        success=report.success,
+        rows=len(df),
+        failures=json.loads(json.dumps(report.failures, default=str)),
+        statistics=report.result_json.get("statistics", {}),
+    )
 
 
 def write_valid_table(df: pd.DataFrame, path) -> ValidationReport:

@@ -19,6 +19,7 @@ from dcjt.data.labels import EMOTIONS, SUBSET_COLUMN, split_rows
 from dcjt.method.gaussian import label_confusion, matrix_record
 from dcjt.method.mapping import map_continuous
 from dcjt.method.relabel import relabel
+from dcjt.method.reports import MappingReport, RelabelReport, SubsetReport
 from dcjt.method.subset import select_subset
 
 
@@ -58,7 +59,7 @@ def check_class_overlap(target: pd.DataFrame, extra: pd.DataFrame) -> dict:
     return report
 
 
-def subset_by_dataset(extra: pd.DataFrame, probs) -> dict[str, dict]:
+def subset_by_dataset(extra: pd.DataFrame, probs) -> dict[str, SubsetReport]:
     """Stage 1's statistics of each extra on its own (only when there are several)."""
     names = datasets(extra)
     if len(names) < 2:
@@ -74,39 +75,38 @@ def subset_by_dataset(extra: pd.DataFrame, probs) -> dict[str, dict]:
 
 def map_by_dataset(
     extra: pd.DataFrame, target: pd.DataFrame, mode: str, *, b_stats_from: str = "all"
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, MappingReport]:
     """Stage 3a for every extra with published valence/arousal, each with its own statistics;
     the other extras (pseudo valence/arousal, already on A's scale) pass through."""
     names = va_datasets(extra)
     if datasets(extra) == names and len(names) == 1:
         return map_continuous(extra, target, mode, b_stats_from=b_stats_from)
     out = extra.copy()
-    per: dict[str, dict] = {}
+    per: dict[str, MappingReport] = {}
     for d in names:
         rows = _rows_of(extra, d)
         mapped, per[d] = map_continuous(extra[rows], target, mode, b_stats_from=b_stats_from)
         for col in ("valence", "arousal", "va_origin"):
             out.loc[rows, col] = mapped[col].to_numpy()
-    stats = {
-        "mode": mode,
-        "b_stats_from": b_stats_from,
-        "n_mapped": sum(s["n_mapped"] for s in per.values()),
-        "n_clipped": sum(s["n_clipped"] for s in per.values()),
-        "fallbacks": [dict(f, dataset=d) for d, s in per.items() for f in s["fallbacks"]],
-        "transforms": {},
-        "per_dataset": per,
-    }
-    return out, stats
+    report = MappingReport(
+        mode=mode,
+        b_stats_from=b_stats_from,
+        n_mapped=sum(r.n_mapped for r in per.values()),
+        n_clipped=sum(r.n_clipped for r in per.values()),
+        fallbacks=[dict(f, dataset=d) for d, r in per.items() for f in r.fallbacks],
+        per_dataset=per,
+    )
+    return out, report
 
 
-def relabel_by_dataset(extra: pd.DataFrame, target: pd.DataFrame, mode: str, **kw) -> tuple[pd.DataFrame, dict]:
+def relabel_by_dataset(extra: pd.DataFrame, target: pd.DataFrame, mode: str, **kw) -> tuple[pd.DataFrame, RelabelReport]:
     """Stage 3b (a rule per row, so the labels are those of one pass over every extra) with each
     extra's own statistics and transition matrix beside the overall ones."""
-    out, stats = relabel(extra, target, mode, **kw)
+    out, report = relabel(extra, target, mode, **kw)
     names = datasets(extra)
     if len(names) > 1 and mode != "none":
-        stats["per_dataset"] = {d: relabel(extra[_rows_of(extra, d)], target, mode, **kw)[1] for d in names}
-    return out, stats
+        report.per_dataset = {d: relabel(extra[_rows_of(extra, d)], target, mode, **kw)[1] for d in names}
+    return out, report
 
 
 def contributions(extra_marked: pd.DataFrame, extra_prepared: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dcjt.data.labels import EMOTIONS, NUM_CLASSES, SUBSET_COLUMN
+from dcjt.method.reports import MatrixRecord
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ def label_confusion(a, b) -> np.ndarray:
     return m
 
 
-def matrix_record(m: np.ndarray, rows: str, cols: str) -> dict:
-    return {"rows": rows, "columns": cols, "labels": list(EMOTIONS), "matrix": m.tolist()}
+def matrix_record(m: np.ndarray, rows: str, cols: str) -> MatrixRecord:
+    return MatrixRecord(rows=rows, columns=cols, labels=list(EMOTIONS), matrix=m.tolist())
 
 
 def regularised(cov: np.ndarray, what: str, fallbacks: list) -> np.ndarray:

@@ -5,7 +5,8 @@ poisons everything after it, silently. Every limit is relative to what the data 
 means the same on any dataset and does not sit inside a run's normal spread:
 
 - stage 1: M_A agrees with A's validation labels beyond chance (Cohen's kappa: a model that
-  always predicts A's majority class scores 0, however frequent that class);
+  always predicts A's majority class scores 0, however frequent that class), and B's subset holds
+  a share of the classes B's rows hold (a collapsed subset trains a collapsed M_B);
 - stage 2: each dimension of A's pseudo valence/arousal keeps a share of the spread of the V/A
   M_B learnt from (B's published labels), and M_B's V/A agree (CCC) with B's held-out subset rows;
 - stage 3a: the map does not push many labels outside [-1, 1];
@@ -22,29 +23,20 @@ naming every failed gate in ``stop`` mode, so the run ends before anything is re
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-
 import numpy as np
 import pandas as pd
 
-from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SUBSET_COLUMN, split_rows
+from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SUBSET_COLUMN, majority_rate, split_rows
 from dcjt.method.gaussian import va_array
-from dcjt.train.metrics import majority_rate
+from dcjt.method.reports import GateRecord, GateReport, MappingReport, SubsetReport
 
 
 class GateError(RuntimeError):
     """A stage's output is too weak for the next stage; the message names gates, numbers and keys."""
 
 
-@dataclass
-class Gate:
-    name: str
-    observed: float
-    threshold: float
-    passed: bool
-    rule: str  # ">=", "<=" or ">"
-    key: str = "gates.mode"  # the config key that sets the limit (the one-line message names it)
-    basis: str = ""  # what the limit is relative to, e.g. "0.25 x B's spread 0.41"
+class Gate(GateRecord):
+    """One gate's outcome (``dcjt.method.reports.GateRecord``) and its one-line description."""
 
     def line(self) -> str:
         basis = f"; {self.basis}" if self.basis else ""
@@ -53,12 +45,14 @@ class Gate:
 
 def _check(name: str, observed: float, threshold: float, rule: str, key: str, basis: str = "") -> Gate:
     passed = {">=": observed >= threshold, "<=": observed <= threshold, ">": observed > threshold}[rule]
-    return Gate(name, float(observed), float(threshold), bool(passed), rule, key, basis)
+    return Gate(
+        name=name, observed=float(observed), threshold=float(threshold), passed=bool(passed), rule=rule, key=key, basis=basis
+    )
 
 
 def of_dataset(dataset: str, gates: list[Gate]) -> list[Gate]:
     """The same gates applied to one extra dataset, named after it."""
-    return [replace(g, name=f"{dataset}: {g.name}") for g in gates]
+    return [g.model_copy(update={"name": f"{dataset}: {g.name}"}) for g in gates]
 
 
 def stages_used(method) -> frozenset[str]:
@@ -81,38 +75,36 @@ def stages_used(method) -> frozenset[str]:
     return frozenset(used)
 
 
-def gate_report(stage: str, gates: list[Gate], mode: str, applies: bool = True) -> dict:
+def gate_report(stage: str, gates: list[Gate], mode: str, applies: bool = True) -> GateReport:
     """The stage's gate record (for MLflow). Raises ``GateError`` on a failure in ``stop`` mode when
     the run's rows use the stage; a stage they do not use is recorded as ``not used``."""
     failed = [g for g in gates if not g.passed]
-    report = {
-        "stage": stage,
-        "passed": not failed,
-        "mode": mode if applies else "not used",
-        "gates": [asdict(g) for g in gates],
-    }
+    report = GateReport(stage=stage, passed=not failed, mode=mode if applies else "not used", gates=list(gates))
     if failed and applies and mode == "stop":
-        keys = list(dict.fromkeys(g.key for g in failed))
+        keys = [k for k in dict.fromkeys(g.key for g in failed) if k != "gates.mode"]
         raise GateError(
             f"{stage} health gate failed: "
             + "; ".join(g.line() for g in failed)
             + ". To continue anyway: "
-            + " or ".join(f"--set {k}=VALUE" for k in keys if k != "gates.mode")
-            + (" or " if any(k != "gates.mode" for k in keys) else "")
+            + "".join(f"--set {k}=VALUE or " for k in keys)
             + "--set gates.mode=warn"
         )
     return report
 
 
-def failed_gates(reports: list[dict]) -> list[str]:
+def failed_gates(reports: list[GateReport | None]) -> list[str]:
     """Lines for the gates that failed in records of stages the rows use (warn mode, studies)."""
     return [
-        f"{r['stage']}: {Gate(**g).line()}" for r in reports if r.get("mode") != "not used" for g in r["gates"] if not g["passed"]
+        f"{r.stage}: {Gate(**g.model_dump()).line()}"
+        for r in reports
+        if r is not None and r.mode != "not used"
+        for g in r.gates
+        if not g.passed
     ]
 
 
 # --- stage 1 ----------------------------------------------------------------------------------------
-def subset_gates(m_a_metrics: dict, subset_stats: dict, cfg, with_agreement: bool = True) -> list[Gate]:
+def subset_gates(m_a_metrics: dict, subset: SubsetReport, cfg, with_agreement: bool = True) -> list[Gate]:
     """Stage 1: M_A agrees with A's validation labels beyond chance; the subset keeps B's classes."""
     gates = []
     if with_agreement:
@@ -121,24 +113,36 @@ def subset_gates(m_a_metrics: dict, subset_stats: dict, cfg, with_agreement: boo
         basis = f"accuracy {acc:.3f} vs majority class {floor:.3f}" if acc is not None and floor is not None else ""
         name = "M_A's agreement with A's validation labels (kappa)"
         gates.append(_check(name, kappa, cfg.m_a_min_kappa, ">=", "gates.m_a_min_kappa", basis))
-    kept = subset_stats["kept_per_class"]
-    populated = sum(kept[e] >= max(cfg.subset_min_rows, 1) for e in EMOTIONS)
-    gates.append(_check("classes held by the subset", populated, cfg.subset_min_classes, ">=", "gates.subset_min_classes"))
+    kept = subset.kept_per_class
+    present = [e for e in EMOTIONS if subset.total_per_class[e] > 0]
+    populated = sum(kept[e] >= max(cfg.subset_min_rows, 1) for e in present)
+    share = populated / len(present) if present else 0.0
+    basis = f"{populated} of the {len(present)} classes of B's rows"
+    gates.append(
+        _check(
+            "share of B's classes held by the subset",
+            share,
+            cfg.subset_min_class_share,
+            ">=",
+            "gates.subset_min_class_share",
+            basis,
+        )
+    )
     for emotion in EMOTIONS:
-        total = subset_stats["total_per_class"][emotion]
+        total = subset.total_per_class[emotion]
         if total == 0:
             continue
-        n = subset_stats["kept_per_class"][emotion]
+        n = kept[emotion]
         gates.append(_check(f"subset rows of {emotion}", n, cfg.subset_min_rows, ">=", "gates.subset_min_rows"))
         gates.append(_check(f"subset share of {emotion}", n / total, cfg.subset_min_share, ">=", "gates.subset_min_share"))
     return gates
 
 
-def extra_subset_gates(dataset: str, subset_stats: dict, cfg) -> list[Gate]:
+def extra_subset_gates(dataset: str, subset: SubsetReport, cfg) -> list[Gate]:
     """Stage 1 for one of several extras: M_A agrees with some of its rows (an extra it never
     agrees with has nothing in common with A's criteria), and its subset keeps its classes."""
-    own = [_check("rows in the subset", subset_stats["n_kept"], 1, ">=", "data.extras")]
-    return of_dataset(dataset, own + subset_gates({}, subset_stats, cfg, with_agreement=False))
+    own = [_check("rows in the subset", subset.n_kept, 1, ">=", "data.extras")]
+    return of_dataset(dataset, own + subset_gates({}, subset, cfg, with_agreement=False))
 
 
 # --- stage 2 ----------------------------------------------------------------------------------------
@@ -163,11 +167,9 @@ def pseudo_gates(target_pseudo: pd.DataFrame, m_b_rows: pd.DataFrame, m_b_metric
 
 
 # --- stage 3 ----------------------------------------------------------------------------------------
-def mapping_gates(mapping_stats: dict, cfg) -> list[Gate]:
+def mapping_gates(mapping: MappingReport, cfg) -> list[Gate]:
     """Stage 3a: the map does not push many labels outside [-1, 1]."""
-    mapped = mapping_stats.get("n_mapped", 0)
-    share = mapping_stats.get("n_clipped", 0) / mapped if mapped else 0.0
-    return [_check("share of mapped V/A clipped", share, cfg.max_clipped_share, "<=", "gates.max_clipped_share")]
+    return [_check("share of mapped V/A clipped", mapping.clipped_share, cfg.max_clipped_share, "<=", "gates.max_clipped_share")]
 
 
 def trusted_rows(target_pseudo: pd.DataFrame, split: str = "val") -> pd.DataFrame:
@@ -214,19 +216,20 @@ def relabel_gates(health: dict, cfg) -> list[Gate]:
 
 
 # --- every trained row ------------------------------------------------------------------------------
-def row_gates(row: str, evaluation: dict, joint: bool, min_b_passes: int) -> list[Gate]:
-    """A trained row: its selected model beats always predicting A's majority class on the
-    validation split, and a joint row made at least ``min_b_passes`` passes over B."""
+def row_gates(row: str, evaluation, joint: bool, min_b_passes: int) -> list[Gate]:
+    """A trained row (a ``RowEvaluation``): its selected model beats always predicting A's majority
+    class on the validation split, and a joint row made at least ``min_b_passes`` passes over B."""
+    val = evaluation.val
     gates = [
         _check(
             f"{row}: validation accuracy of the selected model",
-            evaluation["val_accuracy"],
-            evaluation["val_majority_rate"],
+            val.accuracy,
+            val.majority_rate,
             ">",
             "gates.mode",
             "always predicting A's majority class",
         )
     ]
-    if joint and "b_passes" in evaluation:
-        gates.append(_check(f"{row}: passes over B", evaluation["b_passes"], min_b_passes, ">=", "budget.min_b_passes"))
+    if joint and evaluation.b_passes is not None:
+        gates.append(_check(f"{row}: passes over B", evaluation.b_passes, min_b_passes, ">=", "budget.min_b_passes"))
     return gates

@@ -19,6 +19,7 @@ from dcjt.method.gaussian import (
     va_array,
     va_stats,
 )
+from dcjt.method.reports import MappingReport
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def map_continuous(
     mode: str = "emotion",
     *,
     b_stats_from: str = "all",
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, MappingReport]:
     """Map valence/arousal of B - subB onto A's (pseudo) per-emotion Gaussians.
 
     ``mode``: none | global (Algorithm 1) | emotion (Algorithm 2) | emotion_ot (Bures-Wasserstein
@@ -45,22 +46,15 @@ def map_continuous(
         raise ValueError(f"b_stats_from must be one of {B_STATS_SOURCES}, got {b_stats_from!r}")
     out = extra.copy()
     rows = remaining_rows(extra) & has_va(extra)
-    fallbacks: list[dict] = []
-    stats: dict = {
-        "mode": mode,
-        "b_stats_from": b_stats_from,
-        "n_mapped": 0,
-        "n_clipped": 0,
-        "transforms": {},
-        "fallbacks": fallbacks,
-    }
+    report = MappingReport(mode=mode, b_stats_from=b_stats_from)
+    fallbacks = report.fallbacks
     if mode == "none" or not rows.any():
-        return out, stats
+        return out, report
 
     source = extra[has_va(extra) & (remaining_rows(extra) if b_stats_from == "remaining" else True)]
     a_stats, b_stats = va_stats(target), va_stats(source)
-    stats["target_stats"] = a_stats.reset_index().to_dict("records")
-    stats["extra_stats"] = b_stats.reset_index().to_dict("records")
+    report.target_stats = a_stats.reset_index().to_dict("records")
+    report.extra_stats = b_stats.reset_index().to_dict("records")
     builder = ot_map if mode == "emotion_ot" else cholesky_map
 
     def transform(key_a: str, key_b: str, what: str):
@@ -76,7 +70,7 @@ def map_continuous(
     if glob is None:
         fallbacks.append({"what": "global", "action": "identity (too few samples)", "counts": list(counts)})
         log.warning("global map: too few samples (target %d, extra %d); labels left unchanged", *counts)
-        return out, stats
+        return out, report
 
     x = va_array(extra)
     mapped = x.copy()
@@ -100,7 +94,7 @@ def map_continuous(
             t = glob
         m, mu_a, mu_b = t
         mapped[sel] = (x[sel] - mu_b) @ m.T + mu_a
-        stats["transforms"][key] = {
+        report.transforms[key] = {
             "matrix": m.tolist(),
             "mu_target": mu_a.tolist(),
             "mu_extra": mu_b.tolist(),
@@ -112,5 +106,5 @@ def map_continuous(
     out["valence"] = np.where(rows, mapped[:, 0], x[:, 0])
     out["arousal"] = np.where(rows, mapped[:, 1], x[:, 1])
     out["va_origin"] = out["va_origin"].mask(rows, "mapped")
-    stats["n_mapped"], stats["n_clipped"] = int(rows.sum()), int(clipped.sum())
-    return out, stats
+    report.n_mapped, report.n_clipped = int(rows.sum()), int(clipped.sum())
+    return out, report

@@ -8,6 +8,7 @@ import pandas as pd
 from dcjt.data.labels import SUBSET_COLUMN, split_rows, stratified_val_split
 from dcjt.method.extras import va_datasets
 from dcjt.method.gaussian import va_stats
+from dcjt.method.reports import PseudoReport
 from dcjt.method.truth import pseudo_truth
 
 PSEUDO_SOURCES = ("subset", "all")
@@ -34,9 +35,9 @@ def with_pseudo_va(table: pd.DataFrame, va: np.ndarray) -> pd.DataFrame:
     return out
 
 
-def pseudo_label(target: pd.DataFrame, va: np.ndarray) -> tuple[pd.DataFrame, dict]:
+def pseudo_label(target: pd.DataFrame, va: np.ndarray) -> tuple[pd.DataFrame, PseudoReport]:
     """Stage 2's result: A with M_B's valence/arousal, their per-emotion Gaussians and, on the
     synthetic world, their error against the truth."""
     pseudo = with_pseudo_va(target, va)
-    stats = {"va_stats": va_stats(split_rows(pseudo, "train")).reset_index().to_dict("records"), "truth": pseudo_truth(pseudo)}
-    return pseudo, stats
+    stats = va_stats(split_rows(pseudo, "train")).reset_index().to_dict("records")
+    return pseudo, PseudoReport(va_stats=stats, truth=pseudo_truth(pseudo))

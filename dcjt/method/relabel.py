@@ -16,6 +16,7 @@ import pandas as pd
 
 from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES
 from dcjt.method.gaussian import has_va, label_confusion, matrix_record, remaining_rows, va_array
+from dcjt.method.reports import RelabelReport
 from dcjt.method.truth import relabel_truth
 
 RELABEL_MODES = ("none", "nearest", "gated", "oracle")
@@ -41,26 +42,27 @@ def _squared_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def _with_labels(
-    extra: pd.DataFrame, new: np.ndarray, rows: np.ndarray, centres: np.ndarray, mode: str, extra_stats: dict
-) -> tuple:
+    extra: pd.DataFrame, new: np.ndarray, rows: np.ndarray, centres: np.ndarray, mode: str, **settings
+) -> tuple[pd.DataFrame, RelabelReport]:
     old = extra["label"].to_numpy()
     changed = new != old
     out = extra.copy()
     out["label"] = new.astype("int64")
     out["label_origin"] = out["label_origin"].mask(changed, "relabeled")
     present = ~np.isnan(centres).any(axis=1)
-    stats = {
-        "mode": mode,
-        "n_considered": int(rows.sum()),
-        "n_changed": int(changed.sum()),
-        "changed_fraction": float(changed[rows].mean()) if rows.any() else 0.0,
-        "centres": {EMOTIONS[i]: centres[i].tolist() for i in np.flatnonzero(present)},
-        "absent_classes": [EMOTIONS[i] for i in np.flatnonzero(~present)],
-        "transition": matrix_record(label_confusion(old[rows], new[rows]), "old label", "new label"),
-        **extra_stats,
-        "truth": relabel_truth(extra, out),
-    }
-    return out, stats
+    report = RelabelReport(
+        mode=mode,
+        enabled=True,
+        n_considered=int(rows.sum()),
+        n_changed=int(changed.sum()),
+        changed_fraction=float(changed[rows].mean()) if rows.any() else 0.0,
+        centres={EMOTIONS[i]: centres[i].tolist() for i in np.flatnonzero(present)},
+        absent_classes=[EMOTIONS[i] for i in np.flatnonzero(~present)],
+        transition=matrix_record(label_confusion(old[rows], new[rows]), "old label", "new label"),
+        truth=relabel_truth(extra, out),
+        **settings,
+    )
+    return out, report
 
 
 def _centres_or_fail(target: pd.DataFrame, who: str) -> np.ndarray:
@@ -70,19 +72,19 @@ def _centres_or_fail(target: pd.DataFrame, who: str) -> np.ndarray:
     return centres
 
 
-def relabel_nearest(extra: pd.DataFrame, target: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def relabel_nearest(extra: pd.DataFrame, target: pd.DataFrame) -> tuple[pd.DataFrame, RelabelReport]:
     """New discrete label of B - subB = nearest class centre of A in valence/arousal (Eq. 3)."""
     centres = _centres_or_fail(target, "relabel_nearest")
     rows = remaining_rows(extra) & has_va(extra)
     new = extra["label"].to_numpy().copy()
     if rows.any():
         new[rows] = _squared_distances(va_array(extra)[rows], centres).argmin(axis=1)
-    return _with_labels(extra, new, rows, centres, "nearest", {})
+    return _with_labels(extra, new, rows, centres, "nearest")
 
 
 def relabel_gated(
     extra: pd.DataFrame, target: pd.DataFrame, ratio: float = 0.8, require_m_a: bool = True
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, RelabelReport]:
     """Relabel only where V/A can decide: the nearest centre is nearer than ``ratio`` x the original
     class's centre (distances, not squared) and, with ``require_m_a``, M_A predicted the new label."""
     if not 0 < ratio <= 1:
@@ -103,25 +105,23 @@ def relabel_gated(
         wants = best != old[rows]
         vetoed = {"by_distance": int((wants & ~clear).sum()), "by_m_a": int((wants & clear & ~agree).sum())}
         new[rows] = np.where(clear & agree, best, old[rows])
-    return _with_labels(extra, new, rows, centres, "gated", {"gate_ratio": ratio, "gate_m_a": require_m_a, "vetoed": vetoed})
+    return _with_labels(extra, new, rows, centres, "gated", gate_ratio=ratio, gate_m_a=require_m_a, vetoed=vetoed)
 
 
-def relabel_oracle(extra: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def relabel_oracle(extra: pd.DataFrame) -> tuple[pd.DataFrame, RelabelReport]:
     """Every row of B gets its hidden true emotion (synthetic world only): the ceiling of relabeling."""
     if "truth_label" not in extra:
         raise ValueError("the oracle needs the synthetic world's truth_label column")
     rows = np.ones(len(extra), dtype=bool)
-    return _with_labels(
-        extra, extra["truth_label"].to_numpy(dtype="int64"), rows, np.full((NUM_CLASSES, 2), np.nan), "oracle", {}
-    )
+    return _with_labels(extra, extra["truth_label"].to_numpy(dtype="int64"), rows, np.full((NUM_CLASSES, 2), np.nan), "oracle")
 
 
 def relabel(
     extra: pd.DataFrame, target: pd.DataFrame, mode: str, *, gate_ratio: float = 0.8, gate_m_a: bool = True
-) -> tuple[pd.DataFrame, dict]:
+) -> tuple[pd.DataFrame, RelabelReport]:
     """Stage 3b in the configured ``mode`` (``none`` passes B through)."""
     if mode == "none":
-        return extra, {"mode": "none"}
+        return extra, RelabelReport(mode="none")
     if mode == "nearest":
         return relabel_nearest(extra, target)
     if mode == "gated":

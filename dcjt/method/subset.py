@@ -7,10 +7,11 @@ import pandas as pd
 
 from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SUBSET_COLUMN, stratified_sample
 from dcjt.method.gaussian import label_confusion, matrix_record
+from dcjt.method.reports import SubsetReport
 from dcjt.method.truth import subset_truth
 
 
-def select_subset(extra: pd.DataFrame, predictions) -> tuple[pd.DataFrame, dict]:
+def select_subset(extra: pd.DataFrame, predictions) -> tuple[pd.DataFrame, SubsetReport]:
     """Mark rows of B where M_A's prediction equals B's human label (``in_subset``)."""
     pred = np.asarray(predictions.to_numpy() if isinstance(predictions, pd.Series) else predictions)
     if pred.ndim == 2:  # class probabilities
@@ -27,16 +28,16 @@ def select_subset(extra: pd.DataFrame, predictions) -> tuple[pd.DataFrame, dict]
     agreement = label_confusion(labels, pred)
     totals = np.bincount(labels, minlength=NUM_CLASSES)
     kept = np.bincount(labels[keep], minlength=NUM_CLASSES)
-    stats = {
-        "n_rows": int(len(out)),
-        "n_kept": int(keep.sum()),
-        "kept_fraction": float(keep.mean()) if len(keep) else 0.0,
-        "kept_per_class": dict(zip(EMOTIONS, kept.tolist())),
-        "total_per_class": dict(zip(EMOTIONS, totals.tolist())),
-        "agreement": matrix_record(agreement, "extra label", "M_A prediction"),
-        "truth": subset_truth(out),
-    }
-    return out, stats
+    report = SubsetReport(
+        n_rows=len(out),
+        n_kept=int(keep.sum()),
+        kept_fraction=float(keep.mean()) if len(keep) else 0.0,
+        kept_per_class=dict(zip(EMOTIONS, kept.tolist())),
+        total_per_class=dict(zip(EMOTIONS, totals.tolist())),
+        agreement=matrix_record(agreement, "extra label", "M_A prediction"),
+        truth=subset_truth(out),
+    )
+    return out, report
 
 
 def take_fraction(extra: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:

@@ -4,7 +4,6 @@ cues (brows, nose wrinkle, lip shapes) scaled by intensity, so weak expressions 
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from collections.abc import Iterator
 
@@ -13,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from dcjt.data.labels import EMOTIONS, NUM_CLASSES
-from dcjt.procs import spawned_pool
+from dcjt.utils.procs import spawned_pool
+from dcjt.utils.runtime import workers as runtime_workers
 
 # Emotion ids by name, through the canonical order (dcjt.data.labels.EMOTIONS).
 SURPRISE, FEAR, DISGUST, HAPPINESS, SADNESS, ANGER, NEUTRAL = (
@@ -142,7 +142,7 @@ def render_stream(
     """The images of ``render_many``, in order, rendered a chunk at a time by ``workers``
     processes with at most ``2 x workers`` chunks in memory: 100,000 faces at 224 px never
     need the 15 GB they take at once."""
-    workers = workers or os.cpu_count() or 1
+    workers = workers or runtime_workers()
     starts = range(0, len(lat), chunk)
     if workers <= 1:
         for lo in starts:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from dcjt.config import TrainConfig
-from dcjt.files import replace_atomic
+from dcjt.utils.files import replace_atomic
 
 RECORD = "last.json"
 FILE_NAME = re.compile(r"epoch-\d{4,}\.pt")

@@ -22,6 +22,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from dcjt.config import NetworkConfig, TrainConfig
+from dcjt.utils.runtime import apply_threads
 
 
 def _free_port() -> int:
@@ -32,6 +33,7 @@ def _free_port() -> int:
 
 def _worker(rank: int, world: int, port: int, fn, kwargs: dict, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    apply_threads()  # the run's thread budget (runtime.threads), inherited through the environment
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(rank)
@@ -62,7 +64,6 @@ def train_job(
     *,
     network: NetworkConfig,
     train_cfg: TrainConfig,
-    image_size: int,
     cache_paths: list[str],
     train_rows,
     val_rows=None,
@@ -77,10 +78,11 @@ def train_job(
     ``curve_rows`` (opt-in): rows scored after every epoch as ``test_*`` metrics, never for selection.
     """
     from dcjt.data.cache import load_cache
-    from dcjt.nets import build_model
+    from dcjt.model.nets import build_model
     from dcjt.train.batches import samples_from
     from dcjt.train.loop import set_seed, train
     from dcjt.train.predict import evaluate
+    from dcjt.train.weights import apply_weights
 
     caches = [load_cache(p) for p in cache_paths]
     s = lambda t: None if t is None or len(t) == 0 else samples_from(t, *caches)  # noqa: E731
@@ -89,7 +91,8 @@ def train_job(
     if curve is not None:
         curve_hook = lambda model: {f"test_{k}": v for k, v in evaluate(model, curve, train_cfg.eval_batch_size).items()}  # noqa: E731
     set_seed(train_cfg.seed)
-    model = build_model(network.backbone, network.head, image_size, network.weights, scn=train_cfg.scn.enabled)
+    model = build_model(network.backbone, network.head, network.image_size, scn=train_cfg.scn.enabled)
+    model = apply_weights(model, network.weights)
     return train(
         model,
         s(train_rows),
@@ -124,7 +127,7 @@ def train_distributed(devices: int, **job):
     """``train_job`` on ``devices`` DDP processes; the result is rebuilt from plain data."""
     import pandas as pd
 
-    from dcjt.nets import build_model
+    from dcjt.model.nets import build_model
     from dcjt.train.loop import TrainResult
 
     plain = run_distributed(portable_train_job, devices, **job)

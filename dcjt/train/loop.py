@@ -229,20 +229,33 @@ def forward_backward(
     return total
 
 
-def train_step(
-    step_model, opt, batch: HostBatch, cfg, feed: Feed, world: int, state: LoopState, where: tuple, relabels: list | None = None
-):
+@dataclass
+class Stepper:
+    """What every optimiser step of one training uses: the stepped model (DDP / compiled wrapper),
+    its optimiser and schedule, the recipe, the feed, its name and checkpoint folder."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    cfg: TrainConfig
+    feed: Feed
+    desc: str
+    ckpt_dir: Path | None
+
+
+def train_step(stepper: Stepper, batch: HostBatch, world: int, state: LoopState, epoch: int, relabels: list | None = None):
     """One optimiser step on ``batch``; an out-of-memory error splits the batch (``oom_split``)
     or stops with the batch size and the memory seen."""
+    cfg, feed, opt = stepper.cfg, stepper.feed, stepper.opt
     x, y, va = device_batch(batch, feed, cfg)
     while True:
         opt.zero_grad(set_to_none=True)
         if relabels is not None:
             relabels.clear()
         try:
-            return forward_backward(step_model, x, y, va, batch, cfg, feed, world, state.pieces, relabels)
+            return forward_backward(stepper.model, x, y, va, batch, cfg, feed, world, state.pieces, relabels)
         except torch.OutOfMemoryError as error:
-            message = out_of_memory(*where, batch, cfg, feed, state.pieces)
+            message = out_of_memory(stepper.desc, epoch, batch, cfg, feed, state.pieces)
             if not cfg.oom_split or world > 1 or state.pieces >= len(x):
                 raise TrainingError(message) from error
         opt.zero_grad(set_to_none=True)
@@ -260,21 +273,17 @@ def check_due(steps_done: int, cfg: TrainConfig) -> bool:
 
 def run_epoch(
     epoch: int,
-    step_model,
-    opt,
-    sched,
+    stepper: Stepper,
     train_a: Samples,
     extra: Samples | None,
-    cfg: TrainConfig,
-    feed: Feed,
-    desc: str,
-    ckpt_dir: Path | None,
     state: LoopState,
     on_check: Callable[[int], None] | None = None,
 ) -> dict:
     """One pass of the epoch plan (until ``cfg.max_steps`` optimiser steps are spent); returns the
     epoch's mean losses per source (A, B), its optimiser steps and images seen. On a step budget
     the schedule advances per step and ``on_check(epoch)`` runs whenever a check is due."""
+    cfg, feed, desc, opt = stepper.cfg, stepper.feed, stepper.desc, stepper.opt
+    step_model = stepper.model
     rank, world = dist_context()
     step_model.train()
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
@@ -294,9 +303,9 @@ def run_epoch(
         for batch in bar:
             if cfg.max_steps is not None and state.steps_done >= cfg.max_steps:
                 break
-            loss, ce, mse = train_step(step_model, opt, batch, cfg, feed, world, state, (desc, epoch), relabels)
+            loss, ce, mse = train_step(stepper, batch, world, state, epoch, relabels)
             if not _all_finite(loss, world):
-                last = latest(ckpt_dir) if ckpt_dir else None
+                last = latest(stepper.ckpt_dir) if stepper.ckpt_dir else None
                 where = f"last good checkpoint: {last}" if last else "no checkpoint yet"
                 raise TrainingError(
                     f"{desc}: non-finite loss ({loss.item()}) at epoch {epoch + 1}, batch {batch.number + 1} "
@@ -306,7 +315,7 @@ def run_epoch(
             steps += 1
             state.steps_done += 1
             if per_step:
-                sched.step()
+                stepper.sched.step()
             for part, new in relabels or ():  # SCN: the rows keep their new labels in later epochs
                 rows, labels = batch.rows[part.numpy()], sources[batch.source].labels
                 n_relabeled += int((labels[rows] != new.numpy()).sum())
@@ -431,7 +440,6 @@ def train(
     checkpoint_dir: str | os.PathLike | None = None,
     on_epoch_end: EpochHook | None = None,
     epoch_metrics: EpochMetrics | None = None,
-    device: torch.device | None = None,
     feed: Feed | None = None,
     desc: str = "train",
 ) -> TrainResult:
@@ -439,8 +447,9 @@ def train(
 
     Checks come at epoch ends, or on a step budget every ``check_every_steps`` steps. Only rank 0
     evaluates, selects and writes checkpoints; its stop decision is broadcast to every rank.
-    ``feed`` overrides how batches reach the device (tests run CUDA's path on the CPU with it)."""
-    feed = feed or feed_for(device or device_default(), cfg)
+    ``feed``: how batches reach which device (default: the GPU when there is one; tests run CUDA's
+    path on the CPU with it)."""
+    feed = feed or feed_for(device_default(), cfg)
     device = feed.device
     check_inputs(model, train_a, extra=extra, val=val)
     rank, world = dist_context()
@@ -456,6 +465,7 @@ def train(
                 samples.labels = state.labels[name].copy() if name in state.labels else samples.labels.copy()
                 state.labels[name] = samples.labels
     mid_epoch = cfg.check_every_steps is not None and val is not None
+    stepper = Stepper(step_model, opt, sched, cfg, feed, desc, ckpt_dir)
 
     def check(epoch: int) -> dict:
         row = {"epoch": epoch, "step": state.steps_done, **evaluate_epoch(model, val, cfg, epoch_metrics)}
@@ -471,8 +481,7 @@ def train(
     for epoch in range(state.start_epoch, cfg.epochs):
         if stopped:
             break
-        hook = on_check if mid_epoch else None
-        row = run_epoch(epoch, step_model, opt, sched, train_a, extra, cfg, feed, desc, ckpt_dir, state, hook)
+        row = run_epoch(epoch, stepper, train_a, extra, state, on_check if mid_epoch else None)
         if not steps_schedule(cfg):
             sched.step()
         reason = None

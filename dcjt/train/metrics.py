@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-from dcjt.data.labels import NUM_CLASSES
+from dcjt.data.labels import NUM_CLASSES, majority_rate
 
 
 def confusion_matrix(y_true, y_pred, n: int = NUM_CLASSES) -> np.ndarray:
@@ -30,12 +30,6 @@ def classification_report(y_true, y_pred) -> dict:
         "kappa": kappa(y_true, y_pred),
         "majority_rate": majority_rate(y_true),
     }
-
-
-def majority_rate(y_true) -> float:
-    """Accuracy of always predicting the most frequent true class: the floor a model must beat."""
-    counts = np.bincount(np.asarray(y_true, int), minlength=NUM_CLASSES)
-    return float(counts.max() / counts.sum()) if counts.sum() else float("nan")
 
 
 def kappa(y_true, y_pred) -> float:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
-from dcjt.data.labels import NUM_CLASSES, split_rows
-from dcjt.inference import forward_uint8
-from dcjt.train.batches import Samples, samples_from
+from dcjt.data.labels import NUM_CLASSES
+from dcjt.model.inference import forward_uint8
+from dcjt.train.batches import Samples
 from dcjt.train.feed import check_on_device, device_default
-from dcjt.train.metrics import classification_report, confusion_matrix, va_report
+from dcjt.train.metrics import classification_report, va_report
 
 
 def predict(
@@ -42,18 +41,3 @@ def evaluate(model: torch.nn.Module, samples: Samples | None, batch_size: int = 
         return {}
     probs, va = predict(model, samples, batch_size)
     return {**classification_report(samples.labels, probs.argmax(1)), **va_report(samples.va, va)}
-
-
-def split_report(model: torch.nn.Module, table: pd.DataFrame, *caches, split: str = "test") -> dict:
-    """Every metric of ``model`` on one split of ``table``: ``{split}_*`` scores, the confusion
-    matrix and, on the synthetic world, valence/arousal against the hidden truth."""
-    rows = split_rows(table, split)
-    probs, va = predict(model, samples_from(rows, *caches))
-    pred = probs.argmax(1)
-    out = {f"n_{split}": int(len(rows)), **{f"{split}_{k}": v for k, v in classification_report(rows["label"], pred).items()}}
-    out["confusion"] = confusion_matrix(rows["label"], pred).tolist()
-    out[f"{split}_correct"] = (pred == rows["label"].to_numpy()).astype(int).tolist()  # per image, for paired bootstraps
-    if "truth_valence" in rows:
-        truth = rows[["truth_valence", "truth_arousal"]].to_numpy(dtype=float)
-        out.update({f"{split}_truth_{k}": v for k, v in va_report(truth, va).items()})
-    return out

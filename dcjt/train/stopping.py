@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import math
 
-
-def first_joint_epoch(warmup_epochs: int, joint_frequency: int) -> int:
-    """The first epoch of the joint schedule (Algorithm 3: ``epoch >= warm-up`` and divisible)."""
-    return math.ceil(warmup_epochs / joint_frequency) * joint_frequency
+from dcjt.config import first_joint_epoch  # the schedule's arithmetic lives with its settings
 
 
 def is_check(epoch: int, anchor: int, every: int) -> bool:
@@ -60,9 +57,3 @@ def patience_spent(
     if epoch + 1 < min_epochs or not is_check(epoch, anchor, stop_every):
         return False
     return checks_without_improvement(best_epoch, epoch, anchor, stop_every) >= patience
-
-
-def joint_epochs(epochs: int, warmup_epochs: int, joint_frequency: int) -> int:
-    """How many epochs of ``epochs`` pass over B under the joint schedule."""
-    anchor = first_joint_epoch(warmup_epochs, joint_frequency)
-    return 0 if anchor >= epochs else (epochs - 1 - anchor) // joint_frequency + 1

@@ -1,0 +1,260 @@
+"""What each command of ``run.py`` does (``run.py`` only declares the options): load the config,
+run, print what a user needs, and end every known failure in one line (``app.console``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from app.console import stop_in_one_line
+
+# CLI shortcuts: option name -> config field they set (``--set`` reaches every other field).
+SHORTCUTS = {
+    "target_root": "data.target.root",
+    "extra_root": "data.extra.root",
+    "image_size": "network.image_size",
+    "backbone": "network.backbone",
+    "head": "network.head",
+    "weights": "network.weights",
+    "mapping": "method.mapping",
+    "seed": "seed",
+    "force_promote": "promotion.force",
+    "threads": "runtime.threads",
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def config_from(config_name: str, overrides, shortcuts: dict):
+    """The run's configuration: the file, ``--set`` values, then the shortcut options given."""
+    from dcjt.config import ConfigError, load_config
+
+    values = {SHORTCUTS[name]: value for name, value in shortcuts.items() if value is not None}
+    try:
+        return load_config(config_name, overrides, values)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def echo_promotion(promo) -> None:
+    if promo:
+        verdict = "promoted to champion" if promo.promoted else "the current champion stays"
+        click.echo(f"\nregistered {promo.model_name} version {promo.version} ({promo.verdict}): {verdict}")
+        click.echo(f"promotion gate: {promo.reason}")
+
+
+def pipeline(config_name: str, overrides, *, schedule: str | None, run_config: str | None, **shortcuts) -> None:
+    """Run the DCJT pipeline (DCJT + the configured baselines), register and promote the model."""
+    from app.console import echo_outcome
+    from app.runner import ScheduleNotSupported, crontab_line, run_pipeline
+
+    cfg = config_from(config_name, overrides, shortcuts)
+    try:
+        outcome = run_pipeline(cfg, schedule=schedule, run_config=run_config)
+    except ScheduleNotSupported as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo(crontab_line(schedule, sys.argv[1:]), err=True)
+        sys.exit(2)
+    except Exception as exc:
+        stop_in_one_line(exc)
+    if outcome is None:
+        click.echo(f"schedule attached: {schedule}")
+        return
+    echo_outcome(cfg, outcome)
+    echo_promotion(outcome.promotion)
+    echo_outcome_paths(outcome)
+
+
+def echo_outcome_paths(outcome) -> None:
+    from app.console import third_party_log
+    from dcjt.utils.state import state_home
+
+    click.echo(f"pipeline wall time: {outcome.seconds:.0f} s")
+    if outcome.tracking_uri.startswith("sqlite:"):
+        click.echo(f"open the MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    click.echo(f"library messages: {third_party_log(state_home())}")
+    click.echo(f"tracking_uri: {outcome.tracking_uri}")
+    click.echo(f"model: {outcome.model_uri}")
+    click.echo(f"comparison: {outcome.comparison_path}")
+
+
+def study(config_name: str, table: str, seeds: str, only, name, budget, overrides, threads) -> None:
+    """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the table."""
+    from dcjt.experiments.tables import StudyError, parse_seeds, study_rows
+
+    try:
+        seed_list = parse_seeds(seeds)
+        study_rows(table, list(only) or None)
+        values = {"budget.mode": budget} if budget else {}
+        if threads:
+            values["runtime.threads"] = threads
+        from app.study import run_study
+
+        outcome = run_study(
+            config_name,
+            table,
+            seed_list,
+            overrides=overrides,
+            values=values,
+            only=list(only) or None,
+            name=name,
+            progress=click.echo,
+        )
+    except StudyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        stop_in_one_line(exc)
+    click.echo("\n" + outcome.markdown)
+    click.echo(f"study wall time: {outcome.seconds:.0f} s")
+    click.echo(f"mlflow_study_run: {outcome.mlflow_run_id}")
+    click.echo(f"study_csv: {outcome.csv_path}")
+    click.echo(f"study_md: {outcome.md_path}")
+
+
+def finetune(source: str, config_name: str, overrides, threads, run_config) -> None:
+    """Fine-tune a registered model or a checkpoint on another target (paper Table 7)."""
+    from app.runner import run_finetune
+
+    cfg = config_from(config_name, overrides, {"threads": threads})
+    try:
+        outcome = run_finetune(cfg, source, run_config=run_config)
+    except Exception as exc:
+        stop_in_one_line(exc)
+    test = outcome.evaluation.test
+    click.echo(
+        f"fine-tuned {source} on {cfg.name}: test accuracy {100 * test.accuracy:.2f} % "
+        f"(epoch {outcome.evaluation.selected_epoch} selected on validation, {outcome.evaluation.images_seen} images seen)"
+    )
+    echo_promotion(outcome.promotion)
+    click.echo(f"tracking_uri: {outcome.tracking_uri}")
+    click.echo(f"test_accuracy: {100 * test.accuracy:.2f}")
+
+
+def ingest(dataset, root, out, val_fraction, split_seed, max_bad_fraction, no_image_check) -> None:
+    """Read a dataset root into a validated label table and print counts per split and class."""
+    from dcjt.data.labels import counts_by_split_and_class
+    from dcjt.data.readers import ingest as read_release
+    from dcjt.data.validation import write_valid_table
+
+    try:
+        df, report = read_release(
+            dataset,
+            root,
+            val_fraction=val_fraction,
+            split_seed=split_seed,
+            max_bad_fraction=max_bad_fraction,
+            check=not no_image_check,
+        )
+        write_valid_table(df, out)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(counts_by_split_and_class(df).to_string())
+    for reason, n in report.excluded.items():
+        if n:
+            click.echo(f"excluded: {reason}: {n}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    for path in report.skipped_images:
+        click.echo(f"skipped unreadable image: {path}")
+    click.echo(f"table: {out}")
+
+
+def leakage(target, extras, max_distance, image_size) -> None:
+    """Count the training images that duplicate a test image of the target. Last line: leaked: N."""
+    from app.leakage import LeakageInputError, check_leakage
+
+    try:
+        lines, leaked = check_leakage(target, list(extras), max_distance=max_distance, image_size=image_size)
+    except LeakageInputError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in lines:
+        click.echo(line)
+    click.echo(f"leaked: {leaked}")
+
+
+def predict(model_uri: str, inputs) -> None:
+    """Print label and valence/arousal for each image (files, or folders of images)."""
+    from app.environment import prepare_environment
+
+    prepare_environment()
+    import mlflow
+    import pandas as pd
+
+    from dcjt.serving.pyfunc import IMAGE_ROOTS_ENV
+
+    paths = []
+    for item in map(Path, inputs):
+        paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if item.is_dir() else [item]
+    if not paths:
+        raise click.ClickException("no images found")
+    # The files named on this command line are the only ones the model may read.
+    os.environ[IMAGE_ROOTS_ENV] = os.pathsep.join(str(p.resolve().parent) for p in paths)
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise click.ClickException(f"cannot load {model_uri}: {exc}") from exc
+    out = model.predict(pd.DataFrame({"image": [str(p) for p in paths]}))
+    failed = 0
+    for path, row in zip(paths, out.itertuples()):
+        if getattr(row, "error", ""):
+            failed += 1
+            click.echo(f"{path}\terror: {row.error}", err=True)
+            continue
+        click.echo(f"{path}\t{row.emotion}\tlabel={row.label}\tvalence={row.valence:+.3f}\tarousal={row.arousal:+.3f}")
+    if failed:
+        click.echo(f"{failed} of {len(paths)} images could not be classified", err=True)
+        sys.exit(1)
+
+
+def serve(model_uri: str, host: str, port: int, image_roots) -> None:
+    """MLflow's scoring server on the project's tracking store, from this environment (``uvicorn``
+    from this virtual environment on PATH, so it works from a fresh shell)."""
+    from app.environment import prepare_environment
+    from dcjt.serving.pyfunc import IMAGE_ROOTS_ENV
+
+    uri = prepare_environment()
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env[IMAGE_ROOTS_ENV] = os.pathsep.join(str(Path(r).resolve()) for r in image_roots)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        host,
+        "-p",
+        str(port),
+    ]
+    os.execvpe(cmd[0], cmd, env)
+
+
+def weights_import(file: Path, any_hash: bool) -> None:
+    from dcjt.train.weights import WeightsError, import_imagenet
+
+    try:
+        target = import_imagenet(file, any_hash=any_hash)
+    except WeightsError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"installed: {target}")
+
+
+def weights_where() -> None:
+    from dcjt.train.weights import imagenet_file
+
+    path = imagenet_file()
+    click.echo(f"{path}\t{'present' if path.is_file() else 'missing'}")
+
+
+def synth(out: Path, layout, n_target: int, n_extra: int, size: int, seed: int) -> None:
+    from dcjt.synthetic.disk import write_world
+
+    for line in write_world(out, layout, n_target=n_target, n_extra=n_extra, size=size, seed=seed):
+        click.echo(line)

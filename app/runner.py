@@ -1,0 +1,190 @@
+"""Run a configured pipeline locally (or on the active ZenML stack) with MLflow tracking: the
+DCJT pipeline, fine-tuning, a schedule; what a finished run hands back."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from app.environment import initialise_stores, prepare_environment
+from app.preflight import PreflightError, check_handoff, preflight
+from dcjt.config import PipelineConfig, fingerprint
+from dcjt.experiments.records import RunSummary
+from dcjt.registry.lifecycle import PromotionOutcome
+from dcjt.train.evaluation import RowEvaluation
+from dcjt.utils.runtime import environment as runtime_environment
+from dcjt.utils.state import REPO_ROOT, state_home
+
+
+class ScheduleNotSupported(RuntimeError):
+    pass
+
+
+@dataclass
+class RunOutcome:
+    run_name: str
+    tracking_uri: str
+    model_uri: str
+    comparison_path: str
+    comparison: pd.DataFrame
+    promotion: PromotionOutcome | None
+    summary: RunSummary
+    seconds: float
+
+
+@dataclass
+class FinetuneOutcome:
+    run_name: str
+    tracking_uri: str
+    evaluation: RowEvaluation
+    promotion: PromotionOutcome | None
+    seconds: float
+
+
+def _output(run, step: str, name: str):
+    return run.steps[step].outputs[name][0].load()
+
+
+def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config: str | None = None) -> RunOutcome | None:
+    """The DCJT pipeline on ``cfg`` (or a cron schedule of it); what it reported."""
+    uri = prepare_environment(cfg)  # before ZenML is imported: it reads its settings once
+    preflight(cfg, uri)
+    from pipelines.dcjt import GPU_STEPS, dcjt_pipeline
+
+    pipe = _prepared(dcjt_pipeline, cfg, run_config, GPU_STEPS)
+    if schedule:
+        return _schedule(pipe, cfg, schedule)
+    run, seconds = _launch(pipe, cfg, cfg.name)
+    promote = run.steps.get("register_and_promote")
+    return RunOutcome(
+        run_name=run.name,
+        tracking_uri=uri,
+        model_uri=f"models:/{cfg.model_name}@champion",
+        comparison_path=_output(run, "report_run", "comparison_csv"),
+        comparison=_output(run, "report_run", "comparison"),
+        promotion=promote.outputs["promotion"][0].load() if promote is not None else None,
+        summary=_output(run, "report_run", "summary"),
+        seconds=seconds,
+    )
+
+
+def run_finetune(cfg: PipelineConfig, source: str, *, run_config: str | None = None) -> FinetuneOutcome:
+    """Fine-tune ``source`` (``models:/NAME@alias`` or a checkpoint file) on ``cfg``'s target;
+    ``run_config``: a ZenML run configuration for a remote stack, as for the DCJT pipeline."""
+    from dcjt.train.finetune import FinetuneError, check_source
+
+    uri = prepare_environment(cfg)  # before ZenML is imported: it reads its settings once
+    cfg.network = cfg.network.model_copy(update={"weights": source})
+    try:
+        check_source(source, cfg)
+    except FinetuneError as exc:
+        raise PreflightError(str(exc)) from None
+    preflight(cfg, uri)  # pins models:/NAME@alias to its version, a file to its digest
+    from pipelines.finetune import GPU_STEPS, finetune_pipeline
+
+    pipe = _prepared(finetune_pipeline, cfg, run_config, GPU_STEPS)
+    run, seconds = _launch(pipe, cfg, f"{cfg.name}-finetune")
+    summary = _output(run, "close_finetune", "summary")
+    promotion = PromotionOutcome(**summary["promotion"]) if summary["promotion"] else None
+    return FinetuneOutcome(run.name, uri, RowEvaluation(**summary["evaluation"]), promotion, seconds)
+
+
+def _prepared(pipe, cfg: PipelineConfig, run_config: str | None, gpu_steps: tuple[str, ...]):
+    """``pipe`` ready to run: the stores initialised, the run configuration expanded (its
+    ``gpu_step`` settings applied to every step of ``gpu_steps``) once the handoff suits the active
+    orchestrator, the runtime settings in every step's environment, the datasets fingerprinted."""
+    from zenml.client import Client
+    from zenml.utils import source_utils
+
+    source_utils.set_custom_source_root(str(REPO_ROOT))
+    initialise_stores(cfg.experiment)
+    expanded = expand_run_config(yaml.safe_load(Path(run_config).read_text()), gpu_steps) if run_config else None
+    check_handoff(Client().active_stack.orchestrator.flavor, cfg, expanded)
+    env = runtime_environment(cfg.runtime.threads, cfg.runtime.workers)
+    pipe = pipe.with_options(environment=env) if env else pipe
+    if expanded is not None:
+        path = state_home() / "run-configs" / f"{cfg.name}-{Path(run_config).stem}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(expanded, sort_keys=False))
+        pipe = pipe.with_options(config_path=str(path))
+    fingerprint_datasets(cfg)
+    return pipe
+
+
+def expand_run_config(run_config: dict, gpu_steps: tuple[str, ...]) -> dict:
+    """A run configuration whose ``gpu_step`` block (the GPU image, a GPU, node selectors) is
+    given to exactly the steps that train or run a network (``GPU_STEPS``, derived from the one
+    list of rows): the YAML names no step."""
+    out = dict(run_config)
+    gpu = out.pop("gpu_step", None)
+    if gpu is not None:
+        steps = dict(out.get("steps") or {})
+        for name in gpu_steps:
+            steps[name] = {**gpu, **(steps.get(name) or {})}
+        out["steps"] = steps
+    return out
+
+
+def fingerprint_datasets(cfg: PipelineConfig) -> None:
+    """Dataset folders' identities into the config: changed files change ZenML's cache keys."""
+    if cfg.data.kind == "files":
+        for spec in (cfg.data.target, *cfg.data.extras):
+            spec.fingerprint = fingerprint(spec.root)
+
+
+def _launch(pipe, cfg: PipelineConfig, prefix: str):
+    """Run ``pipe`` under a fresh run name; (the finished run, seconds). A failed run's MLflow
+    parent run is marked failed."""
+    run_name = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    t0 = time.perf_counter()
+    try:
+        run = pipe.with_options(run_name=run_name)(config=cfg)
+    except BaseException:
+        _fail_parent_run(run_name)
+        raise
+    return _refresh(run), time.perf_counter() - t0
+
+
+def _refresh(run):
+    from zenml.client import Client
+
+    return Client().get_pipeline_run(run.id)
+
+
+def _fail_parent_run(run_name: str) -> None:
+    """Mark the MLflow parent run of a failed pipeline run as FAILED (if it was opened)."""
+    try:
+        import mlflow
+
+        for r in mlflow.search_runs(
+            search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{run_name}'", output_format="list"
+        ):
+            mlflow.MlflowClient().set_terminated(r.info.run_id, "FAILED")
+    except Exception as exc:  # never hide the pipeline's own error
+        print(f"warning: could not mark MLflow run of {run_name} failed: {exc}", file=sys.stderr)
+
+
+def crontab_line(cron: str, argv: list[str]) -> str:
+    args = [a for i, a in enumerate(argv) if a != "--schedule" and (i == 0 or argv[i - 1] != "--schedule")]
+    return f"{cron} cd {shlex.quote(str(REPO_ROOT))} && {shlex.quote(sys.executable)} run.py {' '.join(map(shlex.quote, args))}"
+
+
+def _schedule(pipe, cfg: PipelineConfig, cron: str):
+    from zenml.client import Client
+    from zenml.config.schedule import Schedule
+
+    stack = Client().active_stack
+    if not stack.orchestrator.config.is_schedulable:
+        raise ScheduleNotSupported(
+            f"the active ZenML stack '{stack.name}' (orchestrator '{stack.orchestrator.flavor}') cannot schedule runs; "
+            "register a Kubernetes or Kubeflow stack (see README), or use cron:"
+        )
+    pipe.with_options(schedule=Schedule(cron_expression=cron, name=f"{cfg.name}-schedule"))(config=cfg)
+    return None

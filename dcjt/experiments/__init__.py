@@ -1,0 +1,1 @@
+"""Experiments: the paper's tables as study rows, their statistics, and the figures runs log."""

@@ -1,0 +1,139 @@
+"""Studies: the paper's ablation tables as named rows of the one pipeline.
+
+A row is a name and the config values it sets (``method.*``); each (row, seed) is one pipeline
+run, so shared stages come from ZenML's cache. ``dcjt.experiments.summary`` turns the runs into
+the table's statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dcjt.config import BASELINES
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    values: dict = field(default_factory=dict)  # dotted config keys -> values
+    synthetic_only: bool = False
+
+
+def _method(**kw) -> dict:
+    return {f"method.{k}": v for k, v in kw.items()}
+
+
+TARGET_ONLY = Row("target only (A, DL)", _method(**BASELINES["target_only"]))
+STRAIGHT = Row("straight A + B", _method(**BASELINES["straight"]))
+STRAIGHT_BALANCED = Row("straight A + B, class-balanced", _method(**BASELINES["straight_balanced"]))
+DCJT = Row("DCJT", {})
+ORACLE = Row("oracle (B relabeled by truth)", _method(**BASELINES["oracle"]), synthetic_only=True)
+
+# Paper Table 1: A alone or A + B's subset; discrete labels, or with pseudo V/A from M_B trained on
+# all of B (CLE) or on the subset (CLS).
+TABLE_1 = [
+    Row("A / DL", _method(extra_use="none", continuous=False)),
+    Row("A / DL & CLE", _method(extra_use="none", pseudo_from="all")),
+    Row("A / DL & CLS", _method(extra_use="none", pseudo_from="subset")),
+    Row("A + subB / DL", _method(extra_use="subset", continuous=False)),
+    Row("A + subB / DL & CLE", _method(extra_use="subset", pseudo_from="all")),
+    Row("A + subB / DL & CLS", _method(extra_use="subset", pseudo_from="subset")),
+]
+
+# Paper Table 2: A (CLE or CLS) + subset + B - subB with original or relabeled discrete labels x
+# original / global / per-emotion continuous labels; plus the OT map and the gated relabel.
+_MAPPING_NAMES = {"none": "orig CL", "global": "GCLM", "emotion": "EDCLM"}
+TABLE_2 = [
+    Row(
+        f"{src} / {'relabeled' if relabel != 'none' else 'orig'} DL / {_MAPPING_NAMES[mapping]}",
+        _method(pseudo_from=("all" if src == "CLE" else "subset"), relabel=relabel, mapping=mapping),
+    )
+    for src in ("CLE", "CLS")
+    for relabel in ("none", "nearest")
+    for mapping in ("none", "global", "emotion")
+] + [
+    Row("CLS / relabeled DL / EDCLM-OT", _method(relabel="nearest", mapping="emotion_ot")),
+    Row("CLS / gated DL / EDCLM", _method(relabel="gated", mapping="emotion")),
+    Row("CLS / gated DL / orig CL", _method(relabel="gated", mapping="none")),
+]
+
+# More than one extra (synthetic world: the third, discrete-only population C) and the SCN
+# baseline of paper Tables 3-4, beside target only, straight and DCJT.
+EXTRA2_ROWS = 2500  # C: half the size of B in the demo world
+WITH_C = {"data.world.n_extra2": EXTRA2_ROWS}
+SCN_STRAIGHT = Row("SCN on straight A + B", _method(**BASELINES["scn"]))
+SCN_TARGET = Row("SCN on A", _method(**BASELINES["scn_target"]))
+TABLE_EXTRAS = [
+    TARGET_ONLY,
+    STRAIGHT,
+    DCJT,
+    Row("straight A + B + C", {**STRAIGHT.values, **WITH_C}, synthetic_only=True),
+    Row("DCJT A + B + C", dict(WITH_C), synthetic_only=True),
+    SCN_STRAIGHT,
+    SCN_TARGET,
+]
+
+# Paper Table 8: DCJT with a seeded, stratified share of B.
+TABLE_8 = [TARGET_ONLY] + [Row(f"DCJT, B {int(f * 100)} %", _method(extra_fraction=f)) for f in (0.1, 0.5, 1.0)]
+
+TABLES: dict[str, list[Row]] = {
+    "main": [TARGET_ONLY, STRAIGHT, STRAIGHT_BALANCED, DCJT, ORACLE],
+    "1": TABLE_1,
+    "2": TABLE_2,
+    "8": TABLE_8,
+    "extras": TABLE_EXTRAS,
+}
+REFERENCES = {
+    "main": TARGET_ONLY.name,
+    "1": "A / DL",
+    "2": "CLS / orig DL / orig CL",
+    "8": TARGET_ONLY.name,
+    "extras": TARGET_ONLY.name,
+}
+
+
+MAX_SEED, MAX_SEEDS = 99_999, 1_000  # a study is rows x seeds pipeline runs: a typo should not start 100,000 of them
+
+
+class StudyError(ValueError):
+    """An unknown table or row, or seeds that do not parse."""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0,1,2`` or ``0-2`` -> [0, 1, 2]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                seeds += list(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise StudyError(f"--seeds {text!r}: expected integers like 0,1,2 or 0-2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise StudyError(f"--seeds {text!r}: expected distinct integers like 0,1,2")
+    if min(seeds) < 0 or max(seeds) > MAX_SEED or len(seeds) > MAX_SEEDS:
+        raise StudyError(f"--seeds {text!r}: at most {MAX_SEEDS} seeds, each in 0..{MAX_SEED}")
+    return seeds
+
+
+def study_rows(table: str, only: list[str] | None = None, synthetic: bool = True) -> tuple[list[Row], str]:
+    """The rows of ``table`` (``all``: every table's rows once), optionally only the named ones,
+    and the reference row's name."""
+    if table != "all" and table not in TABLES:
+        raise StudyError(f"unknown table {table!r}; choose from {sorted(TABLES) + ['all']}")
+    names = list(TABLES) if table == "all" else [table]
+    rows = list({r.name: r for t in names for r in TABLES[t]}.values())
+    rows = [r for r in rows if synthetic or not r.synthetic_only]
+    if only:
+        known = {r.name: r for r in rows}
+        unknown = [n for n in only if n not in known]
+        if unknown:
+            raise StudyError(f"unknown row(s) {unknown} in table {table}; rows: {list(known)}")
+        rows = [known[n] for n in only]
+    reference = REFERENCES.get(table, TARGET_ONLY.name)
+    if reference not in {r.name for r in rows}:
+        reference = rows[0].name
+    return rows, reference

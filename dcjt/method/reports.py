@@ -1,0 +1,153 @@
+"""What each stage reports beside its table, as typed records (pydantic): read by attribute, not by
+key paths in distant files, stored by ZenML as JSON, logged to MLflow as JSON.
+
+Every stage report carries its health gates (``GateReport``), the Great Expectations summary of
+its table (``GXSummary``), its diagnostics against the synthetic world's truth (``truth``: empty
+on real data) and, with several extras, the same report for each of them (``per_dataset``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dcjt.data.validation import GXSummary
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")  # NaN diagnostics survive a round trip
+
+    def as_json(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+class MatrixRecord(Record):
+    """A 7 x 7 count matrix in the canonical emotion order (rows x columns)."""
+
+    rows: str
+    columns: str
+    labels: list[str]
+    matrix: list[list[int]]
+
+
+class GateRecord(Record):
+    name: str
+    observed: float
+    threshold: float
+    passed: bool
+    rule: str
+    key: str = "gates.mode"
+    basis: str = ""
+
+
+class GateReport(Record):
+    """One stage's (or row's) gates: ``mode`` stop | warn | not used (the run's rows skip the stage)."""
+
+    stage: str
+    passed: bool
+    mode: str
+    gates: list[GateRecord] = Field(default_factory=list)
+
+
+class StageReport(Record):
+    gates: GateReport | None = None
+    gx: GXSummary | None = None
+    truth: dict[str, float] = Field(default_factory=dict)
+
+
+class SubsetReport(StageReport):
+    """Stage 1: which rows of B M_A agrees with."""
+
+    n_rows: int
+    n_kept: int
+    kept_fraction: float
+    kept_per_class: dict[str, int]
+    total_per_class: dict[str, int]
+    agreement: MatrixRecord
+    m_a: dict[str, float] = Field(default_factory=dict)  # M_A's selected-epoch validation scores
+    per_dataset: dict[str, SubsetReport] = Field(default_factory=dict)
+
+
+class PseudoReport(StageReport):
+    """Stage 2: A's pseudo valence/arousal from M_B."""
+
+    va_stats: list[dict[str, Any]] = Field(default_factory=list)
+    m_b: dict[str, float] = Field(default_factory=dict)  # M_B's selected-epoch validation scores
+
+
+class ExtrasPseudoReport(StageReport):
+    """Stage 2 for extras without valence/arousal: M_B's pseudo V/A, per extra."""
+
+    datasets: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class MappingReport(StageReport):
+    """Stage 3a: B - subB's valence/arousal mapped onto A's Gaussians."""
+
+    mode: str
+    b_stats_from: str = "all"
+    n_mapped: int = 0
+    n_clipped: int = 0
+    transforms: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    fallbacks: list[dict[str, Any]] = Field(default_factory=list)
+    target_stats: list[dict[str, Any]] = Field(default_factory=list)
+    extra_stats: list[dict[str, Any]] = Field(default_factory=list)
+    per_dataset: dict[str, MappingReport] = Field(default_factory=dict)
+
+    @property
+    def clipped_share(self) -> float:
+        return self.n_clipped / self.n_mapped if self.n_mapped else 0.0
+
+
+class RelabelReport(StageReport):
+    """Stage 3b: B - subB relabeled by A's class centres (``mode``), and the rule's health on A's
+    trusted validation rows."""
+
+    mode: str
+    enabled: bool = False
+    n_considered: int = 0
+    n_changed: int = 0
+    changed_fraction: float = 0.0
+    centres: dict[str, list[float]] = Field(default_factory=dict)
+    absent_classes: list[str] = Field(default_factory=list)
+    transition: MatrixRecord | None = None
+    gate_ratio: float | None = None
+    gate_m_a: bool | None = None
+    vetoed: dict[str, int] = Field(default_factory=dict)
+    health: dict[str, float] = Field(default_factory=dict)
+    per_dataset: dict[str, RelabelReport] = Field(default_factory=dict)
+
+
+class StageSummary(Record):
+    """Stages 1-3 of one run together: their reports, the labeling-criteria audit of B - subB
+    before and after stage 3 (``audit``: 2-Wasserstein distances to A's pseudo, and on the
+    synthetic world true, per-emotion Gaussians) and what each extra contributed."""
+
+    subset: SubsetReport
+    pseudo: PseudoReport
+    mapping: MappingReport
+    relabel: RelabelReport
+    extras_pseudo: ExtrasPseudoReport = Field(default_factory=ExtrasPseudoReport)
+    audit: dict[str, float] = Field(default_factory=dict)
+    extras: list[dict[str, Any]] = Field(default_factory=list)
+    transitions: dict[str, MatrixRecord] = Field(default_factory=dict)
+
+    def gate_reports(self) -> list[GateReport]:
+        return [r.gates for r in (self.subset, self.pseudo, self.mapping, self.relabel) if r.gates is not None]
+
+    def diagnostics(self) -> dict[str, float]:
+        """The audit and every stage's truth diagnostics (the studies' columns)."""
+        out = dict(self.audit)
+        for part in (self.subset, self.pseudo, self.relabel):
+            out.update(part.truth)
+        return out
+
+    def card_numbers(self) -> dict[str, float]:
+        """Stages 1-3 in numbers for the model card."""
+        numbers = {
+            "subset kept fraction": self.subset.kept_fraction,
+            "relabeled fraction of B - subB": self.relabel.changed_fraction,
+            "mapped rows clipped to [-1, 1]": float(self.mapping.n_clipped),
+        }
+        return {**numbers, **self.audit}

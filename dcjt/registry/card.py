@@ -1,0 +1,99 @@
+"""The model card of a registered DCN: a markdown page stored with the model and its run.
+
+Built from numbers the pipeline already has (label tables, stage statistics, the evaluation,
+the training recipe, the promotion decision); nothing here is estimated separately.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from dcjt.data.labels import EMOTIONS, counts_by_split_and_class
+from dcjt.train.evaluation import RowEvaluation
+
+INTENDED_USE = """\
+## Intended use and limits
+- Classifies a face crop into one of 7 basic emotions (RAF-DB order: surprise, fear, disgust,
+  happiness, sadness, anger, neutral) and estimates valence and arousal in [-1, 1].
+- The label follows the *target* dataset's annotation criteria; valence/arousal follow the extra
+  dataset's scale as mapped onto the target's emotions (DCJT stage 3). Neither is a measurement
+  of what a person feels.
+- Inputs must be face crops like the training data (aligned, roughly frontal). Images smaller
+  than the model's minimum side are refused with an error, not guessed.
+- Accuracy is measured on the target's test split only; expect lower accuracy on other
+  populations, poses, lighting and cameras. Not for decisions about individuals (hiring,
+  policing, health) without an independent evaluation on that population.
+"""
+
+
+def per_class_table(confusion: list[list[int]]) -> pd.DataFrame:
+    """Precision, recall, F1 and support per emotion from a confusion matrix (rows: truth)."""
+    m = np.asarray(confusion, dtype=float)
+    support = m.sum(axis=1)
+    predicted = m.sum(axis=0)
+    hits = np.diag(m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, hits / predicted, 0.0)
+        recall = np.where(support > 0, hits / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return pd.DataFrame(
+        {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)}, index=list(EMOTIONS)
+    )
+
+
+def _markdown(frame: pd.DataFrame, digits: int = 3) -> str:
+    cols = [str(c) for c in frame.columns]
+    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for idx, row in frame.iterrows():
+        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        lines.append(f"| {idx} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def model_card(
+    *,
+    model_name: str,
+    sources: dict[str, str],
+    target_table: pd.DataFrame,
+    extra_table: pd.DataFrame,
+    stage_numbers: dict[str, float],
+    evaluation: RowEvaluation,
+    recipe: dict,
+    decision: dict,
+) -> str:
+    """The card as markdown. ``sources``: role -> dataset root; ``stage_numbers``: subset, relabel
+    and audit figures; ``evaluation``: the row's scores; ``recipe``: network / training settings;
+    ``decision``: the promotion gate's outcome."""
+    test = evaluation.test
+    va_text = (
+        _markdown(pd.DataFrame([test.va_truth], index=["test (hidden truth)"]))
+        if test.va_truth
+        else "The target dataset has no valence/arousal labels: V/A is not scored on its test split."
+    )
+    sections = [
+        f"# Model card: {model_name}, DCJT row `{evaluation.variant}`",
+        f"Promotion gate: **{decision.get('verdict')}**: {decision.get('reason')}.",
+        "## Data",
+        *[f"- {role}: `{root}`" for role, root in sources.items()],
+        "Target (A) rows per split and emotion:",
+        _markdown(counts_by_split_and_class(target_table)),
+        "Extra (B) rows per split and emotion, after subset selection, mapping and relabeling:",
+        _markdown(counts_by_split_and_class(extra_table)),
+        "## Labeling-criteria audit (stages 1-3)",
+        _markdown(pd.DataFrame([stage_numbers], index=["value"]).T) if stage_numbers else "not available",
+        "## Metrics on the target's test split",
+        f"accuracy {test.accuracy:.4f}, mean class accuracy {test.mean_class_accuracy:.4f}, macro-F1 {test.macro_f1:.4f} "
+        f"on {test.n} images; the epoch was selected on validation (accuracy {evaluation.val.accuracy:.4f}).",
+        _markdown(per_class_table(test.confusion)),
+        "### Valence / arousal",
+        va_text,
+        "## Training recipe",
+        "```json",
+        json.dumps(recipe, indent=2, sort_keys=True, default=str),
+        "```",
+        INTENDED_USE,
+    ]
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,137 @@
+"""Register a run's model and promote it only when it wins: the registry's side of a pipeline run.
+
+The challenger (the run's DCN, already scored on A's validation and test splits) and the current
+champion are compared in this run, by the same code, on the same rows of A's validation split,
+rows neither trained on (``dcjt.registry.record``); the challenger is logged with its model card
+into the run that trained it, registered as ``challenger`` and becomes ``champion`` only if it
+wins (``dcjt.registry.promotion``). The registry is as it was if anything fails.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from dcjt.config import PipelineConfig, PromotionConfig
+from dcjt.data.identity import row_keys
+from dcjt.data.labels import split_rows
+from dcjt.registry.card import model_card
+from dcjt.registry.lifecycle import PromotionOutcome, current_champion, log_dcn, register_version
+from dcjt.registry.promotion import GATE_SPLITS, promotion_gate, score_champion
+from dcjt.registry.record import champion_training_rows, overlap_problem, record_training_rows, training_row_keys
+from dcjt.train.evaluation import RowEvaluation
+from dcjt.utils.tracking import child_run, log_tables, table_name, table_source
+
+
+class Registration(BaseModel):
+    """Where and how a run registers its model: a slice of the run's configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str
+    promotion: PromotionConfig
+    recipe: dict
+    seed: int = 0
+    min_side: int | None = None
+
+    @classmethod
+    def of(cls, config: PipelineConfig, stage: str = "dcn") -> Registration:
+        return cls(
+            model_name=config.model_name,
+            promotion=config.promotion,
+            recipe=config.recipe(stage),
+            seed=config.seed,
+            min_side=config.min_image_side,
+        )
+
+
+def _champion_problem(champion, challenger_size: int, table: pd.DataFrame, cache: str, registration: Registration):
+    """(scores, None) of a champion comparable on this run's rows, else (None, (verdict, why))."""
+    split = registration.promotion.metric.removesuffix("_accuracy")
+    eval_keys = row_keys(split_rows(table, split), table)
+    try:
+        own_keys = champion_training_rows(champion)
+    except Exception as exc:  # its files are gone: reported like a champion that cannot be loaded
+        why = f"champion version {champion.version} cannot be loaded: {type(exc).__name__}: {exc}"[:400]
+        return None, ("champion unusable", why)
+    why = overlap_problem(champion, own_keys, eval_keys, split)
+    if why:
+        return None, ("not comparable", why)
+    scores, why = score_champion(champion, registration.model_name, challenger_size, table, cache)
+    return scores, (("champion unusable", why) if why else None)
+
+
+def promote(
+    model: torch.nn.Module,
+    challenger: RowEvaluation,
+    *,
+    target_table: pd.DataFrame,
+    target_cache: str,
+    extra_table: pd.DataFrame,
+    stage_numbers: dict,
+    registration: Registration,
+    parent_run_id: str,
+    mirror=None,
+) -> PromotionOutcome:
+    """Score the champion on the challenger's rows, log the DCN (with its model card) into its
+    training run, register it as challenger, promote it only if it wins."""
+    name, settings = registration.model_name, registration.promotion
+    champion = current_champion(mlflow.MlflowClient(), name)
+    scores, problem = (None, None)
+    if champion is not None:
+        scores, problem = _champion_problem(champion, model.image_size, target_table, target_cache, registration)
+    mine = {"val": challenger.val, "test": challenger.test}
+    decision, gate_tags = promotion_gate(mine, champion, scores, problem, settings, registration.seed)
+    sources = {"target (A)": table_source(target_table), "extra (B)": table_source(extra_table)}
+    card = model_card(
+        model_name=name,
+        sources=sources,
+        target_table=target_table,
+        extra_table=extra_table,
+        stage_numbers=stage_numbers,
+        evaluation=challenger,
+        recipe=registration.recipe,
+        decision=decision.as_dict(),
+    )
+    run_id = challenger.training_run_id
+    example = split_rows(target_table, "test")["image"].head(2).astype(str).tolist()
+    info = log_dcn(model, run_id=run_id, example_images=example, min_side=registration.min_side, card=card)
+    rows_tags = record_training_rows(run_id, training_row_keys(target_table, extra_table))
+    try:
+        with child_run(parent_run_id, "register"):
+            evaluated = [
+                (table_name(split_rows(target_table, s), s), split_rows(target_table, s), "evaluation") for s in GATE_SPLITS
+            ]
+            digests = dict(zip(GATE_SPLITS, log_tables(evaluated).values()))
+            tags = {
+                **gate_tags,
+                **rows_tags,
+                **{f"promotion.{s}_digest": d for s, d in digests.items()},
+                "test_accuracy": f"{challenger.test.accuracy:.6f}",
+                "val_accuracy": f"{challenger.val.accuracy:.6f}",
+                "variant": challenger.variant,
+                "mlflow_run_id": run_id,
+                "pipeline_run_id": parent_run_id,
+            }
+            description = (
+                f"DCJT row `{challenger.variant}` on {sources['target (A)']} (A) + {sources['extra (B)']} (B): validation "
+                f"accuracy {challenger.val.accuracy:.4f}, test accuracy {challenger.test.accuracy:.4f}. "
+                "Model card: model_card.md in the training run and in the model's artifacts."
+            )
+            gated = str(champion.version) if champion else None
+            outcome = register_version(
+                info, name, decision=decision, tags=tags, description=description, gated_against=gated, mirror=mirror
+            )
+            numbers = {f"promotion.challenger_{s}_accuracy": mine[s].accuracy for s in GATE_SPLITS}
+            if scores is not None:
+                numbers |= {f"promotion.champion_{s}_accuracy": scores[s].accuracy for s in GATE_SPLITS}
+            mlflow.log_metrics(numbers)
+            mlflow.set_tags(
+                {"promotion": outcome.verdict, "promotion.reason": outcome.reason[:4900], "registered_version": outcome.version}
+            )
+    except BaseException:
+        mlflow.MlflowClient().delete_logged_model(info.model_id)  # nothing registered: the logged model goes too
+        raise
+    return outcome

@@ -1,0 +1,131 @@
+"""The promotion gate: challenger against champion, both scored in this run on the same rows.
+
+Each model comes as its per-image correctness on the gate split (1 = right). The challenger wins
+when its accuracy leads by more than ``min_margin`` and, if asked, the paired-bootstrap 95 %
+interval of the difference lies above zero. An unusable champion (cannot be loaded, other input
+size) is never silently replaced: only ``force`` promotes over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from dcjt.config import PromotionConfig
+from dcjt.data.cache import load_cache
+from dcjt.experiments.statistics import paired_bootstrap
+from dcjt.serving.pyfunc import load_network
+from dcjt.train.evaluation import SplitScores, score_split
+
+
+@dataclass(frozen=True)
+class Decision:
+    promoted: bool
+    verdict: str  # promoted | kept champion | forced | first version | champion unusable | not comparable
+    reason: str
+    challenger: float
+    champion: float | None = None
+    interval: tuple[float, float] | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def decide(
+    challenger: np.ndarray,
+    champion: np.ndarray | None,
+    *,
+    metric: str,
+    min_margin: float = 0.0,
+    bootstrap: bool = False,
+    samples: int = 2000,
+    force: bool = False,
+    champion_problem: str | None = None,
+    problem_verdict: str = "champion unusable",
+    seed: int = 0,
+) -> Decision:
+    """Promote or keep. ``champion`` is None when there is none; ``champion_problem`` says why an
+    existing champion could not be scored (then ``champion`` is None too): ``problem_verdict``
+    names the case (``champion unusable``: cannot be loaded or takes other inputs; ``not
+    comparable``: it trained on the rows it would be scored on)."""
+    ours = float(np.mean(challenger)) if len(challenger) else 0.0
+    if champion_problem is not None:
+        if force:
+            return Decision(True, "forced", f"{problem_verdict} ({champion_problem}); replaced by --force-promote", ours)
+        return Decision(
+            False, problem_verdict, f"{champion_problem}; kept as champion: rerun with --force-promote to replace it", ours
+        )
+    if champion is None:
+        return Decision(True, "first version", f"no champion yet; {metric} {ours:.4f}", ours)
+    if len(champion) != len(challenger):
+        raise ValueError(f"champion scored on {len(champion)} rows, challenger on {len(challenger)}: not the same data")
+    theirs = float(np.mean(champion))
+    diff = ours - theirs
+    interval = None
+    wins = diff > min_margin
+    reason = f"{metric} {ours:.4f} vs champion {theirs:.4f} (difference {diff:+.4f}, margin {min_margin:.4f})"
+    if bootstrap:
+        _, lo, hi = paired_bootstrap([np.asarray(challenger)], [np.asarray(champion)], n_boot=samples, seed=seed)
+        interval = (lo, hi)
+        wins = wins and lo > 0
+        reason += f"; paired bootstrap 95% interval [{lo:+.4f}, {hi:+.4f}]"
+    if force and not wins:
+        return Decision(True, "forced", reason + "; promoted by --force-promote", ours, theirs, interval)
+    return Decision(wins, "promoted" if wins else "kept champion", reason, ours, theirs, interval)
+
+
+GATE_SPLITS = ("val", "test")
+
+
+def score_champion(champion, model_name: str, image_size: int, table: pd.DataFrame, cache: str):
+    """({split: scores}, None) for a usable champion, (None, why not) for one that cannot be scored here."""
+    try:
+        network = load_network(f"models:/{model_name}/{champion.version}")
+    except Exception as exc:  # any load failure: the champion is reported, never deleted
+        return None, f"champion version {champion.version} cannot be loaded: {type(exc).__name__}: {str(exc)[:300]}"
+    if getattr(network, "image_size", None) != image_size:
+        return None, (
+            f"champion version {champion.version} takes {getattr(network, 'image_size', '?')} px images, "
+            f"this run {image_size} px: not comparable on the same data"
+        )
+    images = load_cache(cache)
+    return {split: score_split(network, table, images, split=split) for split in GATE_SPLITS}, None
+
+
+def promotion_gate(
+    challenger: dict[str, SplitScores],
+    champion,
+    champion_scores: dict[str, SplitScores] | None,
+    problem: tuple[str, str] | None,
+    settings: PromotionConfig,
+    seed: int = 0,
+) -> tuple[Decision, dict[str, str]]:
+    """Decide on the gate split and return the decision with the version tags that record it.
+    ``problem``: (verdict, why) when the champion cannot be compared."""
+    split = settings.metric.removesuffix("_accuracy")
+    decision = decide(
+        np.asarray(challenger[split].correct),
+        None if champion_scores is None else np.asarray(champion_scores[split].correct),
+        metric=settings.metric,
+        min_margin=settings.min_margin,
+        bootstrap=settings.bootstrap,
+        samples=settings.bootstrap_samples,
+        force=settings.force,
+        champion_problem=problem[1] if problem else None,
+        problem_verdict=problem[0] if problem else "champion unusable",
+        seed=seed,
+    )
+    tags = {
+        "promotion.metric": settings.metric,
+        "promotion.verdict": decision.verdict,
+        "promotion.reason": decision.reason[:4900],
+        "promotion.champion_version": str(champion.version) if champion else "none",
+    }
+    for s in GATE_SPLITS:
+        tags[f"promotion.challenger_{s}_accuracy"] = f"{challenger[s].accuracy:.6f}"
+        tags[f"promotion.champion_{s}_accuracy"] = "none" if champion_scores is None else f"{champion_scores[s].accuracy:.6f}"
+    if decision.interval is not None:
+        tags["promotion.interval"] = f"[{decision.interval[0]:+.4f}, {decision.interval[1]:+.4f}]"
+    return decision, tags

@@ -1,0 +1,163 @@
+"""The DCN as an MLflow pyfunc model: images in, label / emotion / probabilities / (V, A) out.
+
+Input: a DataFrame with a column ``image`` (file paths) or ``image_bytes`` (encoded PNG/JPEG
+bytes; ``encode_arrays`` turns uint8 arrays into them). Images are taken as face crops, resized to
+the network's size and normalised as in training.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+
+from dcjt.model.emotions import EMOTIONS, NUM_CLASSES
+from dcjt.model.images import decode, preprocess, to_rgb8
+from dcjt.model.inference import forward_uint8
+
+OUTPUT_COLUMNS = ["label", "emotion", *[f"prob_{e}" for e in EMOTIONS], "valence", "arousal"]
+
+
+def encode_arrays(arrays) -> pd.DataFrame:
+    """uint8 HxWx3 arrays -> the model's ``image_bytes`` input (PNG)."""
+    from PIL import Image
+
+    out = []
+    for a in arrays:
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(a, dtype=np.uint8)).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return pd.DataFrame({"image_bytes": out})
+
+
+def _decode_bytes(b: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(b)) as im:
+        im.load()
+        return to_rgb8(im, "image_bytes")
+
+
+def predict_arrays(model: torch.nn.Module, images: list[np.ndarray], batch_size: int = 128) -> pd.DataFrame:
+    """Run the network on RGB uint8 images of any size; one output row per image."""
+    model.eval()
+    probs, vas = [np.zeros((0, NUM_CLASSES))], [np.zeros((0, 2))]
+    for i in range(0, len(images), batch_size):
+        batch = np.stack([preprocess(img, model.image_size) for img in images[i : i + batch_size]])
+        p, va = forward_uint8(model, batch)
+        probs.append(p)
+        vas.append(np.clip(va, -1, 1))
+    p, va = np.concatenate(probs), np.concatenate(vas)
+    label = p.argmax(1)
+    frame = pd.DataFrame({"label": label.astype("int64"), "emotion": [EMOTIONS[k] for k in label]})
+    for k, e in enumerate(EMOTIONS):
+        frame[f"prob_{e}"] = p[:, k].astype("float64")
+    frame["valence"], frame["arousal"] = va[:, 0].astype("float64"), va[:, 1].astype("float64")
+    return frame
+
+
+IMAGE_ROOTS_ENV = "DCJT_SERVE_IMAGE_ROOTS"
+
+
+def image_roots() -> list[Path]:
+    """Folders whose files the model may read when given paths (``DCJT_SERVE_IMAGE_ROOTS``,
+    separated by ``os.pathsep``). Default: none, so a served model reads no file a client names;
+    clients send ``image_bytes``."""
+    import os
+
+    return [Path(p).resolve() for p in os.environ.get(IMAGE_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+
+
+def path_refusal(item: str, roots: list[Path]) -> str | None:
+    """Why a path input is refused, or None. Decided before the file is touched, with the same
+    words whether or not it exists."""
+    if not roots:
+        return f"image paths are not read here: send image_bytes (or allow folders with {IMAGE_ROOTS_ENV})"
+    resolved = Path(item).resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        return f"path outside the allowed image folders ({IMAGE_ROOTS_ENV}): refused"
+    return None
+
+
+def _load_input(item, min_side: int, roots: list[Path]) -> tuple[np.ndarray | None, str]:
+    """One input (path, bytes or array) -> (RGB uint8 image, "") or (None, why it was refused)."""
+    try:
+        if isinstance(item, np.ndarray):
+            image = item
+        elif isinstance(item, (bytes, bytearray)):
+            image = _decode_bytes(bytes(item))
+        else:
+            refused = path_refusal(str(item), roots)
+            if refused:
+                return None, refused
+            image = decode(item)
+    except Exception as exc:  # one unreadable input never fails the batch: it is reported in its row
+        return None, f"unreadable: {exc}"
+    h, w = image.shape[:2]
+    if min(h, w) < min_side:
+        return None, f"too small: {w}x{h} px, the model needs at least {min_side} px per side"
+    return image, ""
+
+
+def predict_inputs(model: torch.nn.Module, items: list, min_side: int) -> pd.DataFrame:
+    """Predictions for every input; refused, unreadable or too-small ones get label -1 and an ``error``."""
+    roots = image_roots()
+    loaded = [_load_input(item, min_side, roots) for item in items]
+    good = [i for i, (image, _) in enumerate(loaded) if image is not None]
+    preds = predict_arrays(model, [loaded[i][0] for i in good])
+    out = pd.DataFrame({c: pd.Series([np.nan] * len(items), dtype="float64") for c in OUTPUT_COLUMNS})
+    out["label"], out["emotion"] = -1, ""
+    out.loc[good, OUTPUT_COLUMNS] = preds.to_numpy(dtype=object)
+    out["label"] = out["label"].astype("int64")
+    out["error"] = [why for _, why in loaded]
+    return out[[*OUTPUT_COLUMNS, "error"]]
+
+
+class DCNPyfunc(mlflow.pyfunc.PythonModel):
+    """Loads the network from its spec + weights artifacts; predicts on paths or image bytes."""
+
+    def load_context(self, context) -> None:
+        from dcjt.model.nets import build_model
+
+        spec = json.loads(Path(context.artifacts["spec"]).read_text())
+        self.model = build_model(spec["backbone"], spec["head"], spec["image_size"])
+        self.model.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
+        self.model.eval()
+        self.min_side = int(spec.get("min_side") or max(1, spec["image_size"] // 4))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        if isinstance(model_input, np.ndarray):
+            items = list(model_input) if model_input.ndim == 4 else [model_input]
+        else:
+            frame = pd.DataFrame(model_input)
+            if "image" in frame and frame["image"].notna().all():
+                items = frame["image"].astype(str).tolist()
+            elif "image_bytes" in frame:
+                items = frame["image_bytes"].tolist()
+            else:
+                raise ValueError("input needs a column 'image' (file paths) or 'image_bytes' (encoded images)")
+        return predict_inputs(self.model, items, self.min_side)
+
+
+def save_model_files(model: torch.nn.Module, folder: Path, min_side: int | None = None) -> dict[str, str]:
+    """Write the spec and weights the pyfunc model loads; returns its ``artifacts`` mapping.
+
+    ``min_side``: images smaller than this are refused (default: a quarter of the input size)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {**model.spec(), "min_side": min_side or max(1, model.image_size // 4)}
+    (folder / "spec.json").write_text(json.dumps(spec))
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, folder / "weights.pt")
+    return {"spec": str(folder / "spec.json"), "weights": str(folder / "weights.pt")}
+
+
+def load_network(model_uri: str) -> torch.nn.Module:
+    """The torch network inside a registered DCN (``models:/NAME@alias``, ``models:/NAME/3``, ...)."""
+    wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    if not isinstance(getattr(wrapper, "model", None), torch.nn.Module):
+        raise TypeError(f"{model_uri} is not a DCJT model (its python model holds no network)")
+    return wrapper.model

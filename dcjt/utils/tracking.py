@@ -1,0 +1,85 @@
+"""MLflow helpers shared by the steps, the registry and the studies (no ZenML): child runs under a
+pipeline's parent run, JSON / CSV artifacts, label tables as MLflow datasets."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+
+@contextlib.contextmanager
+def stderr_to_log(name: str = "mlflow"):
+    """Library code that prints to stderr (MLflow's ``Successfully registered model``) logs instead."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer):
+        yield
+    for line in buffer.getvalue().splitlines():
+        if line.strip():
+            logging.getLogger(name).info(line)
+
+
+@contextlib.contextmanager
+def child_run(parent_run_id: str, name: str):
+    """An MLflow run nested under the pipeline's parent run (works across processes)."""
+    parent = mlflow.get_run(parent_run_id)
+    tags = {"mlflow.parentRunId": parent_run_id, "dcjt.stage": name}
+    with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name, tags=tags) as run:
+        yield run
+
+
+def log_json(obj, name: str) -> None:
+    mlflow.log_dict(json.loads(json.dumps(obj, default=_jsonable)), name)
+
+
+def log_frame(frame: pd.DataFrame, name: str) -> None:
+    folder, _, filename = name.rpartition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / filename
+        frame.to_csv(path, index=True)
+        mlflow.log_artifact(str(path), artifact_path=folder or None)
+
+
+def _jsonable(o):
+    import numpy as np
+
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def table_source(rows: pd.DataFrame) -> str:
+    """The folder every image of ``rows`` lies under (the dataset root), for MLflow's dataset source."""
+    images = rows["image"].astype(str)
+    return os.path.commonpath(images.tolist()) if len(images) else ""
+
+
+def log_tables(tables: list[tuple[str, pd.DataFrame, str]]) -> dict[str, str]:
+    """Attach label tables to the active run as MLflow dataset inputs: (name, rows, context) each,
+    context ``train`` / ``validation`` / ``test`` / ``evaluation``. Returns name -> digest."""
+    digests = {}
+    for name, rows, context in tables:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # MLflow's integer-column schema hint, once per table
+            dataset = mlflow.data.from_pandas(rows.reset_index(drop=True), source=table_source(rows), name=name)
+            mlflow.log_input(dataset, context=context)
+        digests[name] = dataset.digest
+    return digests
+
+
+def table_name(rows: pd.DataFrame, part: str) -> str:
+    """``rafdb train`` style names: the dataset(s) the rows come from and which part they are."""
+    datasets = "+".join(sorted(rows["dataset"].astype(str).unique())) if "dataset" in rows and len(rows) else "table"
+    return f"{datasets} {part}"

@@ -1,0 +1,182 @@
+"""The command line as a user runs it (subprocesses): bad options and datasets end in one line,
+the synth / ingest / weights commands write and check real files, a run stops before any step
+when its weights are missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from app.preflight import PreflightError
+from dcjt.config import ConfigError, load_config
+from dcjt.data.readers import read_affectnet, read_rafdb
+from dcjt.train.weights import imagenet_file
+from helpers import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_dataset_roots_with_the_synthetic_config_are_an_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"--target-root / data.target.root .* config 'demo' trains on the synthetic world"):
+        load_config("demo", values={"data.target.root": str(tmp_path)})
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "demo", "--target-root", str(tmp_path), "--extra-root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "use --config rafdb or --config caers" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_refuses_bad_fraction_and_missing_dataset_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "ingest",
+            "--dataset",
+            "rafdb",
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "t.parquet"),
+            "--max-bad-fraction",
+            "1.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "1.5 is not in the range 0<=x<=1" in proc.stderr
+    env = {**os.environ, "DCJT_HOME": str(tmp_path / "state")}
+    (tmp_path / "extra").mkdir()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "pipeline",
+            "--config",
+            "rafdb",
+            "--target-root",
+            str(tmp_path),
+            "--extra-root",
+            str(tmp_path / "extra"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 1 and "holds no rafdb dataset" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 3
+    assert not (tmp_path / "state" / "zenml").exists() or "Initiating a new run" not in proc.stdout
+
+
+def test_synth_cli_writes_real_layouts_that_the_readers_read(tmp_path):
+    out = tmp_path / "world"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "synth",
+            "--out",
+            str(out),
+            "--layout",
+            "rafdb",
+            "--layout",
+            "affectnet",
+            "--layout",
+            "affectnet-npy",
+            "--n-target",
+            "60",
+            "--n-extra",
+            "50",
+            "--size",
+            "48",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    truth = pd.read_parquet(out / "truth.parquet").set_index("image")
+    raf, _ = read_rafdb(out / "rafdb")
+    assert (raf["label"].to_numpy() == truth.loc[raf["image"], "label"].to_numpy()).all()
+    for release in ("affectnet", "affectnet-npy"):
+        an, _ = read_affectnet(out / release)
+        assert len(an) == 50
+        assert (an["label"].to_numpy() == truth.loc[an["image"], "label"].to_numpy()).all()
+
+
+def test_ingest_cli_prints_counts_and_leaves_no_table_on_error(rafdb_root, tmp_path):
+    root, labels, _ = rafdb_root
+    out = tmp_path / "t.parquet"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run.py"),
+            "ingest",
+            "--dataset",
+            "rafdb",
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--val-fraction",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "happiness" in proc.stdout and "train" in proc.stdout and out.exists()
+    assert len(pd.read_parquet(out)) == len(labels)
+    listing = root / "EmoLabel" / "list_patition_label.txt"
+    listing.write_text(listing.read_text().replace(" 4\n", " 8\n", 1))
+    bad = tmp_path / "bad.parquet"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "ingest", "--dataset", "rafdb", "--root", str(root), "--out", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0 and "label 8 outside 1..7" in proc.stderr
+    assert not bad.exists()
+
+
+def test_weights_import_checks_and_installs_the_file(torch_home, tmp_path):
+    torch.manual_seed(2)
+    good = tmp_path / "resnet18.pth"
+    torch.save(resnet18(weights=None).state_dict(), good)
+    bad = tmp_path / "other.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 3, 3)}, bad)
+
+    def cli(*args):
+        env = {"PATH": "/usr/bin:/bin", "TORCH_HOME": str(torch_home), "HOME": str(tmp_path)}
+        return subprocess.run([sys.executable, "run.py", "weights", *args], capture_output=True, text=True, cwd=ROOT, env=env)
+
+    wrong = cli("import", str(bad))
+    assert wrong.returncode == 1 and "missing keys" in wrong.stderr and "wrong shapes" in wrong.stderr
+    other_hash = cli("import", str(good))
+    assert other_hash.returncode == 1 and "not the published file" in other_hash.stderr
+    assert not imagenet_file().exists()
+    installed = cli("import", str(good), "--any-hash")
+    assert installed.returncode == 0, installed.stderr
+    assert imagenet_file().read_bytes() == good.read_bytes()
+    assert cli("where").stdout.strip().endswith("present")
+
+
+def test_run_stops_before_any_step_without_the_weights(torch_home):
+    from app.runner import run_pipeline
+
+    cfg = load_config("demo", ["network.backbone=resnet18", "network.weights=imagenet", "network.image_size=32"])
+    with pytest.raises(PreflightError, match=r"network.weights: .*resnet18-f37072fd.pth"):
+        run_pipeline(cfg)

@@ -1,0 +1,462 @@
+"""The whole DCJT pipeline on tiny synthetic data in isolated ZenML and MLflow stores."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from helpers import ROOT  # noqa: E402
+from helpers.pipeline import demo_registry, run_tiny
+from helpers.servers import free_port, rest, server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def first_run():
+    return run_tiny()
+
+
+def test_pipeline_completes_and_tracks_everything(first_run):
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(first_run.run_name)
+    assert str(run.status) == "completed"
+    expected = {
+        "open_tracking",
+        "ingest_synthetic",
+        "cache_target",
+        "cache_extra",
+        "train_m_a",
+        "select_extra_subset",
+        "train_m_b",
+        "pseudo_label_target",
+        "map_extra_continuous",
+        "relabel_extra",
+        "train_dcn",
+        "evaluate_dcjt",
+        "evaluate_target_only",
+        "evaluate_straight",
+        "register_and_promote",
+        "log_stages",
+        "train_straight",
+        "train_straight_balanced",
+        "train_target_only",
+        "report_run",
+    }
+    assert expected <= set(run.steps)
+    assert all(str(s.status) == "completed" for s in run.steps.values())
+    assert set(first_run.comparison["variant"]) == {"target_only", "straight", "straight_balanced", "dcjt"}
+    assert Path(first_run.comparison_path).read_text().startswith("variant,accuracy,val_accuracy")
+    # the registry moves only after every row was scored (a row that fails its gate stops the run first)
+    order = sorted(run.steps.values(), key=lambda s: s.start_time)
+    names = [s.name for s in order]
+    assert all(names.index("register_and_promote") > names.index(f"evaluate_{r}") for r in ("dcjt", "target_only", "straight"))
+    parent = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{first_run.run_name}'", output_format="list"
+    )[0]
+    assert parent.info.status == "FINISHED"
+    kind = mlflow.get_experiment_by_name("dcjt-synthetic").tags.get("mlflow.experimentKind")
+    assert kind == "custom_model_development"  # the UI opens on training runs, not the GenAI view
+    assert {
+        "final.test_accuracy",
+        "test_accuracy.target_only",
+        "test_accuracy.straight",
+        "mapping.mapped",
+        "subset.kept",
+        "audit.w2_global_before",
+        "audit.w2_global_after",
+    } <= set(parent.data.metrics)
+    assert parent.data.params["method.mapping"] == "emotion"
+    files = {
+        f.path
+        for d in ("stats", "plots", "audit", "va_stats")
+        for f in mlflow.MlflowClient().list_artifacts(parent.info.run_id, d)
+    }
+    assert {
+        "stats/mapping.json",
+        "stats/subset.json",
+        "stats/relabel.json",
+        "stats/gx.json",
+        "plots/va_extra_before_after.png",
+        "plots/confusion_dcn.png",
+        "audit/criteria_before.csv",
+        "va_stats/target_pseudo.csv",
+    } <= files
+    mapping = json.loads(
+        Path(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="stats/mapping.json")).read_text()
+    )
+    assert mapping["mode"] == "emotion" and "transforms" in mapping
+    children = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", output_format="list"
+    )
+    stages = {c.data.tags["dcjt.stage"] for c in children}
+    assert {"M_A", "M_B", "DCN", "straight", "target_only", "register"} <= stages
+    dcn = next(c for c in children if c.data.tags["dcjt.stage"] == "DCN")
+    history = mlflow.MlflowClient().get_metric_history(dcn.info.run_id, "A_loss")
+    assert len(history) == 3  # one value per epoch
+
+
+def test_dcn_trains_jointly_on_the_relabeled_and_mapped_rows(first_run):
+    """The DCN ran joint epochs, on exactly the rows stage 3 produced (relabeled labels, mapped V/A)."""
+    import numpy as np
+    import pandas as pd
+    from zenml.client import Client
+
+    from dcjt.config import load_config
+    from dcjt.method import training_rows
+
+    run = Client().get_pipeline_run(first_run.run_name)
+    out = lambda step, name: run.steps[step].outputs[name][0].load()  # noqa: E731
+    mapped, prepared, pseudo = (
+        out("map_extra_continuous", "extra_mapped"),
+        out("relabel_extra", "extra_prepared"),
+        out("pseudo_label_target", "target_pseudo"),
+    )
+    changed = int((prepared["label"] != mapped["label"]).sum())
+    assert changed == out("relabel_extra", "relabel_report").n_changed > 0
+    assert (prepared.loc[prepared["va_origin"] == "mapped", ["valence", "arousal"]].abs() <= 1).all().all()
+    marked = out("select_extra_subset", "extra_marked").set_index("image")
+    moved = prepared[prepared["va_origin"] == "mapped"].set_index("image")
+    published = marked.loc[moved.index, ["valence", "arousal"]].to_numpy()
+    assert len(moved) and not np.allclose(moved[["valence", "arousal"]].to_numpy(), published)  # V/A were mapped
+    _, b_rows = training_rows(pseudo, prepared, load_config("tiny").method)
+    dcn = next(
+        r
+        for r in mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string=f"tags.`dcjt.stage` = 'DCN' and tags.mlflow.parentRunId = '{first_run.summary.mlflow_run_id}'",
+            output_format="list",
+        )
+    )
+    logged = {i.dataset.name: i.dataset.digest for i in dcn.inputs.dataset_inputs}
+    expected = mlflow.data.from_pandas(b_rows.reset_index(drop=True), source="x", name="x").digest
+    assert expected in logged.values(), (expected, logged)
+    history = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=dcn.info.run_id, artifact_path="DCN_history.csv"))
+    assert history["joint"].any() and history.loc[history["joint"], "B_loss"].notna().all()
+
+
+def test_registered_model_loads_in_a_fresh_process(first_run):
+    image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
+    code = (
+        "import mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/dcjt-synthetic@champion'); "
+        f"out = m.predict(pd.DataFrame({{'image': [{str(image)!r}]}})); print(out.to_json(orient='records'))"
+    )
+    env = {**os.environ, "DCJT_SERVE_IMAGE_ROOTS": str(image.parent)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd="/", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])[0]
+    assert (
+        0 <= row["label"] <= 6
+        and -1 <= row["valence"] <= 1
+        and abs(sum(v for k, v in row.items() if k.startswith("prob_")) - 1) < 1e-4
+    )
+    cli = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "predict", "--model", "models:/dcjt-synthetic@champion", str(image.parent)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert len([line for line in cli.stdout.splitlines() if "valence=" in line]) == len(list(image.parent.glob("*.png")))
+
+
+def test_rerun_is_a_cache_hit_and_leaves_the_registry_alone(first_run):
+    from zenml.client import Client
+
+    _, versions_before, champion_before = demo_registry()
+    again = run_tiny()
+    run = Client().get_pipeline_run(again.run_name)
+    work = {
+        n: str(s.status) for n, s in run.steps.items() if n not in ("open_tracking", "log_stages", "report_run", "merge_reports")
+    }
+    assert set(work.values()) == {"cached"}, work
+    _, versions_after, champion_after = demo_registry()
+    assert versions_after == versions_before and champion_after.version == champion_before.version
+
+
+def test_variant_reuses_shared_stages_and_promotion_follows_accuracy(first_run):
+    from zenml.client import Client
+
+    client, versions_before, champion_before = demo_registry()
+    variant = run_tiny("method.mapping=global")
+    run = Client().get_pipeline_run(variant.run_name)
+    status = {n: str(s.status) for n, s in run.steps.items()}
+    for shared in (
+        "ingest_synthetic",
+        "train_m_a",
+        "select_extra_subset",
+        "train_m_b",
+        "pseudo_label_target",
+        "train_straight",
+        "train_target_only",
+    ):
+        assert status[shared] == "cached", (shared, status)
+    for changed in ("map_extra_continuous", "train_dcn", "register_and_promote"):
+        assert status[changed] == "completed", (changed, status)
+    _, versions_after, champion_after = demo_registry()
+    assert len(versions_after) == len(versions_before) + 1
+    tags = client.get_model_version("dcjt-synthetic", variant.promotion.version).tags
+    # the champion was scored again in this run, on the same validation rows as when it was registered
+    assert tags["promotion.champion_val_accuracy"] == champion_before.tags["val_accuracy"]
+    assert tags["promotion.val_digest"] == champion_before.tags["promotion.val_digest"]
+    lo = float(tags["promotion.interval"].strip("[]").split(",")[0])  # the paired bootstrap gate is on by default
+    wins = float(tags["promotion.challenger_val_accuracy"]) > float(tags["promotion.champion_val_accuracy"]) and lo > 0
+    assert variant.promotion.promoted == wins
+    assert str(champion_after.version) == (variant.promotion.version if wins else str(champion_before.version))
+    zen = Client().get_model("dcjt-synthetic")
+    assert len(Client().list_model_versions(model_name_or_id=zen.id)) == len(versions_after)
+
+
+def test_failing_step_leaves_registry_and_marks_run_failed(first_run):
+    client, versions_before, champion_before = demo_registry()
+    cache_dir = Path(os.environ["DCJT_HOME"]) / "cache"
+    moved = cache_dir.with_name("cache-away")
+    shutil.move(cache_dir, moved)  # a cleaned cache folder: the changed DCN step cannot read its images
+    try:
+        with pytest.raises(
+            Exception, match="image cache .* missing on this machine: its folder was moved or cleaned|Pipeline run has failed"
+        ):
+            run_tiny("dcn.lam=2.0")
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        shutil.move(moved, cache_dir)
+    _, versions_after, champion_after = demo_registry()
+    assert versions_after == versions_before and champion_after.version == champion_before.version
+    failed = mlflow.search_runs(search_all_experiments=True, filter_string="attributes.status = 'FAILED'", output_format="list")
+    assert failed, "the parent run of the failed pipeline run is marked FAILED"
+
+
+def test_schedule_on_local_stack_explains_and_prints_crontab():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "demo", "--schedule", "0 3 * * 0", "--set", "network.image_size=32"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "cannot schedule" in proc.stderr
+    assert "0 3 * * 0 cd " in proc.stderr and "run.py demo --set network.image_size=32" in proc.stderr
+
+
+def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
+    image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
+    port = free_port()
+    # As the README shows it, from a shell whose PATH lacks the virtual environment.
+    bare_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
+    cmd = [sys.executable, str(ROOT / "run.py"), "serve", "--model", "models:/dcjt-synthetic@champion", "--port", str(port)]
+    with server(cmd, f"http://127.0.0.1:{port}/ping", env={**os.environ, "PATH": bare_path}):
+
+        def ask(body: dict) -> dict:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            return json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"][0]
+
+        encoded = base64.b64encode(image.read_bytes()).decode()
+        row = ask({"dataframe_split": {"columns": ["image_bytes"], "data": [[encoded]]}})
+        assert row["emotion"] in ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral"), row
+        assert -1 <= row["arousal"] <= 1 and row["error"] == ""
+        # A path is a file on the server: refused in one line, no stack trace, nothing read.
+        for path in (str(image), "/etc/passwd", "../../../etc/shadow"):
+            row = ask({"dataframe_split": {"columns": ["image"], "data": [[path]]}})
+            assert row["label"] == -1 and row["error"].startswith("image paths are not read here"), row
+            assert "Traceback" not in json.dumps(row) and "root:" not in json.dumps(row)
+
+
+def test_finished_run_through_mlflows_rest_api(first_run):
+    """What the MLflow UI shows, read over MLflow's REST API from ``mlflow server`` on loopback."""
+    port = free_port()
+    store = os.environ["MLFLOW_TRACKING_URI"]
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1", "--port", str(port)]
+    with server(cmd, f"http://127.0.0.1:{port}/health"):
+        experiment = rest(port, "experiments/get-by-name?experiment_name=dcjt-synthetic")["experiment"]
+        tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+        runs = rest(port, "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 1000})["runs"]
+        by_id = {r["info"]["run_id"]: r for r in runs}
+        parent = next(r for r in runs if {"key": "zenml.run_name", "value": first_run.run_name} in r["data"]["tags"])
+        inputs = parent["inputs"]["dataset_inputs"]
+        contexts = {t["value"] for i in inputs for t in i["tags"] if t["key"] == "mlflow.data.context"}
+        assert {"train", "validation", "test"} <= contexts
+        assert all(len(i["dataset"]["digest"]) >= 8 and i["dataset"]["source"] for i in inputs)
+        promotion = first_run.promotion
+        model = rest(port, f"registered-models/get?name={promotion.model_name}")["registered_model"]
+        assert "champion" in model["description"]
+        assert {a["alias"] for a in model["aliases"]} >= {"champion", "challenger"}
+        version = rest(port, f"model-versions/get?name={promotion.model_name}&version={promotion.version}")
+        version = version["model_version"]
+        vtags = {t["key"]: t["value"] for t in version["tags"]}
+        assert "test accuracy" in version["description"] and "Promotion:" in version["description"]
+        assert {"promotion.verdict", "promotion.metric", "promotion.val_digest", "promotion.challenger_val_accuracy"} <= set(
+            vtags
+        )
+        trained = by_id[version["run_id"]]  # the version links to the DCN's training run ...
+        assert {"key": "dcjt.stage", "value": "DCN"} in trained["data"]["tags"]
+        assert any(i["dataset"]["digest"] for i in trained["inputs"]["dataset_inputs"])
+        logged = rest(port, "logged-models/search", {"experiment_ids": [experiment["experiment_id"]]})["models"]
+        linked = [m for m in logged if m["info"]["source_run_id"] == version["run_id"]]  # ... which shows its logged model
+        assert linked and any(m["info"]["model_id"] in version["source"] for m in linked)
+
+
+def test_killed_run_resumes_training_from_its_checkpoint(first_run):
+    """Kill the pipeline process during DCN training; the re-run continues from the checkpoint."""
+    import signal
+
+    import torch
+
+    from dcjt.train.checkpoint import latest
+
+    change = ["dcn.epochs=5", "dcn.lr=0.002", "budget.patience=10"]  # a DCN no earlier run has trained; no early stop
+    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *[a for s in change for a in ("--set", s)]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt_root = Path(os.environ["DCJT_HOME"]) / "checkpoints"
+    before = set(ckpt_root.glob("DCN-*"))
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            fresh = [p for p in set(ckpt_root.glob("DCN-*")) - before if latest(p)]
+            if fresh and torch.load(latest(fresh[0]), weights_only=True)["epoch"] >= 1:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    killed_at = torch.load(latest(fresh[0]), weights_only=True)["epoch"]
+    assert killed_at < 4
+    resumed = run_tiny(*change)
+    parent = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.`zenml.run_name` = '{resumed.run_name}'", output_format="list"
+    )[0]
+    dcn = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`dcjt.stage` = 'DCN'",
+    )[0]
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(dcn.info.run_id, "A_loss")]
+    assert steps == list(range(killed_at + 1, 5))  # only the epochs after the checkpoint were trained
+    assert torch.load(latest(fresh[0]), weights_only=True)["epoch"] == 4
+
+
+def test_predict_cli_reports_bad_files_and_predicts_the_rest(first_run, tmp_path):
+    from PIL import Image
+
+    good = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
+    shutil.copy(good, tmp_path / "good.png")
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    cmd = [sys.executable, str(ROOT / "run.py"), "predict", "--model", "models:/dcjt-synthetic@champion", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines() if "valence=" in line] == [str(tmp_path / "good.png")]
+    assert "dot.png\terror: too small: 1x1 px" in proc.stderr and "broken.jpg\terror: unreadable" in proc.stderr
+    assert "2 of 3 images could not be classified" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_weak_m_a_stops_at_its_gate_in_one_line_and_leaves_the_registry(first_run):
+    """An M_A that cannot learn: the run stops at stage 1's gate with one line naming the measure,
+    its value, its limit and the --set that overrides it; no traceback; the registry is as it was."""
+    _, versions_before, champion_before = demo_registry()
+    settings = ["gates.mode=stop", "m_a.lr=1e-9", "m_a.epochs=1"]
+    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *[a for s in settings for a in ("--set", s)]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith("Error: stage 1 (M_A, subset) health gate failed: M_A's agreement with A's validation labels")
+    assert "--set gates.m_a_min_kappa=VALUE" in lines[0] and "--set gates.mode=warn" in lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr and "health gate" not in proc.stdout
+    log = Path(lines[0].rsplit("(traceback: ", 1)[1].rstrip(")"))
+    assert "Traceback" in log.read_text() and "GateError" in log.read_text()
+    _, versions_after, champion_after = demo_registry()
+    assert versions_after == versions_before and champion_after.version == champion_before.version
+
+
+def test_two_runs_at_once_on_a_fresh_state_folder(tmp_path):
+    """Both initialise the stores under a lock, both finish, each registers its own version."""
+    env = {
+        **os.environ,
+        "DCJT_HOME": str(tmp_path),
+        "ZENML_CONFIG_PATH": str(tmp_path / "zenml"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", "--threads", "1"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        assert "promotion gate:" in out and "comparison:" in out
+        for chatter in (
+            "Skipping registering",
+            "ephemeral docs site",
+            "FutureWarning",
+            "Downloading artifacts",
+            "Successfully reg",
+        ):
+            assert chatter not in out + err, chatter  # third-party chatter goes to the log, not the console
+    log = (tmp_path / "logs" / "third-party.log").read_text()
+    assert "Skipping registering function" in log and "Successfully registered model" in log
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    versions = sorted(int(v.version) for v in client.search_model_versions("name='dcjt-synthetic'"))
+    assert versions == [1, 2]
+
+
+def test_steps_that_share_no_disk_hand_caches_through_the_artifact_store(first_run, monkeypatch, tmp_path):
+    """Every step gets its own scratch folder and the earlier ones vanish, as on pods without a
+    shared volume: a cache or checkpoint handed on by path would be missing, so any hidden path
+    sharing fails the run. The numbers equal the shared-disk run's."""
+    from zenml.client import Client
+
+    monkeypatch.setenv("DCJT_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("DCJT_SCRATCH_PER_STEP", "1")
+    configured = {"cache_dir": tmp_path / "configured-cache", "checkpoint_root": tmp_path / "configured-checkpoints"}
+    out = run_tiny(
+        "paths.handoff=artifact_store",
+        *(f"paths.{k}={v}" for k, v in configured.items()),
+        "baselines=[]",
+        "model_name=dcjt-handoff",
+        "experiment=dcjt-handoff",
+    )
+    assert not any(folder.exists() for folder in configured.values())  # nothing built where a shared disk would be
+    steps = [p.name for p in (tmp_path / "scratch").iterdir()]
+    assert len(steps) == 1, steps  # only the last step's disk is left
+    run = Client().get_pipeline_run(out.run_name)
+    stored = run.steps["cache_target"].outputs["image_cache"][0].uri
+    assert Path(stored, "cache.npy").is_file() and Path(stored, "cache.json").is_file()
+    dcjt = out.comparison.set_index("variant").loc["dcjt", "accuracy"]
+    assert dcjt == first_run.comparison.set_index("variant").loc["dcjt", "accuracy"]
+
+
+def test_a_stack_whose_steps_share_no_disk_is_stopped_at_submission():
+    import yaml
+
+    from app.preflight import PreflightError, check_handoff
+    from dcjt.config import load_config
+
+    k8s = yaml.safe_load((ROOT / "configs/remote-kubernetes.yaml").read_text())
+    cfg = load_config("demo")
+    check_handoff("local", cfg, None)
+    with pytest.raises(PreflightError, match="kubeflow orchestrator gives each step its own disk.*paths.handoff=artifact_store"):
+        check_handoff("kubeflow", cfg, None)
+    check_handoff("kubeflow", load_config("demo", ["paths.handoff=artifact_store"]), None)
+    with pytest.raises(
+        PreflightError, match=r"paths.cache_dir = .* is on no volume that the run configuration mounts \(\['/data'\]\)"
+    ):
+        check_handoff("kubernetes", cfg, k8s)
+    on_volume = load_config("demo", ["paths.cache_dir=/data/cache", "paths.checkpoint_root=/data/checkpoints"])
+    check_handoff("kubernetes", on_volume, k8s)

@@ -1,0 +1,39 @@
+"""A two-row study on the tiny world end to end: tracked in MLflow, resumed from ZenML's cache."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_two_row_study_tracks_rows_and_resumes_from_the_cache():
+    from zenml.client import Client
+
+    from app.study import run_study
+
+    rows = ["target only (A, DL)", "DCJT"]
+    first = run_study("tiny", "main", [0], only=rows, name="tiny-study", progress=lambda _: None)
+    assert list(first.summary["row"]) == rows
+    assert first.csv_path.exists() and "| DCJT |" in first.md_path.read_text()
+    records = pd.read_csv(first.csv_path)
+    assert set(records.columns) >= {"row", "seed", "accuracy", "images_seen", "epochs_run", "subset_purity", "pseudo_rmse"}
+    dcjt, target = (records.set_index("row").loc[r] for r in ("DCJT", "target only (A, DL)"))
+    assert dcjt["images_seen"] > target["images_seen"]  # same recipe, B seen on joint epochs
+    assert np.isfinite(first.summary.set_index("row").loc["DCJT", "diff_lo"])
+    study_run = mlflow.get_run(first.mlflow_run_id)
+    assert study_run.data.tags["study"] == "tiny-study" and study_run.data.tags["table"] == "main"
+    artifacts = {f.path for f in mlflow.MlflowClient().list_artifacts(first.mlflow_run_id)}
+    assert {"study.csv", "study.md", "study.png"} <= artifacts
+    tagged = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string="tags.study = 'tiny-study'")
+    assert {r.data.tags.get("row") for r in tagged} >= set(rows)
+    # Run again (as after an interruption): nothing is trained again.
+    again = run_study("tiny", "main", [0], only=rows, name="tiny-study", progress=lambda _: None)
+    pd.testing.assert_frame_equal(again.summary, first.summary)
+    last_runs = Client().list_pipeline_runs(sort_by="desc:created", size=2).items
+    for run in last_runs:
+        trained = {n: str(s.status) for n, s in run.steps.items() if n.startswith("train_")}
+        assert set(trained.values()) == {"cached"}, trained

@@ -1,0 +1,239 @@
+"""Bad input never becomes a model: strict readers, honest CLI, clean failures, health gates."""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from app.preflight import PreflightError, check_tracking_store, preflight
+from dcjt.config import load_config
+from dcjt.data.cache import build_cache
+from dcjt.data.labels import make_table, write_table
+from dcjt.data.readers import DatasetFormatError, check_layout, ingest, read_affectnet, read_caers, read_ferplus, read_rafdb
+from dcjt.model.images import ImageReadError, decode
+from dcjt.model.nets import build_model
+from dcjt.serving.pyfunc import predict_inputs
+from dcjt.synthetic import layouts
+from helpers.data import ALL_LABELS, random_images
+
+# --- wrong results that used to pass -----------------------------------------------------------
+
+
+def _png16(path: Path, value: int = 30000) -> np.ndarray:
+    a = np.full((64, 64), value, dtype=np.uint16)
+    a[:, :32] = 65535
+    Image.fromarray(a).save(path)
+    return a
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    _png16(tmp_path / "g.png")
+    assert Image.open(tmp_path / "g.png").mode.startswith("I")
+    rgb = decode(tmp_path / "g.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3)
+    assert rgb[0, 0, 0] == 255 and rgb[0, 40, 0] == round(30000 * 255 / 65535)  # not all white
+    Image.fromarray(np.zeros((8, 8), np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(ImageReadError, match="f.tiff"):
+        decode(tmp_path / "f.tiff")
+
+
+def _affectnet(tmp_path, **kw) -> Path:
+    labels = ALL_LABELS + [3, 4]
+    splits = ["train"] * len(ALL_LABELS) + ["test", "test"]
+    n = len(labels)
+    layouts.write_affectnet_csv(tmp_path / "an", random_images(n, 48), labels, np.zeros(n), np.zeros(n), splits, **kw)
+    return tmp_path / "an" / "Manually_Annotated_file_lists" / "training.csv"
+
+
+def _edit_cell(csv_path: Path, line: int, column: str, value: str, bom: bool = False) -> None:
+    frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    frame.loc[line - 2, column] = value
+    frame.to_csv(csv_path, index=False, encoding="utf-8-sig" if bom else "utf-8")
+
+
+def test_affectnet_integer_codes_and_positive_boxes(tmp_path):
+    path = _affectnet(tmp_path)
+    _edit_cell(path, 3, "expression", "3.7")
+    with pytest.raises(DatasetFormatError, match=r"training.csv:3: expression '3.7' is not an integer code"):
+        read_affectnet(tmp_path / "an")
+    _edit_cell(path, 3, "expression", "3")
+    _edit_cell(path, 4, "face_width", "-5")
+    with pytest.raises(DatasetFormatError, match=r"training.csv:4: face box face_width -5 must be positive"):
+        read_affectnet(tmp_path / "an")
+    _edit_cell(path, 4, "face_width", "40")
+    _edit_cell(path, 5, "face_height", "0")
+    with pytest.raises(DatasetFormatError, match=r"training.csv:5: face box face_height 0 must be positive"):
+        read_affectnet(tmp_path / "an")
+    _edit_cell(path, 5, "face_height", "40")
+    _edit_cell(path, 6, "valence", "")
+    with pytest.raises(DatasetFormatError, match=r"training.csv:6: column valence has an empty value"):
+        read_affectnet(tmp_path / "an")
+
+
+def test_box_outside_the_image_is_named(tmp_path):
+    path = _affectnet(tmp_path, boxes=[(4, 4, 40, 40)] * 16)
+    _edit_cell(path, 2, "face_x", "500")
+    with pytest.raises(DatasetFormatError, match=r"face box \(x=500.*outside the 48x48 image"):
+        ingest("affectnet", tmp_path / "an")
+
+
+def test_caers_box_without_area_is_named(tmp_path):
+    layouts.write_caers(
+        tmp_path / "c", random_images(14, 32), ALL_LABELS, ["train"] * 7 + ["test"] * 7, boxes=[(2, 2, 20, 20)] * 14
+    )
+    text = (tmp_path / "c" / "boxes.csv").read_text().splitlines()
+    parts = text[2].split(",")
+    parts[4] = parts[2]  # x2 = x1
+    text[2] = ",".join(parts)
+    (tmp_path / "c" / "boxes.csv").write_text("\n".join(text) + "\n")
+    with pytest.raises(DatasetFormatError, match=r"boxes.csv:3: face box .* has no area"):
+        read_caers(tmp_path / "c", detect_faces=False)
+
+
+def test_byte_order_marks_are_accepted(tmp_path, rafdb_root):
+    root, labels, _ = rafdb_root
+    listing = root / "EmoLabel" / "list_patition_label.txt"
+    listing.write_text(listing.read_text().replace("\n", "\r\n"), encoding="utf-8-sig")
+    assert read_rafdb(root)[0]["label"].tolist() == labels
+    path = _affectnet(tmp_path)
+    _edit_cell(path, 2, "expression", "1", bom=True)
+    assert len(read_affectnet(tmp_path / "an")[0]) == 16
+
+
+def test_tiny_or_unreadable_inputs_are_reported_not_classified(tmp_path, monkeypatch):
+    monkeypatch.setenv("DCJT_SERVE_IMAGE_ROOTS", str(tmp_path))
+    model = build_model("tiny", "linear", 32)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    Image.fromarray(random_images(1, 40)[0]).save(tmp_path / "ok.png")
+    out = predict_inputs(
+        model, [np.zeros((1, 1, 3), np.uint8), str(tmp_path / "broken.png"), str(tmp_path / "ok.png")], min_side=8
+    )
+    assert out["label"].tolist()[:2] == [-1, -1] and 0 <= out["label"].iloc[2] <= 6
+    assert out["error"].iloc[0].startswith("too small: 1x1 px") and "broken.png" in out["error"].iloc[1]
+    assert out["error"].iloc[2] == "" and out.loc[:1, "prob_happiness"].isna().all()
+
+
+# --- clean failures before any step --------------------------------------------------------------
+def test_preflight_names_the_missing_dataset_and_the_bad_tracking_store(tmp_path):
+    empty, other = tmp_path / "empty", tmp_path / "other"
+    empty.mkdir()
+    other.mkdir()
+    with pytest.raises(DatasetFormatError, match=r"holds no rafdb dataset: missing \['EmoLabel/list_patition_label.txt'"):
+        check_layout("rafdb", empty)
+    cfg = load_config("rafdb", values={"data.target.root": str(empty), "data.extra.root": str(other)})
+    with pytest.raises(PreflightError, match="data.target: .* holds no rafdb dataset"):
+        preflight(cfg, f"sqlite:///{tmp_path / 'ok.db'}")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PreflightError, match=r"MLflow tracking store sqlite:///.*file/mlflow.db: .*file is a file"):
+        check_tracking_store(f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}")
+    with pytest.raises(PreflightError, match=r"sqlite:////proc/dcjt/mlflow.db: cannot write"):
+        check_tracking_store("sqlite:////proc/dcjt/mlflow.db")
+    with pytest.raises(PreflightError, match=r"MLflow tracking server http://127.0.0.1:9 is unreachable"):
+        check_tracking_store("http://127.0.0.1:9")
+
+
+def test_ferplus_never_writes_into_its_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("DCJT_HOME", str(tmp_path / "state"))
+    votes = [layouts.ferplus_votes_for(x) for x in ALL_LABELS * 3]
+    usages = ["Training"] * 14 + ["PublicTest"] * 14 + ["PrivateTest"] * 14
+    layouts.write_ferplus(tmp_path / "fp", random_images(42, 48), votes, usages)
+    before = sorted(p.name for p in (tmp_path / "fp").rglob("*"))
+    df, _ = read_ferplus(tmp_path / "fp")
+    assert sorted(p.name for p in (tmp_path / "fp").rglob("*")) == before
+    assert all(p.startswith(str(tmp_path / "state" / "work")) for p in df["image"])
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        read_ferplus(tmp_path / "fp", image_dir=tmp_path / "fresh")
+    assert not list((tmp_path / "fresh").rglob("*.tmp.png"))
+
+
+def test_tables_and_caches_get_the_users_file_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        table = make_table("x", ["train"] * 7 + ["test"], [f"i{k}" for k in range(8)], list(range(7)) + [0])
+        write_table(table, tmp_path / "t.parquet")
+        assert (tmp_path / "t.parquet").stat().st_mode & 0o777 == 0o644
+        paths = []
+        for k in range(3):
+            Image.fromarray(random_images(1, 16, seed=k)[0]).save(tmp_path / f"{k}.png")
+            paths.append(str(tmp_path / f"{k}.png"))
+        cache = build_cache(make_table("x", "train", paths, [0, 1, 2]), 16, tmp_path / "cache")
+        assert cache.path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+
+
+# --- readers under fuzzing: a valid row or a named file and line ---------------------------------
+TEXT = st.text(alphabet=string.printable + "é²\ufeff", max_size=40)
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _assert_valid_or_named(read, root: Path, name: str):
+    try:
+        df, _ = read(root)
+    except DatasetFormatError as exc:
+        assert name in str(exc)
+        return
+    assert df["label"].between(0, 6).all() and df["image"].str.len().gt(0).all()
+
+
+@FUZZ
+@given(lines=st.lists(TEXT, max_size=4))
+def test_fuzz_rafdb_list_lines(tmp_path, rafdb_root, lines):
+    root = rafdb_root[0]
+    listing = root / "EmoLabel" / "list_patition_label.txt"
+    listing.write_text("train_00001.jpg 1\ntest_0001.jpg 2\n" + "\n".join(lines) + "\n")
+    _assert_valid_or_named(read_rafdb, root, "list_patition_label.txt")
+
+
+@FUZZ
+@given(cells=st.lists(TEXT, min_size=9, max_size=9), extra=st.booleans())
+def test_fuzz_affectnet_csv_rows(tmp_path, cells, extra):
+    path = (
+        _affectnet(tmp_path)
+        if not (tmp_path / "an").exists()
+        else tmp_path / "an" / "Manually_Annotated_file_lists" / "training.csv"
+    )
+    good = path.read_text().splitlines()[:3]
+    row = ",".join('"' + c.replace('"', "'") + '"' for c in cells + (["x"] if extra else []))
+    path.write_text("\n".join(good + [row]) + "\n")
+    _assert_valid_or_named(read_affectnet, tmp_path / "an", "training.csv")
+
+
+@FUZZ
+@given(cells=st.lists(TEXT, min_size=4, max_size=7))
+def test_fuzz_caers_box_rows(tmp_path, cells):
+    root = tmp_path / "c"
+    if not root.exists():
+        layouts.write_caers(root, random_images(14, 32), ALL_LABELS, ["train"] * 7 + ["test"] * 7)
+    (root / "boxes.csv").write_text(
+        "path,label,x1,y1,x2,y2\n" + ",".join(c.replace(",", ";").replace("\n", " ") for c in cells) + "\n"
+    )
+    _assert_valid_or_named(lambda r: read_caers(r, detect_faces=False), root, "boxes.csv")
+
+
+@FUZZ
+@given(usage=TEXT, name=TEXT, votes=st.lists(TEXT, min_size=10, max_size=10))
+def test_fuzz_ferplus_rows(tmp_path, usage, name, votes):
+    root = tmp_path / "fp"
+    if not root.exists():
+        layouts.write_ferplus(
+            root, random_images(3, 48), [layouts.ferplus_votes_for(3)] * 3, ["Training", "PublicTest", "PrivateTest"]
+        )
+    lines = (root / "fer2013new.csv").read_text().splitlines()[:4]
+    clean = lambda c: c.replace(",", ";").replace("\n", " ").replace("\r", " ").replace('"', "'")  # noqa: E731
+    lines[1] = ",".join([clean(usage), clean(name), *map(clean, votes)])
+    (root / "fer2013new.csv").write_text("\n".join(lines) + "\n")
+    _assert_valid_or_named(lambda r: read_ferplus(r, image_dir=tmp_path / "img"), root, "fer2013")
