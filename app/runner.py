@@ -55,6 +55,7 @@ def _output(run, step: str, name: str):
 def run_pipeline(cfg: PipelineConfig, *, schedule: str | None = None, run_config: str | None = None) -> RunOutcome | None:
     """The DCJT pipeline on ``cfg`` (or a cron schedule of it); what it reported."""
     uri = prepare_environment(cfg)  # before ZenML is imported: it reads its settings once
+    initialise_stores(cfg.experiment)  # before the preflight reads the registry: one process at a time
     preflight(cfg, uri)
     from pipelines.dcjt import GPU_STEPS, dcjt_pipeline
 
@@ -81,6 +82,7 @@ def run_finetune(cfg: PipelineConfig, source: str, *, run_config: str | None = N
     from dcjt.train.finetune import FinetuneError, check_source
 
     uri = prepare_environment(cfg)  # before ZenML is imported: it reads its settings once
+    initialise_stores(cfg.experiment)
     cfg.network = cfg.network.model_copy(update={"weights": source})
     try:
         check_source(source, cfg)
@@ -97,14 +99,13 @@ def run_finetune(cfg: PipelineConfig, source: str, *, run_config: str | None = N
 
 
 def _prepared(pipe, cfg: PipelineConfig, run_config: str | None, gpu_steps: tuple[str, ...]):
-    """``pipe`` ready to run: the stores initialised, the run configuration expanded (its
+    """``pipe`` ready to run on initialised stores: the run configuration expanded (its
     ``gpu_step`` settings applied to every step of ``gpu_steps``) once the handoff suits the active
     orchestrator, the runtime settings in every step's environment, the datasets fingerprinted."""
     from zenml.client import Client
     from zenml.utils import source_utils
 
     source_utils.set_custom_source_root(str(REPO_ROOT))
-    initialise_stores(cfg.experiment)
     expanded = expand_run_config(yaml.safe_load(Path(run_config).read_text()), gpu_steps) if run_config else None
     check_handoff(Client().active_stack.orchestrator.flavor, cfg, expanded)
     env = runtime_environment(cfg.runtime.threads, cfg.runtime.workers)
@@ -184,7 +185,7 @@ def _schedule(pipe, cfg: PipelineConfig, cron: str):
     if not stack.orchestrator.config.is_schedulable:
         raise ScheduleNotSupported(
             f"the active ZenML stack '{stack.name}' (orchestrator '{stack.orchestrator.flavor}') cannot schedule runs; "
-            "register a Kubernetes or Kubeflow stack (see README), or use cron:"
+            "register a Kubernetes or Kubeflow stack (docs/how-to/clusters.md), or use cron:"
         )
     pipe.with_options(schedule=Schedule(cron_expression=cron, name=f"{cfg.name}-schedule"))(config=cfg)
     return None

@@ -5,7 +5,7 @@ to the memory-mapped cache), at several row counts.
 Per row count: images/s of ingestion and of the cache build (both cores, and one core for the
 ratio at the smallest count), bytes per cached image, and peak RSS of each phase in its own
 process beside the label table's own size. Memory must not grow with the row count beyond the
-table. Default counts fit a few minutes on 2 cores; the README's figures come from
+table. Default counts fit a few minutes on 2 cores; the benchmarks page's figures come from
 ``--rows 10000,100000`` (about 40 minutes, 17 GB of disk).
 
 Last line: cache-build peak RSS growth from the smallest to the largest count, minus the growth

@@ -4,8 +4,8 @@ Runs ``python run.py study --table main`` on the demo config (2,500 target + 5,0
 32 px, tiny ResNet), prints its table, and as the last line DCJT's paired difference to target
 only in points, pooled over seeds.
 
-    python bench/synth_world.py                  # seed 0: about 8 minutes on 2 cores
-    python bench/synth_world.py --seeds 0,1,2    # the README's table: about 36 minutes
+    python bench/synth_world.py                  # seed 0 (five rows): about 15 minutes on 2 cores
+    python bench/synth_world.py --seeds 0-4      # the table on the results pages
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class SCNConfig(Settings):
     ``relabel_epoch`` on a sample of the low-weight group whose top probability beats its label's
     by more than ``relabel_margin`` takes the top class as its label."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="set by the row (method.scn)")
     top_share: float = Field(0.7, gt=0, lt=1, description="beta: share of each batch in the high-importance group")
     rank_margin: float = Field(0.15, ge=0, description="delta_1 of the rank regularisation")
     relabel_margin: float = Field(0.2, ge=0, le=1, description="delta_2: P_max - P_label above which a sample is relabeled")
@@ -71,37 +71,39 @@ class SCNConfig(Settings):
 class TrainConfig(Settings):
     """One training run's recipe (M_A, M_B, the DCN and every comparison row)."""
 
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=2)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    scheduler: Literal["step", "exponential", "cosine", "none"] = "step"
-    step_size: int = Field(40, ge=1)
-    gamma: float = Field(0.5, gt=0)
+    epochs: int = Field(10, ge=1, le=10_000, description="epochs at most (the budget may stop a row earlier)")
+    batch_size: int = Field(128, ge=2, le=65_536, description="rows per optimiser step (all processes together)")
+    lr: float = Field(1e-3, gt=0, le=10, description="initial learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay of the optimiser")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="optimiser (sgd: momentum 0.9)")
+    scheduler: Literal["step", "exponential", "cosine", "none"] = Field("step", description="learning-rate schedule per epoch")
+    step_size: int = Field(40, ge=1, description="step schedule: epochs between two multiplications by gamma")
+    gamma: float = Field(0.5, gt=0, description="step / exponential schedule: the factor")
     lam: float = Field(0.0, ge=0, description="lambda: weight of the valence/arousal MSE")
-    warmup_epochs: int = Field(0, ge=0)
-    joint_frequency: int = Field(1, ge=1)
-    joint_mode: Literal["batch", "epoch"] = "epoch"
-    balanced_extra: bool = True
+    warmup_epochs: int = Field(0, ge=0, description="joint schedule: epochs on A only before B comes in (Algorithm 3)")
+    joint_frequency: int = Field(1, ge=1, description="joint schedule: a pass over B every this many epochs after the warm-up")
+    joint_mode: Literal["batch", "epoch"] = Field(
+        "epoch", description="a pass over B: a B batch after each A batch (the paper) or a whole pass (the official code)"
+    )
+    balanced_extra: bool = Field(True, description="draw the pass over B class-balanced (with replacement)")
     extra_balance: Literal["union", "each"] = Field(
         "union",
         description="joint passes over several extras: union = one class-balanced pass over their union; each = every "
         "extra an equal share of the pass, classes balanced within it",
     )
-    scn: SCNConfig = Field(default_factory=SCNConfig)
-    seed: int = 0
-    flip: bool = True
-    erase_p: float = Field(0.5, ge=0, le=1)
-    erase_scale: tuple[float, float] = (0.02, 0.25)
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
+    scn: SCNConfig = Field(default_factory=SCNConfig, description="the Self-Cure Network mode (SCN rows only)")
+    seed: int = Field(0, description="set from the run's seed")
+    flip: bool = Field(True, description="random horizontal flips")
+    erase_p: float = Field(0.5, ge=0, le=1, description="RandomErasing: the share of images erased")
+    erase_scale: tuple[float, float] = Field((0.02, 0.25), description="RandomErasing: the erased area's share of the image")
+    amp: bool = Field(True, description="CUDA: bf16 autocast")
+    channels_last: bool = Field(True, description="CUDA: channels_last memory format")
+    compile: bool = Field(False, description="torch.compile the network")
     prefetch: int = Field(2, ge=0, description="batches gathered ahead of the training step by a background thread (0: none)")
     oom_split: bool = Field(
         False, description="on out-of-memory, run batches in halves (gradients accumulated) instead of stopping"
     )
-    eval_batch_size: int = Field(256, ge=1)
+    eval_batch_size: int = Field(256, ge=1, description="rows per batch when predicting")
     # How long a row trains: set from the budget (``dcjt.train.budget.row_recipe``), rarely by hand.
     patience: int | None = Field(
         None, ge=1, description="stop after this many checks without a better val accuracy (dcjt.train.stopping)"
@@ -138,8 +140,10 @@ class TrainConfig(Settings):
 
 
 class NetworkConfig(Settings):
-    backbone: Literal[BACKBONES] = "resnet18"
-    head: Literal[HEADS] = "linear"
+    """The network every model of a run uses (M_A, M_B, the DCN and every row)."""
+
+    backbone: Literal[BACKBONES] = Field("resnet18", description="trunk: ResNet-18, or a tiny ResNet for CPU demos")
+    head: Literal[HEADS] = Field("linear", description="head: pooled linear, or ARM (de-albino + affinity, >= 96 px)")
     image_size: int = Field(224, ge=32, le=1024, description="side of the square face crop the network takes, in pixels")
     weights: str = Field(
         "imagenet",
@@ -183,10 +187,14 @@ class MethodConfig(Settings):
     extra_use: Literal["none", "subset", "all"] = Field("all", description="rows of B the network trains on")
     continuous: bool = Field(True, description="train valence/arousal too (DL & CL) or discrete labels only (DL)")
     combine: Literal["joint", "merged"] = Field("joint", description="joint schedule, or A and B pooled every epoch")
-    pseudo_from: Literal[PSEUDO_SOURCES] = "subset"
-    mapping: Literal[MAPPING_MODES] = "emotion"
-    b_stats_from: Literal[B_STATS_SOURCES] = "all"
-    relabel: Literal[RELABEL_MODES] = "nearest"
+    pseudo_from: Literal[PSEUDO_SOURCES] = Field("subset", description="M_B trains on B's subset (CLS) or all of B (CLE)")
+    mapping: Literal[MAPPING_MODES] = Field(
+        "emotion", description="stage 3a: none, global (Algorithm 1), emotion (Algorithm 2), emotion_ot (a W2 map per emotion)"
+    )
+    b_stats_from: Literal[B_STATS_SOURCES] = Field("all", description="B's Gaussians from all of B or from B - subB only")
+    relabel: Literal[RELABEL_MODES] = Field(
+        "nearest", description="stage 3b: none, nearest (the paper), gated, oracle (the synthetic world's truth)"
+    )
     gate_ratio: float = Field(0.8, gt=0, le=1, description="gated: new centre nearer than ratio x the old class's centre")
     gate_m_a: bool = Field(True, description="gated: M_A must also predict the new label")
     extra_fraction: float = Field(1.0, gt=0, le=1, description="seeded, stratified share of B's train rows used")
@@ -290,8 +298,10 @@ class BudgetConfig(Settings):
 
 
 class DatasetSpec(Settings):
-    dataset: Literal[DATASETS]
-    root: str | None = None
+    """One dataset on disk in its release layout."""
+
+    dataset: Literal[DATASETS] = Field(description="the release layout: rafdb, affectnet, caers, ferplus")
+    root: str | None = Field(None, description="the dataset's folder")
     name: str | None = Field(None, description="the rows' dataset name (default: dataset); tells two of a kind apart")
     fingerprint: str = Field("", description="set by the runner: changed files change ZenML's cache key")
 
@@ -304,11 +314,11 @@ class DataConfig(Settings):
     """Target A and one or more extra datasets. ``extra`` is shorthand for a one-item ``extras``
     (beside several extras it is an error: set ``data.extras.K.root``)."""
 
-    kind: Literal["synthetic", "files"] = "synthetic"
-    world: WorldSpec = Field(default_factory=WorldSpec)
-    target: DatasetSpec | None = None
-    extras: list[DatasetSpec] = Field(default_factory=list)
-    max_bad_fraction: float = Field(0.0, ge=0, le=1)
+    kind: Literal["synthetic", "files"] = Field("synthetic", description="the synthetic world, or datasets on disk")
+    world: WorldSpec = Field(default_factory=WorldSpec, description="the synthetic world's populations")
+    target: DatasetSpec | None = Field(None, description="A: the target dataset (discrete labels)")
+    extras: list[DatasetSpec] = Field(default_factory=list, description="B (and more): the extra datasets")
+    max_bad_fraction: float = Field(0.0, ge=0, le=1, description="share of unreadable images skipped (above it: an error)")
 
     @model_validator(mode="before")
     @classmethod
@@ -368,7 +378,7 @@ class LeakageConfig(Settings):
     """The leakage guard (``dcjt.data.leakage``): before training, images of A's train/val rows and
     of every extra that are near-duplicates of A's test images leave the training data."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="screen the training rows against A's test images")
     max_distance: int = Field(
         20,
         ge=0,
@@ -381,7 +391,7 @@ class GatesConfig(Settings):
     """Stage health gates (``dcjt.method.health``): later stages trust earlier ones, so a weak stage
     stops the run (or warns). Every limit is relative to what the data gives."""
 
-    mode: Literal["stop", "warn"] = "stop"
+    mode: Literal["stop", "warn"] = Field("stop", description="a failed gate stops the run, or warns (studies)")
     m_a_min_kappa: float = Field(
         0.2, ge=-1, le=1, description="M_A's Cohen's kappa on A's validation split (0: no better than the majority class)"
     )
@@ -407,11 +417,11 @@ class GatesConfig(Settings):
 class PathsConfig(Settings):
     """Where state lives; empty values resolve under ``DCJT_HOME`` (default ./state)."""
 
-    home: str = ""
-    cache_dir: str = ""
-    data_dir: str = ""
-    checkpoint_root: str = ""
-    outputs: str = ""
+    home: str = Field("", description="the state folder (default DCJT_HOME, else ./state)")
+    cache_dir: str = Field("", description="decoded-image caches (default HOME/cache)")
+    data_dir: str = Field("", description="the synthetic world's images (default HOME/data)")
+    checkpoint_root: str = Field("", description="training checkpoints, for resuming (default HOME/checkpoints)")
+    outputs: str = Field("", description="comparison CSVs and studies (default HOME/outputs)")
     handoff: Literal["shared_disk", "artifact_store"] = Field(
         "shared_disk",
         description="how image caches reach later steps: one disk every step sees (local, Kubernetes with the shared "
@@ -445,7 +455,9 @@ class RuntimeConfig(Settings):
 
 
 class MlflowConfig(Settings):
-    tracking_uri: str | None = None
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking server or store (default MLFLOW_TRACKING_URI, else HOME/mlflow.db)"
+    )
 
 
 class EvaluationConfig(Settings):
@@ -465,7 +477,7 @@ class PromotionConfig(Settings):
     metric: Literal["val_accuracy"] = Field("val_accuracy", description="accuracy on A's validation split")
     min_margin: float = Field(0.0, ge=0, le=1, description="the challenger must lead by more than this (accuracy points / 100)")
     bootstrap: bool = Field(True, description="also require the paired-bootstrap 95 % interval of the difference above 0")
-    bootstrap_samples: int = Field(2000, ge=100)
+    bootstrap_samples: int = Field(2000, ge=100, description="resamples of the paired bootstrap")
     force: bool = Field(False, description="promote the challenger whatever the gate says (e.g. an unusable champion)")
 
     @field_validator("metric", mode="before")
@@ -480,34 +492,38 @@ class PromotionConfig(Settings):
 
 
 class PipelineConfig(Settings):
-    name: str
+    name: str = Field(description="the config's name (run names, study names)")
     experiment: str = Field(description="MLflow experiment: one per target dataset")
     model_name: str = Field(description="MLflow registered model")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the synthetic world, initialisation and shuffles")
-    val_fraction: float = Field(0.1, ge=0, lt=1)
-    data: DataConfig = Field(default_factory=DataConfig)
-    network: NetworkConfig = Field(default_factory=NetworkConfig)
-    m_a: TrainConfig = Field(default_factory=TrainConfig)
-    m_b: TrainConfig = Field(default_factory=lambda: TrainConfig(lam=1.0))
-    dcn: TrainConfig = Field(default_factory=lambda: TrainConfig(lam=1.0))
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="share of A's train rows carved as its validation split")
+    data: DataConfig = Field(default_factory=DataConfig, description="the datasets (or the synthetic world)")
+    network: NetworkConfig = Field(default_factory=NetworkConfig, description="the network of every model")
+    m_a: TrainConfig = Field(default_factory=TrainConfig, description="stage 1: M_A's recipe (the subset's selector)")
+    m_b: TrainConfig = Field(default_factory=lambda: TrainConfig(lam=1.0), description="stage 2: M_B's recipe")
+    dcn: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(lam=1.0), description="stage 4: the DCN's recipe, shared by every reported row"
+    )
     finetune: TrainConfig = Field(
         default_factory=lambda: TrainConfig(lr=1e-4), description="run.py finetune: the recipe on the new target"
     )
-    method: MethodConfig = Field(default_factory=MethodConfig)
-    baselines: list[Literal[tuple(BASELINES)]] = Field(default_factory=lambda: ["target_only", "straight"])
-    budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    gates: GatesConfig = Field(default_factory=GatesConfig)
-    leakage: LeakageConfig = Field(default_factory=LeakageConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig, description="DCJT's variant (the paper's tables)")
+    baselines: list[Literal[tuple(BASELINES)]] = Field(
+        default_factory=lambda: ["target_only", "straight"], description="rows reported beside DCJT (dcjt.config.BASELINES)"
+    )
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="how long every row trains")
+    gates: GatesConfig = Field(default_factory=GatesConfig, description="stage health gates")
+    leakage: LeakageConfig = Field(default_factory=LeakageConfig, description="the leakage guard")
     min_image_side: int | None = Field(
         None, ge=1, description="serving: smaller images are refused (default: network.image_size / 4)"
     )
     register_model: bool = Field(True, description="register the DCN and run the promotion gate (studies: off)")
     tracking_tags: dict[str, str] = Field(default_factory=dict, description="extra tags of the MLflow parent run")
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
-    paths: PathsConfig = Field(default_factory=PathsConfig)
-    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
-    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="what is scored beside the selection")
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig, description="the gate between challenger and champion")
+    paths: PathsConfig = Field(default_factory=PathsConfig, description="where state lives")
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig, description="the MLflow tracking store")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="how much of the machine a run takes")
 
     @model_validator(mode="before")
     @classmethod

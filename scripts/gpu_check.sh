@@ -25,7 +25,7 @@ if [ "$dry" = 1 ]; then
   device=cpu; training=(--dry-run); loader=(--device cpu --images 256 --epochs 1)
   world=(--set network.image_size=96 --set data.world.n_target=120 --set data.world.n_extra=240
          --set m_a.epochs=1 --set m_b.epochs=1 --set dcn.epochs=2 --set dcn.batch_size=16
-         --set m_a.batch_size=16 --set m_b.batch_size=16)
+         --set m_a.batch_size=16 --set m_b.batch_size=16 --set gates.min_val_rows=8)  # a rehearsal: 10 validation rows
 else
   if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "gpu_check: no CUDA device (run with --dry-run for the CPU rehearsal)" >&2
@@ -56,7 +56,7 @@ run_check loader "$PY" bench/loader.py "${loader[@]}" || status=1
 grep '^(' "$work/loader.log" || true
 run_check pipeline env DCJT_DEVICE_CHECK=$device "$PY" run.py pipeline --config demo \
   --backbone resnet18 --head arm --weights none "${world[@]}" \
-  --set dcn.warmup_epochs=1 --set 'baselines=[]' --set gates.mode=warn || status=1
+  --set dcn.warmup_epochs=1 --set dcn.joint_frequency=1 --set 'baselines=[]' --set gates.mode=warn || status=1
 grep -E '^ +dcjt |^Accuracy|pipeline wall time' "$work/pipeline.log" || true
 echo "gpu_check: $([ $status = 0 ] && echo passed || echo FAILED) on $device"
 exit $status

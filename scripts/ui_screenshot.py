@@ -5,7 +5,7 @@ Docs tooling, not a project dependency: needs Playwright's Python package and a 
 playwright``). Start the UI first (``.venv/bin/python -m mlflow ui --backend-store-uri
 sqlite:///$PWD/state/mlflow.db --port 5055``), then::
 
-    /tmp/pw/bin/python scripts/ui_screenshot.py http://127.0.0.1:5055 1 docs/mlflow-compare-runs.png
+    /tmp/pw/bin/python scripts/ui_screenshot.py http://127.0.0.1:5055 1 docs/images/mlflow-compare-runs.png
 """
 
 from __future__ import annotations

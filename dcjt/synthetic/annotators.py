@@ -17,21 +17,22 @@ class ExtraCriteria(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weak_to_neutral: float = 0.8  # happiness / sadness weaker than this intensity -> "neutral"
-    fear_to_surprise_arousal: float = 0.3  # fear with true arousal above this -> "surprise"
-    anger_to_disgust: float = 0.8  # share of anger (the lower-arousal part) called "disgust"
-    noise: float = 0.1  # symmetric label noise
-    va_scale: tuple[float, float] = (0.8, 0.9)  # global scale of (valence, arousal)
-    va_shift: tuple[float, float] = (0.05, 0.12)
+    weak_to_neutral: float = Field(0.8, description="happiness / sadness weaker than this intensity -> neutral")
+    fear_to_surprise_arousal: float = Field(0.3, description="fear with true arousal above this -> surprise")
+    anger_to_disgust: float = Field(0.8, description="share of anger (the lower-arousal part) called disgust")
+    noise: float = Field(0.1, description="symmetric label noise")
+    va_scale: tuple[float, float] = Field((0.8, 0.9), description="global scale of the published (valence, arousal)")
+    va_shift: tuple[float, float] = Field((0.05, 0.12), description="global shift of the published (valence, arousal)")
     va_emotion_shift: dict[str, tuple[float, float]] = Field(
+        description="per-emotion shift of the published (valence, arousal)",
         default_factory=lambda: {
             "happiness": (0.10, -0.10),
             "sadness": (-0.05, -0.10),
             "fear": (0.0, 0.10),
             "anger": (0.05, -0.05),
-        }
+        },
     )
-    va_noise: float = 0.08
+    va_noise: float = Field(0.08, description="noise of the published valence/arousal")
 
 
 def _noisy(labels: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -69,10 +70,10 @@ class DiscreteCriteria(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weak_sadness_to_neutral: float = 0.6  # sadness weaker than this intensity -> "neutral"
-    disgust_to_anger: float = 0.6  # share of disgust (the higher-arousal part) called "anger"
-    surprise_to_happiness_arousal: float = 0.35  # surprise with true arousal below this -> "happiness"
-    noise: float = 0.12
+    weak_sadness_to_neutral: float = Field(0.6, description="sadness weaker than this intensity -> neutral")
+    disgust_to_anger: float = Field(0.6, description="share of disgust (the higher-arousal part) called anger")
+    surprise_to_happiness_arousal: float = Field(0.35, description="surprise with true arousal below this -> happiness")
+    noise: float = Field(0.12, description="symmetric label noise")
 
 
 def annotate_discrete(lat: pd.DataFrame, c: DiscreteCriteria, rng: np.random.Generator) -> np.ndarray:

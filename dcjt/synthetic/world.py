@@ -28,15 +28,15 @@ class WorldSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_target: int = Field(3000, ge=10)
-    n_extra: int = Field(6000, ge=10)
-    target_test_fraction: float = Field(0.2, gt=0, lt=1)
-    extra_test_fraction: float = Field(0.08, gt=0, lt=1)
-    target_noise: float = Field(0.04, ge=0, le=1)
-    extra: ExtraCriteria = Field(default_factory=ExtraCriteria)
+    n_target: int = Field(3000, ge=10, le=10_000_000, description="images of the target population A")
+    n_extra: int = Field(6000, ge=10, le=10_000_000, description="images of the extra population B")
+    target_test_fraction: float = Field(0.2, gt=0, lt=1, description="A's test split")
+    extra_test_fraction: float = Field(0.08, gt=0, lt=1, description="B's test split")
+    target_noise: float = Field(0.04, ge=0, le=1, description="A's symmetric label noise")
+    extra: ExtraCriteria = Field(default_factory=ExtraCriteria, description="how B's annotators differ from A's")
     n_extra2: int = Field(0, ge=0, description="rows of the third, discrete-only population (0: none)")
-    extra2_test_fraction: float = Field(0.08, gt=0, lt=1)
-    extra2: DiscreteCriteria = Field(default_factory=DiscreteCriteria)
+    extra2_test_fraction: float = Field(0.08, gt=0, lt=1, description="C's test split")
+    extra2: DiscreteCriteria = Field(default_factory=DiscreteCriteria, description="how C's annotators label")
     salt: int = Field(0, ge=0, description="> 0: another world with the same criteria (e.g. a fine-tuning target)")
 
 

@@ -252,7 +252,7 @@ def test_schedule_on_local_stack_explains_and_prints_crontab():
 def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
     image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
     port = free_port()
-    # As the README shows it, from a shell whose PATH lacks the virtual environment.
+    # As the serving how-to shows it, from a shell whose PATH lacks the virtual environment.
     bare_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != Path(sys.executable).parent)
     cmd = [sys.executable, str(ROOT / "run.py"), "serve", "--model", "models:/dcjt-synthetic@champion", "--port", str(port)]
     with server(cmd, f"http://127.0.0.1:{port}/ping", env={**os.environ, "PATH": bare_path}):

@@ -92,7 +92,7 @@ def test_remote_config_gives_gpus_to_exactly_the_training_steps(flavor, tmp_path
     strict=True,
     reason="ZenML 0.98 drops Kubeflow node_selectors at compilation ('Ignoring invalid setting attributes "
     "[node_selectors]'; its settings validator then rebuilds pod_settings empty), so KFP gets no accelerator "
-    "constraint and GPU steps schedule without GPUs. Strict: this fails once ZenML keeps them (README 'Kubeflow').",
+    "constraint and GPU steps schedule without GPUs. Strict: this fails once ZenML keeps them (docs/how-to/clusters.md).",
 )
 def test_kubeflow_gpu_steps_keep_their_accelerator_selector_after_compilation(tmp_path):
     steps = _compiled_steps("kubeflow", tmp_path)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from dcjt.config import SCNConfig, TrainConfig
 from dcjt.model.nets import build_model
 from dcjt.train.checkpoint import latest
 from dcjt.train.feed import Feed
@@ -66,13 +67,19 @@ def test_torch_compile_trains_on_cpu():
     assert np.isfinite(result.history["A_loss"]).all()
 
 
+def _scn_cfg() -> TrainConfig:
+    """SCN from the second epoch, with a margin toy data can pass."""
+    scn = SCNConfig(enabled=True, relabel_epoch=1, relabel_margin=0.05)
+    return TrainConfig(epochs=3, batch_size=16, lr=3e-3, scheduler="none", erase_p=0.0, amp=False, prefetch=0, scn=scn)
+
+
 def test_scn_training_relabels_and_keeps_the_new_labels(tmp_path):
     samples = toy_samples(96, size=32, va=False)
     flipped = samples.labels.copy()
     flipped[:30] = (flipped[:30] + 3) % 7  # noisy labels for SCN to cure
     samples.labels = original = flipped.copy()
     torch.manual_seed(0)
-    res = train(build_model("tiny", "linear", 32, scn=True), samples, cfg=small_cfg(), val=toy_samples(32, seed=1))
+    res = train(build_model("tiny", "linear", 32, scn=True), samples, cfg=_scn_cfg(), val=toy_samples(32, seed=1))
     hist = res.history
     assert hist.loc[0, "scn_relabeled"] == 0 and hist["scn_relabeled"].iloc[1:].sum() > 0  # from relabel_epoch on
     assert (original == flipped).all()  # the table's labels are not rewritten: training works on a copy
@@ -92,9 +99,7 @@ def test_scn_resume_gives_the_same_result(tmp_path):
     def run(folder: str, hook=None):
         torch.manual_seed(0)
         net = build_model("tiny", "linear", 32, scn=True)
-        return train(
-            net, toy_samples(96, size=32, va=False), cfg=small_cfg(), checkpoint_dir=tmp_path / folder, on_epoch_end=hook
-        )
+        return train(net, toy_samples(96, size=32, va=False), cfg=_scn_cfg(), checkpoint_dir=tmp_path / folder, on_epoch_end=hook)
 
     with pytest.raises(Killed):
         run("ck", kill_after_second)  # killed after two epochs (relabeling began in the second)
