@@ -3,6 +3,7 @@
     python run.py demo                     # the main job: DCJT + baselines on the synthetic world, CPU
     python run.py pipeline --config rafdb --target-root DIR --extra-root DIR
     python run.py study --table main       # a paper table over seeds, with intervals
+    python run.py select --config NAME     # register the variant that wins on your validation split
     python run.py finetune --from models:/NAME@champion --config NAME
     python run.py predict | serve          # the registered model on images, over HTTP
     python run.py ingest | leakage | synth | weights import | weights where
@@ -80,7 +81,8 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> N
     "--table",
     default="main",
     show_default=True,
-    help="main | 1 | 2 | 8 | extras | all (paper Tables 1, 2, 8; extras: A + one or two extras, SCN)",
+    help="main | 1 | 2 | 8 | extras | relabel | all (paper Tables 1, 2, 8; extras: A + one or two extras, SCN; "
+    "relabel: where a better stage 3b's gain comes from)",
 )
 @click.option("--seeds", default="0-4", show_default=True, help="e.g. 0,1,2 or 0-4 (at most 1,000 runs; 0..99999)")
 @click.option("--row", "only", multiple=True, help="only this row (repeatable); names as in the table")
@@ -93,6 +95,21 @@ def study_cmd(config_name, table, seeds, only, name, budget, overrides, threads)
     from app import commands
 
     commands.study(config_name, table, seeds, only, name, budget, overrides, threads)
+
+
+@cli.command("select")
+@click.option("--config", "config_name", default="demo", show_default=True, help="configs/NAME.yaml or a YAML path")
+@click.option("--seeds", default="0-2", show_default=True, help="e.g. 0,1,2 or 0-4: every candidate runs each seed")
+@click.option("--candidate", "candidates", multiple=True, help="a row of `study --table relabel` (repeatable; default: 9 rows)")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads and worker processes (runtime.threads)")
+def select_cmd(config_name, seeds, candidates, overrides, threads) -> None:
+    """Pick the variant that wins on your validation split: run the candidates (baselines included)
+    over the seeds, choose the best mean validation accuracy, register it as the challenger with the
+    evidence (each candidate's scores, the winner's lead and its interval) in its model card."""
+    from app import commands
+
+    commands.select(config_name, seeds, candidates, overrides, threads)
 
 
 @cli.command("finetune")

@@ -113,6 +113,28 @@ def study(config_name: str, table: str, seeds: str, only, name, budget, override
     click.echo(f"study_md: {outcome.md_path}")
 
 
+def select(config_name: str, seeds: str, candidates, overrides, threads) -> None:
+    """Score the candidate variants over seeds, register the one that wins on validation."""
+    from dcjt.experiments.tables import StudyError, parse_seeds
+
+    try:
+        seed_list = parse_seeds(seeds)
+        from app.select import run_select
+
+        values = {"runtime.threads": threads} if threads else {}
+        outcome = run_select(
+            config_name, seed_list, candidates=list(candidates) or None, overrides=overrides, values=values, progress=click.echo
+        )
+    except StudyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        stop_in_one_line(exc)
+    click.echo("\n" + outcome.study.markdown)
+    click.echo(f"selected: {outcome.evidence.summary()}")
+    echo_promotion(outcome.run.promotion)
+    click.echo(f"model: {outcome.run.model_uri}")
+
+
 def finetune(source: str, config_name: str, overrides, threads, run_config) -> None:
     """Fine-tune a registered model or a checkpoint on another target (paper Table 7)."""
     from app.runner import run_finetune

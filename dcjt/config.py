@@ -18,8 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dcjt.method.mapping import B_STATS_SOURCES, MAPPING_MODES
+from dcjt.method.posterior import EVIDENCE
 from dcjt.method.pseudo import PSEUDO_SOURCES
-from dcjt.method.relabel import RELABEL_MODES
+from dcjt.method.relabel import RELABEL_MODES, UNRESOLVED, RelabelRule
 from dcjt.model.architecture import BACKBONES, HEADS
 from dcjt.synthetic.world import WorldSpec
 from dcjt.utils.state import REPO_ROOT, state_home
@@ -193,10 +194,38 @@ class MethodConfig(Settings):
     )
     b_stats_from: Literal[B_STATS_SOURCES] = Field("all", description="B's Gaussians from all of B or from B - subB only")
     relabel: Literal[RELABEL_MODES] = Field(
-        "nearest", description="stage 3b: none, nearest (the paper), gated, oracle (the synthetic world's truth)"
+        "nearest",
+        description="stage 3b: none, nearest (the paper), gated, posterior (V/A Gaussians and M_A), latent (Dawid-Skene "
+        "over B's label, M_A and V/A), oracle (the synthetic world's truth)",
     )
     gate_ratio: float = Field(0.8, gt=0, le=1, description="gated: new centre nearer than ratio x the old class's centre")
     gate_m_a: bool = Field(True, description="gated: M_A must also predict the new label")
+    relabel_evidence: Literal[EVIDENCE] = Field(
+        "both", description="posterior: V/A and M_A's probabilities (both), V/A alone (va) or M_A alone (m_a)"
+    )
+    relabel_weight: float | None = Field(
+        None, ge=0, description="posterior: M_A's weight beside V/A (null: chosen on A's validation rows)"
+    )
+    relabel_threshold: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="posterior, latent: the posterior a new label must reach (null: chosen on A's validation rows to "
+        "reach relabel_precision; latent: relabel_precision itself)",
+    )
+    relabel_precision: float = Field(0.9, gt=0, le=1, description="posterior, latent: the precision a new label should reach")
+    unresolved: Literal[UNRESOLVED] = Field(
+        "keep",
+        description="posterior, latent: rows of B - subB below the threshold keep their label, train on the posterior as a "
+        "soft target (soft), or drop their discrete term (ignore)",
+    )
+    latent_max_iter: int = Field(
+        200, ge=1, le=100_000, description="latent: EM's iteration cap (then a warning; the last estimate is kept)"
+    )
+    stage3_order: Literal["map_first", "relabel_first"] = Field(
+        "map_first",
+        description="map B - subB's V/A then relabel (the paper), or relabel on the unmapped V/A, then map by the new labels",
+    )
     extra_fraction: float = Field(1.0, gt=0, le=1, description="seeded, stratified share of B's train rows used")
     scn: bool = Field(False, description="train the row as a Self-Cure Network (settings: dcn.scn)")
     target_use: bool = Field(
@@ -221,6 +250,28 @@ class MethodConfig(Settings):
             raise ValueError("method.target_use: false needs method.combine: merged (the joint schedule warms up on A's rows)")
         return self
 
+    @model_validator(mode="after")
+    def _soft_targets_need_a_posterior(self) -> MethodConfig:
+        if self.unresolved != "keep" and self.relabel not in ("posterior", "latent"):
+            raise ValueError(f"method.unresolved: {self.unresolved} needs method.relabel: posterior or latent")
+        if self.unresolved != "keep" and self.scn:
+            raise ValueError("method.unresolved: soft targets cannot train a Self-Cure Network row (it relabels hard labels)")
+        return self
+
+    def relabel_rule(self) -> RelabelRule:
+        """Stage 3b's settings as the rule ``dcjt.method.relabel`` applies."""
+        return RelabelRule(
+            mode=self.relabel,
+            gate_ratio=self.gate_ratio,
+            gate_m_a=self.gate_m_a,
+            evidence=self.relabel_evidence,
+            weight=self.relabel_weight,
+            threshold=self.relabel_threshold,
+            precision=self.relabel_precision,
+            unresolved=self.unresolved,
+            max_iter=self.latent_max_iter,
+        )
+
     @property
     def uses_joint_passes(self) -> bool:
         """Trains on B in passes of the joint schedule (DCJT and the oracle, not merged rows)."""
@@ -230,6 +281,12 @@ class MethodConfig(Settings):
     def variant_name(self) -> str:
         """Stable, readable name of the variant, e.g. ``dcjt-emotion-nearest``."""
         parts = [f"dcjt-{self.mapping}", self.relabel]
+        if self.relabel == "posterior" and self.relabel_evidence != "both":
+            parts.append(f"by-{self.relabel_evidence}")
+        if self.unresolved != "keep":
+            parts.append(self.unresolved)
+        if self.stage3_order != "map_first":
+            parts.append("relabel-first")
         if self.pseudo_from != "subset":
             parts.append(f"pseudo-{self.pseudo_from}")
         if self.extra_use != "all":
@@ -479,6 +536,10 @@ class PromotionConfig(Settings):
     bootstrap: bool = Field(True, description="also require the paired-bootstrap 95 % interval of the difference above 0")
     bootstrap_samples: int = Field(2000, ge=100, description="resamples of the paired bootstrap")
     force: bool = Field(False, description="promote the challenger whatever the gate says (e.g. an unusable champion)")
+    beat_baselines: bool = Field(
+        True,
+        description="a DCN that scores below one of the run's own baseline rows on validation is registered, not promoted",
+    )
 
     @field_validator("metric", mode="before")
     @classmethod
@@ -489,6 +550,36 @@ class PromotionConfig(Settings):
                 "(val_accuracy); every version still reports its test accuracy"
             )
         return v
+
+
+class CandidateScore(Settings):
+    """One candidate variant of ``run.py select``: its accuracy over the seeds (points)."""
+
+    row: str
+    val_mean: float
+    val_sd: float
+    test_mean: float
+    test_sd: float
+
+
+class SelectionEvidence(Settings):
+    """Why a run's variant was chosen (``run.py select``): every candidate's scores over the same
+    seeds, the winner on validation and the seed-level t-interval of its lead over the runner-up.
+    Set by the select command; a run that carries it puts it in the model card and the registry."""
+
+    study: str = Field(description="the study that scored the candidates")
+    seeds: list[int] = Field(description="the seeds every candidate ran")
+    candidates: list[CandidateScore] = Field(description="each candidate's validation and test accuracy")
+    winner: str = Field(description="the candidate with the best mean validation accuracy")
+    runner_up: str | None = Field(None, description="the second best on validation")
+    lead: float | None = Field(None, description="winner minus runner-up, validation points, mean over seeds")
+    lead_lo: float | None = Field(None, description="95 % t-interval over seeds of the lead: low (one seed: none)")
+    lead_hi: float | None = Field(None, description="95 % t-interval over seeds of the lead: high")
+
+    def summary(self) -> str:
+        interval = f" [{self.lead_lo:+.2f}, {self.lead_hi:+.2f}]" if self.lead_lo is not None else ""
+        versus = f" ahead of {self.runner_up!r} by {self.lead:+.2f} points{interval}" if self.runner_up else ""
+        return f"chosen on validation over seeds {self.seeds}: {self.winner!r}{versus} ({self.study})"
 
 
 class PipelineConfig(Settings):
@@ -524,6 +615,9 @@ class PipelineConfig(Settings):
     paths: PathsConfig = Field(default_factory=PathsConfig, description="where state lives")
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig, description="the MLflow tracking store")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="how much of the machine a run takes")
+    selection: SelectionEvidence | None = Field(
+        None, description="set by run.py select: the evidence the run's variant was chosen on (model card, registry)"
+    )
 
     @model_validator(mode="before")
     @classmethod

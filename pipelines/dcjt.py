@@ -1,5 +1,5 @@
 """The DCJT pipeline: ingest -> cache -> screening (class overlap, leakage guard) -> M_A -> subset
--> M_B -> pseudo labels -> mapping -> relabeling -> DCN -> evaluation -> registry, with the
+-> M_B -> pseudo labels -> mapping and relabeling (either order) -> DCN -> evaluation -> registry, with the
 paper's baselines as config switches. One or more extra datasets travel as one table of extras
 (``dataset`` tells them apart); each stage treats them dataset by dataset (``dcjt.method.extras``).
 
@@ -89,18 +89,37 @@ def screened_data(config: PipelineConfig, parent):
     return target, extra, t_cache, e_cache, gx, leakage
 
 
+def stage3(with_va, pseudo, method, gates, used: frozenset[str], row: str | None = None):
+    """Stage 3 in the method's order: map B - subB's V/A, then relabel (the paper), or relabel on
+    the unmapped V/A, then map by the new labels. (prepared table, mapping report, relabel report).
+    ``row``: a reported row's own stage 3 (its gates never stop the run)."""
+    map_id, relabel_id = ("map_extra_continuous", "relabel_extra") if row is None else (f"map_{row}", f"relabel_{row}")
+    on_map = dict(method=method, gates=gates, applies="mapping" in used, id=map_id)
+    on_relabel = dict(method=method, gates=gates, applies="relabel" in used, id=relabel_id)
+    if method.stage3_order == "relabel_first":
+        relabeled, relabel_report = relabel_extra(with_va, pseudo, **on_relabel)
+        prepared, mapping = map_extra_continuous(relabeled, pseudo, **on_map)
+        return prepared, mapping, relabel_report
+    mapped, mapping = map_extra_continuous(with_va, pseudo, **on_map)
+    prepared, relabel_report = relabel_extra(mapped, pseudo, **on_relabel)
+    return prepared, mapping, relabel_report
+
+
+STAGE3_KEYS = ("mapping", "b_stats_from", "stage3_order")
+
+
 def extra_for_row(row: str, row_method, method, tables: tuple, gates):
     """B's table a row trains on: DCJT's prepared table; B as published (or unused) for rows without
-    stage 3, shared by every variant so it stays cached; else B relabeled the row's own way."""
-    marked, mapped, prepared, pseudo = tables
+    stage 3, shared by every variant so it stays cached; else B prepared the row's own way."""
+    marked, with_va, prepared, pseudo = tables
     if row == "dcjt":
         return prepared
     if row_method.extra_use == "none" or (row_method.mapping, row_method.relabel) == ("none", "none"):
         return marked
-    if row_method.relabel == method.relabel:
+    same = all(getattr(row_method, k) == getattr(method, k) for k in STAGE3_KEYS)
+    if same and row_method.relabel_rule() == method.relabel_rule():
         return prepared
-    relabeled, _ = relabel_extra(mapped, pseudo, method=row_method, gates=gates, applies=False, id=f"relabel_{row}")
-    return relabeled
+    return stage3(with_va, pseudo, row_method, gates, frozenset(), row=row)[0]
 
 
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.FAIL_FAST)
@@ -131,8 +150,7 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         m_b, m_b_metrics, m_a, target, t_cache, marked, pseudo_from=method.pseudo_from, gates=gates, applies="pseudo" in used
     )
     with_va, extras_pseudo = pseudo_label_extras(m_b, marked, e_cache)  # extras without V/A: M_B's, like A
-    mapped, mapping = map_extra_continuous(with_va, pseudo, method=method, gates=gates, applies="mapping" in used)
-    prepared, relabeled = relabel_extra(mapped, pseudo, method=method, gates=gates, applies="relabel" in used)
+    prepared, mapping, relabeled = stage3(with_va, pseudo, method, gates, used)
     stages = log_stages(parent, subset, pseudo_report, mapping, relabeled, extras_pseudo, pseudo, marked, prepared)
     # Stage 4 and every row reported beside it: one recipe and budget, one evaluation step.
     row_setup = dict(**setup, train_cfg=config.train_config("dcn"), budget=config.budget)
@@ -140,7 +158,7 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     models, rows = {}, []
     for row in ("dcjt", *config.baselines):
         row_method = config.method_for(row)
-        row_extra = extra_for_row(row, row_method, method, (marked, mapped, prepared, pseudo), gates)
+        row_extra = extra_for_row(row, row_method, method, (marked, with_va, prepared, pseudo), gates)
         row_train = RowSetup(role="DCN" if row == "dcjt" else row, method=row_method, **row_setup)
         model, metrics, _ = train_dcn(pseudo, row_extra, marked, t_cache, e_cache, row_train, parent, id=train_step(row))
         variant = method.variant_name if row == "dcjt" else row

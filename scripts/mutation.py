@@ -48,6 +48,7 @@ GATE = (T + "integration/test_registry.py",)
 TRUST = (T + "unit/test_trust.py",)
 E2E = (T + "integration/test_pipeline_e2e.py", "-k", "relabeled")
 SERVED_VA = (T + "integration/test_registry.py", "-k", "hidden_truth")
+RELABEL = (T + "unit/test_relabel_posterior.py",)
 
 MUTANTS = [
     # readers: label maps and paths
@@ -278,6 +279,42 @@ MUTANTS = [
         ', "opencv-python-headless")',
         ")",
         (T + "integration/test_serving_package.py",),
+    ),
+    # stage 3b beyond the paper: posterior, latent, soft targets, the baseline guard
+    Mutant(
+        "posterior drops the class priors",
+        "dcjt/method/posterior.py",
+        "out[:, k] = g.log_priors[k] - 0.5",
+        "out[:, k] = -0.5",
+        RELABEL,
+    ),
+    Mutant(
+        "posterior ignores the threshold it chose",
+        "dcjt/method/relabel.py",
+        "sure = posterior.max(axis=1) >= threshold if len(idx)",
+        "sure = posterior.max(axis=1) >= 0 if len(idx)",
+        RELABEL,
+    ),
+    Mutant(
+        "EM forgets its anchors",
+        "dcjt/method/latent.py",
+        "t[known, anchors[known]] = 1.0",
+        "t[known] = 1.0 / NUM_CLASSES",
+        RELABEL,
+    ),
+    Mutant(
+        "soft targets replaced by the labels",
+        "dcjt/train/batches.py",
+        "targets[has] = soft[has]",
+        "targets[has] = targets[has]",
+        RELABEL,
+    ),
+    Mutant(
+        "a DCN below its baseline is promoted",
+        "dcjt/registry/promotion.py",
+        "if loser is not None and decision.promoted and not settings.force:",
+        "if False:",
+        RELABEL,
     ),
 ]
 

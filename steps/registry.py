@@ -53,10 +53,12 @@ def register_and_promote(
     registration: Registration,
     parent_run_id: str,
 ) -> Annotated[PromotionOutcome, "promotion"]:
-    """The promotion gate of a pipeline run for its DCN (row ``dcjt`` of ``rows``)."""
+    """The promotion gate of a pipeline run for its DCN (row ``dcjt`` of ``rows``; the other rows
+    are the baselines it must not lose to)."""
     return promote(
         model,
         next(r for r in rows if r.row == "dcjt"),
+        baselines=[r for r in rows if r.row != "dcjt"],
         target_table=target_table,
         target_cache=target_cache.path,
         extra_table=extra_prepared,

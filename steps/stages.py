@@ -13,21 +13,23 @@ import torch
 
 from dcjt.config import GatesConfig, MethodConfig
 from dcjt.data.cache import load_cache
-from dcjt.data.labels import M_A_COLUMN, SUBSET_COLUMN, split_rows
+from dcjt.data.labels import SUBSET_COLUMN, split_rows
 from dcjt.data.validation import gx_summary
-from dcjt.method import pseudo_label, relabel, select_subset, take_fraction, with_pseudo_va
+from dcjt.method import pseudo_label, relabel, select_subset, take_fraction, with_m_a_probabilities, with_pseudo_va
 from dcjt.method.extras import datasets, map_by_dataset, relabel_by_dataset, subset_by_dataset, va_datasets
 from dcjt.method.health import (
     extra_subset_gates,
     gate_report,
     mapping_gates,
     of_dataset,
+    posterior_health,
     pseudo_gates,
     relabel_gates,
     relabel_health,
     subset_gates,
     trusted_rows,
 )
+from dcjt.method.relabel import validation_part
 from dcjt.method.reports import ExtrasPseudoReport, MappingReport, PseudoReport, RelabelReport, SubsetReport
 from dcjt.method.truth import pseudo_truth
 from dcjt.train.batches import samples_from
@@ -83,13 +85,13 @@ def pseudo_label_target(
     applies: bool = True,
 ) -> tuple[Annotated[pd.DataFrame, "target_pseudo"], Annotated[PseudoReport, "pseudo_report"]]:
     """Stage 2: M_B predicts valence/arousal for every image of A (its pseudo continuous labels).
-    M_A's prediction for each row of A rides along (``m_a_label``): stage 3b's health gate applies
-    the relabel rule to A's validation rows, whose labels are trusted."""
+    M_A's probabilities for each row of A ride along: stage 3b chooses its posterior's weight and
+    threshold, and its health gate applies the relabel rule, on A's validation rows (labels trusted)."""
     samples = samples_from(target_table, load_cache(target_cache.path))
     _, va = predict(m_b, samples)
     m_a_probs, _ = predict(m_a, samples)
     pseudo, report = pseudo_label(target_table, va)
-    pseudo[M_A_COLUMN] = m_a_probs.argmax(axis=1).astype("int64")
+    pseudo = with_m_a_probabilities(pseudo, m_a_probs)
     checks = pseudo_gates(pseudo, published_va_rows(extra_marked, pseudo_from), m_b_metrics, gates)
     report.m_b = {k: float(v) for k, v in m_b_metrics.items() if k.endswith("_selected")}
     report.gates = gate_report("stage 2 (M_B, pseudo V/A)", checks, gates.mode, applies)
@@ -136,14 +138,21 @@ def map_extra_continuous(
 def relabel_extra(
     extra_mapped: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig, gates: GatesConfig, applies: bool = True
 ) -> tuple[Annotated[pd.DataFrame, "extra_prepared"], Annotated[RelabelReport, "relabel_report"]]:
-    """Stage 3b: relabel B - subB by A's class centres (``method.relabel``: none, nearest, gated,
-    oracle). Its health: the same rule on A's validation rows, whose labels are trusted."""
-    target = split_rows(target_pseudo, "train")
-    kw = dict(gate_ratio=method.gate_ratio, gate_m_a=method.gate_m_a)
-    relabeled, report = relabel_by_dataset(extra_mapped, target, method.relabel, **kw)
-    if method.relabel in ("nearest", "gated"):
+    """Stage 3b: relabel B - subB (``method.relabel``: none, nearest, gated, posterior, latent,
+    oracle); the posterior and latent modes choose and anchor on A's validation rows. Its health:
+    the rule on A's validation rows, whose labels are trusted (``posterior_health`` for the
+    posterior modes: the precision of their confident answers there)."""
+    target, validation = split_rows(target_pseudo, "train"), validation_part(target_pseudo)
+    rule = method.relabel_rule()
+    settings = {k: v for k, v in vars(rule).items() if k != "mode"}
+    extra = split_rows(extra_mapped, "train")  # B's training rows (mapped already, or not yet: relabel_first)
+    relabeled, report = relabel_by_dataset(extra, target, rule.mode, validation=validation, **settings)
+    if rule.mode in ("nearest", "gated"):
         trusted = trusted_rows(target_pseudo)
-        report.health = relabel_health(trusted, relabel(trusted, target, method.relabel, **kw)[0]) if len(trusted) else {}
+        report.health = relabel_health(trusted, relabel(trusted, target, rule.mode, **settings)[0]) if len(trusted) else {}
+    elif rule.mode in ("posterior", "latent"):
+        report.health = posterior_health(report.posterior, validation)
+    if rule.mode in ("nearest", "gated", "posterior", "latent"):
         report.gates = gate_report("stage 3b (relabeling)", relabel_gates(report.health, gates), gates.mode, applies)
     if report.enabled:
         report.gx = gx_summary(relabeled, "extra after relabeling")

@@ -7,6 +7,7 @@ when the work itself came from ZenML's cache.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ from zenml import get_step_context
 
 from dcjt.config import PipelineConfig
 from dcjt.data.labels import split_rows
-from dcjt.experiments.plots import confusion_figure, va_scatter
+from dcjt.experiments.plots import confusion_figure, latent_figure, va_scatter
 from dcjt.experiments.records import RunSummary
 from dcjt.method import class_centres, va_stats
 from dcjt.method.health import failed_gates
@@ -27,6 +28,8 @@ from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.train.evaluation import RowEvaluation
 from dcjt.utils.tracking import log_frame, log_json, log_tables, table_name
 from steps.common import dcjt_step
+
+log = logging.getLogger(__name__)
 
 SPLIT_CONTEXTS = (("train", "train"), ("val", "validation"), ("test", "test"))
 COMPARISON_COLUMNS = ["variant", "accuracy", "val_accuracy", "images_seen", "epochs_run", "steps", "b_passes", "flag"]
@@ -65,6 +68,9 @@ def _log_plots(stages: StageSummary, target_pseudo: pd.DataFrame, extra_marked: 
     if relabel.enabled and relabel.transition is not None:
         transition = confusion_figure(relabel.transition.matrix, "relabel transition", "old label", "new label")
         mlflow.log_figure(transition, "plots/relabel_transition.png")
+    if relabel.latent is not None:
+        figure = latent_figure(relabel.latent.confusions, relabel.latent.truth_confusions)
+        mlflow.log_figure(figure, "plots/latent_confusions.png")
     for dataset, m in stages.transitions.items() if len(stages.transitions) > 1 else ():
         title = f"{dataset}: relabel transition (train rows)"
         figure = confusion_figure(m.matrix, title, "old label", "new label")
@@ -117,6 +123,15 @@ def log_stages(
         }
         if relabel.enabled:
             metrics |= {"relabel.changed": relabel.n_changed, "relabel.changed_fraction": relabel.changed_fraction}
+            counts = {"resolved": relabel.n_resolved, "soft": relabel.n_soft, "ignored": relabel.n_ignored}
+            metrics |= {f"relabel.{k}": v for k, v in counts.items()}
+        if relabel.posterior is not None:
+            metrics |= {"relabel.threshold": relabel.posterior.threshold}
+            if relabel.posterior.weight is not None:
+                metrics |= {"relabel.weight": relabel.posterior.weight}
+        for warning in relabel.warnings:
+            mlflow.set_tag("relabel.warning", warning)
+            log.warning("stage 3b: %s", warning)
         mlflow.log_metrics(metrics | {f"audit.{k}": v for k, v in stages.audit.items()})
         _log_plots(stages, target_pseudo, extra_marked, extra_prepared)
     return stages

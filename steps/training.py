@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from dcjt.config import BudgetConfig, MethodConfig, NetworkConfig, TrainConfig
-from dcjt.data.labels import split_rows
+from dcjt.data.labels import SOFT_COLUMNS, split_rows
 from dcjt.method import m_b_rows, training_rows
 from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.checkpoint import read_latest
@@ -29,7 +29,7 @@ def _digest(*parts) -> str:
     h = hashlib.sha256()
     for p in parts:
         if isinstance(p, pd.DataFrame):
-            cols = [c for c in ("dataset", "image", "split", "label", "valence", "arousal") if c in p]
+            cols = [c for c in ("dataset", "image", "split", "label", "valence", "arousal", *SOFT_COLUMNS) if c in p]
             h.update(pd.util.hash_pandas_object(p[cols], index=False).values.tobytes())
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())

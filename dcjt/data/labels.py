@@ -20,7 +20,9 @@ import pandas as pd
 from dcjt.model.emotions import EMOTIONS, NUM_CLASSES  # the class order of every table (one source)
 
 SPLITS = ("train", "val", "test")
-LABEL_ORIGINS = ("human", "relabeled")
+# relabeled: stage 3b gave the row a new label; soft: it trains on a class posterior
+# (``SOFT_COLUMNS``); ignored: its discrete term is dropped (soft columns all 0).
+LABEL_ORIGINS = ("human", "relabeled", "soft", "ignored")
 VA_ORIGINS = ("human", "pseudo", "mapped", "none")
 
 REQUIRED_COLUMNS = ("dataset", "split", "image", "label", "valence", "arousal", "label_origin", "va_origin")
@@ -28,6 +30,8 @@ BOX_COLUMNS = ("face_x", "face_y", "face_w", "face_h")
 LANDMARK_COLUMN = "landmarks"
 SUBSET_COLUMN = "in_subset"  # set by stage 1: rows of B that M_A agrees with
 M_A_COLUMN = "m_a_label"  # set by stage 1: M_A's predicted class for each row of B
+M_A_PROB_COLUMNS = tuple(f"m_a_p_{e}" for e in EMOTIONS)  # set by stage 1: M_A's class probabilities
+SOFT_COLUMNS = tuple(f"soft_{e}" for e in EMOTIONS)  # set by stage 3b: a soft target (NaN: the label)
 
 
 class LabelTableError(ValueError):

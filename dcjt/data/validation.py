@@ -18,7 +18,17 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from dcjt.data.labels import LABEL_ORIGINS, NUM_CLASSES, SPLITS, VA_ORIGINS, LabelTableError, check_table, write_table
+from dcjt.data.labels import (
+    LABEL_ORIGINS,
+    M_A_PROB_COLUMNS,
+    NUM_CLASSES,
+    SOFT_COLUMNS,
+    SPLITS,
+    VA_ORIGINS,
+    LabelTableError,
+    check_table,
+    write_table,
+)
 
 
 @dataclass
@@ -53,7 +63,23 @@ def _with_helper_columns(df: pd.DataFrame) -> pd.DataFrame:
     is_test = (df["split"] == "test").to_numpy()
     out["train_test_overlap"] = [bool(t and k in train) for t, k in zip(is_test, test_keys)]
     out["va_pair"] = np.where(df["valence"].isna() == df["arousal"].isna(), "ok", "half_missing")
+    out["distributions"] = _distribution_check(df)
     return out
+
+
+def _distribution_check(df: pd.DataFrame) -> np.ndarray:
+    """Per row, whether its class distributions hold: M_A's probabilities and a soft target each
+    lie in [0, 1] and sum to 1 (a soft target: or to 0, ignored; NaN: none)."""
+    ok = np.ones(len(df), dtype=bool)
+    for columns, may_be_zero in ((M_A_PROB_COLUMNS, False), (SOFT_COLUMNS, True)):
+        if not all(c in df for c in columns):
+            continue
+        p = df[list(columns)].to_numpy(dtype=float)
+        unset = np.isnan(p).all(axis=1)
+        total = np.nansum(p, axis=1)
+        sums = np.isclose(total, 1.0, atol=1e-4) | (may_be_zero & np.isclose(total, 0.0, atol=1e-6))
+        ok &= unset | (~np.isnan(p).any(axis=1) & (p >= 0).all(axis=1) & (p <= 1 + 1e-6).all(axis=1) & sums)
+    return np.where(ok, "ok", "broken")
 
 
 def _build_suite(require_all_classes: bool = True):
@@ -74,6 +100,7 @@ def _build_suite(require_all_classes: bool = True):
     add(gxe.ExpectColumnValuesToBeInSet(column="label_origin", value_set=list(LABEL_ORIGINS)))
     add(gxe.ExpectColumnValuesToBeInSet(column="va_origin", value_set=list(VA_ORIGINS)))
     add(gxe.ExpectColumnValuesToBeInSet(column="va_pair", value_set=["ok"]))
+    add(gxe.ExpectColumnValuesToBeInSet(column="distributions", value_set=["ok"]))
     for col in ("valence", "arousal"):
         add(gxe.ExpectColumnValuesToNotBeNull(column=col, row_condition=Column("va_origin") != "none"))
     add(gxe.ExpectColumnValuesToBeInSet(column="train_test_overlap", value_set=[False]))

@@ -38,18 +38,40 @@ def va_scatter(panels: dict[str, pd.DataFrame], centres: np.ndarray | None = Non
     return fig
 
 
-def confusion_figure(matrix: np.ndarray, title: str, row_label: str = "true", col_label: str = "predicted"):
+def _confusion_panel(ax, matrix, title: str, row_label: str, col_label: str) -> None:
+    """Counts (integers) or shares (rows summing to 1), shaded by row share."""
     m = np.asarray(matrix, dtype=float)
-    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
-    fig = Figure(figsize=(6, 5.2))
-    ax = fig.subplots()
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1e-12)
+    shares = np.allclose(m, norm)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
-            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+            text = f"{m[i, j]:.2f}" if shares else f"{int(m[i, j])}"
+            colour = "white" if norm[i, j] > 0.5 else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=6 if shares else 7, color=colour)
     ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45, ha="right")
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
     ax.set(xlabel=col_label, ylabel=row_label, title=title)
+
+
+def confusion_figure(matrix: np.ndarray, title: str, row_label: str = "true", col_label: str = "predicted"):
+    fig = Figure(figsize=(6, 5.2))
+    _confusion_panel(fig.subplots(), matrix, title, row_label, col_label)
+    fig.tight_layout()
+    return fig
+
+
+def latent_figure(confusions: dict[str, list], truth: dict[str, list]):
+    """The latent model's confusion of each annotator (true class x its answer), and beside it,
+    on the synthetic world, the confusion the hidden truth shows."""
+    names = list(confusions)
+    rows = 2 if truth else 1
+    fig = Figure(figsize=(5.2 * len(names), 4.8 * rows))
+    axes = fig.subplots(rows, len(names), squeeze=False)
+    for c, name in enumerate(names):
+        _confusion_panel(axes[0][c], confusions[name], f"{name}: estimated (EM)", "latent true class", "answer")
+        if truth:
+            _confusion_panel(axes[1][c], truth.get(name, np.zeros((7, 7))), f"{name}: against the truth", "true class", "answer")
     fig.tight_layout()
     return fig
 

@@ -15,7 +15,11 @@ DIAGNOSTICS = (
     "w2_truth_mean_emotion_before",
     "w2_truth_mean_emotion_after",
     "relabel_precision",
+    "relabel_changed_share",
+    "relabel_coverage",
     "remaining_correct_after",
+    "relabel_threshold",
+    "relabel_weight",
 )
 
 

@@ -9,7 +9,7 @@ from dcjt.method.joint import training_rows
 from dcjt.method.mapping import MAPPING_MODES, map_continuous
 from dcjt.method.pseudo import m_b_rows, pseudo_label, with_pseudo_va
 from dcjt.method.relabel import RELABEL_MODES, class_centres, relabel, relabel_gated, relabel_nearest
-from dcjt.method.subset import select_subset, take_fraction
+from dcjt.method.subset import select_subset, take_fraction, with_m_a_probabilities
 
 __all__ = [
     "MAPPING_MODES",
@@ -26,5 +26,6 @@ __all__ = [
     "select_subset",
     "training_rows",
     "va_stats",
+    "with_m_a_probabilities",
     "with_pseudo_va",
 ]

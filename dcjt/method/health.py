@@ -205,6 +205,20 @@ def relabel_health(trusted: pd.DataFrame, relabeled: pd.DataFrame) -> dict:
     }
 
 
+def posterior_health(record, validation: pd.DataFrame) -> dict:
+    """A posterior mode's health in ``relabel_health``'s terms: the precision and coverage of its
+    confident answers on A's validation rows (labels trusted) beside their majority-class rate."""
+    if record is None or record.val_rows == 0:
+        return {}
+    labels = validation["label"].to_numpy()
+    return {
+        "precision": record.val_precision,
+        "coverage": record.val_coverage,
+        "rows": record.val_rows,
+        "majority_rate": majority_rate(labels) if len(labels) else float("nan"),
+    }
+
+
 def relabel_gates(health: dict, cfg) -> list[Gate]:
     """Stage 3b: on trusted rows the rule changes labels to the right class more often than
     relabeling everything to A's majority class would (a rule that changes nothing passes)."""

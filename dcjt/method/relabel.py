@@ -6,20 +6,63 @@
   disgust, so a label changes only where the nearest centre is clearly nearer than the original
   class's centre (``distance_new < gate_ratio x distance_old``) and, if ``gate_m_a``, M_A's
   prediction for the image agrees with the new label.
+- ``posterior`` (beyond the paper): a class posterior from the row's V/A under A's per-class
+  Gaussians and M_A's class probabilities (``dcjt.method.posterior``); a label changes where the
+  posterior of the new class passes a threshold. Weight and threshold are chosen on A's
+  validation rows unless the config sets them.
+- ``latent`` (beyond the paper): a latent true class behind B's label, M_A and the V/A posterior
+  (Dawid-Skene EM anchored on A's validation rows, ``dcjt.method.latent``); a label changes where
+  the latent posterior passes the threshold (default: the target precision: it is calibrated).
 - ``oracle`` (synthetic world only): every row of B gets its hidden true emotion (the ceiling).
+
+Rows of B - subB whose posterior passes no threshold are "unresolved": they keep their label
+(``keep``), train on the posterior as a soft target (``soft``) or drop their discrete term
+(``ignore``) (``SOFT_COLUMNS``; stage 4's loss reads them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES
+import dcjt.method.latent as latent_model
+import dcjt.method.posterior as post
+from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SOFT_COLUMNS, split_rows
 from dcjt.method.gaussian import has_va, label_confusion, matrix_record, remaining_rows, va_array
-from dcjt.method.reports import RelabelReport
+from dcjt.method.reports import LatentRecord, PosteriorRecord, RelabelReport
 from dcjt.method.truth import relabel_truth
 
-RELABEL_MODES = ("none", "nearest", "gated", "oracle")
+RELABEL_MODES = ("none", "nearest", "gated", "posterior", "latent", "oracle")
+UNRESOLVED = ("keep", "soft", "ignore")
+
+
+@dataclass(frozen=True)
+class RelabelRule:
+    """How stage 3b relabels (``MethodConfig.relabel_rule()`` builds it from the config)."""
+
+    mode: str = "nearest"
+    gate_ratio: float = 0.8  # gated
+    gate_m_a: bool = True  # gated
+    evidence: str = "both"  # posterior: both | va | m_a
+    weight: float | None = None  # posterior: M_A's weight (None: chosen on A's validation rows)
+    threshold: float | None = None  # posterior, latent: None: chosen on validation / the target precision
+    precision: float = 0.9  # posterior, latent: the precision a new label should reach
+    unresolved: str = "keep"  # posterior, latent: keep | soft | ignore
+    max_iter: int = 200  # latent: EM's iteration cap
+
+    def __post_init__(self) -> None:
+        if self.mode not in RELABEL_MODES:
+            raise ValueError(f"unknown relabel mode {self.mode!r}; choose from {RELABEL_MODES}")
+        if self.threshold is not None and not 0 < self.threshold <= 1:
+            raise ValueError(f"relabel threshold must be in (0, 1], got {self.threshold}")
+        if self.weight is not None and self.weight < 0:
+            raise ValueError(f"posterior weight must be >= 0, got {self.weight}")
+        if not 0 < self.precision <= 1:
+            raise ValueError(f"relabel precision must be in (0, 1], got {self.precision}")
+        if self.unresolved not in UNRESOLVED:
+            raise ValueError(f"unresolved rows: choose from {UNRESOLVED}, got {self.unresolved!r}")
 
 
 def class_centres(target: pd.DataFrame) -> np.ndarray:
@@ -42,13 +85,29 @@ def _squared_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 def _with_labels(
-    extra: pd.DataFrame, new: np.ndarray, rows: np.ndarray, centres: np.ndarray, mode: str, **settings
+    extra: pd.DataFrame,
+    new: np.ndarray,
+    rows: np.ndarray,
+    centres: np.ndarray,
+    mode: str,
+    soft: np.ndarray | None = None,
+    resolved: np.ndarray | None = None,
+    **settings,
 ) -> tuple[pd.DataFrame, RelabelReport]:
     old = extra["label"].to_numpy()
     changed = new != old
     out = extra.copy()
     out["label"] = new.astype("int64")
     out["label_origin"] = out["label_origin"].mask(changed, "relabeled")
+    if soft is not None:
+        has = ~np.isnan(soft).any(axis=1)
+        for k, col in enumerate(SOFT_COLUMNS):
+            out[col] = soft[:, k]
+        ignored = has & (np.nansum(soft, axis=1) == 0)
+        out["label_origin"] = out["label_origin"].mask(has & ~ignored, "soft").mask(ignored, "ignored")
+        settings.update(n_soft=int((has & ~ignored).sum()), n_ignored=int(ignored.sum()))
+    if resolved is not None:
+        settings["n_resolved"] = int(resolved.sum())
     present = ~np.isnan(centres).any(axis=1)
     report = RelabelReport(
         mode=mode,
@@ -59,7 +118,7 @@ def _with_labels(
         centres={EMOTIONS[i]: centres[i].tolist() for i in np.flatnonzero(present)},
         absent_classes=[EMOTIONS[i] for i in np.flatnonzero(~present)],
         transition=matrix_record(label_confusion(old[rows], new[rows]), "old label", "new label"),
-        truth=relabel_truth(extra, out),
+        truth=relabel_truth(extra, out, resolved),
         **settings,
     )
     return out, report
@@ -108,6 +167,166 @@ def relabel_gated(
     return _with_labels(extra, new, rows, centres, "gated", gate_ratio=ratio, gate_m_a=require_m_a, vetoed=vetoed)
 
 
+def _resolve(
+    extra: pd.DataFrame, rows: np.ndarray, posterior: np.ndarray, threshold: float, unresolved: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """New labels where the posterior (of ``rows``) passes ``threshold``; the other rows of
+    ``rows`` get a soft target (their posterior), or an all-zero one (ignored), or keep their
+    label. Returns (labels, soft targets or None, the rows resolved: changed or confirmed)."""
+    new = extra["label"].to_numpy().copy()
+    idx = np.flatnonzero(rows)
+    sure = posterior.max(axis=1) >= threshold if len(idx) else np.zeros(0, bool)
+    new[idx[sure]] = posterior.argmax(axis=1)[sure]
+    soft = None
+    if unresolved != "keep":
+        soft = np.full((len(extra), NUM_CLASSES), np.nan)
+        soft[idx[~sure]] = posterior[~sure] if unresolved == "soft" else 0.0
+    resolved = np.zeros(len(extra), dtype=bool)
+    resolved[idx[sure]] = True
+    return new, soft, resolved
+
+
+def _validation_rows(validation: pd.DataFrame | None, evidence: str) -> pd.DataFrame:
+    if validation is None:
+        return pd.DataFrame()
+    return validation[post.evidence_rows(validation, evidence)].reset_index(drop=True)
+
+
+def _need_validation(val: pd.DataFrame, mode: str, what: str) -> None:
+    if len(val) < post.MIN_CONFIDENT_ROWS:
+        raise ValueError(
+            f"relabel {mode}: the {what} is chosen on A's validation rows with pseudo V/A and M_A's probabilities, "
+            f"and {len(val)} are available; set method.relabel_{what} instead"
+        )
+
+
+def relabel_posterior(
+    extra: pd.DataFrame, target: pd.DataFrame, rule: RelabelRule, validation: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, RelabelReport]:
+    """B - subB relabeled where the class posterior (``rule.evidence``) of the new class passes
+    the threshold; weight and threshold chosen on ``validation`` (A's) unless ``rule`` sets them."""
+    g = post.fit_class_gaussians(target)
+    rows = remaining_rows(extra) & post.evidence_rows(extra, rule.evidence)
+    val = _validation_rows(validation, rule.evidence)
+    weight, scores = rule.weight, {}
+    if rule.evidence == "both" and weight is None:
+        _need_validation(val, "posterior", "weight")
+        weight, scores = post.choose_weight(val, g)
+    weight = weight if rule.evidence == "both" else None
+    val_post = post.posterior_of(val, g, rule.evidence, weight or 0.0) if len(val) else np.zeros((0, NUM_CLASSES))
+    labels = val["label"].to_numpy() if len(val) else np.zeros(0, int)
+    if rule.threshold is None:
+        _need_validation(val, "posterior", "threshold")
+        choice = post.choose_threshold(val_post, labels, rule.precision)
+        threshold, reached, chosen_on = choice.threshold, choice.reached, f"A's validation rows ({len(val)})"
+    else:
+        threshold, reached, chosen_on = rule.threshold, True, "config"
+    val_precision, val_coverage = post.precision_at(val_post, labels, threshold) if len(val) else (float("nan"), 0.0)
+    record = PosteriorRecord(
+        evidence=rule.evidence,
+        weight=weight,
+        threshold=threshold,
+        chosen_on=chosen_on if rule.weight is None or rule.evidence != "both" else f"{chosen_on}; weight: config",
+        val_rows=len(val),
+        val_precision=val_precision,
+        val_coverage=val_coverage,
+        target_precision=rule.precision,
+        reached=reached,
+        weight_scores=scores,
+    )
+    posterior = post.posterior_of(extra[rows], g, rule.evidence, weight or 0.0) if rows.any() else np.zeros((0, NUM_CLASSES))
+    new, soft, resolved = _resolve(extra, rows, posterior, threshold if reached else np.inf, rule.unresolved)
+    warnings = [] if reached else [f"no threshold reached precision {rule.precision:g} on A's validation rows: nothing relabeled"]
+    return _with_labels(extra, new, rows, g.means, "posterior", soft, posterior=record, resolved=resolved, warnings=warnings)
+
+
+def _va_answers(table: pd.DataFrame, g: post.ClassGaussians) -> np.ndarray:
+    """The V/A posterior's argmax per row (``latent_model.MISSING`` without V/A)."""
+    out = np.full(len(table), latent_model.MISSING)
+    rows = has_va(table)
+    if rows.any():
+        out[rows] = post.va_log_posterior(va_array(table)[rows], g).argmax(axis=1)
+    return out
+
+
+def _m_a_answers(table: pd.DataFrame) -> np.ndarray:
+    if M_A_COLUMN not in table:
+        raise ValueError(f"relabel latent: column {M_A_COLUMN!r} (M_A's prediction, set by stage 1) is missing")
+    return table[M_A_COLUMN].fillna(latent_model.MISSING).to_numpy(dtype=int)
+
+
+def relabel_latent(
+    extra: pd.DataFrame, target: pd.DataFrame, rule: RelabelRule, validation: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, RelabelReport]:
+    """B - subB relabeled by a latent true class behind each extra's labels, M_A and the V/A
+    posterior (EM over all of ``extra``'s rows, anchored on ``validation``: A's rows and labels)."""
+    g = post.fit_class_gaussians(target)
+    val = validation[has_va(validation)].reset_index(drop=True) if validation is not None else pd.DataFrame()
+    if len(val):
+        val = val[val[M_A_COLUMN].to_numpy() >= 0].reset_index(drop=True) if M_A_COLUMN in val else val.iloc[:0]
+    n_b, n_val = len(extra), len(val)
+    answers = {
+        "M_A": np.r_[_m_a_answers(extra), _m_a_answers(val) if n_val else np.zeros(0, int)],
+        "V/A": np.r_[_va_answers(extra, g), _va_answers(val, g) if n_val else np.zeros(0, int)],
+    }
+    names = extra["dataset"].astype(str).to_numpy()
+    for d in dict.fromkeys(names):
+        said = np.full(n_b + n_val, latent_model.MISSING)
+        said[:n_b][names == d] = extra["label"].to_numpy()[names == d]
+        answers[f"label: {d}"] = said
+    anchors = np.r_[np.full(n_b, latent_model.MISSING), val["label"].to_numpy(dtype=int) if n_val else np.zeros(0, int)]
+    fit = latent_model.dawid_skene(answers, anchors, max_iter=rule.max_iter)
+    threshold = rule.threshold if rule.threshold is not None else rule.precision
+    chosen_on = "config" if rule.threshold is not None else "the target precision (the latent posterior is calibrated)"
+    if n_val:
+        val_post = fit.posterior_from({"M_A": answers["M_A"][n_b:], "V/A": answers["V/A"][n_b:]})
+        val_precision, val_coverage = post.precision_at(val_post, val["label"].to_numpy(), threshold)
+    else:
+        val_precision, val_coverage = float("nan"), 0.0
+    rows = remaining_rows(extra)
+    new, soft, resolved = _resolve(extra, rows, fit.posterior[:n_b][rows], threshold, rule.unresolved)
+    warnings = [] if fit.converged else [f"EM did not converge in {fit.iterations} iterations; the last estimate is kept"]
+    record = PosteriorRecord(
+        evidence="latent",
+        threshold=threshold,
+        chosen_on=chosen_on,
+        val_rows=n_val,
+        val_precision=val_precision,
+        val_coverage=val_coverage,
+        target_precision=rule.precision,
+    )
+    truth = _confusions_against_truth(extra, {k: v[:n_b] for k, v in answers.items()})
+    latent = LatentRecord(
+        confusions={k: v.round(4).tolist() for k, v in fit.confusions.items()},
+        truth_confusions={k: v.round(4).tolist() for k, v in truth.items()},
+        prior=fit.prior.round(4).tolist(),
+        iterations=fit.iterations,
+        converged=fit.converged,
+        log_likelihood=fit.log_likelihood,
+        anchors=n_val,
+    )
+    out, report = _with_labels(
+        extra, new, rows, g.means, "latent", soft, posterior=record, latent=latent, resolved=resolved, warnings=warnings
+    )
+    for name, m in truth.items():  # how far EM's confusion is from the one the hidden truth shows
+        seen = m.sum(axis=1) > 0  # true classes B holds
+        report.truth[f"latent_confusion_mae.{name}"] = float(np.abs(fit.confusions[name][seen] - m[seen]).mean())
+    return out, report
+
+
+def _confusions_against_truth(extra: pd.DataFrame, answers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Synthetic world only: each annotator's confusion (shares per true class) against the truth."""
+    if "truth_label" not in extra:
+        return {}
+    truth = extra["truth_label"].to_numpy(dtype=int)
+    out = {}
+    for name, said in answers.items():
+        seen = said != latent_model.MISSING
+        counts = label_confusion(truth[seen], said[seen]).astype(float)
+        out[name] = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    return out
+
+
 def relabel_oracle(extra: pd.DataFrame) -> tuple[pd.DataFrame, RelabelReport]:
     """Every row of B gets its hidden true emotion (synthetic world only): the ceiling of relabeling."""
     if "truth_label" not in extra:
@@ -117,15 +336,24 @@ def relabel_oracle(extra: pd.DataFrame) -> tuple[pd.DataFrame, RelabelReport]:
 
 
 def relabel(
-    extra: pd.DataFrame, target: pd.DataFrame, mode: str, *, gate_ratio: float = 0.8, gate_m_a: bool = True
+    extra: pd.DataFrame, target: pd.DataFrame, mode: str, *, validation: pd.DataFrame | None = None, **settings
 ) -> tuple[pd.DataFrame, RelabelReport]:
-    """Stage 3b in the configured ``mode`` (``none`` passes B through)."""
+    """Stage 3b in the configured ``mode`` (``none`` passes B through); ``settings``: the other
+    fields of ``RelabelRule``; ``validation``: A's validation rows (posterior and latent modes)."""
+    rule = RelabelRule(mode=mode, **settings)
     if mode == "none":
         return extra, RelabelReport(mode="none")
     if mode == "nearest":
         return relabel_nearest(extra, target)
     if mode == "gated":
-        return relabel_gated(extra, target, gate_ratio, gate_m_a)
-    if mode == "oracle":
-        return relabel_oracle(extra)
-    raise ValueError(f"unknown relabel mode {mode!r}; choose from {RELABEL_MODES}")
+        return relabel_gated(extra, target, rule.gate_ratio, rule.gate_m_a)
+    if mode == "posterior":
+        return relabel_posterior(extra, target, rule, validation)
+    if mode == "latent":
+        return relabel_latent(extra, target, rule, validation)
+    return relabel_oracle(extra)
+
+
+def validation_part(target_pseudo: pd.DataFrame) -> pd.DataFrame:
+    """A's validation rows, which the posterior and latent modes choose and anchor on."""
+    return split_rows(target_pseudo, "val")

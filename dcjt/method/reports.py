@@ -100,9 +100,40 @@ class MappingReport(StageReport):
         return self.n_clipped / self.n_mapped if self.n_mapped else 0.0
 
 
+class PosteriorRecord(Record):
+    """Stage 3b's posterior (``posterior`` and ``latent`` modes): the evidence, M_A's weight and the
+    threshold a new label must pass, each with where it came from (``chosen_on``: A's validation
+    rows, or the config), and the validation scores they were chosen by."""
+
+    evidence: str
+    weight: float | None = None
+    threshold: float
+    chosen_on: str
+    val_rows: int = 0
+    val_precision: float = float("nan")
+    val_coverage: float = 0.0
+    target_precision: float = 0.9
+    reached: bool = True
+    weight_scores: dict[str, float] = Field(default_factory=dict)
+
+
+class LatentRecord(Record):
+    """The latent-truth model's fit: each annotator's confusion (rows: true class, columns: its
+    answer; shares), B's class prior, and how EM ended."""
+
+    confusions: dict[str, list[list[float]]]
+    truth_confusions: dict[str, list[list[float]]] = Field(default_factory=dict)  # synthetic world only
+    prior: list[float]
+    iterations: int
+    converged: bool
+    log_likelihood: float
+    anchors: int
+
+
 class RelabelReport(StageReport):
-    """Stage 3b: B - subB relabeled by A's class centres (``mode``), and the rule's health on A's
-    trusted validation rows."""
+    """Stage 3b: B - subB relabeled (``mode``: by A's class centres, a class posterior or a latent
+    true class), the rows resolved, trained on a soft target or ignored, and the rule's health on
+    A's trusted validation rows."""
 
     mode: str
     enabled: bool = False
@@ -115,6 +146,12 @@ class RelabelReport(StageReport):
     gate_ratio: float | None = None
     gate_m_a: bool | None = None
     vetoed: dict[str, int] = Field(default_factory=dict)
+    n_resolved: int = 0  # rows of B - subB whose label the rule is sure of (changed or confirmed)
+    n_soft: int = 0  # rows that train on their posterior (``unresolved: soft``)
+    n_ignored: int = 0  # rows whose discrete term is dropped (``unresolved: ignore``)
+    posterior: PosteriorRecord | None = None
+    latent: LatentRecord | None = None
+    warnings: list[str] = Field(default_factory=list)
     health: dict[str, float] = Field(default_factory=dict)
     per_dataset: dict[str, RelabelReport] = Field(default_factory=dict)
 
@@ -141,6 +178,10 @@ class StageSummary(Record):
         out = dict(self.audit)
         for part in (self.subset, self.pseudo, self.relabel):
             out.update(part.truth)
+        if self.relabel.posterior is not None:  # what stage 3b chose on A's validation rows
+            out["relabel_threshold"] = self.relabel.posterior.threshold
+            if self.relabel.posterior.weight is not None:
+                out["relabel_weight"] = self.relabel.posterior.weight
         return out
 
     def card_numbers(self) -> dict[str, float]:

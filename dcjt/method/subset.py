@@ -5,16 +5,31 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SUBSET_COLUMN, stratified_sample
+from dcjt.data.labels import EMOTIONS, M_A_COLUMN, M_A_PROB_COLUMNS, NUM_CLASSES, SUBSET_COLUMN, stratified_sample
 from dcjt.method.gaussian import label_confusion, matrix_record
 from dcjt.method.reports import SubsetReport
 from dcjt.method.truth import subset_truth
 
 
+def with_m_a_probabilities(table: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
+    """``table`` with M_A's class probabilities (``m_a_p_<emotion>``) and its argmax
+    (``m_a_label``): the evidence stage 3b's posterior and latent relabeling weigh."""
+    probs = np.asarray(probs, dtype=float)
+    if probs.shape != (len(table), NUM_CLASSES):
+        raise ValueError(f"M_A probabilities: shape {probs.shape}, expected ({len(table)}, {NUM_CLASSES})")
+    out = table.copy()
+    for k, col in enumerate(M_A_PROB_COLUMNS):
+        out[col] = probs[:, k]
+    out[M_A_COLUMN] = probs.argmax(axis=1).astype("int64")
+    return out
+
+
 def select_subset(extra: pd.DataFrame, predictions) -> tuple[pd.DataFrame, SubsetReport]:
-    """Mark rows of B where M_A's prediction equals B's human label (``in_subset``)."""
+    """Mark rows of B where M_A's prediction equals B's human label (``in_subset``). Given class
+    probabilities, they are kept beside the argmax (``with_m_a_probabilities``)."""
     pred = np.asarray(predictions.to_numpy() if isinstance(predictions, pd.Series) else predictions)
-    if pred.ndim == 2:  # class probabilities
+    probs = pred if pred.ndim == 2 else None
+    if probs is not None:
         pred = pred.argmax(axis=1)
     if len(pred) != len(extra):
         raise ValueError(f"select_subset: {len(pred)} predictions for {len(extra)} rows of the extra table")
@@ -22,7 +37,7 @@ def select_subset(extra: pd.DataFrame, predictions) -> tuple[pd.DataFrame, Subse
         raise ValueError(f"select_subset: predictions must be class ids 0..{NUM_CLASSES - 1}")
     labels = extra["label"].to_numpy()
     keep = pred.astype(int) == labels
-    out = extra.copy()
+    out = extra.copy() if probs is None else with_m_a_probabilities(extra, probs)
     out[SUBSET_COLUMN] = keep
     out[M_A_COLUMN] = pred.astype("int64")
     agreement = label_confusion(labels, pred)

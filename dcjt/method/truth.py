@@ -44,20 +44,27 @@ def pseudo_truth(target_pseudo: pd.DataFrame) -> dict:
     return {"pseudo_rmse": float(np.sqrt(np.mean(err**2)))}
 
 
-def relabel_truth(extra_before: pd.DataFrame, extra_after: pd.DataFrame) -> dict:
-    """Stage 3b: how many of the labels relabeling changed are right, and B - subB before/after."""
+def relabel_truth(extra_before: pd.DataFrame, extra_after: pd.DataFrame, resolved: np.ndarray | None = None) -> dict:
+    """Stage 3b: how many of the labels relabeling changed are right (precision), the share of
+    B - subB it changed, and B - subB's correct labels before/after; with ``resolved`` (the rows a
+    posterior rule is sure of, changed or confirmed) their share of B - subB and their accuracy."""
     if "truth_label" not in extra_after:
         return {}
     rest = remaining_rows(extra_after)
     truth = extra_after["truth_label"].to_numpy()
     before, after = extra_before["label"].to_numpy(), extra_after["label"].to_numpy()
     changed = after != before
-    return {
+    out = {
         "remaining_correct_before": _share(before[rest] == truth[rest]),
         "remaining_correct_after": _share(after[rest] == truth[rest]),
         "relabel_precision": _share(after[changed] == truth[changed]),
+        "relabel_changed_share": _share(changed[rest]),
         "n_relabeled": int(changed.sum()),
     }
+    if resolved is not None:
+        out["relabel_coverage"] = _share(resolved[rest])
+        out["resolved_correct"] = _share(after[resolved] == truth[resolved])
+    return out
 
 
 def criteria_report(target_train: pd.DataFrame, extra_before: pd.DataFrame, extra_after: pd.DataFrame) -> tuple[dict, dict]:

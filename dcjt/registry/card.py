@@ -53,6 +53,18 @@ def _markdown(frame: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def _selection_section(selection) -> list[str]:
+    """How the variant was chosen (``run.py select``): each candidate's scores over the seeds."""
+    table = pd.DataFrame(
+        [
+            {"val % mean": c.val_mean, "val % sd": c.val_sd, "test % mean": c.test_mean, "test % sd": c.test_sd}
+            for c in selection.candidates
+        ],
+        index=[c.row for c in selection.candidates],
+    )
+    return ["## How this variant was chosen", selection.summary() + ".", _markdown(table, digits=2)]
+
+
 def model_card(
     *,
     model_name: str,
@@ -63,10 +75,11 @@ def model_card(
     evaluation: RowEvaluation,
     recipe: dict,
     decision: dict,
+    selection=None,
 ) -> str:
     """The card as markdown. ``sources``: role -> dataset root; ``stage_numbers``: subset, relabel
     and audit figures; ``evaluation``: the row's scores; ``recipe``: network / training settings;
-    ``decision``: the promotion gate's outcome."""
+    ``decision``: the promotion gate's outcome; ``selection``: the evidence of ``run.py select``."""
     test = evaluation.test
     va_text = (
         _markdown(pd.DataFrame([test.va_truth], index=["test (hidden truth)"]))
@@ -76,6 +89,7 @@ def model_card(
     sections = [
         f"# Model card: {model_name}, DCJT row `{evaluation.variant}`",
         f"Promotion gate: **{decision.get('verdict')}**: {decision.get('reason')}.",
+        *(_selection_section(selection) if selection is not None else []),
         "## Data",
         *[f"- {role}: `{root}`" for role, root in sources.items()],
         "Target (A) rows per split and emotion:",

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from dcjt.config import PipelineConfig, PromotionConfig
+from dcjt.config import PipelineConfig, PromotionConfig, SelectionEvidence
 from dcjt.data.identity import row_keys
 from dcjt.data.labels import split_rows
 from dcjt.registry.card import model_card
@@ -35,6 +35,7 @@ class Registration(BaseModel):
     recipe: dict
     seed: int = 0
     min_side: int | None = None
+    selection: SelectionEvidence | None = None
 
     @classmethod
     def of(cls, config: PipelineConfig, stage: str = "dcn") -> Registration:
@@ -44,6 +45,7 @@ class Registration(BaseModel):
             recipe=config.recipe(stage),
             seed=config.seed,
             min_side=config.min_image_side,
+            selection=config.selection,
         )
 
 
@@ -74,16 +76,20 @@ def promote(
     registration: Registration,
     parent_run_id: str,
     mirror=None,
+    baselines: list[RowEvaluation] = (),
 ) -> PromotionOutcome:
     """Score the champion on the challenger's rows, log the DCN (with its model card) into its
-    training run, register it as challenger, promote it only if it wins."""
+    training run, register it as challenger, promote it only if it wins (against the champion
+    and, with ``promotion.beat_baselines``, against the run's own ``baselines``)."""
     name, settings = registration.model_name, registration.promotion
     champion = current_champion(mlflow.MlflowClient(), name)
     scores, problem = (None, None)
     if champion is not None:
         scores, problem = _champion_problem(champion, model.image_size, target_table, target_cache, registration)
     mine = {"val": challenger.val, "test": challenger.test}
-    decision, gate_tags = promotion_gate(mine, champion, scores, problem, settings, registration.seed)
+    split = settings.metric.removesuffix("_accuracy")
+    others = {b.row: getattr(b, split) for b in baselines}
+    decision, gate_tags = promotion_gate(mine, champion, scores, problem, settings, registration.seed, others)
     sources = {"target (A)": table_source(target_table), "extra (B)": table_source(extra_table)}
     card = model_card(
         model_name=name,
@@ -94,6 +100,7 @@ def promote(
         evaluation=challenger,
         recipe=registration.recipe,
         decision=decision.as_dict(),
+        selection=registration.selection,
     )
     run_id = challenger.training_run_id
     example = split_rows(target_table, "test")["image"].head(2).astype(str).tolist()
@@ -115,6 +122,10 @@ def promote(
                 "mlflow_run_id": run_id,
                 "pipeline_run_id": parent_run_id,
             }
+            if registration.selection is not None:
+                sel = registration.selection
+                tags |= {"selection.winner": sel.winner, "selection.study": sel.study, "selection": sel.summary()[:4900]}
+                mlflow.log_dict(sel.model_dump(mode="json"), "selection.json")
             description = (
                 f"DCJT row `{challenger.variant}` on {sources['target (A)']} (A) + {sources['extra (B)']} (B): validation "
                 f"accuracy {challenger.val.accuracy:.4f}, test accuracy {challenger.test.accuracy:.4f}. "

@@ -23,7 +23,7 @@ from dcjt.train.evaluation import SplitScores, score_split
 @dataclass(frozen=True)
 class Decision:
     promoted: bool
-    verdict: str  # promoted | kept champion | forced | first version | champion unusable | not comparable
+    verdict: str  # promoted | kept champion | forced | first version | champion unusable | not comparable | loses to a baseline
     reason: str
     challenger: float
     champion: float | None = None
@@ -94,6 +94,12 @@ def score_champion(champion, model_name: str, image_size: int, table: pd.DataFra
     return {split: score_split(network, table, images, split=split) for split in GATE_SPLITS}, None
 
 
+def beaten_by(challenger: SplitScores, baselines: dict[str, SplitScores]) -> tuple[str, float] | None:
+    """The run's own baseline row with the best score above the challenger's on the same rows."""
+    better = {row: s.accuracy for row, s in baselines.items() if s.accuracy > challenger.accuracy}
+    return max(better.items(), key=lambda kv: kv[1]) if better else None
+
+
 def promotion_gate(
     challenger: dict[str, SplitScores],
     champion,
@@ -101,22 +107,25 @@ def promotion_gate(
     problem: tuple[str, str] | None,
     settings: PromotionConfig,
     seed: int = 0,
+    baselines: dict[str, SplitScores] | None = None,
 ) -> tuple[Decision, dict[str, str]]:
     """Decide on the gate split and return the decision with the version tags that record it.
-    ``problem``: (verdict, why) when the champion cannot be compared."""
+    ``problem``: (verdict, why) when the champion cannot be compared; ``baselines``: the run's other
+    rows on the gate split: a challenger below one of them is not promoted (``beat_baselines``)."""
     split = settings.metric.removesuffix("_accuracy")
-    decision = decide(
-        np.asarray(challenger[split].correct),
-        None if champion_scores is None else np.asarray(champion_scores[split].correct),
-        metric=settings.metric,
-        min_margin=settings.min_margin,
-        bootstrap=settings.bootstrap,
-        samples=settings.bootstrap_samples,
-        force=settings.force,
-        champion_problem=problem[1] if problem else None,
-        problem_verdict=problem[0] if problem else "champion unusable",
-        seed=seed,
-    )
+    decision = _against_champion(challenger, champion_scores, problem, settings, seed, split)
+    loser = beaten_by(challenger[split], baselines or {}) if settings.beat_baselines else None
+    if loser is not None and decision.promoted and not settings.force:
+        row, score = loser
+        decision = Decision(
+            False,
+            "loses to a baseline",
+            f"{settings.metric} {challenger[split].accuracy:.4f} below this run's {row} row ({score:.4f}): registered as "
+            "challenger, not promoted (run.py select registers the variant that wins on validation)",
+            challenger[split].accuracy,
+            decision.champion,
+            decision.interval,
+        )
     tags = {
         "promotion.metric": settings.metric,
         "promotion.verdict": decision.verdict,
@@ -129,3 +138,18 @@ def promotion_gate(
     if decision.interval is not None:
         tags["promotion.interval"] = f"[{decision.interval[0]:+.4f}, {decision.interval[1]:+.4f}]"
     return decision, tags
+
+
+def _against_champion(challenger, champion_scores, problem, settings: PromotionConfig, seed: int, split: str) -> Decision:
+    return decide(
+        np.asarray(challenger[split].correct),
+        None if champion_scores is None else np.asarray(champion_scores[split].correct),
+        metric=settings.metric,
+        min_margin=settings.min_margin,
+        bootstrap=settings.bootstrap,
+        samples=settings.bootstrap_samples,
+        force=settings.force,
+        champion_problem=problem[1] if problem else None,
+        problem_verdict=problem[0] if problem else "champion unusable",
+        seed=seed,
+    )

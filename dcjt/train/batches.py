@@ -11,7 +11,7 @@ import torch
 
 from dcjt.config import TrainConfig
 from dcjt.data.cache import read_rows, row_keys
-from dcjt.data.labels import NUM_CLASSES
+from dcjt.data.labels import NUM_CLASSES, SOFT_COLUMNS
 from dcjt.model.inference import normalise
 
 
@@ -29,6 +29,9 @@ class Samples:
     va: np.ndarray  # (N, 2) float32, NaN where unknown
     source: np.ndarray | None = None
     groups: np.ndarray | None = None  # dataset of each row (codes), for balancing over several extras
+    # (N, 7) float32 class targets, or None: hard labels. A row's target is its one-hot label, a
+    # stage-3b posterior (soft) or all zeros (its discrete term is dropped).
+    targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, list):
@@ -86,14 +89,30 @@ def samples_from(table: pd.DataFrame, *caches) -> Samples:
     if (positions < 0).any():
         missing = table.loc[positions < 0, "image"].head(5).tolist()
         raise KeyError(f"{int((positions < 0).sum())} images are in no image cache, e.g. {missing}")
+    labels = table["label"].to_numpy(dtype=np.int64)
     return Samples(
         images=[c.images for c in caches],
         positions=positions,
-        labels=table["label"].to_numpy(dtype=np.int64),
+        labels=labels,
         va=table[["valence", "arousal"]].to_numpy(dtype=np.float32),
         source=source,
         groups=pd.factorize(table["dataset"])[0].astype(np.int64) if "dataset" in table else None,
+        targets=class_targets(table, labels),
     )
+
+
+def class_targets(table: pd.DataFrame, labels: np.ndarray) -> np.ndarray | None:
+    """(N, 7) targets when any row of ``table`` has a soft target (``SOFT_COLUMNS``): those rows'
+    soft targets, one-hot labels elsewhere; None when every row trains on its label."""
+    if not all(c in table for c in SOFT_COLUMNS):
+        return None
+    soft = table[list(SOFT_COLUMNS)].to_numpy(dtype=np.float32)
+    has = ~np.isnan(soft).any(axis=1)
+    if not has.any():
+        return None
+    targets = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+    targets[has] = soft[has]
+    return targets
 
 
 AUGMENT_DRAWS = 6  # per row: flip, erase?, erase scale, erase ratio, erase top, erase left

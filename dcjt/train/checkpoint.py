@@ -1,12 +1,14 @@
 """Per-epoch checkpoints written atomically, resumed only when they are provably this training's.
 
-A checkpoint folder holds ``epoch-NNNN.pt`` (model, optimiser, scheduler, RNG state, history and
+A checkpoint folder holds ``epoch-NNNN-<hash>.pt`` (model, optimiser, scheduler, RNG state, history and
 the best state so far: tensors and plain types only) and ``last.json``, the record that points at
 the newest one with its SHA-256 and the fingerprint of the training (recipe, network, data sizes).
 Resuming reads the JSON record first: a checkpoint of another training, or a file that is not the
 one recorded (planted, swapped, truncated), is refused before anything is unpickled, and the file
 itself is read with ``torch.load(weights_only=True)``, which runs no code. The record is replaced
 in one rename after the new file is complete, so a kill at any moment leaves a consistent pair.
+File names carry the first 12 hex digits of their SHA-256, so two runs of the same training in one
+folder never overwrite each other's file under a name the other's record points at.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import torch
@@ -23,7 +26,8 @@ from dcjt.config import TrainConfig
 from dcjt.utils.files import replace_atomic
 
 RECORD = "last.json"
-FILE_NAME = re.compile(r"epoch-\d{4,}\.pt")
+FILE_NAME = re.compile(r"epoch-\d{4,}(-[0-9a-f]{12})?\.pt")
+SETTLE_S = 2.0  # how long a record may point at a missing or other file before it is refused
 
 
 class CheckpointError(ValueError):
@@ -45,20 +49,21 @@ def latest(folder: Path) -> Path | None:
 
 
 def save_checkpoint_file(folder: Path, epoch: int, payload: dict, fp: dict) -> Path:
-    """Write epoch ``epoch``'s checkpoint, then the record that points at it; drop older files.
-    The record's hash is of the bytes this process wrote, so a run beside it (the same training in
-    the same folder) can never pair its record with the other's file for long."""
+    """Write epoch ``epoch``'s checkpoint, then the record that points at it; drop older files
+    except the one the record points at now (a run beside this one may have just written it)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"epoch-{epoch:04d}.pt"
     buffer = io.BytesIO()
     torch.save({**payload, "epoch": epoch}, buffer)
     data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    path = folder / f"epoch-{epoch:04d}-{digest[:12]}.pt"
     replace_atomic(lambda tmp: tmp.write_bytes(data), path)
-    record = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "epoch": epoch, "fingerprint": fp}
+    record = {"file": path.name, "sha256": digest, "epoch": epoch, "fingerprint": fp}
     replace_atomic(lambda tmp: tmp.write_text(json.dumps(record)), folder / RECORD)
     for old in folder.glob("epoch-*.pt"):
-        if old.name != path.name:
+        current = latest(folder)
+        if old.name != path.name and (current is None or old.name != current.name):
             old.unlink(missing_ok=True)
     return path
 
@@ -80,9 +85,10 @@ def read_latest(folder: Path, expected_fingerprint: dict | None = None) -> tuple
 
     Checks the fingerprint (when given) and the file name before reading, and the SHA-256 of the
     bytes read. When another process replaced the checkpoint in between (the record moved on),
-    it reads again; a file that does not match an unchanged record is refused."""
+    it reads again; a file that does not match a record unchanged for ``SETTLE_S`` is refused."""
     folder = Path(folder)
-    for _ in range(20):
+    mismatch_since = None
+    for _ in range(200):
         found = _record(folder)
         if found is None:
             return None
@@ -101,10 +107,16 @@ def read_latest(folder: Path, expected_fingerprint: dict | None = None) -> tuple
         if data is not None and hashlib.sha256(data).hexdigest() == record.get("sha256"):
             return record, data
         again = _record(folder)
-        if again is not None and again[0] == text:
-            raise CheckpointError(
-                f"checkpoint {folder / name} is not the file its record {folder / RECORD} describes (changed or missing)"
-            )
+        if again is None or again[0] != text:
+            mismatch_since = None
+            continue
+        mismatch_since = mismatch_since or time.monotonic()
+        if time.monotonic() - mismatch_since < SETTLE_S:
+            time.sleep(0.02)
+            continue
+        raise CheckpointError(
+            f"checkpoint {folder / name} is not the file its record {folder / RECORD} describes (changed or missing)"
+        )
     raise CheckpointError(f"checkpoint folder {folder} keeps changing under this run; use a new folder")
 
 

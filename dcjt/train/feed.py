@@ -92,6 +92,7 @@ class HostBatch:
     va: torch.Tensor
     draws: torch.Tensor  # augmentation numbers of this process's rows
     known_total: int  # rows of the whole batch with valence/arousal
+    targets: torch.Tensor | None = None  # (rows, 7) class targets when the source has soft ones
     copied: torch.cuda.Event | None = None  # set when the copy to the GPU is queued
 
 
@@ -157,6 +158,7 @@ def host_batches(
             va=torch.from_numpy(samples.va[mine]),
             draws=draws[torch.from_numpy(part)],
             known_total=int((~np.isnan(samples.va[idx]).any(axis=1)).sum()),
+            targets=torch.from_numpy(samples.targets[mine]) if samples.targets is not None else None,
         )
         yield batch
 
@@ -220,12 +222,13 @@ def prefetched(items: Iterator, depth: int):
 
 
 def device_batch(batch: HostBatch, feed: Feed, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Images (normalised, augmented, float NCHW), labels and valence/arousal on ``feed.device``."""
+    """Images (normalised, augmented, float NCHW), class targets (labels, or (rows, 7) soft
+    targets where the batch's source has them) and valence/arousal on ``feed.device``."""
     x = batch.images.to(feed.device, non_blocking=feed.pin)
     if feed.pin:
         batch.copied = torch.cuda.Event()
         batch.copied.record()
     x = augment(x, cfg, batch.draws, feed.channels_last)
-    y = batch.labels.to(feed.device, non_blocking=feed.pin)
+    y = (batch.targets if batch.targets is not None else batch.labels).to(feed.device, non_blocking=feed.pin)
     va = batch.va.to(feed.device, non_blocking=feed.pin)
     return x, y, va

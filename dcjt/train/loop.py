@@ -99,7 +99,8 @@ def loss_fn(
     known_total: int | None = None,
     world: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CE + lam x MSE; rows with NaN valence/arousal contribute no MSE.
+    """CE + lam x MSE; rows with NaN valence/arousal contribute no MSE. ``y``: class ids, or (N, 7)
+    class targets (stage 3b's soft targets; an all-zero row adds no CE).
 
     Computed as sums over this process's rows divided by the whole batch's counts (``n_total``
     rows, ``known_total`` with valence/arousal) and multiplied by ``world``: DDP's gradient
@@ -109,7 +110,7 @@ def loss_fn(
     n_total = len(y) if n_total is None else n_total
     known = ~torch.isnan(va).any(dim=1)
     known_total = int(known.sum()) if known_total is None else known_total
-    ce = F.cross_entropy(out[:, :NUM_CLASSES], y, reduction="sum") / n_total
+    ce = F.cross_entropy(out[:, :NUM_CLASSES], y, reduction="sum") / n_total  # class ids or class probabilities
     if lam > 0 and known_total > 0:
         mse = ((out[known, NUM_CLASSES:] - va[known]) ** 2).sum() / (2 * known_total)
     else:

@@ -38,3 +38,21 @@ def test_two_row_study_tracks_rows_and_resumes_from_the_cache():
     for run in last_runs:
         trained = {n: str(s.status) for n, s in run.steps.items() if n.startswith("train_")}
         assert set(trained.values()) == {"cached"}, trained
+
+
+def test_select_registers_the_planted_winner_with_its_evidence():
+    """B's labels are pure noise in this world, so A alone must beat the straight merge on
+    validation: select picks it over two seeds and registers it with the evidence."""
+    from app.select import run_select
+
+    candidates = ["target only (A, DL)", "straight A + B"]
+    planted = {"data.world.extra.noise": 1.0, "model_name": "tiny-select"}
+    outcome = run_select("tiny", [0, 1], candidates=candidates, values=planted, progress=lambda _: None)
+    evidence = outcome.evidence
+    assert evidence.winner == "target only (A, DL)" and evidence.runner_up == "straight A + B"
+    assert evidence.lead > 0 and [c.row for c in evidence.candidates] == candidates
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("tiny-select", "champion")
+    assert version.tags["selection.winner"] == "target only (A, DL)" and "extra-none" in version.tags["variant"]
+    card = mlflow.artifacts.load_text(f"runs:/{version.tags['mlflow_run_id']}/model_card.md")
+    assert "## How this variant was chosen" in card and "straight A + B" in card

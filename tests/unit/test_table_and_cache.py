@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from dcjt.data.cache import build_cache, cache_key, open_cache
-from dcjt.data.labels import LabelTableError, make_table, read_table, write_table
+from dcjt.data.labels import EMOTIONS, LabelTableError, make_table, read_table, write_table
 from dcjt.data.readers import ingest
 from dcjt.data.validation import ValidationError, validate_table, write_valid_table
 from dcjt.model.images import ImageReadError, decode, preprocess
@@ -183,6 +183,10 @@ SUITE_CASES = {
         {("expect_column_values_to_be_in_set", "train_test_overlap"), ("expect_compound_columns_to_be_unique", None)},
     ),
     "every class in train": ({(6, "label"): 5}, {("expect_column_distinct_values_to_contain_set", "label")}),
+    "class distributions": (
+        {(0, f"soft_{e}"): 0.5 for e in EMOTIONS},  # a soft target summing to 3.5
+        {("expect_column_values_to_be_in_set", "distributions")},
+    ),
 }
 
 
@@ -202,7 +206,7 @@ def test_suite_holds_one_expectation_per_case():
     """A new expectation needs its own failing table above."""
     from dcjt.data.validation import _build_suite
 
-    assert len(_build_suite().expectations) == 15
+    assert len(_build_suite().expectations) == 16
     assert validate_table(_table()).success
 
 

@@ -229,6 +229,36 @@ def test_checkpoint_reads_stay_consistent_while_another_run_writes(tmp_path):
     assert len(seen) > 1
 
 
+def test_two_writers_of_the_same_epochs_never_break_a_read(tmp_path):
+    """Two runs of one training write the same epoch numbers with different bytes (as two
+    processes do): a read never pairs one run's record with the other's file, and nothing is
+    refused."""
+    import threading
+
+    from dcjt.train.checkpoint import read_latest, save_checkpoint_file
+
+    folder, fp = tmp_path / "ck", _fp()
+    save_checkpoint_file(folder, 0, {"w": torch.zeros(64, 64)}, fp)
+
+    def writer(offset: float):
+        for epoch in range(1, 40):
+            save_checkpoint_file(folder, epoch, {"w": torch.full((64, 64), epoch + offset)}, fp)
+
+    threads = [threading.Thread(target=writer, args=(offset,)) for offset in (0.0, 0.5)]
+    for thread in threads:
+        thread.start()
+    reads = 0
+    while any(thread.is_alive() for thread in threads):
+        record, data = read_latest(folder, fp)
+        ck = torch.load(io.BytesIO(data), weights_only=True)
+        assert ck["epoch"] == record["epoch"] and int(float(ck["w"][0, 0])) == record["epoch"]
+        reads += 1
+    for thread in threads:
+        thread.join()
+    assert reads > 1 and read_latest(folder, fp)[0]["epoch"] == 39
+    assert len(list(folder.glob("epoch-*.pt"))) <= 2
+
+
 def test_ddp_result_is_read_without_running_code(tmp_path):
 
     marker = tmp_path / "marker"

@@ -1,0 +1,86 @@
+"""``run.py select``: the pipeline picks the variant that wins on the team's own validation split.
+
+The candidates (target only and the straight merges among them: a DCN that loses to its own
+baseline is never the one registered) run as a study over the same seeds, shared stages from the
+cache; the winner is the best mean validation accuracy, reported with the seed-level t-interval
+of its lead over the runner-up. Then the winner runs once more as a pipeline at the first seed,
+with the stage gates on, and is registered as the challenger (promoted if it beats the champion)
+with the evidence in its model card, its version tags and its MLflow run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.runner import RunOutcome, run_pipeline
+from app.study import StudyOutcome, run_study
+from dcjt.config import CandidateScore, SelectionEvidence, load_config
+from dcjt.experiments.statistics import t_interval
+from dcjt.experiments.tables import study_rows
+
+# Every baseline, DCJT as published, the gated row and the new stage 3b rows.
+CANDIDATES = (
+    "target only (A, DL)",
+    "straight A + B",
+    "straight A + B, class-balanced",
+    "DCJT",
+    "CLS / gated DL / EDCLM",
+    "relabel: posterior (V/A + M_A)",
+    "relabel: latent",
+    "relabel: posterior (V/A + M_A), soft",
+    "relabel: latent, soft",
+)
+TABLE = "relabel"  # the candidates are rows of this study table
+
+
+@dataclass
+class SelectOutcome:
+    evidence: SelectionEvidence
+    study: StudyOutcome
+    run: RunOutcome
+
+
+def choose(records, candidates: list[str], seeds: list[int], study: str) -> SelectionEvidence:
+    """The candidate with the best mean validation accuracy over ``seeds`` and its lead over the
+    runner-up (per-seed differences, t-interval), from a study's records."""
+    scores = []
+    for row in candidates:
+        mine = records[records["row"] == row].set_index("seed").loc[seeds]
+        scores.append(
+            CandidateScore(
+                row=row,
+                val_mean=100 * mine["val_accuracy"].mean(),
+                val_sd=100 * mine["val_accuracy"].std(ddof=1) if len(seeds) > 1 else 0.0,
+                test_mean=100 * mine["accuracy"].mean(),
+                test_sd=100 * mine["accuracy"].std(ddof=1) if len(seeds) > 1 else 0.0,
+            )
+        )
+    ranked = sorted(scores, key=lambda c: -c.val_mean)
+    evidence = SelectionEvidence(study=study, seeds=seeds, candidates=scores, winner=ranked[0].row)
+    if len(ranked) > 1:
+        by_seed = records.set_index(["row", "seed"])["val_accuracy"]
+        diffs = np.array([by_seed[(ranked[0].row, s)] - by_seed[(ranked[1].row, s)] for s in seeds])
+        mean, lo, hi, _ = t_interval(diffs)
+        interval = {"lead_lo": 100 * lo, "lead_hi": 100 * hi} if np.isfinite(lo) else {}
+        evidence = evidence.model_copy(update={"runner_up": ranked[1].row, "lead": 100 * mean, **interval})
+    return evidence
+
+
+def run_select(
+    config_name: str, seeds: list[int], *, candidates=None, overrides=(), values=None, progress=print
+) -> SelectOutcome:
+    """Score the candidates over ``seeds``, pick the winner on validation, register it."""
+    names = list(candidates or CANDIDATES)
+    rows, _ = study_rows(TABLE, names)  # unknown names are refused here, before any training
+    base = load_config(config_name, overrides, values)
+    study = run_study(
+        config_name, TABLE, seeds, overrides=overrides, values=values, only=names, name=f"{base.name}-select", progress=progress
+    )
+    evidence = choose(study.records, names, seeds, study.name)
+    winner = next(r for r in rows if r.name == evidence.winner)
+    progress(f"select: {evidence.summary()}; registering it (seed {seeds[0]})")
+    run_values = {**(values or {}), **winner.values, "seed": seeds[0], "baselines": [], "selection": evidence.model_dump()}
+    cfg = load_config(config_name, overrides, run_values)
+    return SelectOutcome(evidence, study, run_pipeline(cfg))

@@ -1,0 +1,350 @@
+"""Stage 3b beyond the paper: the class posterior (V/A Gaussians + M_A) and the latent true class
+(Dawid-Skene EM) against hand-computed values and a planted confusion; soft targets in the loss
+and the GX contract; bad settings refused by name."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import multivariate_normal
+
+from dcjt.config import ConfigError, load_config
+from dcjt.data.labels import LABEL_ORIGINS, M_A_PROB_COLUMNS, NUM_CLASSES, SOFT_COLUMNS, make_table
+from dcjt.data.validation import validate_table
+from dcjt.method import posterior as post
+from dcjt.method.latent import MISSING, dawid_skene
+from dcjt.method.relabel import RelabelRule, relabel
+from dcjt.method.subset import with_m_a_probabilities
+from dcjt.train.batches import class_targets
+from dcjt.train.loop import loss_fn
+
+
+def _target() -> pd.DataFrame:
+    """A's train rows: class 0 (surprise) around (0, 0.6), class 3 (happiness) around (0.6, 0),
+    class 6 (neutral) around (0, 0): four points each, twice as many neutral rows."""
+    pts = {0: [(0.1, 0.6), (-0.1, 0.6), (0.0, 0.7), (0.0, 0.5)], 3: [(0.6, 0.1), (0.6, -0.1), (0.7, 0.0), (0.5, 0.0)]}
+    pts[6] = [(0.1, 0.0), (-0.1, 0.0), (0.0, 0.1), (0.0, -0.1)] * 2
+    va = np.array([p for k in (0, 3, 6) for p in pts[k]])
+    labels = [k for k in (0, 3, 6) for _ in pts[k]]
+    return make_table("a", "train", [f"t{i}" for i in range(len(va))], labels, va[:, 0], va[:, 1])
+
+
+def _rows(va, labels, m_a, name="b", split="train", subset=False) -> pd.DataFrame:
+    va = np.asarray(va, dtype=float)
+    t = make_table(name, split, [f"{name}{i}" for i in range(len(va))], labels, va[:, 0], va[:, 1])
+    t = with_m_a_probabilities(t, np.asarray(m_a, dtype=float))
+    t["in_subset"] = subset
+    return t
+
+
+def _probs(k: int, p: float) -> list[float]:
+    out = [(1 - p) / (NUM_CLASSES - 1)] * NUM_CLASSES
+    out[k] = p
+    return out
+
+
+def test_va_posterior_matches_a_hand_computed_gaussian_discriminant():
+    target = _target()
+    g = post.fit_class_gaussians(target)
+    x = np.array([[0.3, 0.3], [0.05, 0.55], [0.0, 0.0]])
+    expected = np.zeros((3, NUM_CLASSES))
+    for k in (0, 3, 6):
+        pts = target.loc[target["label"] == k, ["valence", "arousal"]].to_numpy()
+        cov = np.cov(pts.T) + post.RIDGE * np.eye(2)
+        prior = len(pts) / len(target)
+        expected[:, k] = prior * multivariate_normal(pts.mean(0), cov).pdf(x)
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.exp(post.va_log_posterior(x, g)), expected, atol=1e-12)
+    assert np.isneginf(post.va_log_posterior(x, g)[:, [1, 2, 4, 5]]).all()  # classes A lacks
+
+
+def test_combined_posterior_is_va_times_m_a_to_the_weight():
+    g = post.fit_class_gaussians(_target())
+    rows = _rows([[0.3, 0.3]], [1], [_probs(3, 0.6)])
+    va = np.exp(post.va_log_posterior(np.array([[0.3, 0.3]]), g))[0]
+    m_a = np.array(_probs(3, 0.6))
+    for w in (0.0, 0.5, 2.0):
+        hand = va * m_a**w
+        np.testing.assert_allclose(post.posterior_of(rows, g, "both", w)[0], hand / hand.sum(), atol=1e-12)
+    np.testing.assert_allclose(post.posterior_of(rows, g, "m_a", 1.0)[0], m_a, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0, 4), st.lists(st.tuples(st.floats(-1, 1), st.floats(-1, 1)), min_size=1, max_size=20))
+def test_posteriors_are_distributions_and_weight_zero_is_va_alone(weight, points):
+    g = post.fit_class_gaussians(_target())
+    rng = np.random.default_rng(len(points))
+    probs = rng.dirichlet(np.ones(NUM_CLASSES), len(points))
+    rows = _rows(points, [0] * len(points), probs)
+    both = post.posterior_of(rows, g, "both", weight)
+    np.testing.assert_allclose(both.sum(axis=1), 1.0, atol=1e-9)
+    assert (both >= 0).all()
+    if weight == 0:
+        np.testing.assert_allclose(both, post.posterior_of(rows, g, "va", 1.0), atol=1e-12)
+
+
+def test_threshold_is_the_lowest_that_reaches_the_precision_on_validation():
+    # 20 rows: confidence 0.95 (10 rows, all right), 0.6 (10 rows, 5 right).
+    post_ = np.zeros((20, NUM_CLASSES))
+    post_[:10, 0], post_[:10, 1] = 0.95, 0.05
+    post_[10:, 0], post_[10:, 1] = 0.6, 0.4
+    labels = np.r_[np.zeros(10, int), np.zeros(5, int), np.ones(5, int)]
+    choice = post.choose_threshold(post_, labels, 0.9)
+    assert choice.reached and 0.6 < choice.threshold <= 0.95 and choice.precision == 1.0 and choice.coverage == 0.5
+    assert post.choose_threshold(post_, labels, 0.7).threshold == 0.3  # 15 of 20 right: 0.75 at any threshold
+    never = post.choose_threshold(post_[10:], labels[10:], 0.9)
+    assert not never.reached and never.threshold == 1.0 and never.coverage == 0.0
+
+
+def test_relabel_posterior_changes_sure_rows_and_trains_the_rest_soft_or_not_at_all():
+    target = _target()
+    val = _rows(
+        [[0.0, 0.62], [0.62, 0.0], [0.0, 0.02]] * 4,
+        [0, 3, 6] * 4,
+        [_probs(0, 0.7), _probs(3, 0.7), _probs(6, 0.7)] * 4,
+        "v",
+        "val",
+    )
+    # B - subB: a surprise-like row labelled fear (1), a happiness-like row labelled sadness (4), an
+    # ambiguous row between neutral and happiness labelled anger (5), and a subset row left alone.
+    extra = _rows(
+        [[0.0, 0.6], [0.6, 0.0], [0.3, 0.0], [0.6, 0.0]],
+        [1, 4, 5, 3],
+        [_probs(0, 0.8), _probs(3, 0.8), _probs(5, 0.4), _probs(3, 0.8)],
+        subset=[False, False, False, True],
+    )
+    _, chosen = relabel(extra, target, "posterior", validation=val, precision=0.9)
+    assert chosen.posterior.chosen_on == "A's validation rows (12)" and chosen.posterior.reached
+    assert chosen.posterior.weight in post.WEIGHTS and chosen.posterior.val_precision == 1.0
+    assert chosen.posterior.threshold == post.THRESHOLDS[0]  # every validation row is right: the lowest
+    kept, report = relabel(extra, target, "posterior", threshold=0.9, weight=1.0)
+    assert report.posterior.chosen_on == "config; weight: config" and report.posterior.val_rows == 0
+    p = post.posterior_of(extra, post.fit_class_gaussians(target), "both", 1.0)
+    assert (p[:2].max(axis=1) >= 0.9).all() and 0.5 < p[2].max() < 0.9  # the ambiguous row is not sure
+    assert kept["label"].tolist() == [0, 3, 5, 3]
+    assert kept["label_origin"].tolist() == ["relabeled", "relabeled", "human", "human"]
+    assert report.n_resolved == 2 and report.n_considered == 3
+    soft, report_soft = relabel(extra, target, "posterior", threshold=0.9, weight=1.0, unresolved="soft")
+    np.testing.assert_allclose(soft.loc[2, list(SOFT_COLUMNS)].to_numpy(float), p[2], atol=1e-12)
+    assert soft["label"].iat[2] == 5 and soft["label_origin"].iat[2] == "soft" and report_soft.n_soft == 1
+    assert soft.loc[[0, 1, 3], list(SOFT_COLUMNS)].isna().all().all()
+    ignored, report_ignored = relabel(extra, target, "posterior", threshold=0.9, weight=1.0, unresolved="ignore")
+    assert (ignored.loc[2, list(SOFT_COLUMNS)] == 0).all() and ignored["label_origin"].iat[2] == "ignored"
+    assert report_ignored.n_ignored == 1
+    for table in (kept, soft, ignored):
+        assert validate_table(table, require_all_classes=False).success
+
+
+def test_posterior_without_validation_rows_or_m_a_probabilities_is_refused_by_name():
+    target = _target()
+    extra = _rows([[0.0, 0.6]], [1], [_probs(0, 0.8)])
+    with pytest.raises(ValueError, match="set method.relabel_weight"):
+        relabel(extra, target, "posterior")
+    no_probs = extra.drop(columns=list(M_A_PROB_COLUMNS))
+    with pytest.raises(post.PosteriorError, match="M_A's class probabilities"):
+        relabel(no_probs, target, "posterior", weight=1.0, threshold=0.9)
+    # V/A alone needs no M_A; a row without V/A is not considered.
+    va_only = no_probs.assign(valence=[np.nan], arousal=[np.nan], va_origin="none")
+    out, report = relabel(va_only, target, "posterior", evidence="va", threshold=0.9)
+    assert report.n_considered == 0 and out["label"].tolist() == [1]
+
+
+def test_an_extra_without_published_va_is_relabeled_on_its_pseudo_va():
+    from dcjt.method.pseudo import with_pseudo_va
+
+    target = _target()
+    c = _rows([[0.0, 0.0]], [1], [_probs(0, 0.8)], name="c").assign(valence=np.nan, arousal=np.nan, va_origin="none")
+    c = with_pseudo_va(c, np.array([[0.6, 0.0]]))  # stage 2 gives discrete-only extras M_B's V/A, as A
+    out, report = relabel(c, target, "posterior", evidence="va", threshold=0.6)
+    assert report.n_considered == 1 and out["label"].tolist() == [3]
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"threshold": 1.5}, r"threshold must be in \(0, 1\]"),
+        ({"threshold": 0.0}, r"threshold must be in \(0, 1\]"),
+        ({"weight": -0.5}, "weight must be >= 0"),
+        ({"unresolved": "drop"}, "unresolved rows"),
+        ({"mode": "fancy"}, "unknown relabel mode"),
+    ],
+)
+def test_bad_rules_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        RelabelRule(**{"mode": "posterior", **bad})
+
+
+def test_config_refuses_soft_targets_without_a_posterior_by_key():
+    with pytest.raises(ConfigError, match="method.unresolved: soft needs method.relabel: posterior or latent"):
+        load_config("demo", ["method.unresolved=soft"])
+    with pytest.raises(ConfigError, match="method.relabel_threshold"):
+        load_config("demo", ["method.relabel=posterior", "method.relabel_threshold=1.5"])
+
+
+# --- the latent true class -------------------------------------------------------------------------
+def _confusion(rng, accuracy: float) -> np.ndarray:
+    m = rng.dirichlet(np.ones(NUM_CLASSES), NUM_CLASSES) * (1 - accuracy)
+    m[np.arange(NUM_CLASSES), np.arange(NUM_CLASSES)] += accuracy
+    return m / m.sum(axis=1, keepdims=True)
+
+
+def _planted(seed: int, n: int = 6000, n_anchor: int = 1500):
+    rng = np.random.default_rng(seed)
+    planted = {"label": _confusion(rng, 0.6), "M_A": _confusion(rng, 0.7), "V/A": _confusion(rng, 0.5)}
+    planted["label"][1] = np.eye(NUM_CLASSES)[4] * 0.7 + planted["label"][1] * 0.3  # B calls most fear "sadness"
+    truth = rng.choice(NUM_CLASSES, n + n_anchor, p=rng.dirichlet(np.ones(NUM_CLASSES) * 5))
+    answers = {k: np.array([rng.choice(NUM_CLASSES, p=m[t]) for t in truth]) for k, m in planted.items()}
+    answers["label"][n:] = MISSING  # anchors (A's rows) carry no B label
+    anchors = np.r_[np.full(n, MISSING), truth[n:]]
+    return planted, truth, answers, anchors
+
+
+def test_em_recovers_a_planted_confusion_of_b_labels_it_never_sees_the_truth_of():
+    planted, truth, answers, anchors = _planted(0)
+    fit = dawid_skene(answers, anchors)
+    assert fit.converged and fit.iterations < 200
+    for name in planted:
+        assert np.abs(fit.confusions[name] - planted[name]).max() < 0.08, name
+    assert fit.confusions["label"][1, 4] > 0.6  # the criteria mismatch (fear -> sadness) is found
+    latent = anchors == MISSING
+    assert (fit.posterior[latent].argmax(axis=1) == truth[latent]).mean() > 0.8
+    np.testing.assert_allclose(fit.posterior.sum(axis=1), 1.0, atol=1e-9)
+    assert (fit.posterior[~latent].argmax(axis=1) == anchors[~latent]).all()
+
+
+def test_em_that_does_not_converge_warns_and_keeps_its_last_estimate(caplog):
+    _, _, answers, anchors = _planted(1, n=800, n_anchor=200)
+    with caplog.at_level(logging.WARNING):
+        fit = dawid_skene(answers, anchors, max_iter=2)
+    assert not fit.converged and fit.iterations == 2 and "did not converge in 2 iterations" in caplog.text
+    np.testing.assert_allclose(fit.posterior.sum(axis=1), 1.0, atol=1e-9)
+    with pytest.raises(ValueError, match="at least one iteration"):
+        dawid_skene(answers, anchors, max_iter=0)
+    with pytest.raises(ValueError, match="annotator 'M_A': 3 answers"):
+        dawid_skene({"M_A": np.zeros(3, int)}, anchors)
+
+
+def test_relabel_latent_reports_confusions_against_the_truth_and_warns_when_em_stops_early():
+    target = _target()
+    rng = np.random.default_rng(3)
+    centres = {0: (0.0, 0.6), 3: (0.6, 0.0), 6: (0.0, 0.0)}
+    truth = rng.choice([0, 3, 6], 300)
+    va = np.array([centres[t] for t in truth]) + rng.normal(0, 0.08, (300, 2))
+    b_label = np.where(rng.random(300) < 0.3, 5, truth)  # B calls 30 % of everything "anger"
+    m_a = np.array([_probs(t if rng.random() < 0.8 else 2, 0.7) for t in truth])
+    extra = _rows(va, b_label, m_a, subset=b_label == m_a.argmax(axis=1))
+    extra["truth_label"] = truth
+    val_truth = rng.choice([0, 3, 6], 60)
+    val_va = np.array([centres[t] for t in val_truth]) + rng.normal(0, 0.08, (60, 2))
+    val = _rows(val_va, val_truth, [_probs(t, 0.7) for t in val_truth], "v", "val")
+    out, report = relabel(extra, target, "latent", validation=val)
+    assert report.latent.converged and report.latent.anchors == 60
+    assert set(report.latent.confusions) == {"M_A", "V/A", "label: b"} == set(report.latent.truth_confusions)
+    assert report.posterior.threshold == 0.9 and "calibrated" in report.posterior.chosen_on
+    assert report.truth["relabel_precision"] > 0.9 and report.truth["latent_confusion_mae.label: b"] < 0.05
+    _, early = relabel(extra, target, "latent", validation=val, max_iter=1)
+    assert early.warnings == ["EM did not converge in 1 iterations; the last estimate is kept"]
+
+
+# --- soft targets in the loss and the table contract -----------------------------------------------
+def test_soft_targets_reach_the_loss_one_hot_equals_hard_and_zero_rows_add_nothing():
+    torch.manual_seed(0)
+    out = torch.randn(4, NUM_CLASSES + 2)
+    va = torch.full((4, 2), float("nan"))
+    y = torch.tensor([0, 3, 6, 2])
+    hard = loss_fn(out, y, va, 1.0)[1]
+    one_hot = torch.nn.functional.one_hot(y, NUM_CLASSES).float()
+    torch.testing.assert_close(loss_fn(out, one_hot, va, 1.0)[1], hard)
+    dropped = one_hot.clone()
+    dropped[3] = 0
+    first3 = torch.nn.functional.cross_entropy(out[:3, :NUM_CLASSES], y[:3], reduction="sum") / 4
+    torch.testing.assert_close(loss_fn(out, dropped, va, 1.0)[1], first3)
+    soft = torch.full((1, NUM_CLASSES), 1 / NUM_CLASSES)
+    expected = -torch.log_softmax(out[:1, :NUM_CLASSES], 1).mean()
+    torch.testing.assert_close(loss_fn(out[:1], soft, va[:1], 1.0)[1], expected)
+
+
+def test_class_targets_from_a_table_and_a_broken_distribution_fails_gx():
+    t = make_table("b", "train", ["x", "y", "z"], [1, 2, 3], [0.1, 0.2, 0.3], [0.0, 0.0, 0.0])
+    assert class_targets(t, t["label"].to_numpy()) is None
+    for col in SOFT_COLUMNS:
+        t[col] = np.nan
+    assert class_targets(t, t["label"].to_numpy()) is None
+    t.loc[1, list(SOFT_COLUMNS)] = _probs(4, 0.4)
+    t.loc[2, list(SOFT_COLUMNS)] = 0.0
+    t["label_origin"] = ["human", "soft", "ignored"]
+    targets = class_targets(t, t["label"].to_numpy())
+    np.testing.assert_allclose(targets[0], np.eye(NUM_CLASSES)[1])
+    np.testing.assert_allclose(targets[1], _probs(4, 0.4), atol=1e-7)
+    assert (targets[2] == 0).all()
+    assert set(LABEL_ORIGINS) >= {"soft", "ignored"} and validate_table(t, require_all_classes=False).success
+    t.loc[1, SOFT_COLUMNS[0]] = 0.9  # no longer sums to 1
+    report = validate_table(t, require_all_classes=False)
+    assert not report.success and "distributions" in report.message("t")
+
+
+# --- the pipeline picks: never a DCN below its own baseline ------------------------------------------
+def _scores(accuracy: float, n: int = 100):
+    from dcjt.train.evaluation import SplitScores
+
+    right = int(round(accuracy * n))
+    return SplitScores(
+        split="val", n=n, accuracy=accuracy, mean_class_accuracy=accuracy, macro_f1=accuracy, kappa=0.0,
+        majority_rate=0.3, confusion=[[0] * 7] * 7, correct=[1] * right + [0] * (n - right),
+    )  # fmt: skip
+
+
+def test_a_challenger_below_its_own_baseline_on_validation_is_registered_not_promoted():
+    from dcjt.config import PromotionConfig
+    from dcjt.registry.promotion import promotion_gate
+
+    mine = {"val": _scores(0.70), "test": _scores(0.72)}
+    settings = PromotionConfig(bootstrap=False)
+    decision, tags = promotion_gate(mine, None, None, None, settings, 0, {"target_only": _scores(0.73), "straight": _scores(0.6)})
+    assert not decision.promoted and decision.verdict == "loses to a baseline" and tags["promotion.verdict"] == decision.verdict
+    assert "below this run's target_only row (0.7300)" in decision.reason
+    assert promotion_gate(mine, None, None, None, settings, 0, {"straight": _scores(0.6)})[0].verdict == "first version"
+    off = PromotionConfig(bootstrap=False, beat_baselines=False)
+    assert promotion_gate(mine, None, None, None, off, 0, {"target_only": _scores(0.73)})[0].promoted
+    forced = PromotionConfig(bootstrap=False, force=True)
+    assert promotion_gate(mine, None, None, None, forced, 0, {"target_only": _scores(0.73)})[0].promoted
+
+
+def test_choose_picks_the_best_mean_validation_and_reports_its_lead_over_seeds():
+    from app.select import choose
+
+    records = pd.DataFrame(
+        [
+            {"row": row, "seed": seed, "val_accuracy": val, "accuracy": val - 0.01}
+            for row, vals in {"a": (0.70, 0.72, 0.74), "b": (0.71, 0.75, 0.78), "c": (0.60, 0.61, 0.62)}.items()
+            for seed, val in zip((0, 1, 2), vals)
+        ]
+    )
+    evidence = choose(records, ["a", "b", "c"], [0, 1, 2], "s")
+    assert evidence.winner == "b" and evidence.runner_up == "a"
+    diffs = np.array([0.01, 0.03, 0.04])
+    assert evidence.lead == pytest.approx(100 * diffs.mean())
+    half = 4.302653 * diffs.std(ddof=1) / np.sqrt(3) * 100  # t(0.975, 2 df)
+    assert evidence.lead_lo == pytest.approx(100 * diffs.mean() - half, rel=1e-5)
+    assert [c.row for c in evidence.candidates] == ["a", "b", "c"] and evidence.candidates[1].val_mean == pytest.approx(
+        74.6667, 1e-4
+    )
+    one = choose(records, ["a", "b"], [0], "s")
+    assert one.winner == "b" and one.lead_lo is None and one.summary().endswith("by +1.00 points (s)")
+
+
+def test_a_precision_no_threshold_reaches_relabels_nothing_even_at_posterior_one():
+    target = _target()
+    # validation rows whose V/A point at another class than their label: no threshold is precise
+    val = _rows([[0.0, 0.62], [0.62, 0.0]] * 6, [3, 0] * 6, [_probs(3, 0.7), _probs(0, 0.7)] * 6, "v", "val")
+    extra = _rows([[0.0, 0.9], [0.9, 0.0]], [1, 4], [_probs(0, 0.99), _probs(3, 0.99)])
+    assert (post.posterior_of(extra, post.fit_class_gaussians(target), "both", 1.0).max(axis=1) > 0.999999).all()
+    out, report = relabel(extra, target, "posterior", validation=val, weight=1.0, unresolved="soft")
+    assert not report.posterior.reached and report.n_changed == 0 and report.n_soft == 2 and out["label"].tolist() == [1, 4]
+    assert report.warnings and "nothing relabeled" in report.warnings[0]
