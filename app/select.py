@@ -27,6 +27,7 @@ CANDIDATES = (
     "straight A + B, class-balanced",
     "DCJT",
     "CLS / gated DL / EDCLM",
+    "CLS / gated DL / orig CL",
     "relabel: posterior (V/A + M_A)",
     "relabel: latent",
     "relabel: posterior (V/A + M_A), soft",

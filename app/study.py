@@ -17,7 +17,7 @@ from app.environment import ensure_experiment
 from app.runner import run_pipeline
 from dcjt.config import load_config
 from dcjt.experiments.records import RunSummary
-from dcjt.experiments.summary import markdown, summarise
+from dcjt.experiments.summary import STAGE3_DIAGNOSTICS, markdown, summarise
 from dcjt.experiments.tables import study_rows
 
 
@@ -33,8 +33,9 @@ class StudyOutcome:
     seconds: float
 
 
-def _record(row: str, seed: int, summary: RunSummary) -> tuple[dict, np.ndarray]:
+def _record(row: str, seed: int, summary: RunSummary, uses_rest_of_b: bool) -> tuple[dict, np.ndarray]:
     ev = summary.row("dcjt")  # each study row is the DCJT row of its own pipeline run
+    shown = {k: v for k, v in summary.diagnostics.items() if uses_rest_of_b or k not in STAGE3_DIAGNOSTICS}
     rec = {
         "row": row,
         "seed": seed,
@@ -51,7 +52,7 @@ def _record(row: str, seed: int, summary: RunSummary) -> tuple[dict, np.ndarray]
         "selected_epoch": ev.selected_epoch,
         "variant": ev.variant,
         "mlflow_run_id": summary.mlflow_run_id,
-        **summary.diagnostics,
+        **shown,
     }
     return rec, np.asarray(ev.test.correct)
 
@@ -74,7 +75,7 @@ def run_study(
             cfg = load_config(config_name, overrides, {**run_values, "tracking_tags": tags})
             progress(f"study {name}: seed {seed}, row {row.name!r}")
             outcome = run_pipeline(cfg)
-            rec, corr = _record(row.name, seed, outcome.summary)
+            rec, corr = _record(row.name, seed, outcome.summary, cfg.method.extra_use == "all")
             failed = outcome.summary.failed_gates
             rec["gates"] = "failed: " + "; ".join(failed) if failed else "passed"
             records.append(rec)
@@ -90,7 +91,7 @@ def run_study(
         budget = f"equal optimiser steps ({b.steps or 'the DCJT row’s'}; schedule and {b.checks} checks as fractions of it)"
     test = "the same test split for every seed" if shared else "each seed its own world and test split"
     title = f"{name}: accuracy on the target's splits, seeds {','.join(map(str, seeds))} ({test}), budget: {budget}"
-    text = markdown(summary, reference, title)
+    text = markdown(summary, reference, title, bounds=tuple(r.name for r in rows if r.uses_truth))
     warned = frame[frame["gates"] != "passed"]
     if len(warned):
         text += "\nStage health gates that failed (the rows ran on with a warning):\n\n"

@@ -21,6 +21,8 @@ DIAGNOSTICS = (
     "relabel_threshold",
     "relabel_weight",
 )
+# Stage 3's columns: blank for a row that never trains on B - subB (target only, the subset rows).
+STAGE3_DIAGNOSTICS = tuple(k for k in DIAGNOSTICS if k.startswith("relabel_") or k.endswith("_after"))
 
 
 def _sd(values: pd.Series) -> float:
@@ -77,18 +79,20 @@ def summarise(
     return out
 
 
-def best_on_validation(summary: pd.DataFrame) -> str | None:
-    """The row with the highest mean validation accuracy (what "best" means in a study)."""
-    if "val_accuracy_mean" not in summary or summary["val_accuracy_mean"].isna().all():
+def best_on_validation(summary: pd.DataFrame, bounds: tuple[str, ...] = ()) -> str | None:
+    """The row with the highest mean validation accuracy (what "best" means in a study); rows in
+    ``bounds`` (upper bounds from the hidden truth, such as the oracle) are never best."""
+    rows = summary[~summary["row"].isin(bounds)] if "row" in summary else summary
+    if "val_accuracy_mean" not in rows or rows["val_accuracy_mean"].isna().all():
         return None
-    return str(summary.loc[summary["val_accuracy_mean"].idxmax(), "row"])
+    return str(rows.loc[rows["val_accuracy_mean"].idxmax(), "row"])
 
 
 def _interval(lo, hi) -> str:
     return f"[{lo:+.2f}, {hi:+.2f}]" if pd.notna(lo) and pd.notna(hi) else ""
 
 
-def markdown(summary: pd.DataFrame, reference: str, title: str) -> str:
+def markdown(summary: pd.DataFrame, reference: str, title: str, bounds: tuple[str, ...] = ()) -> str:
     """The study as a markdown table: test and validation accuracy, the difference to the
     reference with both intervals and Holm's p, the budget, the diagnostics; then which row is
     best on validation and which rows were no better than the majority class."""
@@ -125,9 +129,11 @@ def markdown(summary: pd.DataFrame, reference: str, title: str) -> str:
         cells += [f"{r[k]:.3f}" if pd.notna(r.get(k)) else "" for k in diag]
         lines.append(line(cells))
     text = "\n".join(lines) + "\n"
-    best = best_on_validation(summary)
+    best = best_on_validation(summary, bounds)
     if best is not None:
-        text += f"\nBest on validation (what this table calls best; the test split never chooses): **{best}**.\n"
+        text += f"\nBest on validation (what this table calls best; the test split never chooses): **{best}**"
+        shown = [b for b in bounds if b in set(summary["row"])]
+        text += f" ({', '.join(shown)}: an upper bound from the hidden truth, not a candidate).\n" if shown else ".\n"
     if "degenerate_seeds" in summary:
         flat = summary[summary["degenerate_seeds"] > 0]
         for _, r in flat.iterrows():

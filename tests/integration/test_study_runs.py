@@ -23,6 +23,8 @@ def test_two_row_study_tracks_rows_and_resumes_from_the_cache():
     assert set(records.columns) >= {"row", "seed", "accuracy", "images_seen", "epochs_run", "subset_purity", "pseudo_rmse"}
     dcjt, target = (records.set_index("row").loc[r] for r in ("DCJT", "target only (A, DL)"))
     assert dcjt["images_seen"] > target["images_seen"]  # same recipe, B seen on joint epochs
+    assert np.isfinite(dcjt["remaining_correct_after"])  # stage 3's columns only where a row uses stage 3
+    assert "remaining_correct_after" not in target or np.isnan(target["remaining_correct_after"])
     dcjt_line = first.summary.set_index("row").loc["DCJT"]
     assert np.isfinite(dcjt_line["diff"]) and np.isnan(dcjt_line["diff_lo"])  # one seed: no interval over seeds
     study_run = mlflow.get_run(first.mlflow_run_id)

@@ -85,4 +85,6 @@ def test_summary_marks_the_best_row_on_validation_and_flags_the_majority_class()
     text = markdown(summary, "ref", "t")
     assert "Best on validation (what this table calls best; the test split never chooses): **ref**" in text
     assert "- flat: 2 of 2 seeds no better than always predicting the majority class" in text
+    bounded = markdown(summary, "ref", "t", bounds=("ref",))  # an upper bound from the truth is never best
+    assert "**high test** (ref: an upper bound from the hidden truth, not a candidate)" in bounded
     assert {"p_holm", "boot_lo", "diff_std"} <= set(summary.columns)
