@@ -270,13 +270,24 @@ def _landmarks(cell: str, path: Path, lineno: int) -> list[float] | None:
     return values
 
 
-def _npy_scalar(path: Path) -> float:
+def _npy_load(path: Path) -> np.ndarray:
+    """One annotation array of the npy release, never unpickled; any fault names the file."""
     try:
-        return float(np.load(path, allow_pickle=False).item())
+        return np.load(path, allow_pickle=False)
     except FileNotFoundError as exc:
         raise DatasetFormatError(f"annotation file missing: {path}") from exc
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError) as exc:
+        raise DatasetFormatError(f"cannot read annotation {path}: {exc or 'empty file'}") from exc
+
+
+def _npy_scalar(path: Path) -> float:
+    try:
+        value = float(_npy_load(path).item())
+    except (ValueError, TypeError) as exc:
         raise DatasetFormatError(f"cannot read annotation {path}: {exc}") from exc
+    if not np.isfinite(value):
+        raise DatasetFormatError(f"annotation {path}: {value} is not a finite number")
+    return value
 
 
 def _read_affectnet_npy(root: Path):
@@ -285,7 +296,8 @@ def _read_affectnet_npy(root: Path):
     for folder, split in (("train_set", "train"), ("val_set", "test")):
         base = _require_dir(root / folder, "AffectNet split")
         ann = _require_dir(base / "annotations", "AffectNet annotations")
-        images = sorted((base / "images").glob("*.jpg"), key=lambda p: (len(p.stem), p.stem))
+        found = (base / "images").glob("*")
+        images = sorted((p for p in found if p.suffix.lower() in (".jpg", ".jpeg")), key=lambda p: (len(p.stem), p.stem))
         for img in images:  # a symlink out of the release is refused like a ../ entry
             inside_root(root, str(img.relative_to(root)), str(img))
         codes, val, aro, marks = [], [], [], []
@@ -296,7 +308,7 @@ def _read_affectnet_npy(root: Path):
                 raise DatasetFormatError(f"{ann / f'{i}_exp.npy'}: expression code {code} outside 0..10")
             codes.append(int(code)), val.append(_npy_scalar(ann / f"{i}_val.npy")), aro.append(_npy_scalar(ann / f"{i}_aro.npy"))
             lnd = ann / f"{i}_lnd.npy"
-            marks.append(np.load(lnd).astype(float).ravel().tolist() if lnd.exists() else None)
+            marks.append(_npy_load(lnd).astype(float).ravel().tolist() if lnd.exists() else None)
         keep = _affectnet_filter(codes, val, aro, report)
         for i in np.flatnonzero(keep):
             if not -1 <= val[i] <= 1 or not -1 <= aro[i] <= 1:

@@ -45,7 +45,7 @@ def decode(path: str | Path) -> np.ndarray:
         raise
     except FileNotFoundError as exc:
         raise ImageReadError(f"image file missing: {path}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageReadError(f"cannot decode image {path}: {exc}") from exc
 
 

@@ -158,6 +158,49 @@ def test_affectnet_npy_release(tmp_path):
     assert len(df["landmarks"].iloc[0]) == 10
 
 
+def _npy_release(tmp_path, n=4):
+    labels, splits = ALL_LABELS[:n], ["train"] * (n - 1) + ["test"]
+    layouts.write_affectnet_npy(tmp_path / "an", random_images(n), labels, [0.1] * n, [0.2] * n, splits)
+    return tmp_path / "an" / "train_set"
+
+
+def test_affectnet_npy_keeps_upper_case_jpg_names(tmp_path):
+    base = _npy_release(tmp_path)
+    (base / "images" / "1.jpg").rename(base / "images" / "1.JPG")
+    df, _ = read_affectnet(tmp_path / "an")
+    assert len(df) == 4 and any(p.endswith("1.JPG") for p in df["image"])
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("0_exp.npy", np.array(np.inf), r"0_exp\.npy: inf is not a finite number"),
+        ("0_val.npy", np.array(np.nan), r"0_val\.npy: nan is not a finite number"),
+        ("0_exp.npy", b"", r"cannot read annotation .*0_exp\.npy"),
+        ("0_lnd.npy", np.array([{"x": 1}], dtype=object), r"cannot read annotation .*0_lnd\.npy"),
+    ],
+)
+def test_affectnet_npy_faults_name_the_file(tmp_path, name, content, message):
+    base = _npy_release(tmp_path)
+    target = base / "annotations" / name
+    if isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        np.save(target, content, allow_pickle=True)
+    with pytest.raises(DatasetFormatError, match=message):
+        read_affectnet(tmp_path / "an")
+
+
+def test_a_decompression_bomb_is_a_named_bad_image(tmp_path, monkeypatch):
+    from dcjt.model.images import ImageReadError, decode
+
+    path = tmp_path / "bomb.png"
+    Image.new("L", (400, 400)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100)  # 400 x 400 is over twice this: Pillow refuses it
+    with pytest.raises(ImageReadError, match="bomb.png"):
+        decode(path)
+
+
 def test_caers_folders_map_alphabetical_names(tmp_path):
     labels = ALL_LABELS
     splits = ["train"] * 7 + ["test"] * 7
