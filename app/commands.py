@@ -76,7 +76,11 @@ def echo_outcome_paths(outcome) -> None:
         click.echo(f"open the MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri {outcome.tracking_uri}")
     click.echo(f"library messages: {third_party_log(state_home())}")
     click.echo(f"tracking_uri: {outcome.tracking_uri}")
-    click.echo(f"model: {outcome.model_uri}")
+    promotion = getattr(outcome, "promotion", None)
+    if promotion is not None and promotion.champion_version is None:  # nothing answers to @champion yet
+        click.echo(f"model: no champion yet; this run's version: models:/{promotion.model_name}/{promotion.version}")
+    else:
+        click.echo(f"model: {outcome.model_uri}")
     click.echo(f"comparison: {outcome.comparison_path}")
 
 
