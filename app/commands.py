@@ -76,11 +76,7 @@ def echo_outcome_paths(outcome) -> None:
         click.echo(f"open the MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri {outcome.tracking_uri}")
     click.echo(f"library messages: {third_party_log(state_home())}")
     click.echo(f"tracking_uri: {outcome.tracking_uri}")
-    promotion = getattr(outcome, "promotion", None)
-    if promotion is not None and promotion.champion_version is None:  # nothing answers to @champion yet
-        click.echo(f"model: no champion yet; this run's version: models:/{promotion.model_name}/{promotion.version}")
-    else:
-        click.echo(f"model: {outcome.model_uri}")
+    click.echo(f"model: {outcome.model_line()}")
     click.echo(f"comparison: {outcome.comparison_path}")
 
 
@@ -136,7 +132,7 @@ def select(config_name: str, seeds: str, candidates, overrides, threads) -> None
     click.echo("\n" + outcome.study.markdown)
     click.echo(f"selected: {outcome.evidence.summary()}")
     echo_promotion(outcome.run.promotion)
-    click.echo(f"model: {outcome.run.model_uri}")
+    click.echo(f"model: {outcome.run.model_line()}")
 
 
 def finetune(source: str, config_name: str, overrides, threads, run_config) -> None:

@@ -38,6 +38,13 @@ class RunOutcome:
     summary: RunSummary
     seconds: float
 
+    def model_line(self) -> str:
+        """What to load after this run: the champion, or this run's version while nothing answers
+        to ``@champion`` (registered, not promoted, and no champion before)."""
+        if self.promotion is not None and self.promotion.champion_version is None:
+            return f"no champion yet; this run's version: models:/{self.promotion.model_name}/{self.promotion.version}"
+        return self.model_uri
+
 
 @dataclass
 class FinetuneOutcome:

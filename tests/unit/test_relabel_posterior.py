@@ -348,3 +348,17 @@ def test_a_precision_no_threshold_reaches_relabels_nothing_even_at_posterior_one
     out, report = relabel(extra, target, "posterior", validation=val, weight=1.0, unresolved="soft")
     assert not report.posterior.reached and report.n_changed == 0 and report.n_soft == 2 and out["label"].tolist() == [1, 4]
     assert report.warnings and "nothing relabeled" in report.warnings[0]
+
+
+def test_the_model_line_names_a_version_while_no_champion_answers():
+    """A run that registered without promoting, with no champion before, points at its version."""
+    from types import SimpleNamespace
+
+    from app.runner import RunOutcome
+
+    def outcome(champion):
+        promotion = SimpleNamespace(model_name="fer", version="3", champion_version=champion)
+        return RunOutcome("r", "sqlite://", "models:/fer@champion", "c.csv", None, promotion, None, 1.0)
+
+    assert outcome(None).model_line() == "no champion yet; this run's version: models:/fer/3"
+    assert outcome("2").model_line() == "models:/fer@champion"
