@@ -36,6 +36,13 @@ RUN_OPTIONS = [
     click.option("--schedule", metavar="CRON", help="attach a cron schedule instead of running now"),
     click.option("--threads", type=click.IntRange(min=1), help="CPU threads and worker processes (runtime.threads)"),
     click.option(
+        "--no-cache",
+        "no_cache",
+        is_flag=True,
+        default=None,
+        help="run every step again, ignoring ZenML's cache (e.g. after a cache folder was removed)",
+    ),
+    click.option(
         "--run-config",
         type=click.Path(dir_okay=False, exists=True),
         help="ZenML run configuration for a remote stack, e.g. configs/remote-kubernetes.yaml",
@@ -54,6 +61,14 @@ def cli() -> None:
     """DCJT: train FER models on datasets whose annotators disagree. Start with: python run.py demo"""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+    from app.environment import check_home_location
+    from app.preflight import PreflightError
+    from dcjt.utils.state import state_home
+
+    try:
+        check_home_location(state_home())  # every command: a moved state folder in one line
+    except PreflightError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command("demo")
@@ -163,11 +178,19 @@ def leakage_cmd(target, extras, max_distance, image_size) -> None:
 @cli.command("predict")
 @click.option("--model", "model_uri", required=True, help="e.g. models:/dcjt-synthetic@champion")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True))
-def predict_cmd(model_uri, inputs) -> None:
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "csv", "json"]),
+    default="text",
+    show_default=True,
+    help="csv / json: one row per image with every class probability, valence, arousal and error (null when refused)",
+)
+def predict_cmd(model_uri, inputs, fmt) -> None:
     """Print label and valence/arousal for each image (files, or folders of images)."""
     from app import commands
 
-    commands.predict(model_uri, inputs)
+    commands.predict(model_uri, inputs, fmt)
 
 
 @cli.command("serve")

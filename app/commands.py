@@ -3,7 +3,9 @@ run, print what a user needs, and end every known failure in one line (``app.con
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -24,7 +26,6 @@ SHORTCUTS = {
     "force_promote": "promotion.force",
     "threads": "runtime.threads",
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def config_from(config_name: str, overrides, shortcuts: dict):
@@ -50,14 +51,15 @@ def pipeline(config_name: str, overrides, *, schedule: str | None, run_config: s
     from app.console import echo_outcome
     from app.runner import ScheduleNotSupported, crontab_line, run_pipeline
 
+    no_cache = bool(shortcuts.pop("no_cache", None))
     cfg = config_from(config_name, overrides, shortcuts)
     try:
-        outcome = run_pipeline(cfg, schedule=schedule, run_config=run_config)
+        outcome = run_pipeline(cfg, schedule=schedule, run_config=run_config, cache=not no_cache)
     except ScheduleNotSupported as exc:
         click.echo(f"error: {exc}", err=True)
         click.echo(crontab_line(schedule, sys.argv[1:]), err=True)
         sys.exit(2)
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt) as exc:  # a signal stops in one line too
         stop_in_one_line(exc)
     if outcome is None:
         click.echo(f"schedule attached: {schedule}")
@@ -72,8 +74,25 @@ def echo_outcome_paths(outcome) -> None:
     from dcjt.utils.state import state_home
 
     click.echo(f"pipeline wall time: {outcome.seconds:.0f} s")
+    base = None
     if outcome.tracking_uri.startswith("sqlite:"):
-        click.echo(f"open the MLflow UI: {sys.executable} -m mlflow ui --backend-store-uri {outcome.tracking_uri}")
+        ui = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", outcome.tracking_uri]
+        click.echo(f"open the MLflow UI: {shlex.join(ui)}")
+        base = "http://127.0.0.1:5000"
+    elif outcome.tracking_uri.startswith(("http://", "https://")):
+        click.echo(f"open the MLflow UI: {outcome.tracking_uri}")
+        base = outcome.tracking_uri.rstrip("/")
+    if base and getattr(outcome, "summary", None) is not None:
+        import mlflow
+
+        # the runs view directly: MLflow 3's UI opens an experiment on its GenAI overview otherwise
+        run_id = outcome.summary.mlflow_run_id
+        experiment = mlflow.get_run(run_id).info.experiment_id
+        runs = f"{base}/#/experiments/{experiment}/runs"
+        click.echo(f"this run in the UI: {runs}/{run_id} (all runs: {runs})")
+    zenml = Path(sys.executable).with_name("zenml")
+    store = os.environ.get("ZENML_CONFIG_PATH", str(state_home() / "zenml"))
+    click.echo(f"ZenML runs: ZENML_CONFIG_PATH={shlex.quote(store)} {shlex.quote(str(zenml))} pipeline runs list")
     click.echo(f"library messages: {third_party_log(state_home())}")
     click.echo(f"tracking_uri: {outcome.tracking_uri}")
     click.echo(f"model: {outcome.model_line()}")
@@ -104,7 +123,7 @@ def study(config_name: str, table: str, seeds: str, only, name, budget, override
         )
     except StudyError as exc:
         raise click.ClickException(str(exc)) from exc
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt) as exc:  # a signal stops in one line too
         stop_in_one_line(exc)
     click.echo("\n" + outcome.markdown)
     click.echo(f"study wall time: {outcome.seconds:.0f} s")
@@ -127,7 +146,7 @@ def select(config_name: str, seeds: str, candidates, overrides, threads) -> None
         )
     except StudyError as exc:
         raise click.ClickException(str(exc)) from exc
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt) as exc:  # a signal stops in one line too
         stop_in_one_line(exc)
     click.echo("\n" + outcome.study.markdown)
     click.echo(f"selected: {outcome.evidence.summary()}")
@@ -142,7 +161,7 @@ def finetune(source: str, config_name: str, overrides, threads, run_config) -> N
     cfg = config_from(config_name, overrides, {"threads": threads})
     try:
         outcome = run_finetune(cfg, source, run_config=run_config)
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt) as exc:  # a signal stops in one line too
         stop_in_one_line(exc)
     test = outcome.evaluation.test
     click.echo(
@@ -196,7 +215,7 @@ def leakage(target, extras, max_distance, image_size) -> None:
     click.echo(f"leaked: {leaked}")
 
 
-def predict(model_uri: str, inputs) -> None:
+def predict(model_uri: str, inputs, fmt: str = "text") -> None:
     """Print label and valence/arousal for each image (files, or folders of images)."""
     from app.environment import prepare_environment
 
@@ -204,6 +223,7 @@ def predict(model_uri: str, inputs) -> None:
     import mlflow
     import pandas as pd
 
+    from dcjt.model.images import IMAGE_SUFFIXES
     from dcjt.serving.pyfunc import IMAGE_ROOTS_ENV
 
     paths = []
@@ -218,13 +238,20 @@ def predict(model_uri: str, inputs) -> None:
     except mlflow.exceptions.MlflowException as exc:
         raise click.ClickException(f"cannot load {model_uri}: {exc}") from exc
     out = model.predict(pd.DataFrame({"image": [str(p) for p in paths]}))
-    failed = 0
-    for path, row in zip(paths, out.itertuples()):
-        if getattr(row, "error", ""):
-            failed += 1
-            click.echo(f"{path}\terror: {row.error}", err=True)
-            continue
-        click.echo(f"{path}\t{row.emotion}\tlabel={row.label}\tvalence={row.valence:+.3f}\tarousal={row.arousal:+.3f}")
+    if fmt == "text":
+        for path, row in zip(paths, out.itertuples()):
+            if row.error:
+                click.echo(f"{path}\terror: {row.error}", err=True)
+            else:
+                click.echo(f"{path}\t{row.emotion}\tlabel={row.label}\tvalence={row.valence:+.3f}\tarousal={row.arousal:+.3f}")
+    else:  # one row per image, every column of the model's output
+        table = out.assign(image=[str(p) for p in paths])[["image", *out.columns]]
+        if fmt == "csv":
+            click.echo(table.to_csv(index=False), nl=False)
+        else:  # strict JSON: refused rows hold null, never NaN
+            records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+            click.echo(json.dumps(records, indent=1, allow_nan=False))
+    failed = int((out["error"] != "").sum())
     if failed:
         click.echo(f"{failed} of {len(paths)} images could not be classified", err=True)
         sys.exit(1)

@@ -28,10 +28,35 @@ def state_lock(home: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+LOCATION_FILE = ".location"
+
+
+def check_home_location(home: Path) -> None:
+    """Make the state folder if missing and record where it was made. ZenML's and MLflow's stores
+    hold absolute paths into it (the store's URL, artifact locations, the image caches of cached
+    steps), so a copied or moved folder would read and write its old place: stop in one line
+    saying what to do instead."""
+    from app.preflight import PreflightError
+
+    if home.exists() and not home.is_dir():
+        raise PreflightError(f"DCJT_HOME {home} is a file, not a folder: point DCJT_HOME at a folder (it is made if missing)")
+    marker = home / LOCATION_FILE
+    made = marker.read_text().strip() if marker.is_file() else ""
+    if made and made != str(home):
+        raise PreflightError(
+            f"DCJT_HOME {home} was moved or copied from {made}: its ZenML and MLflow stores hold absolute paths "
+            f"into {made}, so runs here would read and write there; set DCJT_HOME={made} (move the folder back), "
+            "or start from an empty DCJT_HOME (a copy cannot be used in place)"
+        )
+    if not made:
+        home.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{home}\n")
+
+
 def prepare_environment(cfg: PipelineConfig | None = None) -> str:
     """Point ZenML and MLflow at their stores; returns the MLflow tracking URI."""
     home = state_home()
-    home.mkdir(parents=True, exist_ok=True)
+    check_home_location(home)
     os.environ.setdefault("ZENML_CONFIG_PATH", str(home / "zenml"))
     os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
     os.environ.setdefault("ZENML_LOGGING_COLORS_DISABLED", "true")

@@ -540,6 +540,11 @@ class PromotionConfig(Settings):
         True,
         description="a DCN that scores below one of the run's own baseline rows on validation is registered, not promoted",
     )
+    despite_failed_gates: bool = Field(
+        False,
+        description="let a run whose health gates failed in warn mode promote (when the gate says so): for smoke "
+        "profiles whose models are weak on purpose; otherwise such a run is registered, not promoted",
+    )
 
     @field_validator("metric", mode="before")
     @classmethod
@@ -607,6 +612,13 @@ class PipelineConfig(Settings):
     leakage: LeakageConfig = Field(default_factory=LeakageConfig, description="the leakage guard")
     min_image_side: int | None = Field(
         None, ge=1, description="serving: smaller images are refused (default: network.image_size / 4)"
+    )
+    serving_torch_index: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="a pip index the registered model's requirements take torch from, e.g. "
+        "https://download.pytorch.org/whl/cpu for a CPU-only serving environment (None: PyPI, whose Linux torch "
+        "brings CUDA's libraries)",
     )
     register_model: bool = Field(True, description="register the DCN and run the promotion gate (studies: off)")
     tracking_tags: dict[str, str] = Field(default_factory=dict, description="extra tags of the MLflow parent run")
@@ -681,16 +693,30 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _read(name_or_path: str) -> dict:
+def _read(name_or_path: str, chain: tuple[Path, ...] = ()) -> dict:
+    """A config file as a mapping, merged over the config it ``extends`` (a chain of files)."""
     path = Path(name_or_path)
     if not path.suffix:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("remote"))
         raise ConfigError(f"config {name_or_path!r} not found (looked for {path}); known: {known}")
-    data = yaml.safe_load(path.read_text()) or {}
+    if path.resolve() in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path.resolve()))
+        raise ConfigError(f"config {path}: 'extends' makes a cycle ({cycle})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ConfigError(f"config {path}:{at}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {path}: cannot read it ({exc})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: must be a mapping of sections (key: value), got a {type(data).__name__}")
     parent = data.pop("extends", None)
-    return _merge(_read(parent), data) if parent else data
+    return _merge(_read(str(parent), (*chain, path.resolve())), data) if parent else data
 
 
 def set_value(raw: dict, key: str, value: Any) -> dict:
@@ -734,7 +760,12 @@ def parse_assignment(assignment: str) -> tuple[str, Any]:
     if "=" not in assignment:
         raise ConfigError(f"override {assignment!r} must look like key.path=value")
     key, text = assignment.split("=", 1)
-    return key.strip(), yaml.safe_load(text)
+    try:
+        return key.strip(), yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"override {assignment!r}: the value is not valid YAML ({getattr(exc, 'problem', None) or exc})"
+        ) from None
 
 
 def _describe(exc: ValidationError) -> str:

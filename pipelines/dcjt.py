@@ -64,7 +64,7 @@ def ingest(config: PipelineConfig):
             image_size=config.network.image_size,
             val_fraction=config.val_fraction,
             seed=config.seed,
-            data_dir=paths.data_dir,
+            data_dir=local_folder(paths, "data_dir"),
             cache_dir=local_folder(paths, "cache_dir"),
             min_val_rows=min_val,
         )

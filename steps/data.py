@@ -20,7 +20,7 @@ from dcjt.synthetic.disk import write_world_pngs
 from dcjt.synthetic.world import WorldSpec
 from dcjt.utils.tracking import child_run, log_frame, log_json
 from steps.common import dcjt_step
-from steps.handoff import CacheRef, folder_or_scratch
+from steps.handoff import CacheRef, folder_or_scratch, world_folder
 
 
 def check_validation_rows(table: pd.DataFrame, val_fraction: float, min_rows: int, name: str) -> None:
@@ -44,8 +44,9 @@ def ingest_synthetic(
     """Generate the synthetic world (drawn from ``seed``): PNG files, label tables and their image
     caches. The extra populations (``extra`` and, when the world has one, the discrete-only
     ``extra2``) form one table of extras, told apart by their ``dataset`` column. A's validation
-    rows are carved with a seed fixed by the world's table, as for a dataset on disk."""
-    world_out = write_world_pngs(world, image_size, seed, data_dir)
+    rows are carved with a seed fixed by the world's table, as for a dataset on disk. No
+    ``data_dir`` (steps that share no disk): the files go to the artifact store's folder."""
+    world_out = write_world_pngs(world, image_size, seed, str(world_folder(data_dir)))
     target, t_images = world_out.pop("target")
     target = stratified_val_split(target, val_fraction, split_seed(target))
     check_validation_rows(target, val_fraction, min_val_rows, "synthetic target")

@@ -28,7 +28,7 @@ from zenml.enums import ArtifactType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
-from dcjt.data.cache import CacheError, building, load_cache
+from dcjt.data.cache import CacheError, building, cache_gone, load_cache
 from dcjt.utils.files import replace_atomic
 from dcjt.utils.state import state_home
 
@@ -72,6 +72,24 @@ def folder_or_scratch(configured: str, name: str) -> Path:
     return Path(configured) if configured else scratch_dir() / name
 
 
+def world_folder(configured: str) -> Path:
+    """Where the synthetic world's image files go: the configured folder on the shared disk; with
+    no shared disk (``artifact_store``), a folder of the stack's artifact store, the one place
+    every step reads. Its files are opened by path, so that store must be a local one (the
+    local orchestrator's, or the folder ``local_docker`` mounts in every step's container)."""
+    if configured:
+        return Path(configured)
+    from zenml.client import Client
+
+    store = Client().active_stack.artifact_store
+    if store.flavor != "local":
+        raise RuntimeError(
+            f"the synthetic world's images must be readable by every step: artifact store {store.name} is "
+            f"{store.flavor}, not local; set paths.data_dir to a folder every step mounts (and paths.handoff=shared_disk)"
+        )
+    return Path(store.path) / "datasets" / "synthetic"
+
+
 class CacheRefMaterializer(BaseMaterializer):
     """``shared_disk``: stores the path. ``artifact_store``: stores the cache itself (moved from
     the building step's scratch) and restores it to the reading step's scratch."""
@@ -98,11 +116,7 @@ class CacheRefMaterializer(BaseMaterializer):
             ref = json.loads(f.read())
         if ref["handoff"] == "shared_disk":
             if not Path(ref["path"]).is_file():
-                raise FileNotFoundError(
-                    f"image cache {ref['path']} is missing on this machine: its folder was moved or cleaned after "
-                    "the step that built it ran, or the steps of this stack share no disk (run with --set "
-                    "paths.handoff=artifact_store, or mount the shared volume on every step)"
-                )
+                raise cache_gone(ref["path"])
             return CacheRef(ref["path"])
         return CacheRef(str(self._restore(ref["key"])), "artifact_store")
 
@@ -114,7 +128,7 @@ class CacheRefMaterializer(BaseMaterializer):
             try:
                 load_cache(local)
                 return local
-            except (FileNotFoundError, CacheError):
+            except CacheError:
                 pass
             for suffix in (".json", ".npy"):  # data last: both present means complete
                 source = os.path.join(self.uri, "cache" + suffix)

@@ -13,16 +13,21 @@ from typing import Annotated
 import pandas as pd
 import torch
 
+from dcjt.method.health import failed_gates
 from dcjt.method.reports import StageSummary
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.registry.promote import Registration, promote
 from dcjt.train.evaluation import RowEvaluation
 from steps.common import dcjt_step
 from steps.handoff import CacheRef
+from steps.tracking import run_gates
 
 
 def mirror_in_zenml(name: str, version: str, promoted: bool, accuracy: float) -> None:
-    """The registry's outcome as a version of ZenML's model of the same name."""
+    """The registry's outcome as a version of ZenML's model of the same name, linked to the
+    pipeline run that made it and to the model artifact it registered (the Model Control Plane
+    then lists the run and the artifact), with the MLflow version's URI as metadata."""
+    from zenml import log_metadata
     from zenml.client import Client
     from zenml.exceptions import EntityExistsError
 
@@ -34,12 +39,36 @@ def mirror_in_zenml(name: str, version: str, promoted: bool, accuracy: float) ->
             client.create_model(name=name, description="DCJT facial expression model (mirrors the MLflow registry)")
         except EntityExistsError:
             pass  # a run beside this one created it first
+    uri = f"models:/{name}/{version}"
     mv = client.create_model_version(
-        model_name_or_id=name, name=f"mlflow-v{version}", description=f"MLflow version {version}, test accuracy {accuracy:.4f}"
+        model_name_or_id=name, name=f"mlflow-v{version}", description=f"MLflow {uri}, test accuracy {accuracy:.4f}"
     )
     client.update_model_version(
         model_name_or_id=name, version_name_or_id=mv.id, stage="production" if promoted else "staging", force=True
     )
+    log_metadata(metadata={"mlflow_model_uri": uri, "test_accuracy": accuracy, "promoted": promoted}, model_version_id=mv.id)
+    _link_step_run(client, mv.id)
+
+
+def _link_step_run(client, model_version_id) -> None:
+    """Link the running step's pipeline run and its ``model`` input to a ZenML model version
+    (nothing to link outside a step)."""
+    from zenml import get_step_context
+    from zenml.exceptions import StepContextError
+    from zenml.models import ModelVersionArtifactRequest, ModelVersionPipelineRunRequest
+
+    try:
+        context = get_step_context()
+    except StepContextError:
+        return
+    store = client.zen_store
+    store.create_model_version_pipeline_run_link(
+        ModelVersionPipelineRunRequest(model_version=model_version_id, pipeline_run=context.pipeline_run.id)
+    )
+    for artifact in client.get_run_step(context.step_run.id).inputs.get("model", []):
+        store.create_model_version_artifact_link(
+            ModelVersionArtifactRequest(artifact_version=artifact.id, model_version=model_version_id)
+        )
 
 
 @dcjt_step()
@@ -59,6 +88,7 @@ def register_and_promote(
         model,
         next(r for r in rows if r.row == "dcjt"),
         baselines=[r for r in rows if r.row != "dcjt"],
+        failed_gates=failed_gates(run_gates(stages, rows)),
         target_table=target_table,
         target_cache=target_cache.path,
         extra_table=extra_prepared,

@@ -8,6 +8,7 @@ when the work itself came from ZenML's cache.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ import pandas as pd
 from zenml import get_step_context
 
 from dcjt.config import PipelineConfig
-from dcjt.data.labels import split_rows
+from dcjt.data.labels import EMOTIONS, split_rows
 from dcjt.experiments.plots import confusion_figure, latent_figure, va_scatter
 from dcjt.experiments.records import RunSummary
 from dcjt.method import class_centres, va_stats
@@ -26,6 +27,8 @@ from dcjt.method.summary import summarise_stages
 from dcjt.method.truth import remaining_part
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.train.evaluation import RowEvaluation
+from dcjt.utils.markdown import markdown_table
+from dcjt.utils.runtime import provenance
 from dcjt.utils.tracking import log_frame, log_json, log_tables, table_name
 from steps.common import dcjt_step
 
@@ -53,6 +56,7 @@ def open_tracking(config: PipelineConfig) -> Annotated[str, "parent_run_id"]:
     exp = mlflow.set_experiment(config.experiment)
     run_name = get_step_context().pipeline_run.name
     tags = {"zenml.run_name": run_name, "dcjt.config": config.name, "variant": config.method.variant_name, **config.tracking_tags}
+    tags |= provenance()
     run = client.create_run(exp.experiment_id, run_name=run_name, tags=tags)
     params = [mlflow.entities.Param(k, str(v)[:500]) for k, v in flatten(config.model_dump(mode="json")).items()]
     for i in range(0, len(params), 90):
@@ -98,16 +102,18 @@ def log_stages(
     extra_marked: pd.DataFrame,
     extra_prepared: pd.DataFrame,
 ) -> Annotated[StageSummary, "stages"]:
-    """Stages 1-3 into the parent run: the label tables as datasets, every report (``stats/``),
+    """Stages 1-3 into the parent run: the label tables as datasets (B before and after stage 3,
+    each with its own digest), every report (``stats/``),
     counts, gate outcomes, the labeling-criteria audit and the plots; returns their summary."""
     stages, audits = summarise_stages(
         subset, pseudo, mapping, relabel, extras_pseudo, target_pseudo, extra_marked, extra_prepared
     )
     with mlflow.start_run(run_id=parent_run_id):
-        log_tables(
-            [(table_name(split_rows(target_pseudo, s), s), split_rows(target_pseudo, s), c) for s, c in SPLIT_CONTEXTS]
-            + [(table_name(split_rows(extra_prepared, "train"), "train"), split_rows(extra_prepared, "train"), "train")]
-        )
+        b_before, b_after = split_rows(extra_marked, "train"), split_rows(extra_prepared, "train")
+        tables = [(table_name(split_rows(target_pseudo, s), s), split_rows(target_pseudo, s), c) for s, c in SPLIT_CONTEXTS]
+        tables += [(table_name(b_before, "train (as published)"), b_before, "train")]
+        tables += [(table_name(b_after, "train (relabeled)"), b_after, "train")]
+        log_tables(tables, EMOTIONS)
         for name, report in (("subset", subset), ("pseudo", pseudo), ("mapping", mapping), ("relabel", relabel)):
             log_json(report.as_json(), f"stats/{name}.json")
         log_json(extras_pseudo.as_json(), "stats/extra_pseudo.json")
@@ -137,6 +143,11 @@ def log_stages(
     return stages
 
 
+def run_gates(stages: StageSummary, rows: list[RowEvaluation]) -> list:
+    """Every gate report of a run: stages 1-3 and each reported row's."""
+    return stages.gate_reports() + [r.gates for r in rows if r.gates is not None]
+
+
 def comparison_table(rows: list[RowEvaluation]) -> pd.DataFrame:
     """One line per reported row: test and validation accuracy, the training budget it had, and a
     flag for a row no better than always predicting A's majority class (on validation)."""
@@ -153,6 +164,42 @@ def comparison_table(rows: list[RowEvaluation]) -> pd.DataFrame:
     return pd.DataFrame(lines, columns=COMPARISON_COLUMNS)
 
 
+def run_description(comparison: pd.DataFrame, promotion: PromotionOutcome | None, failed: list[str]) -> str:
+    """The parent run's description in the MLflow UI: the comparison table (the answer of the run),
+    the registry's verdict and the gates."""
+    table = comparison.set_index("variant").drop(columns=["flag"]).rename(columns=lambda c: c.replace("_", " "))
+    table[["accuracy", "val accuracy"]] *= 100
+    flags = [f"- `{r.variant}`: {r.flag}" for r in comparison.itertuples() if r.flag]
+    verdict = (
+        f"`{promotion.model_name}` version {promotion.version}: **{promotion.verdict}** ({promotion.reason})"
+        if promotion
+        else "nothing registered"
+    )
+    return "\n\n".join(
+        [
+            "**Rows of this run** (accuracy in % on A's test split, the epoch selected on validation; same recipe and budget):",
+            markdown_table(table, digits=2),
+            *(["Flags:\n" + "\n".join(flags)] if flags else []),
+            f"Registry: {verdict}.",
+            f"Gates: {'failed (warned): ' + '; '.join(failed) if failed else 'passed'}.",
+        ]
+    )
+
+
+def log_rows_on_their_runs(rows: list[RowEvaluation]) -> None:
+    """Each reported row's scores on the child run that trained it, under the same keys for every
+    row (``row.test_accuracy``...), so the runs table and charts line the rows up on one axis."""
+    client = mlflow.MlflowClient()
+    for r in rows:
+        if not r.training_run_id:
+            continue
+        metrics = {"row.test_accuracy": r.test.accuracy, "row.val_accuracy": r.val.accuracy, "row.test_macro_f1": r.test.macro_f1}
+        client.log_batch(
+            r.training_run_id, metrics=[mlflow.entities.Metric(k, v, int(time.time() * 1000), 0) for k, v in metrics.items()]
+        )
+        client.set_tag(r.training_run_id, "dcjt.row", r.row)
+
+
 @dcjt_step(cached=False)
 def report_run(
     parent_run_id: str,
@@ -167,7 +214,7 @@ def report_run(
     CSV; close the run. ``summary`` is what the CLI and the studies read."""
     comparison = comparison_table(rows)
     dcjt = next(r for r in rows if r.row == "dcjt")
-    gates = stages.gate_reports() + [r.gates for r in rows if r.gates is not None]
+    gates = run_gates(stages, rows)
     with mlflow.start_run(run_id=parent_run_id):
         log_json(ingest, "stats/gx.json")
         log_json(leakage, "stats/leakage.json")
@@ -186,7 +233,9 @@ def report_run(
         tags |= {"registered_model": promotion.model_name, "registered_version": promotion.version} if promotion else {}
         tags |= {"promotion": promotion.verdict if promotion else "not registered"}
         tags |= {"promotion.reason": promotion.reason[:4900]} if promotion else {}
+        tags["mlflow.note.content"] = run_description(comparison, promotion, failed)
         mlflow.set_tags(tags)
+    log_rows_on_their_runs(rows)
     mlflow.MlflowClient().set_terminated(parent_run_id, "FINISHED")
     Path(comparison_path).parent.mkdir(parents=True, exist_ok=True)
     comparison.to_csv(comparison_path, index=False)

@@ -15,7 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from dcjt.config import BudgetConfig, MethodConfig, NetworkConfig, TrainConfig
-from dcjt.data.labels import SOFT_COLUMNS, split_rows
+from dcjt.data.labels import EMOTIONS, SOFT_COLUMNS, split_rows
 from dcjt.method import m_b_rows, training_rows
 from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.checkpoint import read_latest
@@ -58,6 +58,9 @@ class RowSetup(TrainingSetup):
     budget: BudgetConfig
 
 
+EPOCH_KEYS = {"images_seen": "epoch.images_seen", "steps": "epoch.steps"}  # per-epoch names in MLflow
+
+
 def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: list[str], parent_run_id: str):
     """Train (one process or DDP) inside an MLflow child run; checkpoints in a folder per training.
     ``rows``: ``train``, ``val``, ``extra`` (B's rows of the joint schedule) and ``curve``."""
@@ -97,10 +100,13 @@ def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: lis
             tables.append((table_name(extra_rows, "train (extra)"), extra_rows, "train"))
         if val_rows is not None and len(val_rows):
             tables.append((table_name(val_rows, "validation"), val_rows, "validation"))
-        log_tables(tables)
+        log_tables(tables, EMOTIONS)
 
         def log(epoch: int, row: dict) -> None:
-            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=epoch)
+            # the epoch's own images_seen / steps get their own keys: the run's totals (logged
+            # below under the plain names, as comparison.csv has them) must not share a series
+            values = {EPOCH_KEYS.get(k, k): float(v) for k, v in row.items() if k != "epoch"}
+            mlflow.log_metrics(values, step=epoch)
 
         if train_cfg.devices > 1:  # DDP processes cannot reach this run: log the history afterwards
             result = train_distributed(train_cfg.devices, **job)

@@ -40,7 +40,17 @@ KEY_ROWS = 20_000
 
 
 class CacheError(RuntimeError):
-    """An image cache on disk is damaged (cut short, rows not matching its keys); names the file."""
+    """An image cache on disk is damaged (cut short, rows not matching its keys) or gone; names the file."""
+
+
+def cache_gone(path: str | os.PathLike) -> CacheError:
+    """A cache file that is not there although the step that built it ran (and ZenML cached it)."""
+    path = Path(path)
+    return CacheError(
+        f"image cache {path} is gone: its folder {path.parent} was removed or moved after ZenML cached the step that "
+        "built it; rerun with --no-cache to rebuild it (or, on a stack whose steps share no disk, "
+        "--set paths.handoff=artifact_store)"
+    )
 
 
 def cache_key(table: pd.DataFrame, size: int) -> str:
@@ -100,7 +110,7 @@ def read_rows(images: np.ndarray, positions: np.ndarray, out: np.ndarray) -> np.
             if got != want:
                 raise CacheError(
                     f"image cache {filename} is shorter than its header says (rows {int(positions[lo])}..."
-                    f"{int(positions[hi - 1])} not fully on disk): delete it to rebuild"
+                    f"{int(positions[hi - 1])} not fully on disk): rerun with --no-cache to rebuild it"
                 )
     return out
 
@@ -140,18 +150,20 @@ def load_cache(path: str | os.PathLike) -> ImageCache:
     data = Path(path)
     meta = data.with_suffix(".json")
     if not (data.exists() and meta.exists()):
-        raise FileNotFoundError(f"image cache not found: {data} (was the cache folder moved or cleaned?)")
+        raise cache_gone(data)
     keys = pd.Index(json.loads(meta.read_text())["keys"])
     try:
         images = np.load(data, mmap_mode="r")
     except ValueError as error:  # numpy: "mmap length is greater than file size"
-        raise CacheError(f"image cache {data} is damaged ({error}): delete it to rebuild") from error
+        raise CacheError(f"image cache {data} is damaged ({error}): rerun with --no-cache to rebuild it") from error
     expected = images.offset + images.nbytes
     if data.stat().st_size != expected:
-        raise CacheError(f"image cache {data} has {data.stat().st_size} bytes, its header says {expected}: delete it to rebuild")
+        raise CacheError(
+            f"image cache {data} has {data.stat().st_size} bytes, its header says {expected}: rerun with --no-cache to rebuild it"
+        )
     if images.ndim != 4 or len(images) != len(keys):
         raise CacheError(
-            f"image cache {data} holds {images.shape[0]} images but {meta} names {len(keys)}: delete both to rebuild"
+            f"image cache {data} holds {images.shape[0]} images but {meta} names {len(keys)}: rerun with --no-cache to rebuild it"
         )
     return ImageCache(path=data, images=images, keys=keys)
 

@@ -20,7 +20,8 @@ import pandas as pd
 
 from dcjt.data.identity import split_seed as dataset_split_seed
 from dcjt.data.labels import BOX_COLUMNS, EMOTIONS, NUM_CLASSES, SPLITS, make_table, stratified_val_split
-from dcjt.model.images import ImageReadError, decode
+from dcjt.model.images import IMAGE_SUFFIXES, ImageReadError, decode
+from dcjt.utils.files import replace_atomic, sigterm_unwinds
 from dcjt.utils.runtime import workers as runtime_workers
 
 
@@ -197,11 +198,12 @@ def _read_affectnet_csv(root: Path):
         for col in ("expression", "valence", "arousal", "face_x", "face_y", "face_width", "face_height"):
             cells = raw[col].str.strip()
             values = pd.to_numeric(cells.where(cells != ""), errors="coerce")
-            if values.isna().any():
-                row = int(values.isna().to_numpy().argmax())
+            bad = values.isna() | ~np.isfinite(values.fillna(0))  # inf / nan parse as floats
+            if bad.any():
+                row = int(bad.to_numpy().argmax())
                 cell = cells.iloc[row]
                 shown = repr(cell) if cell else "an empty value"
-                raise DatasetFormatError(f"{path}:{row + 2}: column {col} has {shown}, expected a number")
+                raise DatasetFormatError(f"{path}:{row + 2}: column {col} has {shown}, expected a finite number")
             if col == "expression" and (values != values.round()).any():
                 row = int((values != values.round()).to_numpy().argmax())
                 raise DatasetFormatError(f"{path}:{row + 2}: expression {cells.iloc[row]!r} is not an integer code")
@@ -332,6 +334,31 @@ def _read_affectnet_npy(root: Path):
     return df, report
 
 
+def _fer_pixels(text: str, where: str) -> np.ndarray:
+    """FER2013's ``pixels`` cell: 2304 whole numbers in 0..255, or an error naming the first bad one."""
+    cells = text.split()
+    if len(cells) != 48 * 48:
+        raise DatasetFormatError(f"{where}: pixels must be 2304 values (48 x 48), got {len(cells)}")
+    try:
+        pix = np.array(cells, dtype=np.float64)
+    except ValueError:
+        first = next(c for c in cells if not _is_number(c))
+        raise DatasetFormatError(f"{where}: pixel {first!r} is not a number") from None
+    bad = ~np.isfinite(pix) | (pix < 0) | (pix > 255) | (pix != np.round(pix))
+    if bad.any():
+        k = int(bad.argmax())
+        raise DatasetFormatError(f"{where}: pixel {k} is {cells[k]!r}; pixels are whole numbers in 0..255")
+    return pix
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 # --- CAER-S -------------------------------------------------------------------------------------
 def read_caers(root, *, boxes_file: str | os.PathLike | None = None, detect_faces: bool = True):
     """CAER-S: ``{train,test}/<Emotion>/NNNN.png`` frames; faces from a boxes file or OpenCV."""
@@ -344,7 +371,7 @@ def read_caers(root, *, boxes_file: str | os.PathLike | None = None, detect_face
             if folder.name not in CAERS_FOLDERS:
                 raise DatasetFormatError(f"{folder}: unknown emotion folder; expected one of {sorted(CAERS_FOLDERS)}")
             for img in sorted(folder.iterdir()):
-                if img.suffix.lower() in (".png", ".jpg", ".jpeg"):
+                if img.suffix.lower() in IMAGE_SUFFIXES:
                     rows.append((split, inside_root(root, str(img.relative_to(root)), str(img)), CAERS_FOLDERS[folder.name]))
     df = make_table("caers", [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
     _check_nonempty_splits(df, root)
@@ -385,6 +412,9 @@ def _read_caers_boxes(path: Path, root: Path) -> dict[str, tuple]:
             raise DatasetFormatError(bad)
         if x2 <= x1 or y2 <= y1:
             raise DatasetFormatError(f"{path}:{lineno}: face box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area")
+        label, folder = row[1].strip(), Path(row[0].strip()).parent.name
+        if label in CAERS_FOLDERS and label != folder:
+            raise DatasetFormatError(f"{path}:{lineno}: label {label!r} contradicts the frame's folder {folder!r} ({row[0]})")
         out[inside_root(root, row[0], f"{path}:{lineno}")] = (x1, y1, x2 - x1, y2 - y1)
     return out
 
@@ -397,8 +427,11 @@ def detect_largest_faces(paths: list[str]) -> np.ndarray:
 
     def detect(path: str):
         detector = cv2.CascadeClassifier(cascade_file)
-        gray = cv2.cvtColor(decode(path), cv2.COLOR_RGB2GRAY)
-        faces = detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+        try:
+            gray = cv2.cvtColor(decode(path), cv2.COLOR_RGB2GRAY)
+            faces = detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+        except (ImageReadError, cv2.error):  # an unreadable frame is a bad row of the image check, not a stop
+            return (np.nan,) * 4
         if len(faces) == 0:
             return (np.nan,) * 4
         x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
@@ -447,29 +480,27 @@ def read_ferplus(root, *, image_dir: str | os.PathLike | None = None):
         report.count(f"majority {FERPLUS_VOTES[k]}", int((named & (winner == k)).sum()))
     no_votes = named.to_numpy() & (votes.sum(axis=1) == 0)
     report.count("no votes", int(no_votes.sum()))
+    old_usage = old["Usage"].astype(str)  # the header was checked above
     keep = np.flatnonzero(named.to_numpy() & ~no_votes & (winner < 7))
     splits, paths, labels = [], [], []
     for i in keep:
         usage = new["Usage"].iat[i]
         if usage not in FERPLUS_USAGE:
             raise DatasetFormatError(f"{new_path}:{i + 2}: unknown Usage {usage!r}")
-        try:
-            pix = np.array(str(old["pixels"].iat[i]).split(), dtype=np.float64)
-        except ValueError:
-            raise DatasetFormatError(f"{old_path}:{i + 2}: pixels are not numbers") from None
-        if pix.size != 48 * 48 or not np.isfinite(pix).all() or (pix < 0).any() or (pix > 255).any():
-            raise DatasetFormatError(f"{old_path}:{i + 2}: pixels must be 2304 values in 0..255, got {pix.size}")
+        pix = _fer_pixels(str(old["pixels"].iat[i]), f"{old_path}:{i + 2}")
+        if old_usage.iat[i].strip() != usage:
+            raise DatasetFormatError(
+                f"{new_path}:{i + 2}: Usage {usage!r} but {old_path}:{i + 2} says {old_usage.iat[i].strip()!r}: "
+                "the two files are not the same release (rows must match line for line)"
+            )
         # The file name is derived from the row, never taken from the CSV: nothing it says can
         # place a file outside ``image_dir``.
         out = image_dir / FERPLUS_USAGE[usage] / f"row{i + 2:06d}.png"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.tmp.png")
-            try:
-                Image.fromarray(pix.reshape(48, 48).astype(np.uint8)).save(tmp)
-                os.replace(tmp, out)
-            finally:
-                tmp.unlink(missing_ok=True)  # an interrupted extraction leaves no temp files
+            face = Image.fromarray(pix.reshape(48, 48).astype(np.uint8))
+            with sigterm_unwinds():  # an interrupted extraction leaves no temp files
+                replace_atomic(lambda tmp, face=face: face.save(tmp, format="PNG"), out)
         splits.append(FERPLUS_USAGE[usage]), paths.append(str(out)), labels.append(FERPLUS_TO_CANONICAL[int(winner[i])])
     _check_duplicates(paths, new_path)
     df = make_table("ferplus", splits, paths, labels)

@@ -19,6 +19,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from dcjt.data.labels import (
+    EMOTIONS,
     LABEL_ORIGINS,
     M_A_PROB_COLUMNS,
     NUM_CLASSES,
@@ -42,9 +43,8 @@ class ValidationReport:
     def message(self, name: str) -> str:
         lines = [f"{name}: {len(self.failures)} expectation(s) failed"]
         for f in self.failures:
-            lines.append(
-                f"  - {f['expectation']} {f['kwargs']}: {f['unexpected_count']} bad rows, e.g. {f['samples'] or f['observed']}"
-            )
+            said = f.get("detail") or f"{f['unexpected_count']} bad rows, e.g. {f['samples'] or f['observed']}"
+            lines.append(f"  - {f['expectation']} {f['kwargs']}: {said}")
         return "\n".join(lines)
 
 
@@ -161,10 +161,18 @@ def run_suite(df: pd.DataFrame, *, require_all_classes: bool = True) -> Validati
                 "unexpected_count": int(res.get("unexpected_count") or len(idx) or 0),
                 "observed": res.get("observed_value"),
                 "samples": samples if isinstance(samples, list) else [samples],
+                "detail": _missing_classes(frame) if cfg.type == "expect_column_distinct_values_to_contain_set" else "",
             }
         )
     full = json.loads(json.dumps(result.to_json_dict(), default=str))
     return ValidationReport(success=bool(result.success), failures=failures, result_json=full)
+
+
+def _missing_classes(frame: pd.DataFrame) -> str:
+    """The emotions the train split has no row of, by name (GX reports only the values it saw)."""
+    present = set(frame.loc[frame["split"] == "train", "label"].dropna().astype(int))
+    missing = [f"{EMOTIONS[k]} ({k})" for k in range(NUM_CLASSES) if k not in present]
+    return f"the train split has no row of {', '.join(missing)}: every emotion needs training rows"
 
 
 def assert_valid(df: pd.DataFrame, name: str = "table", *, require_all_classes: bool = True) -> ValidationReport:

@@ -32,7 +32,12 @@ from dcjt.method.reports import GateRecord, GateReport, MappingReport, SubsetRep
 
 
 class GateError(RuntimeError):
-    """A stage's output is too weak for the next stage; the message names gates, numbers and keys."""
+    """A stage's output is too weak for the next stage; the message names gates, numbers and keys,
+    ``report`` holds them (in the process that raised it) for the failed run's MLflow record."""
+
+    def __init__(self, message: str, report: GateReport | None = None):
+        super().__init__(message)
+        self.report = report
 
 
 class Gate(GateRecord):
@@ -87,7 +92,8 @@ def gate_report(stage: str, gates: list[Gate], mode: str, applies: bool = True) 
             + "; ".join(g.line() for g in failed)
             + ". To continue anyway: "
             + "".join(f"--set {k}=VALUE or " for k in keys)
-            + "--set gates.mode=warn"
+            + "--set gates.mode=warn",
+            report,
         )
     return report
 

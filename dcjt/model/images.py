@@ -10,7 +10,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # the files readers, predict and the size estimate take as images
 
 # Where the eyes and mouth centre land in the aligned square, as fractions of its side.
 ALIGN_TEMPLATE = np.array([[0.35, 0.40], [0.65, 0.40], [0.50, 0.75]], dtype=np.float32)
@@ -18,6 +20,10 @@ ALIGN_TEMPLATE = np.array([[0.35, 0.40], [0.65, 0.40], [0.50, 0.75]], dtype=np.f
 
 class ImageReadError(OSError):
     """An image file cannot be decoded; the message names the file."""
+
+
+class OverPixelBudget(ImageReadError):
+    """An image whose header declares more pixels than the caller's budget (nothing decoded)."""
 
 
 def to_rgb8(im: Image.Image, name: str) -> np.ndarray:
@@ -35,12 +41,23 @@ def to_rgb8(im: Image.Image, name: str) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def decode(path: str | Path) -> np.ndarray:
-    """Decode an image file fully into RGB uint8; truncated files raise ``ImageReadError``."""
+def open_rgb8(source, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """Open ``source`` (a path or a file object), check its size from the header against
+    ``max_pixels`` before any pixel is decoded, decode it upright (EXIF orientation applied:
+    phones store pixels rotated and an orientation tag) into RGB uint8."""
+    with Image.open(source) as im:
+        width, height = im.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise OverPixelBudget(f"{width}x{height} px, over the budget of {max_pixels:,} px")
+        im.load()
+        return to_rgb8(ImageOps.exif_transpose(im), name)
+
+
+def decode(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file fully into RGB uint8 (upright); truncated, unreadable or over-budget
+    files raise ``ImageReadError`` naming the file."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            return to_rgb8(im, str(path))
+        return open_rgb8(path, str(path), max_pixels)
     except ImageReadError:
         raise
     except FileNotFoundError as exc:

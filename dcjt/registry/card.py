@@ -13,6 +13,7 @@ import pandas as pd
 
 from dcjt.data.labels import EMOTIONS, counts_by_split_and_class
 from dcjt.train.evaluation import RowEvaluation
+from dcjt.utils.markdown import markdown_table
 
 INTENDED_USE = """\
 ## Intended use and limits
@@ -44,15 +45,6 @@ def per_class_table(confusion: list[list[int]]) -> pd.DataFrame:
     )
 
 
-def _markdown(frame: pd.DataFrame, digits: int = 3) -> str:
-    cols = [str(c) for c in frame.columns]
-    lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for idx, row in frame.iterrows():
-        cells = [f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row.tolist()]
-        lines.append(f"| {idx} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def _selection_section(selection) -> list[str]:
     """How the variant was chosen (``run.py select``): each candidate's scores over the seeds."""
     table = pd.DataFrame(
@@ -62,7 +54,7 @@ def _selection_section(selection) -> list[str]:
         ],
         index=[c.row for c in selection.candidates],
     )
-    return ["## How this variant was chosen", selection.summary() + ".", _markdown(table, digits=2)]
+    return ["## How this variant was chosen", selection.summary() + ".", markdown_table(table, digits=2)]
 
 
 def model_card(
@@ -82,7 +74,7 @@ def model_card(
     ``decision``: the promotion gate's outcome; ``selection``: the evidence of ``run.py select``."""
     test = evaluation.test
     va_text = (
-        _markdown(pd.DataFrame([test.va_truth], index=["test (hidden truth)"]))
+        markdown_table(pd.DataFrame([test.va_truth], index=["test (hidden truth)"]))
         if test.va_truth
         else "The target dataset has no valence/arousal labels: V/A is not scored on its test split."
     )
@@ -93,15 +85,15 @@ def model_card(
         "## Data",
         *[f"- {role}: `{root}`" for role, root in sources.items()],
         "Target (A) rows per split and emotion:",
-        _markdown(counts_by_split_and_class(target_table)),
+        markdown_table(counts_by_split_and_class(target_table)),
         "Extra (B) rows per split and emotion, after subset selection, mapping and relabeling:",
-        _markdown(counts_by_split_and_class(extra_table)),
+        markdown_table(counts_by_split_and_class(extra_table)),
         "## Labeling-criteria audit (stages 1-3)",
-        _markdown(pd.DataFrame([stage_numbers], index=["value"]).T) if stage_numbers else "not available",
+        markdown_table(pd.DataFrame([stage_numbers], index=["value"]).T) if stage_numbers else "not available",
         "## Metrics on the target's test split",
         f"accuracy {test.accuracy:.4f}, mean class accuracy {test.mean_class_accuracy:.4f}, macro-F1 {test.macro_f1:.4f} "
         f"on {test.n} images; the epoch was selected on validation (accuracy {evaluation.val.accuracy:.4f}).",
-        _markdown(per_class_table(test.confusion)),
+        markdown_table(per_class_table(test.confusion)),
         "### Valence / arousal",
         va_text,
         "## Training recipe",
@@ -111,3 +103,51 @@ def model_card(
         INTENDED_USE,
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def quality_tags(evaluation: RowEvaluation) -> dict[str, str]:
+    """Per-emotion precision / recall / F1 on the test split and macro-F1, as registry version tags
+    (``test.f1.anger``...): searchable and shown on the version page."""
+    test = evaluation.test
+    table = per_class_table(test.confusion)
+    tags = {f"test.{m}.{e}": f"{table.loc[e, m]:.4f}" for e in EMOTIONS for m in ("precision", "recall", "f1")}
+    never = never_right(test.confusion)
+    return tags | {"test.macro_f1": f"{test.macro_f1:.4f}", "test.never_right": ", ".join(never) or "none"}
+
+
+def never_right(confusion: list[list[int]]) -> list[str]:
+    """Emotions present in the split that the model never gets right (recall 0)."""
+    table = per_class_table(confusion)
+    return [e for e in EMOTIONS if table.loc[e, "support"] > 0 and table.loc[e, "recall"] == 0]
+
+
+def version_description(
+    challenger: RowEvaluation, baselines: list[RowEvaluation], sources: dict[str, str], card_link: str
+) -> str:
+    """The registry version's page: what it was trained on, its scores beside the baselines of its
+    own run (same splits, same code), its per-emotion quality and a link to the full model card."""
+    test = challenger.test
+    rows = [challenger, *baselines]
+    scores = pd.DataFrame(
+        {
+            "val accuracy": [r.val.accuracy for r in rows],
+            "test accuracy": [r.test.accuracy for r in rows],
+            "test macro-F1": [r.test.macro_f1 for r in rows],
+        },
+        index=[f"**{r.row}** (this version)" if r is challenger else r.row for r in rows],
+    )
+    trained_on = " + ".join(f"{root} {role.split()[-1]}" for role, root in sources.items() if root)  # "/data/rafdb (A)"
+    never = never_right(test.confusion)
+    warning = [f"**Never right on test:** {', '.join(never)} (recall 0)."] if never else []
+    return "\n\n".join(
+        [
+            f"DCJT row `{challenger.variant}` on {trained_on}: validation "
+            f"accuracy {challenger.val.accuracy:.4f}, test accuracy {test.accuracy:.4f}, test macro-F1 {test.macro_f1:.4f}.",
+            f"Model card: [model_card.md]({card_link}) (also in the model's artifacts).",
+            *warning,
+            "Rows of the same run (same splits, same code; the epoch selected on validation):",
+            markdown_table(scores, digits=4),
+            "Per emotion on the test split:",
+            markdown_table(per_class_table(test.confusion)),
+        ]
+    )

@@ -72,9 +72,16 @@ def current_champion(client: mlflow.MlflowClient, name: str):
 
 
 def log_dcn(
-    model: torch.nn.Module, *, run_id: str, example_images: list[str], min_side: int | None, card: str
+    model: torch.nn.Module,
+    *,
+    run_id: str,
+    example_images: list[str],
+    min_side: int | None,
+    card: str,
+    requirements: list[str] | None = None,
 ) -> mlflow.models.model.ModelInfo:
-    """Log the DCN as a pyfunc model (from code) with its card into the run that trained it."""
+    """Log the DCN as a pyfunc model (from code) with its card into the run that trained it;
+    ``requirements``: its pip requirements (default ``serving_requirements()``)."""
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
         artifacts = save_model_files(model, Path(tmp) / "files", min_side)
         (Path(tmp) / "model_card.md").write_text(card)
@@ -86,7 +93,7 @@ def log_dcn(
             code_paths=[str(stage_code(Path(tmp) / "code"))],
             signature=model_signature(),
             input_example=encode_arrays([decode(p) for p in example_images]),  # clients send bytes
-            pip_requirements=serving_requirements(),
+            pip_requirements=requirements or serving_requirements(),
         )
         mlflow.log_text(card, "model_card.md")
     return info
@@ -121,7 +128,9 @@ def register_version(
     try:
         if not client.get_registered_model(model_name).description:
             client.update_registered_model(model_name, description=MODEL_DESCRIPTION)
-        client.update_model_version(model_name, version.version, description=f"{description} Promotion: {decision.reason}.")
+        client.update_model_version(
+            model_name, version.version, description=f"**Promotion:** {decision.reason}.\n\n{description}"
+        )
         for k, v in tags.items():
             client.set_model_version_tag(model_name, version.version, k, v)
         client.set_registered_model_alias(model_name, "challenger", version.version)

@@ -24,10 +24,13 @@ SERVED_FOLDERS = ("model", "serving")
 SERVING_DISTRIBUTIONS = ("torch", "torchvision", "numpy", "pandas", "pillow", "opencv-python-headless")
 
 
-def serving_requirements() -> list[str]:
+def serving_requirements(torch_index: str | None = None) -> list[str]:
     """``name==version`` for each serving distribution as installed (public version: a CUDA
-    build's ``+cu128`` suffix is dropped so the CPU wheel satisfies it too)."""
-    return [f"{d}=={importlib.metadata.version(d).split('+')[0]}" for d in SERVING_DISTRIBUTIONS]
+    build's ``+cu128`` suffix is dropped so the CPU wheel satisfies it too). ``torch_index``: an
+    extra index listed first (PyTorch's CPU index: its ``+cpu`` wheel of the same version sorts
+    above PyPI's, so pip installs torch without CUDA's libraries)."""
+    pins = [f"{d}=={importlib.metadata.version(d).split('+')[0]}" for d in SERVING_DISTRIBUTIONS]
+    return ([f"--extra-index-url {torch_index}"] if torch_index else []) + pins
 
 
 def served_files() -> list[Path]:

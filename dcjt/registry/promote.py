@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict
 
 from dcjt.config import PipelineConfig, PromotionConfig, SelectionEvidence
 from dcjt.data.identity import row_keys
-from dcjt.data.labels import split_rows
-from dcjt.registry.card import model_card
+from dcjt.data.labels import EMOTIONS, split_rows
+from dcjt.registry.card import model_card, quality_tags, version_description
 from dcjt.registry.lifecycle import PromotionOutcome, current_champion, log_dcn, register_version
+from dcjt.registry.packaging import serving_requirements
 from dcjt.registry.promotion import GATE_SPLITS, promotion_gate, score_champion
 from dcjt.registry.record import champion_training_rows, overlap_problem, record_training_rows, training_row_keys
 from dcjt.train.evaluation import RowEvaluation
@@ -35,6 +36,7 @@ class Registration(BaseModel):
     recipe: dict
     seed: int = 0
     min_side: int | None = None
+    torch_index: str | None = None
     selection: SelectionEvidence | None = None
 
     @classmethod
@@ -45,6 +47,7 @@ class Registration(BaseModel):
             recipe=config.recipe(stage),
             seed=config.seed,
             min_side=config.min_image_side,
+            torch_index=config.serving_torch_index,
             selection=config.selection,
         )
 
@@ -77,10 +80,12 @@ def promote(
     parent_run_id: str,
     mirror=None,
     baselines: list[RowEvaluation] = (),
+    failed_gates: list[str] = (),
 ) -> PromotionOutcome:
     """Score the champion on the challenger's rows, log the DCN (with its model card) into its
     training run, register it as challenger, promote it only if it wins (against the champion
-    and, with ``promotion.beat_baselines``, against the run's own ``baselines``)."""
+    and, with ``promotion.beat_baselines``, against the run's own ``baselines``; never while the
+    run's ``failed_gates`` (warn mode) stand, unless forced)."""
     name, settings = registration.model_name, registration.promotion
     champion = current_champion(mlflow.MlflowClient(), name)
     scores, problem = (None, None)
@@ -89,7 +94,7 @@ def promote(
     mine = {"val": challenger.val, "test": challenger.test}
     split = settings.metric.removesuffix("_accuracy")
     others = {b.row: getattr(b, split) for b in baselines}
-    decision, gate_tags = promotion_gate(mine, champion, scores, problem, settings, registration.seed, others)
+    decision, gate_tags = promotion_gate(mine, champion, scores, problem, settings, registration.seed, others, list(failed_gates))
     sources = {"target (A)": table_source(target_table), "extra (B)": table_source(extra_table)}
     card = model_card(
         model_name=name,
@@ -104,20 +109,28 @@ def promote(
     )
     run_id = challenger.training_run_id
     example = split_rows(target_table, "test")["image"].head(2).astype(str).tolist()
-    info = log_dcn(model, run_id=run_id, example_images=example, min_side=registration.min_side, card=card)
+    info = log_dcn(
+        model,
+        run_id=run_id,
+        example_images=example,
+        min_side=registration.min_side,
+        card=card,
+        requirements=serving_requirements(registration.torch_index),
+    )
     rows_tags = record_training_rows(run_id, training_row_keys(target_table, extra_table))
     try:
         with child_run(parent_run_id, "register"):
             evaluated = [
                 (table_name(split_rows(target_table, s), s), split_rows(target_table, s), "evaluation") for s in GATE_SPLITS
             ]
-            digests = dict(zip(GATE_SPLITS, log_tables(evaluated).values()))
+            digests = dict(zip(GATE_SPLITS, log_tables(evaluated, EMOTIONS).values()))
             tags = {
                 **gate_tags,
                 **rows_tags,
                 **{f"promotion.{s}_digest": d for s, d in digests.items()},
                 "test_accuracy": f"{challenger.test.accuracy:.6f}",
                 "val_accuracy": f"{challenger.val.accuracy:.6f}",
+                **quality_tags(challenger),
                 "variant": challenger.variant,
                 "mlflow_run_id": run_id,
                 "pipeline_run_id": parent_run_id,
@@ -126,11 +139,9 @@ def promote(
                 sel = registration.selection
                 tags |= {"selection.winner": sel.winner, "selection.study": sel.study, "selection": sel.summary()[:4900]}
                 mlflow.log_dict(sel.model_dump(mode="json"), "selection.json")
-            description = (
-                f"DCJT row `{challenger.variant}` on {sources['target (A)']} (A) + {sources['extra (B)']} (B): validation "
-                f"accuracy {challenger.val.accuracy:.4f}, test accuracy {challenger.test.accuracy:.4f}. "
-                "Model card: model_card.md in the training run and in the model's artifacts."
-            )
+            experiment = mlflow.get_run(run_id).info.experiment_id
+            link = f"#/experiments/{experiment}/runs/{run_id}/artifactPath/model_card.md"
+            description = version_description(challenger, list(baselines), sources, link)
             gated = str(champion.version) if champion else None
             outcome = register_version(
                 info, name, decision=decision, tags=tags, description=description, gated_against=gated, mirror=mirror

@@ -23,7 +23,9 @@ from dcjt.train.evaluation import SplitScores, score_split
 @dataclass(frozen=True)
 class Decision:
     promoted: bool
-    verdict: str  # promoted | kept champion | forced | first version | champion unusable | not comparable | loses to a baseline
+    # promoted | kept champion | forced | first version | champion unusable | not comparable
+    # | loses to a baseline | gates failed
+    verdict: str
     reason: str
     challenger: float
     champion: float | None = None
@@ -108,12 +110,26 @@ def promotion_gate(
     settings: PromotionConfig,
     seed: int = 0,
     baselines: dict[str, SplitScores] | None = None,
+    failed_gates: list[str] = (),
 ) -> tuple[Decision, dict[str, str]]:
     """Decide on the gate split and return the decision with the version tags that record it.
     ``problem``: (verdict, why) when the champion cannot be compared; ``baselines``: the run's other
-    rows on the gate split: a challenger below one of them is not promoted (``beat_baselines``)."""
+    rows on the gate split: a challenger below one of them is not promoted (``beat_baselines``);
+    ``failed_gates``: health gates the run failed in ``warn`` mode: registered, never promoted
+    unless forced (or ``despite_failed_gates``)."""
     split = settings.metric.removesuffix("_accuracy")
     decision = _against_champion(challenger, champion_scores, problem, settings, seed, split)
+    if failed_gates and decision.promoted and not (settings.force or settings.despite_failed_gates):
+        decision = Decision(
+            False,
+            "gates failed",
+            f"this run failed {len(failed_gates)} health gate(s) in warn mode ({failed_gates[0]}"
+            + (", ..." if len(failed_gates) > 1 else "")
+            + "): registered as challenger, not promoted (--force-promote to promote anyway)",
+            challenger[split].accuracy,
+            decision.champion,
+            decision.interval,
+        )
     loser = beaten_by(challenger[split], baselines or {}) if settings.beat_baselines else None
     if loser is not None and decision.promoted and not settings.force:
         row, score = loser

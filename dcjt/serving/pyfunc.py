@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from dcjt.model.emotions import EMOTIONS, NUM_CLASSES
-from dcjt.model.images import decode, preprocess, to_rgb8
+from dcjt.model.images import OverPixelBudget, decode, open_rgb8, preprocess
 from dcjt.model.inference import forward_uint8
 
 OUTPUT_COLUMNS = ["label", "emotion", *[f"prob_{e}" for e in EMOTIONS], "valence", "arousal"]
@@ -35,12 +35,16 @@ def encode_arrays(arrays) -> pd.DataFrame:
     return pd.DataFrame({"image_bytes": out})
 
 
-def _decode_bytes(b: bytes) -> np.ndarray:
-    from PIL import Image
+MAX_PIXELS_ENV, MAX_BYTES_ENV = "DCJT_SERVE_MAX_PIXELS", "DCJT_SERVE_MAX_BYTES"
+MAX_PIXELS, MAX_BYTES = 25_000_000, 20_000_000  # a 25-megapixel photo; 20 MB per encoded image
 
-    with Image.open(io.BytesIO(b)) as im:
-        im.load()
-        return to_rgb8(im, "image_bytes")
+
+def budgets() -> tuple[int, int]:
+    """(pixels, bytes) one input may have (``DCJT_SERVE_MAX_PIXELS`` / ``DCJT_SERVE_MAX_BYTES``):
+    a small file can declare a huge image, and decoding it would take gigabytes."""
+    import os
+
+    return int(os.environ.get(MAX_PIXELS_ENV) or MAX_PIXELS), int(os.environ.get(MAX_BYTES_ENV) or MAX_BYTES)
 
 
 def predict_arrays(model: torch.nn.Module, images: list[np.ndarray], batch_size: int = 128) -> pd.DataFrame:
@@ -85,17 +89,23 @@ def path_refusal(item: str, roots: list[Path]) -> str | None:
 
 
 def _load_input(item, min_side: int, roots: list[Path]) -> tuple[np.ndarray | None, str]:
-    """One input (path, bytes or array) -> (RGB uint8 image, "") or (None, why it was refused)."""
+    """One input (path, bytes or array) -> (RGB uint8 image, "") or (None, why it was refused).
+    Byte and pixel budgets are checked before decoding (the pixels from the image's header)."""
+    max_pixels, max_bytes = budgets()
     try:
         if isinstance(item, np.ndarray):
             image = item
         elif isinstance(item, (bytes, bytearray)):
-            image = _decode_bytes(bytes(item))
+            if len(item) > max_bytes:
+                return None, f"too large: {len(item):,} bytes, over the budget of {max_bytes:,} ({MAX_BYTES_ENV})"
+            image = open_rgb8(io.BytesIO(bytes(item)), "image_bytes", max_pixels)
         else:
             refused = path_refusal(str(item), roots)
             if refused:
                 return None, refused
-            image = decode(item)
+            image = decode(item, max_pixels)
+    except OverPixelBudget as exc:
+        return None, f"too large: {exc} ({MAX_PIXELS_ENV})"
     except Exception as exc:  # one unreadable input never fails the batch: it is reported in its row
         return None, f"unreadable: {exc}"
     h, w = image.shape[:2]
@@ -115,6 +125,12 @@ def predict_inputs(model: torch.nn.Module, items: list, min_side: int) -> pd.Dat
     out.loc[good, OUTPUT_COLUMNS] = preds.to_numpy(dtype=object)
     out["label"] = out["label"].astype("int64")
     out["error"] = [why for _, why in loaded]
+    # A refused row's numbers are None, not NaN: the scoring server then answers JSON that every
+    # strict parser reads (a bare NaN makes JavaScript's JSON.parse reject the whole batch). A batch
+    # with no refused row keeps float columns (pd.to_numeric turns the others back into NaN).
+    numbers = [c for c in OUTPUT_COLUMNS if c not in ("label", "emotion")]
+    if len(good) < len(items):
+        out[numbers] = out[numbers].astype(object).where(out[numbers].notna(), None)
     return out[[*OUTPUT_COLUMNS, "error"]]
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
+import threading
 import uuid
 from pathlib import Path
 
@@ -26,3 +29,23 @@ def replace_atomic(write, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def sigterm_unwinds():
+    """Inside, SIGTERM raises ``KeyboardInterrupt`` (main thread, when nothing else handles it),
+    so ``finally`` blocks run and remove their temp files; Python's default would end the process
+    on the spot. The previous handler comes back afterwards."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous not in (signal.SIG_DFL, None):
+        yield
+        return
+
+    def unwind(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

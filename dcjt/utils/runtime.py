@@ -53,3 +53,34 @@ def environment(threads_: int | None, workers_: int | None) -> dict[str, str]:
     if workers_:
         env[WORKERS_ENV] = str(workers_)
     return env
+
+
+def provenance() -> dict[str, str]:
+    """What the same seed's numbers depend on, as run tags: thread counts, the CPU (model and the
+    instruction set PyTorch's kernels use), the device, library versions, determinism settings.
+    Reproducing a run's numbers needs the same CPU model and the same ``--threads``."""
+    import platform
+
+    import numpy
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {
+        "runtime.threads": str(torch.get_num_threads()),
+        "runtime.interop_threads": str(torch.get_num_interop_threads()),
+        "runtime.threads_setting": os.environ.get(THREADS_ENV, "unset (every core)"),
+        "runtime.cpu": cpu,
+        "runtime.cpu_count": str(os.cpu_count()),
+        "runtime.cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "runtime.device": device,
+        "runtime.torch": torch.__version__,
+        "runtime.numpy": numpy.__version__,
+        "runtime.deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()),
+        "runtime.cudnn_deterministic": str(torch.backends.cudnn.deterministic),
+    }

@@ -15,6 +15,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from dcjt.utils.runtime import provenance
+
 
 @contextlib.contextmanager
 def stderr_to_log(name: str = "mlflow"):
@@ -31,7 +33,7 @@ def stderr_to_log(name: str = "mlflow"):
 def child_run(parent_run_id: str, name: str):
     """An MLflow run nested under the pipeline's parent run (works across processes)."""
     parent = mlflow.get_run(parent_run_id)
-    tags = {"mlflow.parentRunId": parent_run_id, "dcjt.stage": name}
+    tags = {"mlflow.parentRunId": parent_run_id, "dcjt.stage": name, **provenance()}
     with mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=name, tags=tags) as run:
         yield run
 
@@ -66,17 +68,28 @@ def table_source(rows: pd.DataFrame) -> str:
     return os.path.commonpath(images.tolist()) if len(images) else ""
 
 
-def log_tables(tables: list[tuple[str, pd.DataFrame, str]]) -> dict[str, str]:
+def log_tables(tables: list[tuple[str, pd.DataFrame, str]], classes: tuple[str, ...] = ()) -> dict[str, str]:
     """Attach label tables to the active run as MLflow dataset inputs: (name, rows, context) each,
-    context ``train`` / ``validation`` / ``test`` / ``evaluation``. Returns name -> digest."""
+    context ``train`` / ``validation`` / ``test`` / ``evaluation``, tagged with the rows per class.
+    Returns name -> digest."""
     digests = {}
     for name, rows, context in tables:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow's integer-column schema hint, once per table
             dataset = mlflow.data.from_pandas(rows.reset_index(drop=True), source=table_source(rows), name=name)
-            mlflow.log_input(dataset, context=context)
+            mlflow.log_input(dataset, context=context, tags=class_counts(rows, classes))
         digests[name] = dataset.digest
     return digests
+
+
+def class_counts(rows: pd.DataFrame, classes: tuple[str, ...]) -> dict[str, str]:
+    """Rows per class (``rows.anger``...; ``classes`` in label order) for a dataset input's tags:
+    the class balance a team checks first, shown beside the dataset in the UI."""
+    if "label" not in rows or not classes:
+        return {}
+    counts = rows["label"].astype(int).value_counts()
+    tags = {f"rows.{e}": str(int(counts.get(i, 0))) for i, e in enumerate(classes)}
+    return tags | {"rows": str(len(rows))}
 
 
 def table_name(rows: pd.DataFrame, part: str) -> str:

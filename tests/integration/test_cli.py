@@ -180,3 +180,62 @@ def test_run_stops_before_any_step_without_the_weights(torch_home):
     cfg = load_config("demo", ["network.backbone=resnet18", "network.weights=imagenet", "network.image_size=32"])
     with pytest.raises(PreflightError, match=r"network.weights: .*resnet18-f37072fd.pth"):
         run_pipeline(cfg)
+
+
+def test_a_moved_or_copied_state_folder_stops_every_command_in_one_line(tmp_path):
+    """The stores hold absolute paths into the folder they were made in: a copy would write into
+    its original. Every command says so in one line, and where it came from; a file is refused."""
+    import shutil
+
+    from app.environment import check_home_location
+
+    home = tmp_path / "state"
+    check_home_location(home)  # made, and it knows where
+    copy = tmp_path / "copy of state"
+    shutil.copytree(home, copy)
+    with pytest.raises(PreflightError, match=rf"DCJT_HOME {copy} was moved or copied from {home}: .*set DCJT_HOME={home}"):
+        check_home_location(copy)
+    check_home_location(home)  # the original still works
+    (tmp_path / "file").write_text("x")
+    for where, message in ((copy, "was moved or copied from"), (tmp_path / "file", "is a file, not a folder")):
+        env = {**os.environ, "DCJT_HOME": str(where)}
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), "weights", "where"], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_broken_stores_stop_before_zenml_or_mlflow_open_them(tmp_path):
+    """A garbage MLflow database, a garbage ZenML config or ZenML database: one line naming the
+    file and the fix, before either library reads it (they would stop with a traceback)."""
+    from app.preflight import check_tracking_store, check_zenml_store
+
+    db = tmp_path / "mlflow.db"
+    db.write_text("garbage")
+    with pytest.raises(PreflightError, match=rf"MLflow tracking store {db}: not an SQLite database .* move it away"):
+        check_tracking_store(f"sqlite:///{db}")
+    zen = tmp_path / "zenml"
+    store = zen / "local_stores" / "default_zen_store"
+    store.mkdir(parents=True)
+    (store / "zenml.db").write_bytes(b"\x00" * 100)
+    env = {**os.environ, "DCJT_HOME": str(tmp_path), "ZENML_CONFIG_PATH": str(zen), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    os.environ["ZENML_CONFIG_PATH"], saved = str(zen), os.environ["ZENML_CONFIG_PATH"]
+    try:
+        with pytest.raises(PreflightError, match=rf"ZenML store {store / 'zenml.db'}: not an SQLite database .* move the folder"):
+            check_zenml_store()
+        (zen / "config.yaml").write_text("garbage: [\n")
+        with pytest.raises(PreflightError, match=rf"ZenML config {zen / 'config.yaml'}: not a ZenML configuration"):
+            check_zenml_store()
+    finally:
+        os.environ["ZENML_CONFIG_PATH"] = saved
+    db.unlink()  # the ZenML config is what stops the command now
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and "ZenML config" in lines[0], proc.stderr[-2000:]

@@ -31,7 +31,9 @@ def test_two_extras_scn_and_finetuning_end_to_end(tmp_path):
     run_config = tmp_path / "run-config.yaml"  # as configs/remote-*.yaml do for a cluster: settings per step
     run_config.write_text("steps:\n  train_finetune:\n    extra: {placed_by: run-config}\n")
     named = FINETUNE + ["model_name=ft-t7-a-s0"]  # as scripts/table7.sh names its fine-tunings
-    tuned = run_finetune(load_config("demo-finetune", named), outcome.model_uri, run_config=str(run_config))
+    # this run's own DCN: in warn mode a run whose gates failed is registered, not promoted
+    source = f"models:/{outcome.promotion.model_name}/{outcome.promotion.version}"
+    tuned = run_finetune(load_config("demo-finetune", named), source, run_config=str(run_config))
     from zenml.client import Client
 
     assert Client().get_pipeline_run(tuned.run_name).steps["train_finetune"].config.extra == {"placed_by": "run-config"}
@@ -51,7 +53,7 @@ def test_two_extras_scn_and_finetuning_end_to_end(tmp_path):
     with pytest.raises(
         PreflightError, match=r"trained on 32 px images, config 'demo-finetune' uses 64 px: run with --set network.image_size=32"
     ):
-        run_finetune(load_config("demo-finetune", FINETUNE + ["network.image_size=64"]), outcome.model_uri)
+        run_finetune(load_config("demo-finetune", FINETUNE + ["network.image_size=64"]), source)
     other = tmp_path / "five_classes.pt"
     net = build_model("tiny", "linear", 32)
     net.fc = torch.nn.Linear(256, 5)
@@ -59,6 +61,6 @@ def test_two_extras_scn_and_finetuning_end_to_end(tmp_path):
     with pytest.raises(PreflightError, match=r"the source predicts 5 outputs"):
         run_finetune(load_config("demo-finetune", FINETUNE), str(other))
     with pytest.raises(PreflightError, match=r"the source's backbone is tiny, config 'demo-finetune' builds resnet18"):
-        run_finetune(load_config("demo-finetune", FINETUNE + ["network.backbone=resnet18"]), outcome.model_uri)
+        run_finetune(load_config("demo-finetune", FINETUNE + ["network.backbone=resnet18"]), source)
     with pytest.raises(PreflightError, match=r"no such file"):
         run_finetune(load_config("demo-finetune", FINETUNE), str(tmp_path / "missing.pt"))

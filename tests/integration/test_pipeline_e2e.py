@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -13,8 +14,10 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 
+from dcjt.model.emotions import EMOTIONS
 from helpers import ROOT  # noqa: E402
 from helpers.pipeline import demo_registry, run_tiny
 from helpers.servers import free_port, rest, server
@@ -103,8 +106,45 @@ def test_pipeline_completes_and_tracks_everything(first_run):
     stages = {c.data.tags["dcjt.stage"] for c in children}
     assert {"M_A", "M_B", "DCN", "straight", "target_only", "register"} <= stages
     dcn = next(c for c in children if c.data.tags["dcjt.stage"] == "DCN")
-    history = mlflow.MlflowClient().get_metric_history(dcn.info.run_id, "A_loss")
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(dcn.info.run_id, "A_loss")
     assert len(history) == 3  # one value per epoch
+
+
+def test_runs_table_shows_the_rows_and_the_winner(first_run):
+    """The MLflow runs table answers the run's question: readable names, the comparison as the
+    parent's description, each row's accuracy under one key on the run that trained it, one series
+    per total, datasets with their rows per emotion, B before and after stage 3 as two datasets."""
+    from dcjt.config import load_config
+
+    cfg = load_config("tiny")
+    assert first_run.run_name.startswith(f"tiny-{cfg.method.variant_name}-s{cfg.seed}-")
+    client = mlflow.MlflowClient()
+    parent = client.get_run(first_run.summary.mlflow_run_id)
+    note = parent.data.tags["mlflow.note.content"]
+    assert "| dcjt |" in note and "| target_only |" in note and "Registry: `" in note
+    children = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", output_format="list"
+    )
+    rows = {c.data.tags["dcjt.row"]: c for c in children if "dcjt.row" in c.data.tags}
+    comparison = first_run.comparison.set_index("variant")
+    assert set(rows) == set(comparison.index)
+    for row, run in rows.items():
+        assert run.data.metrics["row.test_accuracy"] == pytest.approx(comparison.loc[row, "accuracy"])
+        assert run.data.metrics["row.val_accuracy"] == pytest.approx(comparison.loc[row, "val_accuracy"])
+    dcn = rows["dcjt"]
+    assert dcn.data.tags["dcjt.stage"] == "DCN"
+    for total in ("images_seen", "steps"):  # the totals, one value each; the epochs' under epoch.*
+        assert [m.value for m in client.get_metric_history(dcn.info.run_id, total)] == [comparison.loc["dcjt", total]]
+        assert len(client.get_metric_history(dcn.info.run_id, f"epoch.{total}")) == dcn.data.metrics["epochs_run"]
+    assert "val_accuracy_selected" in dcn.data.metrics
+    inputs = {i.dataset.name: i for i in parent.inputs.dataset_inputs}
+    published = next(i for n, i in inputs.items() if n.endswith("train (as published)"))
+    relabeled = next(i for n, i in inputs.items() if n.endswith("train (relabeled)"))
+    assert published.dataset.digest != relabeled.dataset.digest
+    for i in parent.inputs.dataset_inputs:
+        tags = {t.key: t.value for t in i.tags}
+        assert sum(int(tags[f"rows.{e}"]) for e in EMOTIONS) == int(tags["rows"]) > 0, i.dataset.name
 
 
 def test_dcn_trains_jointly_on_the_relabeled_and_mapped_rows(first_run):
@@ -146,7 +186,7 @@ def test_dcn_trains_jointly_on_the_relabeled_and_mapped_rows(first_run):
     assert history["joint"].any() and history.loc[history["joint"], "B_loss"].notna().all()
 
 
-def test_registered_model_loads_in_a_fresh_process(first_run):
+def test_registered_model_loads_in_a_fresh_process(first_run, tmp_path):
     image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
     code = (
         "import mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/dcjt-synthetic@champion'); "
@@ -169,6 +209,32 @@ def test_registered_model_loads_in_a_fresh_process(first_run):
     )
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert len([line for line in cli.stdout.splitlines() if "valence=" in line]) == len(list(image.parent.glob("*.png")))
+
+    # --format json / csv: every class probability, V/A and error per image; strict JSON (null when refused)
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    shutil.copy(image, folder / "a.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    model = ["--model", "models:/dcjt-synthetic@champion"]
+    as_json = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "predict", *model, "--format", "json", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert as_json.returncode == 1 and "1 of 2 images could not be classified" in as_json.stderr
+    rows = {Path(r["image"]).name: r for r in json.loads(as_json.stdout, parse_constant=lambda c: pytest.fail(c))}
+    assert rows["broken.png"]["valence"] is None and rows["broken.png"]["error"].startswith("unreadable")
+    assert abs(sum(v for k, v in rows["a.png"].items() if k.startswith("prob_")) - 1) < 1e-4 and rows["a.png"]["error"] == ""
+    as_csv = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), "predict", *model, "--format", "csv", str(folder / "a.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    table = pd.read_csv(io.StringIO(as_csv.stdout))
+    assert as_csv.returncode == 0 and list(table.columns[:3]) == ["image", "label", "emotion"] and len(table) == 1
+    assert {"prob_anger", "valence", "arousal", "error"} <= set(table.columns)
 
 
 def test_rerun_is_a_cache_hit_and_leaves_the_registry_alone(first_run):
@@ -216,6 +282,12 @@ def test_variant_reuses_shared_stages_and_promotion_follows_accuracy(first_run):
     assert str(champion_after.version) == (variant.promotion.version if wins else str(champion_before.version))
     zen = Client().get_model("dcjt-synthetic")
     assert len(Client().list_model_versions(model_name_or_id=zen.id)) == len(versions_after)
+    # the Model Control Plane's version links the run that made it and the model artifact
+    mirrored = Client().get_model_version("dcjt-synthetic", f"mlflow-v{variant.promotion.version}")
+    assert variant.run_name in mirrored.pipeline_run_ids
+    assert mirrored.run_metadata["mlflow_model_uri"] == f"models:/dcjt-synthetic/{variant.promotion.version}"
+    links = Client().list_model_version_artifact_links(model_version_id=mirrored.id)
+    assert [link.artifact_version.name for link in links] == ["model"]
 
 
 def test_failing_step_leaves_registry_and_marks_run_failed(first_run):
@@ -224,17 +296,28 @@ def test_failing_step_leaves_registry_and_marks_run_failed(first_run):
     moved = cache_dir.with_name("cache-away")
     shutil.move(cache_dir, moved)  # a cleaned cache folder: the changed DCN step cannot read its images
     try:
-        with pytest.raises(
-            Exception, match="image cache .* missing on this machine: its folder was moved or cleaned|Pipeline run has failed"
-        ):
-            run_tiny("dcn.lam=2.0")
+        cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", "--set", "dcn.lam=2.0"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]  # one line, not a traceback
+        assert f"image cache {cache_dir}" in lines[0] and "is gone: its folder" in lines[0], lines
+        assert "rerun with --no-cache to rebuild it" in lines[0]
+        _, versions_after, champion_after = demo_registry()
+        assert versions_after == versions_before and champion_after.version == champion_before.version
+        failed = mlflow.search_runs(
+            search_all_experiments=True, filter_string="attributes.status = 'FAILED'", output_format="list"
+        )
+        assert failed, "the parent run of the failed pipeline run is marked FAILED"
+        parent = next(r for r in failed if "zenml.run_name" in r.data.tags)  # the UI says why, as the console did
+        assert "is gone: its folder" in parent.data.tags["failure.reason"], parent.data.tags["failure.reason"]
+        assert parent.data.tags["mlflow.note.content"].startswith("**This run stopped.** ")
+        assert parent.data.params, "the failed run keeps its configuration"
+        proc = subprocess.run([*cmd, "--no-cache"], capture_output=True, text=True, timeout=900)  # the fix it names
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert any(cache_dir.rglob("*.npy")), "the caches were built again"
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
         shutil.move(moved, cache_dir)
-    _, versions_after, champion_after = demo_registry()
-    assert versions_after == versions_before and champion_after.version == champion_before.version
-    failed = mlflow.search_runs(search_all_experiments=True, filter_string="attributes.status = 'FAILED'", output_format="list")
-    assert failed, "the parent run of the failed pipeline run is marked FAILED"
 
 
 def test_schedule_on_local_stack_explains_and_prints_crontab():
@@ -263,7 +346,9 @@ def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
                 data=json.dumps(body).encode(),
                 headers={"Content-Type": "application/json"},
             )
-            return json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"][0]
+            body = urllib.request.urlopen(req, timeout=60).read()
+            # strict, as JavaScript's JSON.parse: a bare NaN / Infinity anywhere fails the whole batch
+            return json.loads(body, parse_constant=lambda c: pytest.fail(f"not JSON: {c} in {body[:300]!r}"))["predictions"][0]
 
         encoded = base64.b64encode(image.read_bytes()).decode()
         row = ask({"dataframe_split": {"columns": ["image_bytes"], "data": [[encoded]]}})
@@ -273,6 +358,7 @@ def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
         for path in (str(image), "/etc/passwd", "../../../etc/shadow"):
             row = ask({"dataframe_split": {"columns": ["image"], "data": [[path]]}})
             assert row["label"] == -1 and row["error"].startswith("image paths are not read here"), row
+            assert row["valence"] is None and row["prob_anger"] is None, row  # null, not NaN
             assert "Traceback" not in json.dumps(row) and "root:" not in json.dumps(row)
 
 
@@ -305,6 +391,9 @@ def test_finished_run_through_mlflows_rest_api(first_run):
         )
         trained = by_id[version["run_id"]]  # the version links to the DCN's training run ...
         assert {"key": "dcjt.stage", "value": "DCN"} in trained["data"]["tags"]
+        provenance = {t["key"]: t["value"] for t in trained["data"]["tags"] if t["key"].startswith("runtime.")}
+        assert int(provenance["runtime.threads"]) >= 1 and provenance["runtime.cpu"] and provenance["runtime.torch"]
+        assert {"runtime.cpu_capability", "runtime.numpy", "runtime.deterministic_algorithms"} <= set(provenance)
         assert any(i["dataset"]["digest"] for i in trained["inputs"]["dataset_inputs"])
         logged = rest(port, "logged-models/search", {"experiment_ids": [experiment["experiment_id"]]})["models"]
         linked = [m for m in logged if m["info"]["source_run_id"] == version["run_id"]]  # ... which shows its logged model
@@ -312,7 +401,8 @@ def test_finished_run_through_mlflows_rest_api(first_run):
 
 
 def test_killed_run_resumes_training_from_its_checkpoint(first_run):
-    """Kill the pipeline process during DCN training; the re-run continues from the checkpoint."""
+    """SIGTERM the pipeline process during DCN training: it stops in one line; the re-run continues
+    from the checkpoint."""
     import signal
 
     import torch
@@ -321,7 +411,8 @@ def test_killed_run_resumes_training_from_its_checkpoint(first_run):
 
     change = ["dcn.epochs=5", "dcn.lr=0.002", "budget.patience=10"]  # a DCN no earlier run has trained; no early stop
     cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *[a for s in change for a in ("--set", s)]]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    stderr = open(Path(os.environ["DCJT_HOME"]) / "sigterm-stderr.txt", "w+")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     ckpt_root = Path(os.environ["DCJT_HOME"]) / "checkpoints"
     before = set(ckpt_root.glob("DCN-*"))
     deadline = time.time() + 600
@@ -329,14 +420,18 @@ def test_killed_run_resumes_training_from_its_checkpoint(first_run):
         while time.time() < deadline and proc.poll() is None:
             fresh = [p for p in set(ckpt_root.glob("DCN-*")) - before if latest(p)]
             if fresh and torch.load(latest(fresh[0]), weights_only=True)["epoch"] >= 1:
-                os.killpg(proc.pid, signal.SIGKILL)
+                proc.send_signal(signal.SIGTERM)  # as `kill PID` or a scheduler's stop does
+                proc.wait(timeout=120)
                 break
             time.sleep(0.2)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    stderr.seek(0)
+    lines = [line for line in stderr.read().splitlines() if line.strip()]
+    assert proc.returncode == 1, (proc.returncode, lines[-20:])  # 0 would mean it finished before the signal
+    assert len(lines) == 1 and lines[0].startswith("Error: interrupted (SIGTERM or Ctrl-C): the run stopped"), lines[-20:]
     killed_at = torch.load(latest(fresh[0]), weights_only=True)["epoch"]
     assert killed_at < 4
     resumed = run_tiny(*change)
@@ -385,6 +480,32 @@ def test_weak_m_a_stops_at_its_gate_in_one_line_and_leaves_the_registry(first_ru
     assert "Traceback" in log.read_text() and "GateError" in log.read_text()
     _, versions_after, champion_after = demo_registry()
     assert versions_after == versions_before and champion_after.version == champion_before.version
+    # The failed MLflow run says the same: the gate's stage, measure, value, limit and fix as tags
+    # (columns of the runs table), every gate of the stage as metrics, the datasets it had read.
+    failed = mlflow.search_runs(
+        search_all_experiments=True, filter_string="tags.`failure.kind` = 'GateError'", output_format="list"
+    )[0]
+    tags = failed.data.tags
+    assert failed.info.status == "FAILED" and tags["failure.stage"] == "stage 1 (M_A, subset)"
+    assert tags["failure.measure"].startswith("M_A's agreement with A's validation labels")
+    assert float(tags["failure.value"]) < float(tags["failure.limit"].split()[-1])
+    assert tags["failure.fix"] == "--set gates.m_a_min_kappa=VALUE or --set gates.mode=warn"
+    assert tags["mlflow.note.content"].startswith("**This run stopped.** stage 1 (M_A, subset) health gate failed")
+    assert any(k.startswith("gate.") and k.endswith(".observed") for k in failed.data.metrics)
+    contexts = {t.value for i in failed.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"}
+    assert {"train", "validation", "test"} <= contexts
+    assert failed.data.params["m_a.lr"] == "1e-09"
+    # In warn mode the run goes on, says which gates failed with their numbers, and registers
+    # without promoting (the same M_A comes from ZenML's cache).
+    warn = [a.replace("gates.mode=stop", "gates.mode=warn") for a in cmd] + ["--set", "promotion.despite_failed_gates=false"]
+    proc = subprocess.run(warn, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "health gate(s) failed (gates.mode=warn)" in proc.stdout
+    assert "warning:   stage 1 (M_A, subset): M_A's agreement with A's validation labels" in proc.stdout
+    client, versions_warned, champion_warned = demo_registry()
+    assert len(versions_warned) == len(versions_before) + 1 and champion_warned.version == champion_before.version
+    newest = client.get_model_version("dcjt-synthetic", str(max(versions_warned)))
+    assert newest.tags["promotion.verdict"] in ("gates failed", "kept champion", "loses to a baseline"), newest.tags
 
 
 def test_two_runs_at_once_on_a_fresh_state_folder(tmp_path):
@@ -401,6 +522,8 @@ def test_two_runs_at_once_on_a_fresh_state_folder(tmp_path):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
         assert "promotion gate:" in out and "comparison:" in out
+        assert "this run in the UI: http://127.0.0.1:5000/#/experiments/" in out  # the runs view, not GenAI's
+        assert "ZenML runs: ZENML_CONFIG_PATH=" in out and "zenml login" not in out + err  # no hint that fails here
         for chatter in (
             "Skipping registering",
             "ephemeral docs site",

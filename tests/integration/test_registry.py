@@ -8,6 +8,7 @@ of the gate is tested deterministically.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -149,6 +150,14 @@ def test_version_carries_description_card_and_linked_model(registry, monkeypatch
     training_run = version.tags["mlflow_run_id"]
     assert version.run_id == training_run  # the registered version points at the run that trained it
     assert "validation accuracy 0.5500, test accuracy 0.6000" in version.description
+    experiment = mlflow.get_run(training_run).info.experiment_id
+    card_link = f"[model_card.md](#/experiments/{experiment}/runs/{training_run}/artifactPath/model_card.md)"
+    assert card_link in version.description and version.description.startswith("**Promotion:**")
+    # always class 0: surprise is found (precision 0.6, recall 1), happiness never (recall 0)
+    assert "**Never right on test:** happiness" in version.description
+    tags = version.tags
+    assert (tags["test.recall.happiness"], tags["test.f1.surprise"], tags["test.macro_f1"]) == ("0.0000", "0.7500", "0.3750")
+    assert tags["test.never_right"] == "happiness" and tags["test.precision.surprise"] == "0.6000"
     assert "champion" in client.get_registered_model("fer").description
     card = mlflow.artifacts.load_text(f"runs:/{training_run}/model_card.md")
     assert "## Intended use and limits" in card and "| anger |" not in card.split("## Data")[0]
@@ -163,6 +172,20 @@ def test_version_carries_description_card_and_linked_model(registry, monkeypatch
     out = served.predict(paths)
     assert (out["label"] == 0).all()  # the registered model is the one that always says class 0
     assert np.isclose(out[[c for c in out if c.startswith("prob_")]].sum(axis=1), 1).all()
+
+
+def test_a_cpu_only_serving_environment_is_an_option_of_the_logged_model(registry):
+    """serving_torch_index puts PyTorch's CPU index first in the model's requirements.txt (the
+    environment MLflow builds to serve it); by default the model asks PyPI only."""
+    index = "https://download.pytorch.org/whl/cpu"
+    plain = promote_as_run(registry, always(0))
+    cpu = promote_as_run(registry, always(0), torch_index=index)
+    read = lambda v: Path(mlflow.pyfunc.get_model_dependencies(f"models:/fer/{v['version']}")).read_text().splitlines()  # noqa: E731
+    assert "--extra-index-url" not in "\n".join(read(plain))
+    lines = read(cpu)
+    assert f"--extra-index-url {index}" in lines and lines.index(f"--extra-index-url {index}") < min(
+        i for i, line in enumerate(lines) if line.startswith("torch==")
+    )
 
 
 def test_fine_tune_from_a_registered_model_and_a_checkpoint(registry, tmp_path):

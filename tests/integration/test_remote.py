@@ -118,11 +118,13 @@ def test_dockerfiles_lint_clean():
 def test_images_install_the_pins_of_pyproject(dockerfile):
     text = (ROOT / dockerfile).read_text()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert "COPY pyproject.toml" in text and 'pip install ".[cluster]"' in text
+    assert "COPY pyproject.toml" in text and re.search(r'pip install [^\n]*"\.\[cluster\]"', text)
     # No second source of versions: every pip install is the project itself, or the torch pins read
     # from pyproject.toml; one index per install, never --extra-index-url.
     for line in re.findall(r"pip install[^\n]*", text):
         assert line.rstrip(" \\").endswith(('".[cluster]"', "-e .", "-r /tmp/torch.txt")), line
+        # constraints only from the optional pins secret (the local environment's versions)
+        assert "-e ." in line or ('-c "$pins"' in line and line.count("--index-url") == 1), line
     assert "--extra-index-url" not in text and text.count("PIP_INDEX_URL=https://pypi.org/simple") == 1
     # Base images pinned by digest; the code is not writable by the runtime user.
     base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
@@ -144,3 +146,62 @@ def test_every_copied_path_exists(dockerfile):
         if line.startswith("COPY ") and "--from" not in line:
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), f"{dockerfile}: COPY {source} does not exist"
+
+
+def _stack(name: str, components: dict):
+    """A registered stack (never contacted) with ``components``: {type: (flavor, configuration)}."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+    from zenml.stack import Stack
+
+    from app.environment import prepare_environment
+
+    prepare_environment()
+    client = Client()
+    try:
+        return Stack.from_model(client.get_stack(name))
+    except KeyError:
+        names = {StackComponentType.ARTIFACT_STORE: "default"}
+        for kind, (flavor, configuration) in components.items():
+            names[kind] = client.create_stack_component(f"{name}-{kind.value}", flavor, kind, configuration).name
+        return Stack.from_model(client.create_stack(name, components=names))
+
+
+def test_a_docker_stack_without_an_engine_stops_before_any_step(monkeypatch, tmp_path):
+    from zenml.enums import StackComponentType as T
+
+    from app.preflight import PreflightError, check_container_side
+
+    stack = _stack("docker-check", {T.ORCHESTRATOR: ("local_docker", {}), T.IMAGE_BUILDER: ("local", {})})
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    with pytest.raises(PreflightError, match=r"Docker engine: not running or not reachable .*local_docker orchestrator"):
+        check_container_side(stack, {"settings": {"docker": {"parent_image": "dcjt-cpu-deps:team"}}})
+
+
+def test_the_default_stack_needs_no_docker_engine_even_after_zenml_validates_it(monkeypatch, tmp_path):
+    """ZenML gives the default stack (it has a local deployer) a temporary local image builder
+    when it validates it; the local orchestrator still builds nothing, so no engine is asked for
+    (CI machines start without one)."""
+    from zenml.client import Client
+
+    from app.environment import prepare_environment
+    from app.preflight import check_container_side
+
+    prepare_environment()
+    stack = Client().active_stack
+    stack.validate()
+    assert stack.orchestrator.flavor == "local" and stack.image_builder.name == "temporary_default"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    check_container_side(stack, None)
+
+
+def test_a_container_registry_that_does_not_answer_stops_before_any_step():
+    from zenml.enums import StackComponentType as T
+
+    from app.preflight import PreflightError, check_container_side
+    from helpers.servers import free_port
+
+    uri = f"127.0.0.1:{free_port()}/fer"  # nothing listens there
+    stack = _stack("registry-check", {T.ORCHESTRATOR: ("local", {}), T.CONTAINER_REGISTRY: ("default", {"uri": uri})})
+    with pytest.raises(PreflightError, match=rf"container registry {uri}: unreachable .*cannot be pushed"):
+        check_container_side(stack, None)

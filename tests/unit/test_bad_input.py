@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import string
 from pathlib import Path
@@ -119,6 +121,62 @@ def test_tiny_or_unreadable_inputs_are_reported_not_classified(tmp_path, monkeyp
     assert out["label"].tolist()[:2] == [-1, -1] and 0 <= out["label"].iloc[2] <= 6
     assert out["error"].iloc[0].startswith("too small: 1x1 px") and "broken.png" in out["error"].iloc[1]
     assert out["error"].iloc[2] == "" and out.loc[:1, "prob_happiness"].isna().all()
+    # refused rows hold None (JSON null), never NaN: the scoring server's body parses strictly
+    assert out.loc[:1, ["valence", "prob_anger"]].map(lambda v: v is None).all().all()
+    body = json.dumps(out.to_dict(orient="records"))
+    assert "NaN" not in body and json.loads(body, parse_constant=lambda c: pytest.fail(c))[2]["valence"] is not None
+
+
+BOMB_BURST = """
+import io, resource, sys
+import numpy as np
+from dcjt.model.nets import build_model
+from dcjt.serving.pyfunc import predict_inputs
+bomb = open(sys.argv[1], "rb").read()
+model = build_model("tiny", "linear", 32)
+ok = io.BytesIO()
+from PIL import Image
+Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(ok, format="PNG")
+predict_inputs(model, [ok.getvalue()], min_side=8)  # warm up: torch's own allocations
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(20):
+    out = predict_inputs(model, [bomb, ok.getvalue()], min_side=8)
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(out["error"].iloc[0]); print(out["label"].iloc[1]); print(f"{grown:.0f}")
+"""
+
+
+def test_serving_refuses_an_image_over_its_pixel_budget_from_the_header_with_flat_memory(tmp_path):
+    """A 40 KB PNG declaring 13,000 x 13,000 pixels (under Pillow's own limit; 507 MB as RGB) is
+    refused from its header in its row, the other row is answered, and 20 such requests leave the
+    peak memory where it was."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (13_000, 13_000)).save(bomb)
+    assert bomb.stat().st_size < 100_000
+    proc = subprocess.run([sys.executable, "-c", BOMB_BURST, str(bomb)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    error, label, grown = proc.stdout.strip().splitlines()[-3:]
+    assert error == "too large: 13000x13000 px, over the budget of 25,000,000 px (DCJT_SERVE_MAX_PIXELS)"
+    assert 0 <= int(label) <= 6 and float(grown) < 100, proc.stdout  # decoding even once would add ~500 MB
+
+
+def test_serving_byte_budget_and_exif_orientation(tmp_path, monkeypatch):
+    model = build_model("tiny", "linear", 32)
+    image = io.BytesIO()
+    Image.fromarray(random_images(1, 40)[0]).save(image, format="PNG")
+    monkeypatch.setenv("DCJT_SERVE_MAX_BYTES", "100")
+    out = predict_inputs(model, [image.getvalue()], min_side=8)
+    assert out["error"].iloc[0] == f"too large: {len(image.getvalue()):,} bytes, over the budget of 100 (DCJT_SERVE_MAX_BYTES)"
+    # a phone's photo: pixels stored sideways plus an orientation tag; decoded upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "phone.jpg", exif=exif)
+    assert decode(tmp_path / "phone.jpg").shape == (40, 20, 3)
 
 
 # --- clean failures before any step --------------------------------------------------------------
@@ -237,3 +295,109 @@ def test_fuzz_ferplus_rows(tmp_path, usage, name, votes):
     lines[1] = ",".join([clean(usage), clean(name), *map(clean, votes)])
     (root / "fer2013new.csv").write_text("\n".join(lines) + "\n")
     _assert_valid_or_named(lambda r: read_ferplus(r, image_dir=tmp_path / "img"), root, "fer2013")
+
+
+def test_config_files_that_are_not_configs_are_refused_naming_the_file(tmp_path, monkeypatch):
+    """YAML errors name the file, line and column; a list is not a config; an extends cycle and
+    a --set value that is not YAML are one line each (no traceback, no recursion)."""
+    from dcjt import config as config_module
+    from dcjt.config import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nm_a: {epochs: [1\n")
+    with pytest.raises(ConfigError, match=rf"config {bad}: line 3, column 1: not valid YAML"):
+        load_config(str(bad))
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=rf"config {listed}: must be a mapping .* got a list"):
+        load_config(str(listed))
+    with pytest.raises(ConfigError, match=r"override 'm_a=\{epochs: \[1': the value is not valid YAML"):
+        load_config("demo", ["m_a={epochs: [1"])
+    monkeypatch.setattr(config_module, "CONFIG_DIR", tmp_path)
+    (tmp_path / "one.yaml").write_text("extends: two\n")
+    (tmp_path / "two.yaml").write_text("extends: one\n")
+    with pytest.raises(ConfigError, match=r"'extends' makes a cycle \(one.yaml -> two.yaml -> one.yaml\)"):
+        load_config("one")
+
+
+def test_numbers_that_are_not_finite_or_whole_are_named(tmp_path):
+    """AffectNet's CSV face size `inf`, FER2013 pixels 12.5 and 256: file, line and value named."""
+    path = _affectnet(tmp_path)
+    _edit_cell(path, 3, "face_width", "inf")
+    with pytest.raises(DatasetFormatError, match=r"training.csv:3: column face_width has 'inf', expected a finite number"):
+        read_affectnet(tmp_path / "an")
+    root = tmp_path / "fp"
+    layouts.write_ferplus(
+        root, random_images(3, 48), [layouts.ferplus_votes_for(3)] * 3, ["Training", "PublicTest", "PrivateTest"]
+    )
+    original = (root / "fer2013.csv").read_text()
+    for value, message in (("12.5", r"pixel 5 is '12.5'; pixels are whole numbers in 0..255"), ("256", r"pixel 5 is '256'")):
+        lines = original.splitlines()
+        emotion, pixels, usage = lines[2].split(",")
+        cells = pixels.split()
+        cells[5] = value
+        lines[2] = ",".join([emotion, " ".join(cells), usage])
+        (root / "fer2013.csv").write_text("\n".join(lines) + "\n")
+        with pytest.raises(DatasetFormatError, match=rf"fer2013.csv:3: {message}"):
+            read_ferplus(root, image_dir=tmp_path / f"img-{value}")
+    lines = original.splitlines()
+    lines[2] = lines[2].replace("PublicTest", "PrivateTest")  # the two files no longer agree on row 3
+    (root / "fer2013.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetFormatError, match=r"fer2013new.csv:3: Usage 'PublicTest' but .*fer2013.csv:3 says 'PrivateTest'"):
+        read_ferplus(root, image_dir=tmp_path / "img-usage")
+
+
+def test_caers_box_label_must_match_its_folder_and_an_unreadable_frame_is_a_bad_row(tmp_path):
+    root = tmp_path / "c"
+    layouts.write_caers(root, random_images(14, 32), ALL_LABELS * 2, ["train"] * 7 + ["test"] * 7, boxes=[(0, 0, 20, 20)] * 14)
+    text = (root / "boxes.csv").read_text().splitlines()
+    path, label, *box = text[1].split(",")
+    other = "Happy" if label != "Happy" else "Sad"
+    (root / "boxes.csv").write_text("\n".join([text[0], ",".join([path, other, *box]), *text[2:]]) + "\n")
+    with pytest.raises(DatasetFormatError, match=rf"boxes.csv:2: label '{other}' contradicts the frame's folder '{label}'"):
+        read_caers(root, detect_faces=False)
+    (root / "boxes.csv").unlink()  # faces found by detection, which decodes every frame first
+    frame = sorted((root / "train").rglob("*.png"))[0]
+    frame.write_bytes(b"not a png")
+    table, report = ingest("caers", root, max_bad_fraction=0.2, split_seed=0)
+    assert str(frame) not in set(table["image"]) and len(table) == 13
+
+
+def test_image_caches_that_cannot_fit_are_refused_and_large_ones_announced(tmp_path, monkeypatch):
+    """network.image_size grows the caches with its square: a run whose caches cannot fit the
+    cache folder's disk stops before any step, naming the size; a large one says how large."""
+    import shutil
+    from collections import namedtuple
+
+    from app.preflight import check_cache_size
+
+    home = ["paths.cache_dir=" + str(tmp_path / "cache")]
+    cfg = load_config("demo", [*home, "network.image_size=1024"])  # 7,500 images: about 22 GiB
+    said = []
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(1 << 40, 0, 1 << 40))
+    check_cache_size(cfg, warn=said.append)
+    assert said == ["warning: image caches of about 22.0 GiB (7,500 images at network.image_size=1024)"]
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(1 << 40, 0, 10 << 30))
+    with pytest.raises(PreflightError, match=r"image caches need about 22.0 GiB .* has 10.0 GiB free: lower --image-size"):
+        check_cache_size(cfg, warn=said.append)
+    said.clear()
+    check_cache_size(load_config("demo", home), warn=said.append)  # the demo's 32 px: 23 MB, nothing to say
+    assert said == []
+
+
+def test_sigterm_inside_a_file_write_unwinds_and_leaves_no_temp_file(tmp_path):
+    """Python's default SIGTERM ends the process before any ``finally``: while FERPlus' images are
+    written it raises instead, so the temp file of the image being written is removed."""
+    import signal
+
+    from dcjt.utils.files import replace_atomic, sigterm_unwinds
+
+    def write(tmp):
+        tmp.write_bytes(b"half")
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-write
+
+    with pytest.raises(KeyboardInterrupt), sigterm_unwinds():
+        replace_atomic(write, tmp_path / "row000002.png")
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the default is back

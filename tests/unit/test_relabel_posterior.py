@@ -316,6 +316,22 @@ def test_a_challenger_below_its_own_baseline_on_validation_is_registered_not_pro
     assert promotion_gate(mine, None, None, None, forced, 0, {"target_only": _scores(0.73)})[0].promoted
 
 
+def test_a_run_whose_gates_failed_in_warn_mode_never_promotes_unless_forced():
+    from dcjt.config import PromotionConfig
+    from dcjt.registry.promotion import promotion_gate
+
+    mine = {"val": _scores(0.70), "test": _scores(0.72)}
+    failed = ["stage 1 (M_A, subset): M_A's agreement (kappa) = 0.01 (must be >= 0.2)"]
+    decision, tags = promotion_gate(mine, None, None, None, PromotionConfig(bootstrap=False), 0, {}, failed)
+    assert not decision.promoted and tags["promotion.verdict"] == "gates failed"
+    assert decision.reason.startswith("this run failed 1 health gate(s) in warn mode (stage 1 (M_A, subset)")
+    assert promotion_gate(mine, None, None, None, PromotionConfig(bootstrap=False), 0, {}, [])[0].promoted
+    forced = PromotionConfig(bootstrap=False, force=True)
+    assert promotion_gate(mine, None, None, None, forced, 0, {}, failed)[0].promoted
+    smoke = PromotionConfig(bootstrap=False, despite_failed_gates=True)  # configs/tiny.yaml
+    assert promotion_gate(mine, None, None, None, smoke, 0, {}, failed)[0].verdict == "first version"
+
+
 def test_choose_picks_the_best_mean_validation_and_reports_its_lead_over_seeds():
     from app.select import choose
 

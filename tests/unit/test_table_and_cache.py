@@ -9,7 +9,7 @@ import pytest
 from dcjt.data.cache import build_cache, cache_key, open_cache
 from dcjt.data.labels import EMOTIONS, LabelTableError, make_table, read_table, write_table
 from dcjt.data.readers import ingest
-from dcjt.data.validation import ValidationError, validate_table, write_valid_table
+from dcjt.data.validation import ValidationError, assert_valid, validate_table, write_valid_table
 from dcjt.model.images import ImageReadError, decode, preprocess
 from helpers.data import random_images
 
@@ -51,6 +51,15 @@ def test_gx_suite_names_each_failure(breakage, expectation, tmp_path):
     with pytest.raises(ValidationError, match=expectation):
         write_valid_table(df, tmp_path / "bad.parquet")
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_a_class_without_training_rows_is_named():
+    df = _table()
+    df.loc[6, "label"] = 1  # row 6 held the only train row of class 6
+    missing = sorted(set(range(7)) - set(df.loc[df["split"] == "train", "label"]))
+    with pytest.raises(ValidationError, match=r"the train split has no row of neutral \(6\): every emotion needs"):
+        assert_valid(df, "t")
+    assert missing == [6]
 
 
 def test_train_test_overlap_is_caught():
@@ -268,7 +277,7 @@ def test_a_cut_short_or_mismatched_cache_is_named_and_rebuilt(rafdb_root, tmp_pa
     good = np.array(cache.images)
     data, meta = _cache_pair(cache)
     os.truncate(data, data.stat().st_size - 16 * 16 * 3 - 5)  # a full disk cut the last image short
-    with pytest.raises(CacheError, match=f"image cache {data}.*delete it to rebuild"):
+    with pytest.raises(CacheError, match=f"image cache {data}.*rerun with --no-cache to rebuild it"):
         load_cache(data)
     with caplog.at_level(logging.WARNING):
         rebuilt = build_cache(df, 16, tmp_path / "cache")
