@@ -9,7 +9,6 @@ nothing behind, a killed one resumes from its finished chunks.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -17,7 +16,6 @@ import mmap
 import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -29,7 +27,7 @@ from tqdm import tqdm
 
 from dcjt.data.labels import BOX_COLUMNS, LANDMARK_COLUMN, user_file_mode
 from dcjt.model.images import load_preprocessed
-from dcjt.utils.files import replace_atomic
+from dcjt.utils.files import folder_lock, replace_atomic
 from dcjt.utils.procs import spawned_pool
 from dcjt.utils.runtime import workers as runtime_workers
 
@@ -175,16 +173,9 @@ def chunk_rows(size: int) -> int:
     return max(1, CHUNK_BYTES // (size * size * 3))
 
 
-@contextmanager
 def building(cache_dir: Path):
     """One builder per cache folder at a time (a second waits, then finds the finished cache)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(cache_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    return folder_lock(cache_dir)
 
 
 def _partial_paths(base: Path) -> tuple[Path, Path]:

@@ -8,7 +8,8 @@ one recorded (planted, swapped, truncated), is refused before anything is unpick
 itself is read with ``torch.load(weights_only=True)``, which runs no code. The record is replaced
 in one rename after the new file is complete, so a kill at any moment leaves a consistent pair.
 File names carry the first 12 hex digits of their SHA-256, so two runs of the same training in one
-folder never overwrite each other's file under a name the other's record points at.
+folder never overwrite each other's file under a name the other's record points at, and writers
+take turns under a lock on the folder, so one never deletes the file the other's record just named.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from dcjt.config import TrainConfig
-from dcjt.utils.files import replace_atomic
+from dcjt.utils.files import folder_lock, replace_atomic
 
 RECORD = "last.json"
 FILE_NAME = re.compile(r"epoch-\d{4,}(-[0-9a-f]{12})?\.pt")
@@ -49,22 +50,22 @@ def latest(folder: Path) -> Path | None:
 
 
 def save_checkpoint_file(folder: Path, epoch: int, payload: dict, fp: dict) -> Path:
-    """Write epoch ``epoch``'s checkpoint, then the record that points at it; drop older files
-    except the one the record points at now (a run beside this one may have just written it)."""
+    """Write epoch ``epoch``'s checkpoint, then the record that points at it, then drop the other
+    files, all under the folder's lock: a run writing beside this one (same training, same folder)
+    waits its turn, so the record never names a file that the other run has removed."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save({**payload, "epoch": epoch}, buffer)
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     path = folder / f"epoch-{epoch:04d}-{digest[:12]}.pt"
-    replace_atomic(lambda tmp: tmp.write_bytes(data), path)
     record = {"file": path.name, "sha256": digest, "epoch": epoch, "fingerprint": fp}
-    replace_atomic(lambda tmp: tmp.write_text(json.dumps(record)), folder / RECORD)
-    for old in folder.glob("epoch-*.pt"):
-        current = latest(folder)
-        if old.name != path.name and (current is None or old.name != current.name):
-            old.unlink(missing_ok=True)
+    with folder_lock(folder):
+        replace_atomic(lambda tmp: tmp.write_bytes(data), path)
+        replace_atomic(lambda tmp: tmp.write_text(json.dumps(record)), folder / RECORD)
+        for old in folder.glob("epoch-*.pt"):
+            if old.name != path.name:
+                old.unlink(missing_ok=True)
     return path
 
 

@@ -1,8 +1,10 @@
-"""Small file helpers shared by checkpoints and weights: SHA-256 of a file, atomic replacement."""
+"""Small file helpers shared by checkpoints, caches and weights: SHA-256 of a file, atomic
+replacement, a lock on a folder."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import signal
@@ -29,6 +31,19 @@ def replace_atomic(write, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """An exclusive ``flock`` on the folder itself while the block runs: writers of one folder
+    (threads or processes) take turns; readers that verify what they read need no lock."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager
