@@ -134,12 +134,12 @@ def resolve_network_weights(cfg: PipelineConfig) -> None:
     cfg.network = cfg.network.model_copy(update={"weights": pinned, "weights_digest": digest})
 
 
-def preflight(cfg: PipelineConfig, uri: str) -> None:
-    """Checks that need no step: the tracking store, each dataset root's release layout, and the
-    network's starting weights."""
+def preflight(cfg: PipelineConfig) -> None:
+    """Checks that need no step: the champion's record, each dataset root's release layout, and
+    the network's starting weights (the stores were checked before they were opened:
+    ``app.runner.check_stores``)."""
     from dcjt.data.readers import DatasetFormatError, check_layout
 
-    check_tracking_store(uri)
     check_champion_record(cfg)
     if cfg.data.kind == "files":
         roles = [("target", cfg.data.target)] + [(f"extras.{k}", s) for k, s in enumerate(cfg.data.extras)]

@@ -75,7 +75,7 @@ def run_pipeline(
     uri = prepare_environment(cfg)  # before ZenML is imported: it reads its settings once
     check_stores(uri)
     initialise_stores(cfg.experiment)  # before the preflight reads the registry: one process at a time
-    preflight(cfg, uri)
+    preflight(cfg)
     from pipelines.dcjt import GPU_STEPS, dcjt_pipeline
 
     pipe = _prepared(dcjt_pipeline, cfg, run_config, GPU_STEPS)
@@ -121,7 +121,7 @@ def run_finetune(cfg: PipelineConfig, source: str, *, run_config: str | None = N
         check_source(source, cfg)
     except FinetuneError as exc:
         raise PreflightError(str(exc)) from None
-    preflight(cfg, uri)  # pins models:/NAME@alias to its version, a file to its digest
+    preflight(cfg)  # pins models:/NAME@alias to its version, a file to its digest
     from pipelines.finetune import GPU_STEPS, finetune_pipeline
 
     pipe = _prepared(finetune_pipeline, cfg, run_config, GPU_STEPS)

@@ -188,7 +188,7 @@ def test_preflight_names_the_missing_dataset_and_the_bad_tracking_store(tmp_path
         check_layout("rafdb", empty)
     cfg = load_config("rafdb", values={"data.target.root": str(empty), "data.extra.root": str(other)})
     with pytest.raises(PreflightError, match="data.target: .* holds no rafdb dataset"):
-        preflight(cfg, f"sqlite:///{tmp_path / 'ok.db'}")
+        preflight(cfg)
     (tmp_path / "file").write_text("x")
     with pytest.raises(PreflightError, match=r"MLflow tracking store sqlite:///.*file/mlflow.db: .*file is a file"):
         check_tracking_store(f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}")
