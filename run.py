@@ -6,6 +6,7 @@
     python run.py select --config NAME     # register the variant that wins on your validation split
     python run.py finetune --from models:/NAME@champion --config NAME
     python run.py predict | serve          # the registered model on images, over HTTP
+    python run.py worlds                   # the synthetic world suite (--world NAME, study --worlds suite)
     python run.py ingest | leakage | synth | weights import | weights where
 
 ``python run.py COMMAND --help`` for each command's options.
@@ -19,6 +20,7 @@ from pathlib import Path
 import click
 
 from dcjt.config import DATASETS
+from dcjt.experiments.tables import SELECT_CANDIDATES
 
 RUN_OPTIONS = [
     click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value, e.g. dcn.lam=15"),
@@ -32,6 +34,7 @@ RUN_OPTIONS = [
     ),
     click.option("--mapping", help="method.mapping: none | global | emotion | emotion_ot"),
     click.option("--seed", type=int, help="seed of the synthetic world, initialisation and shuffles"),
+    click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds lists them)"),
     click.option("--force-promote", is_flag=True, default=None, help="promote the new model even if the gate keeps the champion"),
     click.option("--schedule", metavar="CRON", help="attach a cron schedule instead of running now"),
     click.option("--threads", type=click.IntRange(min=1), help="CPU threads and worker processes (runtime.threads)"),
@@ -48,6 +51,11 @@ RUN_OPTIONS = [
         help="ZenML run configuration for a remote stack, e.g. configs/remote-kubernetes.yaml",
     ),
 ]
+
+
+def with_world(overrides, world: str | None) -> tuple:
+    """``--world NAME`` is ``--set data.world.preset=NAME`` (before the other --set values)."""
+    return ((f"data.world.preset={world}",) if world else ()) + tuple(overrides)
 
 
 def run_options(f):
@@ -96,35 +104,56 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> N
     "--table",
     default="main",
     show_default=True,
-    help="main | 1 | 2 | 8 | extras | relabel | all (paper Tables 1, 2, 8; extras: A + one or two extras, SCN; "
-    "relabel: where a better stage 3b's gain comes from)",
+    help="main | 1 | 2 | 8 | extras | relabel | select | all (paper Tables 1, 2, 8; extras: A + one or two extras, SCN; "
+    "relabel: where a better stage 3b's gain comes from; select: the candidates of run.py select)",
 )
 @click.option("--seeds", default="0-4", show_default=True, help="e.g. 0,1,2 or 0-4 (at most 1,000 runs; 0..99999)")
 @click.option("--row", "only", multiple=True, help="only this row (repeatable); names as in the table")
 @click.option("--name", help="study name (MLflow tag; default CONFIG-table-TABLE)")
 @click.option("--budget", type=click.Choice(["converged", "steps"]), help="budget.mode for every row")
+@click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds)")
+@click.option(
+    "--worlds",
+    metavar="suite|A,B,...",
+    help="run the table on each of these worlds (suite: all of them) and write the cross-world summary: each row's "
+    "regret against the best row, and the regret of choosing on validation (last line: select_regret)",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads and worker processes (runtime.threads)")
-def study_cmd(config_name, table, seeds, only, name, budget, overrides, threads) -> None:
+def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, overrides, threads) -> None:
     """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the table."""
     from app import commands
 
-    commands.study(config_name, table, seeds, only, name, budget, overrides, threads)
+    commands.study(config_name, table, seeds, only, name, budget, with_world(overrides, world), threads, worlds=worlds)
 
 
 @cli.command("select")
 @click.option("--config", "config_name", default="demo", show_default=True, help="configs/NAME.yaml or a YAML path")
 @click.option("--seeds", default="0-2", show_default=True, help="e.g. 0,1,2 or 0-4: every candidate runs each seed")
-@click.option("--candidate", "candidates", multiple=True, help="a row of `study --table relabel` (repeatable; default: 9 rows)")
+@click.option(
+    "--candidate",
+    "candidates",
+    multiple=True,
+    help=f"a row of `study --table select` (repeatable; default: all {len(SELECT_CANDIDATES)} rows)",
+)
+@click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads and worker processes (runtime.threads)")
-def select_cmd(config_name, seeds, candidates, overrides, threads) -> None:
+def select_cmd(config_name, seeds, candidates, world, overrides, threads) -> None:
     """Pick the variant that wins on your validation split: run the candidates (baselines included)
     over the seeds, choose the best mean validation accuracy, register it as the challenger with the
     evidence (each candidate's scores, the winner's lead and its interval) in its model card."""
     from app import commands
 
-    commands.select(config_name, seeds, candidates, overrides, threads)
+    commands.select(config_name, seeds, candidates, with_world(overrides, world), threads)
+
+
+@cli.command("worlds")
+def worlds_cmd() -> None:
+    """List the synthetic worlds of the suite (--world NAME, study --worlds suite): what each varies."""
+    from app import commands
+
+    commands.worlds()
 
 
 @cli.command("finetune")

@@ -23,6 +23,7 @@ SHORTCUTS = {
     "weights": "network.weights",
     "mapping": "method.mapping",
     "seed": "seed",
+    "world": "data.world.preset",
     "force_promote": "promotion.force",
     "threads": "runtime.threads",
 }
@@ -99,34 +100,44 @@ def echo_outcome_paths(outcome) -> None:
     click.echo(f"comparison: {outcome.comparison_path}")
 
 
-def study(config_name: str, table: str, seeds: str, only, name, budget, overrides, threads) -> None:
-    """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the table."""
+def study(config_name: str, table: str, seeds: str, only, name, budget, overrides, threads, worlds=None) -> None:
+    """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the
+    table; with ``worlds``, on each world of the suite, then the cross-world regret summary."""
     from dcjt.experiments.tables import StudyError, parse_seeds, study_rows
+    from dcjt.synthetic.suite import parse_worlds
 
     try:
         seed_list = parse_seeds(seeds)
-        study_rows(table, list(only) or None)
+        rows, _ = study_rows(table, list(only) or None)
         values = {"budget.mode": budget} if budget else {}
         if threads:
             values["runtime.threads"] = threads
-        from app.study import run_study
+        from app.study import run_study, run_world_study
+        from dcjt.experiments.tables import check_world_rows
 
-        outcome = run_study(
-            config_name,
-            table,
-            seed_list,
-            overrides=overrides,
-            values=values,
-            only=list(only) or None,
-            name=name,
-            progress=click.echo,
-        )
+        kwargs = dict(overrides=overrides, values=values, only=list(only) or None, name=name, progress=click.echo)
+        if worlds:
+            try:
+                world_list = parse_worlds(worlds)
+            except ValueError as exc:
+                raise StudyError(str(exc)) from None
+            if any(o.startswith("data.world.preset=") for o in overrides):
+                raise StudyError("--worlds and --world (data.world.preset) both name the world: give one of them")
+            check_world_rows(table, rows, world_list)
+            outcome = run_world_study(config_name, table, seed_list, world_list, **kwargs)
+        else:
+            outcome = run_study(config_name, table, seed_list, **kwargs)
     except StudyError as exc:
         raise click.ClickException(str(exc)) from exc
     except (Exception, KeyboardInterrupt) as exc:  # a signal stops in one line too
         stop_in_one_line(exc)
     click.echo("\n" + outcome.markdown)
     click.echo(f"study wall time: {outcome.seconds:.0f} s")
+    if worlds:
+        click.echo(f"study_csv: {outcome.csv_path}")
+        click.echo(f"study_md: {outcome.md_path}")
+        click.echo(f"select_regret: {outcome.select_regret:.2f}")
+        return
     click.echo(f"mlflow_study_run: {outcome.mlflow_run_id}")
     click.echo(f"study_csv: {outcome.csv_path}")
     click.echo(f"study_md: {outcome.md_path}")
@@ -307,3 +318,13 @@ def synth(out: Path, layout, n_target: int, n_extra: int, size: int, seed: int) 
 
     for line in write_world(out, layout, n_target=n_target, n_extra=n_extra, size=size, seed=seed):
         click.echo(line)
+
+
+def worlds() -> None:
+    """The world suite, a line each."""
+    from dcjt.synthetic.suite import WORLDS
+
+    width = max(map(len, WORLDS))
+    for w in WORLDS.values():
+        click.echo(f"{w.name:<{width}}  {w.description}")
+    click.echo(f"\n{len(WORLDS)} worlds: --world NAME on pipeline, study and select; study --worlds suite runs a table on all")

@@ -18,22 +18,11 @@ from app.runner import RunOutcome, run_pipeline
 from app.study import StudyOutcome, run_study
 from dcjt.config import CandidateScore, SelectionEvidence, load_config
 from dcjt.experiments.statistics import t_interval
-from dcjt.experiments.tables import study_rows
+from dcjt.experiments.tables import SELECT_CANDIDATES, StudyError, study_rows
 
-# Every baseline, DCJT as published, the gated row and the new stage 3b rows.
-CANDIDATES = (
-    "target only (A, DL)",
-    "straight A + B",
-    "straight A + B, class-balanced",
-    "DCJT",
-    "CLS / gated DL / EDCLM",
-    "CLS / gated DL / orig CL",
-    "relabel: posterior (V/A + M_A)",
-    "relabel: latent",
-    "relabel: posterior (V/A + M_A), soft",
-    "relabel: latent, soft",
-)
-TABLE = "relabel"  # the candidates are rows of this study table
+# Every baseline, DCJT as published, the gated row and the new stage 3b rows (one list: the tables').
+CANDIDATES = tuple(r.name for r in SELECT_CANDIDATES)
+TABLE = "relabel"  # the candidates are rows of this study table (a name outside it is refused)
 
 
 @dataclass
@@ -74,6 +63,9 @@ def run_select(
 ) -> SelectOutcome:
     """Score the candidates over ``seeds``, pick the winner on validation, register it."""
     names = list(candidates or CANDIDATES)
+    truth = [r.name for r in study_rows("all")[0] if r.uses_truth and r.name in names]
+    if truth:
+        raise StudyError(f"--candidate {truth[0]!r} reads the synthetic world's hidden truth (an upper bound), never a candidate")
     rows, _ = study_rows(TABLE, names)  # unknown names are refused here, before any training
     base = load_config(config_name, overrides, values)
     study = run_study(

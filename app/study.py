@@ -18,7 +18,7 @@ from app.runner import run_pipeline
 from dcjt.config import load_config
 from dcjt.experiments.records import RunSummary
 from dcjt.experiments.summary import STAGE3_DIAGNOSTICS, markdown, summarise
-from dcjt.experiments.tables import study_rows
+from dcjt.experiments.tables import StudyError, check_world_rows, study_rows
 
 
 @dataclass
@@ -125,3 +125,149 @@ def _track(experiment: str, name: str, table: str, frame, summary, text, csv_pat
         mlflow.log_figure(study_figure(summary, reference), "study.png")
         mlflow.set_tag("mlflow.note.content", text)
     return run.info.run_id
+
+
+@dataclass
+class WorldStudyOutcome:
+    name: str
+    worlds: dict[str, StudyOutcome]
+    long: pd.DataFrame  # regret per (world, seed, row), the selection rules included
+    summary: pd.DataFrame
+    markdown: str
+    csv_path: Path
+    md_path: Path
+    select_regret: float
+    seconds: float
+
+
+def run_world_study(
+    config_name: str,
+    table: str,
+    seeds: list[int],
+    worlds: list[str],
+    *,
+    overrides=(),
+    values=None,
+    only=None,
+    name=None,
+    progress=print,
+) -> WorldStudyOutcome:
+    """The table on every world (each its own study, shared stages from ZenML's cache), then the
+    cross-world summary: each row's regret against the best row per (world, seed), and the regret
+    of choosing on validation (``dcjt.experiments.regret``). Writes ``study.csv`` (every record,
+    a ``world`` column), ``regret.csv``, ``study.md`` and ``regret.png``."""
+    from dcjt.experiments import regret
+    from dcjt.experiments.plots import regret_figure
+
+    base = load_config(config_name, overrides, values)
+    if base.data.kind != "synthetic":
+        raise StudyError(f"--worlds runs the synthetic world suite; config {config_name!r} trains on datasets on disk")
+    rows, _ = study_rows(table, only)
+    check_world_rows(table, rows, worlds)
+    name = name or f"{base.name}-worlds-table-{table}"
+    t0 = time.perf_counter()
+    outcomes: dict[str, StudyOutcome] = {}
+    for world in worlds:
+        progress(f"world {world} ({len(outcomes) + 1} of {len(worlds)})")
+        world_overrides = (f"data.world.preset={world}", *overrides)
+        done = finished_study(Path(base.paths.outputs) / "studies" / f"{name}-{world}", rows, seeds)
+        if done is not None:
+            progress(f"  read back from {done.csv_path} (every row and seed finished; remove the folder to rerun)")
+            outcomes[world] = done
+            continue
+        outcomes[world] = run_study(
+            config_name,
+            table,
+            seeds,
+            overrides=world_overrides,
+            values=values,
+            only=only,
+            name=f"{name}-{world}",
+            progress=progress,
+        )
+    frame = pd.concat([o.records.assign(world=w) for w, o in outcomes.items()], ignore_index=True)
+    candidates = [r.name for r in rows if not r.uses_truth]
+    long = regret.regret_table(frame, candidates)
+    summary = regret.regret_summary(long)
+    seconds = time.perf_counter() - t0
+    text = world_markdown(name, base, table, seeds, worlds, frame, long, summary, outcomes, seconds)
+    out = Path(base.paths.outputs) / "studies" / name
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out / "study.csv", out / "study.md"
+    frame.to_csv(csv_path, index=False)
+    long.to_csv(out / "regret.csv", index=False)
+    fig = regret_figure(regret.regret_by_world(long))
+    fig.savefig(out / "regret.png", dpi=110)
+    md_path.write_text(text)
+    return WorldStudyOutcome(name, outcomes, long, summary, text, csv_path, md_path, regret.select_regret(long), seconds)
+
+
+def finished_study(folder: Path, rows, seeds: list[int]) -> StudyOutcome | None:
+    """A world's study that already holds exactly these rows and seeds (a cross-world study resumes
+    there, or runs its worlds in several processes under one name); None otherwise."""
+    csv_path, md_path = folder / "study.csv", folder / "study.md"
+    if not (csv_path.is_file() and md_path.is_file()):
+        return None
+    frame = pd.read_csv(csv_path)
+    want = {(r.name, s) for r in rows for s in seeds}
+    if set(zip(frame["row"], frame["seed"])) != want or len(frame) != len(want):
+        return None
+    return StudyOutcome(folder.name, frame, pd.DataFrame(), md_path.read_text(), csv_path, md_path, "", 0.0)
+
+
+def world_markdown(name, base, table, seeds, worlds, frame, long, summary, outcomes, seconds) -> str:
+    """The cross-world page: the regret summary, regret per world, what select chose, the truth
+    diagnostics that say why, then each world's own table."""
+    from dcjt.experiments import regret
+    from dcjt.synthetic.suite import WORLDS
+    from dcjt.utils.markdown import markdown_table
+
+    lines = [
+        f"### {name}: regret across {len(worlds)} worlds, seeds {','.join(map(str, seeds))}",
+        "",
+        f"Table `{table}` on every world of the suite at the config's scale ({base.name}: "
+        f"{base.network.backbone} network at {base.network.image_size} px, DCN {base.dcn.epochs} epochs, budget "
+        f"{base.budget.mode}); every row the same recipe and budget, chosen on validation, scored on each world's "
+        f"test split. Regret: the best row's test accuracy at that world and seed minus the row's own (points); "
+        f"`select (seeds pooled)` is the row with the best mean validation accuracy per world (what `run.py select` "
+        f"registers), `select (per seed)` the best at each seed. Interval: 95 % two-level bootstrap (worlds, then "
+        f"seeds). Wall time {seconds:,.0f} s.",
+        "",
+    ]
+    show = summary.assign(
+        **{
+            "test % (mean)": summary["accuracy_mean"].map("{:.2f}".format),
+            "mean rank": summary["rank_mean"].map(lambda v: "" if pd.isna(v) else f"{v:.1f}"),
+            "regret (mean)": summary["regret_mean"].map("{:.2f}".format),
+            "95 % interval": [
+                f"[{lo:.2f}, {hi:.2f}]" if pd.notna(lo) else "" for lo, hi in zip(summary["regret_lo"], summary["regret_hi"])
+            ],
+            "regret (worst)": summary["regret_worst"].map("{:.2f}".format),
+            "worst at": summary["worst_at"],
+            "best in": summary["best_share"].map("{:.0%}".format),
+        }
+    )
+    cols = ["row", "test % (mean)", "mean rank", "regret (mean)", "95 % interval", "regret (worst)", "worst at", "best in"]
+    lines += [markdown_table(show[cols], digits=2, index=False), ""]
+    lines += ["Mean regret per world (points, mean over seeds; figure `regret.png`):", ""]
+    lines += [markdown_table(regret.regret_by_world(long).round(2), digits=2), ""]
+    lines += ["What choosing on validation picked:", "", markdown_table(regret.chosen_rows(long), index=True), ""]
+    diag = [
+        c
+        for c in ("remaining_correct_after", "relabel_precision", "relabel_confirmed_precision", "relabel_coverage")
+        if c in frame
+    ]
+    if diag:
+        truth = frame.groupby(["world", "row"], sort=False)[diag].mean().dropna(how="all").round(3).reset_index()
+        lines += [
+            "Why (the synthetic world's truth, means over seeds): the share of B - subB correct after stage 3, the "
+            "precision of the labels stage 3 changed and of those it confirmed, and its coverage (changed or "
+            "confirmed rows):",
+            "",
+            markdown_table(truth, digits=3, index=False),
+            "",
+        ]
+    lines += ["Worlds:", ""] + [f"- `{w}`: {WORLDS[w].description}" for w in worlds] + [""]
+    for o in outcomes.values():
+        lines += [o.markdown.replace("### ", "#### ", 1), ""]
+    return "\n".join(lines) + "\n"

@@ -792,10 +792,11 @@ def load_config(
 ) -> PipelineConfig:
     """Read a config, apply ``key=value`` overrides and typed ``values``, validate."""
     raw = _read(name_or_path)
-    for assignment in overrides:
-        set_value(raw, *parse_assignment(assignment))
-    for key, value in (values or {}).items():
+    file_world = copy.deepcopy((raw.get("data") or {}).get("world") or {})
+    assignments = [parse_assignment(a) for a in overrides] + list((values or {}).items())
+    for key, value in assignments:
         set_value(raw, key, value)
+    _apply_world_preset(raw, file_world, assignments)
     data = raw.get("data") or {}
     if data.get("kind", "synthetic") == "synthetic":
         specs = [("target", data.get("target")), ("extra", data.get("extra"))]
@@ -808,6 +809,34 @@ def load_config(
                     "world (data.kind: synthetic) and would ignore it; use --config rafdb or --config caers"
                 )
     return validate_config(raw)
+
+
+def _apply_world_preset(raw: dict, file_world: dict, assignments: list[tuple[str, Any]]) -> None:
+    """A world preset (``data.world.preset``, ``--world``) is the whole world: the config file's
+    world keys apply over it only when the file names the preset itself, ``--set data.world.*``
+    keys always do."""
+    world = (raw.get("data") or {}).get("world")
+    name = world.get("preset") if isinstance(world, dict) else None
+    if not isinstance(name, str):
+        return  # no preset (a wrong type is the schema's to refuse)
+    from dcjt.synthetic.suite import WORLDS, preset_values
+
+    if name not in WORLDS:
+        raise ConfigError(f"data.world.preset: unknown world {name!r}; worlds: {', '.join(WORLDS)} (run.py worlds)")
+    if (raw.get("data") or {}).get("kind") == "files":
+        raise ConfigError(
+            f"data.world.preset ({name}) is a synthetic world, but data.kind is 'files' (datasets on disk); "
+            "drop --world / data.world.preset, or use a synthetic config such as demo"
+        )
+    merged = preset_values(name)
+    if file_world.get("preset") == name:
+        merged = _merge(merged, file_world)
+    for key, value in assignments:
+        if key.startswith("data.world.") and key != "data.world.preset":
+            set_value({"data": {"world": merged}}, key, value)
+        elif key == "data.world" and isinstance(value, dict):
+            merged = _merge(merged, value)
+    raw["data"]["world"] = merged
 
 
 def fingerprint(root: str) -> str:

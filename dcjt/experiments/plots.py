@@ -97,3 +97,49 @@ def study_figure(summary: pd.DataFrame, reference: str):
     ax.set(xlabel=f"test accuracy % (dots: reference + paired difference, 95 % CI); reference: {reference}")
     fig.tight_layout()
     return fig
+
+
+def regret_figure(by_world: pd.DataFrame) -> Figure:
+    """Mean test regret (points) per row (lines) and world (columns), as a heat map with values."""
+    values = by_world.to_numpy(float)
+    fig = Figure(figsize=(1.1 * values.shape[1] + 4, 0.45 * values.shape[0] + 1.8))
+    ax = fig.subplots()
+    image = ax.imshow(values, cmap="Reds", vmin=0, vmax=max(1.0, float(np.nanmax(values))), aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(
+                j, i, f"{v:.1f}", ha="center", va="center", fontsize=8, color="white" if v > 0.6 * np.nanmax(values) else "black"
+            )
+    ax.set_xticks(range(values.shape[1]), list(by_world.columns), rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(values.shape[0]), list(by_world.index), fontsize=8)
+    ax.set_title("test regret (points below the best row of each world and seed; mean over seeds)", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    return fig
+
+
+def world_confusion_figure(confusions: dict[str, np.ndarray]) -> Figure:
+    """One panel per world: B's published label (columns) against the true emotion (lines), each
+    line a share of that true class."""
+    n = len(confusions)
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(4.2 * cols, 4.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    short = [e[:4] for e in EMOTIONS]
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (name, m) in zip(axes.flat, confusions.items()):
+        share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for (i, j), v in np.ndenumerate(share):
+            if v >= 0.05:
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5, color="white" if v > 0.6 else "black")
+        agree = np.trace(m) / max(m.sum(), 1)
+        ax.set_title(f"{name} (B agrees with the truth: {agree:.2f})", fontsize=9)
+        ax.set_xticks(range(len(EMOTIONS)), short, fontsize=7)
+        ax.set_yticks(range(len(EMOTIONS)), short, fontsize=7)
+        ax.set_xlabel("B's label", fontsize=8)
+        ax.set_ylabel("true emotion", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -15,6 +15,7 @@ DIAGNOSTICS = (
     "w2_truth_mean_emotion_before",
     "w2_truth_mean_emotion_after",
     "relabel_precision",
+    "relabel_confirmed_precision",
     "relabel_changed_share",
     "relabel_coverage",
     "remaining_correct_after",

@@ -138,7 +138,7 @@ def relabel_nearest(extra: pd.DataFrame, target: pd.DataFrame) -> tuple[pd.DataF
     new = extra["label"].to_numpy().copy()
     if rows.any():
         new[rows] = _squared_distances(va_array(extra)[rows], centres).argmin(axis=1)
-    return _with_labels(extra, new, rows, centres, "nearest")
+    return _with_labels(extra, new, rows, centres, "nearest", resolved=rows)  # it decides every row it considers
 
 
 def relabel_gated(
@@ -155,6 +155,7 @@ def relabel_gated(
     old = extra["label"].to_numpy()
     new = old.copy()
     vetoed = {"by_distance": 0, "by_m_a": 0}
+    resolved = np.zeros(len(extra), dtype=bool)  # the rows the gate let V/A decide: changed or confirmed
     if rows.any():
         d = _squared_distances(va_array(extra)[rows], centres)
         best = d.argmin(axis=1)
@@ -164,7 +165,10 @@ def relabel_gated(
         wants = best != old[rows]
         vetoed = {"by_distance": int((wants & ~clear).sum()), "by_m_a": int((wants & clear & ~agree).sum())}
         new[rows] = np.where(clear & agree, best, old[rows])
-    return _with_labels(extra, new, rows, centres, "gated", gate_ratio=ratio, gate_m_a=require_m_a, vetoed=vetoed)
+        resolved[np.flatnonzero(rows)[clear & agree]] = True
+    return _with_labels(
+        extra, new, rows, centres, "gated", resolved=resolved, gate_ratio=ratio, gate_m_a=require_m_a, vetoed=vetoed
+    )
 
 
 def _resolve(

@@ -46,8 +46,10 @@ def pseudo_truth(target_pseudo: pd.DataFrame) -> dict:
 
 def relabel_truth(extra_before: pd.DataFrame, extra_after: pd.DataFrame, resolved: np.ndarray | None = None) -> dict:
     """Stage 3b: how many of the labels relabeling changed are right (precision), the share of
-    B - subB it changed, and B - subB's correct labels before/after; with ``resolved`` (the rows a
-    posterior rule is sure of, changed or confirmed) their share of B - subB and their accuracy."""
+    B - subB it changed, and B - subB's correct labels before/after; with ``resolved`` (the rows
+    the rule decided, changed or confirmed: every considered row for ``nearest``, the gate's rows
+    for ``gated``, the sure ones for ``posterior`` and ``latent``) their share of B - subB
+    (coverage), their accuracy, and the accuracy of the confirmed ones (decided, unchanged)."""
     if "truth_label" not in extra_after:
         return {}
     rest = remaining_rows(extra_after)
@@ -64,6 +66,8 @@ def relabel_truth(extra_before: pd.DataFrame, extra_after: pd.DataFrame, resolve
     if resolved is not None:
         out["relabel_coverage"] = _share(resolved[rest])
         out["resolved_correct"] = _share(after[resolved] == truth[resolved])
+        confirmed = resolved & ~changed
+        out["relabel_confirmed_precision"] = _share(after[confirmed] == truth[confirmed])
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dcjt.data.labels import EMOTIONS, NUM_CLASSES
 from dcjt.synthetic.render import ANGER, DISGUST, FEAR, HAPPINESS, NEUTRAL, SADNESS, SURPRISE
@@ -33,6 +33,29 @@ class ExtraCriteria(BaseModel):
         },
     )
     va_noise: float = Field(0.08, description="noise of the published valence/arousal")
+    random_swaps: dict[str, tuple[str, float]] = Field(
+        default_factory=dict,
+        description="class -> (other class, share): that share of the class, drawn at random (independent of every "
+        "latent, so V/A cannot reveal it), is called the other class",
+    )
+    instance_noise: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="instance-dependent noise: a face of intensity i is called a random other class with "
+        "probability instance_noise x (1 - i) (weak faces are confused most)",
+    )
+
+    @field_validator("random_swaps")
+    @classmethod
+    def _known_classes(cls, swaps: dict) -> dict:
+        for src, (dst, share) in swaps.items():
+            for name in (src, dst):
+                if name not in EMOTIONS:
+                    raise ValueError(f"random_swaps: unknown class {name!r}; classes: {list(EMOTIONS)}")
+            if not 0 <= share <= 1:
+                raise ValueError(f"random_swaps.{src}: share {share} must be in [0, 1]")
+        return swaps
 
 
 def _noisy(labels: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
@@ -52,10 +75,16 @@ def annotate_extra(lat: pd.DataFrame, c: ExtraCriteria, rng: np.random.Generator
     label[((e == HAPPINESS) | (e == SADNESS)) & (i < c.weak_to_neutral)] = NEUTRAL
     label[(e == FEAR) & (ar > c.fear_to_surprise_arousal)] = SURPRISE
     anger = np.flatnonzero(e == ANGER)
-    if len(anger):
+    if len(anger) and c.anger_to_disgust > 0:
         cut = np.quantile(ar[anger], c.anger_to_disgust)
         label[anger[ar[anger] <= cut]] = DISGUST
     label = _noisy(label, c.noise, rng)
+    if c.random_swaps:  # drawn after the noise, from the same stream: worlds without swaps keep their draws
+        draw = rng.random(len(e))
+        for src, (dst, share) in c.random_swaps.items():
+            label[(e == EMOTIONS.index(src)) & (draw < share)] = EMOTIONS.index(dst)
+    if c.instance_noise > 0:
+        label = np.where(rng.random(len(e)) < c.instance_noise * (1 - i), _noisy(label, 1.0, rng), label)
     va = lat[["valence", "arousal"]].to_numpy() * np.asarray(c.va_scale) + np.asarray(c.va_shift)
     for emo, shift in c.va_emotion_shift.items():
         va[e == EMOTIONS.index(emo)] += shift

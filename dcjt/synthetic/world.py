@@ -6,15 +6,19 @@ columns that training never reads.
 - extra: discrete AND valence/arousal by other criteria (weak happiness/sadness called neutral,
   high-arousal fear called surprise, part of anger called disgust, noise), with valence/arousal
   distorted per emotion (scale, shift) plus noise;
+- the world suite (``dcjt.synthetic.suite``): named presets of these settings, each varying one
+  factor that decides which variant wins (or several together);
 - extra2 (only when ``n_extra2 > 0``): a third population with discrete labels only, by criteria
   of its own (``DiscreteCriteria``): a second extra dataset like CAER-S or FERPlus.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dcjt.data.labels import NUM_CLASSES, make_table
 from dcjt.synthetic.annotators import DiscreteCriteria, ExtraCriteria, annotate_discrete, annotate_extra, annotate_target
@@ -38,6 +42,28 @@ class WorldSpec(BaseModel):
     extra2_test_fraction: float = Field(0.08, gt=0, lt=1, description="C's test split")
     extra2: DiscreteCriteria = Field(default_factory=DiscreteCriteria, description="how C's annotators label")
     salt: int = Field(0, ge=0, description="> 0: another world with the same criteria (e.g. a fine-tuning target)")
+    extra_priors: tuple[float, ...] | None = Field(
+        None, description="B's class priors in the canonical order (7 weights; None: A's, RAF-DB's train counts)"
+    )
+    preset: str | None = Field(
+        None, description="a world of the suite (run.py worlds): its sizes and criteria, under any key set beside it"
+    )
+
+    @field_validator("extra_priors")
+    @classmethod
+    def _seven_weights(cls, priors):
+        if priors is not None and (len(priors) != NUM_CLASSES or min(priors) < 0 or sum(priors) <= 0):
+            raise ValueError(f"extra_priors: {NUM_CLASSES} non-negative weights with a positive sum, got {list(priors)}")
+        return priors
+
+    @field_validator("preset")
+    @classmethod
+    def _known_world(cls, name):
+        from dcjt.synthetic.suite import WORLDS
+
+        if name is not None and name not in WORLDS:
+            raise ValueError(f"unknown world {name!r}; worlds: {', '.join(WORLDS)} (run.py worlds describes them)")
+        return name
 
 
 def sample_latents(n: int, rng: np.random.Generator, priors: np.ndarray = RAFDB_PRIORS) -> pd.DataFrame:
@@ -66,8 +92,16 @@ def _truth(lat: pd.DataFrame) -> dict:
 
 
 def _salt_suffix(spec: WorldSpec) -> str:
-    """What a salted world adds to its image names and render streams ("" for salt 0)."""
-    return f"-s{spec.salt}" if spec.salt else ""
+    """What a world adds to its image names and render streams: a salted world its salt, a suite
+    world (other than the demo's) its name and sizes, B's own priors their hash ("" for the demo
+    world: its names, and so its validation split, stay as they always were). Images are written
+    once per name, so two worlds whose faces differ must never share one."""
+    out = f"-s{spec.salt}" if spec.salt else ""
+    if spec.preset and spec.preset != "demo":
+        out += f"-{spec.preset}-{spec.n_target}-{spec.n_extra}"
+    elif spec.extra_priors is not None:
+        out += "-p" + hashlib.sha256(repr(tuple(spec.extra_priors)).encode()).hexdigest()[:8]
+    return out
 
 
 def world_tables(spec: WorldSpec, seed: int = 0) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
@@ -82,7 +116,7 @@ def world_tables(spec: WorldSpec, seed: int = 0) -> dict[str, tuple[pd.DataFrame
     names = [f"synth-target-{tag}/{i:06d}.png" for i in range(spec.n_target)]
     split = _splits(spec.n_target, spec.target_test_fraction, rng)
     out["target"] = (make_table("synth_target", split, names, labels, extra=_truth(lat)), lat)
-    lat = sample_latents(spec.n_extra, rng)
+    lat = sample_latents(spec.n_extra, rng, RAFDB_PRIORS if spec.extra_priors is None else np.asarray(spec.extra_priors, float))
     labels, va = annotate_extra(lat, spec.extra, rng)
     names = [f"synth-extra-{tag}/{i:06d}.png" for i in range(spec.n_extra)]
     split = _splits(spec.n_extra, spec.extra_test_fraction, rng)
