@@ -58,3 +58,34 @@ def test_select_registers_the_planted_winner_with_its_evidence():
     assert version.tags["selection.winner"] == "target only (A, DL)" and "extra-none" in version.tags["variant"]
     card = mlflow.artifacts.load_text(f"runs:/{version.tags['mlflow_run_id']}/model_card.md")
     assert "## How this variant was chosen" in card and "straight A + B" in card
+
+
+def test_a_cross_world_study_scores_regret_and_resumes_from_its_worlds():
+    """Two suite worlds at the tiny scale, two rows, one seed: every world's study, the regret
+    summary with the selection rules, and a rerun that reads the worlds back without training."""
+    from app.study import run_world_study
+    from dcjt.experiments.regret import RULES
+
+    rows = ["target only (A, DL)", "straight A + B"]
+    small = ("data.world.n_target=420", "data.world.n_extra=700")
+    seen: list[str] = []
+    first = run_world_study(
+        "tiny", "select", [0], ["close", "random-swaps"], overrides=small, only=rows, name="tiny-worlds", progress=seen.append
+    )
+    assert set(first.worlds) == {"close", "random-swaps"}
+    records = pd.read_csv(first.csv_path)
+    assert set(records["world"]) == {"close", "random-swaps"} and len(records) == 4
+    assert set(first.summary["row"]) == set(rows) | set(RULES)
+    assert (first.long["regret"] >= 0).all() and (first.long.groupby(["world", "seed"])["regret"].min() == 0).all()
+    text = first.md_path.read_text()
+    assert "regret across 2 worlds" in text and "#### tiny-worlds-close" in text and "`random-swaps`:" in text
+    assert (first.md_path.parent / "regret.png").is_file() and (first.md_path.parent / "regret.csv").is_file()
+    assert 0 <= first.select_regret <= first.long["regret"].max()
+    # the world's own study used the preset: its B is the close world's (subset purity near 1)
+    assert records.set_index("world").loc["close", "subset_purity"].min() > 0.85
+    seen.clear()
+    again = run_world_study(
+        "tiny", "select", [0], ["close", "random-swaps"], overrides=small, only=rows, name="tiny-worlds", progress=seen.append
+    )
+    assert sum("read back from" in line for line in seen) == 2 and not any("seed 0, row" in line for line in seen)
+    assert again.select_regret == first.select_regret
