@@ -258,6 +258,16 @@ class MethodConfig(Settings):
             raise ValueError("method.unresolved: soft targets cannot train a Self-Cure Network row (it relabels hard labels)")
         return self
 
+    @model_validator(mode="after")
+    def _latent_relabels_before_the_map(self) -> MethodConfig:
+        if self.relabel == "latent" and self.stage3_order == "map_first" and self.extra_use == "all":
+            raise ValueError(
+                "method.relabel: latent needs method.stage3_order: relabel_first: after the per-emotion map, B - subB's "
+                "V/A is moved by B's own label, so the V/A answer repeats the label answer and the latent model counts "
+                "one source twice (sure of most rows, right for few); set method.stage3_order=relabel_first"
+            )
+        return self
+
     def relabel_rule(self) -> RelabelRule:
         """Stage 3b's settings as the rule ``dcjt.method.relabel`` applies."""
         return RelabelRule(

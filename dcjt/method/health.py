@@ -28,6 +28,7 @@ import pandas as pd
 
 from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SUBSET_COLUMN, majority_rate, split_rows
 from dcjt.method.gaussian import va_array
+from dcjt.method.relabel import RELABEL_READS
 from dcjt.method.reports import GateRecord, GateReport, MappingReport, SubsetReport
 
 
@@ -69,8 +70,8 @@ def stages_used(method) -> frozenset[str]:
     on_remaining = method.extra_use == "all"  # stage 3 works on B - subB
     if on_remaining and method.mapping != "none":
         used |= {"mapping", "pseudo"}
-    if on_remaining and method.relabel in ("nearest", "gated"):
-        used |= {"relabel", "pseudo"}
+    if on_remaining and RELABEL_READS[method.relabel]:  # every rule that reads stages 1-2 (not none, not the oracle)
+        used |= {"relabel"} | RELABEL_READS[method.relabel]
     if method.continuous:
         used.add("pseudo")
     if method.extra_use == "subset" or on_remaining and used & {"mapping", "relabel"}:

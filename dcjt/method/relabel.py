@@ -34,7 +34,17 @@ from dcjt.method.gaussian import has_va, label_confusion, matrix_record, remaini
 from dcjt.method.reports import LatentRecord, PosteriorRecord, RelabelReport
 from dcjt.method.truth import relabel_truth
 
-RELABEL_MODES = ("none", "nearest", "gated", "posterior", "latent", "oracle")
+# Every relabel mode and the stages whose output it reads, so their health gates apply to a row
+# that uses it (``dcjt.method.health.stages_used``): a new mode must say what it reads here.
+RELABEL_READS: dict[str, frozenset[str]] = {
+    "none": frozenset(),
+    "nearest": frozenset({"pseudo"}),  # A's class centres of pseudo V/A
+    "gated": frozenset({"pseudo", "subset"}),  # the centres and M_A's prediction
+    "posterior": frozenset({"pseudo", "subset"}),  # A's pseudo V/A Gaussians and M_A's probabilities
+    "latent": frozenset({"pseudo", "subset"}),  # B's label, M_A and the V/A posterior
+    "oracle": frozenset(),  # the synthetic world's truth: no stage to trust
+}
+RELABEL_MODES = tuple(RELABEL_READS)
 UNRESOLVED = ("keep", "soft", "ignore")
 
 

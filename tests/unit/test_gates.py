@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import pytest
 
-from dcjt.config import BASELINES, GatesConfig, MethodConfig
+from dcjt.config import BASELINES, ConfigError, GatesConfig, MethodConfig, load_config
 from dcjt.data.labels import M_A_COLUMN, make_table
 from dcjt.method import relabel
 from dcjt.method.health import (
@@ -21,6 +23,7 @@ from dcjt.method.health import (
     subset_gates,
     trusted_rows,
 )
+from dcjt.method.relabel import RELABEL_MODES, RELABEL_READS
 from dcjt.method.reports import MappingReport
 from dcjt.train.metrics import kappa, majority_rate
 from helpers.data import ALL_LABELS
@@ -146,3 +149,37 @@ def test_a_validation_split_too_small_to_select_on_is_refused_before_training(tm
     with pytest.raises(ValidationSplitError, match=too_few):
         check_validation_rows(table, 0.2, 30, "A (x)")
     check_validation_rows(table, 0.2, 12, "A (x)")
+
+
+@pytest.mark.parametrize("mode", RELABEL_MODES)
+def test_every_relabel_rule_that_reads_a_stage_has_its_gate(mode):
+    """A rule that relabels from stages 1-2 puts the relabel gate (and those stages' gates) on;
+    a mode outside ``RELABEL_READS`` cannot exist (the config's choices come from it)."""
+    assert set(typing.get_args(MethodConfig.model_fields["relabel"].annotation)) == set(RELABEL_READS)
+    order = {"stage3_order": "relabel_first"} if mode == "latent" else {}
+    used = stages_used(MethodConfig(relabel=mode, mapping="none", **order))
+    if mode in ("none", "oracle"):
+        assert "relabel" not in used
+    else:
+        assert {"relabel", "pseudo"} <= used and RELABEL_READS[mode] <= used
+
+
+def test_a_mode_missing_from_the_gate_list_fails(monkeypatch):
+    """A new mode added without saying what it reads has no gate entry: stages_used refuses it."""
+
+    class NewMode:
+        extra_use, mapping, relabel, continuous, pseudo_from = "all", "none", "learned", True, "subset"
+
+    with pytest.raises(KeyError, match="learned"):
+        stages_used(NewMode())
+
+
+@pytest.mark.parametrize("order", ["map_first", "relabel_first"])
+@pytest.mark.parametrize("mode", RELABEL_MODES)
+def test_every_relabel_and_order_pair_runs_or_is_refused_by_key(mode, order):
+    if mode == "latent" and order == "map_first":
+        with pytest.raises(ConfigError, match=r"method.relabel: latent needs method.stage3_order: relabel_first"):
+            load_config("demo", [f"method.relabel={mode}", f"method.stage3_order={order}"])
+        return
+    cfg = load_config("demo", [f"method.relabel={mode}", f"method.stage3_order={order}"])
+    assert cfg.method.relabel == mode and cfg.method.stage3_order == order
