@@ -17,7 +17,7 @@ from app.environment import ensure_experiment
 from app.runner import run_pipeline
 from dcjt.config import load_config
 from dcjt.experiments.records import RunSummary
-from dcjt.experiments.summary import STAGE3_DIAGNOSTICS, markdown, summarise
+from dcjt.experiments.summary import STAGE3_DIAGNOSTICS, flag_budget, markdown, summarise
 from dcjt.experiments.tables import StudyError, check_world_rows, study_rows
 
 
@@ -81,7 +81,7 @@ def run_study(
             records.append(rec)
             correct[(row.name, seed)] = corr
             progress(f"  accuracy {100 * rec['accuracy']:.2f} %, {rec['images_seen']:,} images seen, {rec['epochs_run']} epochs")
-    frame = pd.DataFrame(records)
+    frame = flag_budget(pd.DataFrame(records), base)
     shared = base.data.kind == "files"  # a dataset on disk: every seed scores the same test split
     summary = summarise(frame, correct, reference, shared_images=shared)
     b = base.budget
@@ -185,7 +185,7 @@ def run_world_study(
             name=f"{name}-{world}",
             progress=progress,
         )
-    frame = pd.concat([o.records.assign(world=w) for w, o in outcomes.items()], ignore_index=True)
+    frame = flag_budget(pd.concat([o.records.assign(world=w) for w, o in outcomes.items()], ignore_index=True), base)
     candidates = [r.name for r in rows if not r.uses_truth]
     long = regret.regret_table(frame, candidates)
     summary = regret.regret_summary(long)
@@ -249,6 +249,18 @@ def world_markdown(name, base, table, seeds, worlds, frame, long, summary, outco
     )
     cols = ["row", "test % (mean)", "mean rank", "regret (mean)", "95 % interval", "regret (worst)", "worst at", "best in"]
     lines += [markdown_table(show[cols], digits=2, index=False), ""]
+    flags = frame.groupby("row", sort=False)[["selected_epoch", "not_converged", "selected_before_b"]].agg(
+        {"selected_epoch": "mean", "not_converged": "mean", "selected_before_b": "mean"}
+    )
+    flags.columns = ["selected epoch (mean)", "not converged (share)", "selected before B (share)"]
+    lines += [
+        f"The budget each row spent (all worlds and seeds): *not converged* = ran all {base.dcn.epochs} epochs with its "
+        "selected check in the last patience window; *selected before B* = a joint row whose selected check precedes "
+        "its first pass over B (the reported model never trained on B).",
+        "",
+        markdown_table(flags.round(2), digits=2),
+        "",
+    ]
     lines += ["Mean regret per world (points, mean over seeds; figure `regret.png`):", ""]
     lines += [markdown_table(regret.regret_by_world(long).round(2), digits=2), ""]
     lines += ["What choosing on validation picked:", "", markdown_table(regret.chosen_rows(long), index=True), ""]

@@ -26,6 +26,29 @@ DIAGNOSTICS = (
 STAGE3_DIAGNOSTICS = tuple(k for k in DIAGNOSTICS if k.startswith("relabel_") or k.endswith("_after"))
 
 
+def flag_budget(records: pd.DataFrame, cfg) -> pd.DataFrame:
+    """Two flags per record (``cfg``: the study's ``PipelineConfig``):
+
+    - ``not_converged``: the row ran to its epoch cap (no early stop) and its selected check lies in
+      the last patience window, so validation was still improving when the budget ran out;
+    - ``selected_before_b``: a row that passes over B whose selected check precedes the first
+      joint epoch: the model it reports never trained on B.
+    """
+    from dcjt.config import first_joint_epoch
+
+    out = records.copy()
+    if not {"selected_epoch", "epochs_run", "stop_reason"} <= set(out):
+        return out
+    dcn, budget = cfg.dcn, cfg.budget
+    window = budget.patience * (dcn.joint_frequency if budget.patience_unit == "cycles" else 1)
+    at_cap = out["stop_reason"].astype(str).str.startswith("all ") & (out["epochs_run"] >= dcn.epochs)
+    out["not_converged"] = at_cap & (out["selected_epoch"] >= dcn.epochs - window)
+    first = first_joint_epoch(dcn.warmup_epochs, dcn.joint_frequency)
+    passes = out["b_passes"].fillna(0) > 0 if "b_passes" in out else False
+    out["selected_before_b"] = passes & (out["selected_epoch"] < first)
+    return out
+
+
 def _sd(values: pd.Series) -> float:
     """Standard deviation over seeds in points (0 for one seed)."""
     return 100 * float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -51,9 +74,12 @@ def summarise(
         }
         if "val_accuracy" in group:
             line.update(val_accuracy_mean=100 * group["val_accuracy"].mean(), val_accuracy_std=_sd(group["val_accuracy"]))
-        for col in ("b_passes",):
+        for col in ("b_passes", "selected_epoch"):
             if col in group:
                 line[col] = group[col].mean()
+        for col in ("not_converged", "selected_before_b"):
+            if col in group:
+                line[col] = int(group[col].fillna(False).astype(bool).sum())
         if "degenerate" in group:
             line["degenerate_seeds"] = int(group["degenerate"].fillna(False).astype(bool).sum())
         if name != reference and all((reference, s) in correct for s in seeds):
@@ -93,6 +119,13 @@ def _interval(lo, hi) -> str:
     return f"[{lo:+.2f}, {hi:+.2f}]" if pd.notna(lo) and pd.notna(hi) else ""
 
 
+def _flags(r) -> str:
+    """The budget flags of a row's seeds, e.g. "not converged 2/5"."""
+    seeds = int(r["seeds"])
+    parts = [(k, r.get(col)) for k, col in (("not converged", "not_converged"), ("selected before B", "selected_before_b"))]
+    return "; ".join(f"{k} {int(n)}/{seeds}" for k, n in parts if pd.notna(n) and n > 0)
+
+
 def markdown(summary: pd.DataFrame, reference: str, title: str, bounds: tuple[str, ...] = ()) -> str:
     """The study as a markdown table: test and validation accuracy, the difference to the
     reference with both intervals and Holm's p, the budget, the diagnostics; then which row is
@@ -108,6 +141,8 @@ def markdown(summary: pd.DataFrame, reference: str, title: str, bounds: tuple[st
         "images seen",
         "epochs",
         "passes over B",
+        "selected epoch",
+        "flags",
     ]
     diag = [k for k in DIAGNOSTICS if k in summary]
     line = lambda cells: "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"  # noqa: E731
@@ -126,6 +161,8 @@ def markdown(summary: pd.DataFrame, reference: str, title: str, bounds: tuple[st
             f"{r['images_seen']:,.0f}",
             f"{r['epochs_run']:.1f}",
             f"{r['b_passes']:.1f}" if pd.notna(r.get("b_passes")) else "",
+            f"{r['selected_epoch']:.1f}" if pd.notna(r.get("selected_epoch")) else "",
+            _flags(r),
         ]
         cells += [f"{r[k]:.3f}" if pd.notna(r.get(k)) else "" for k in diag]
         lines.append(line(cells))
@@ -135,6 +172,13 @@ def markdown(summary: pd.DataFrame, reference: str, title: str, bounds: tuple[st
         text += f"\nBest on validation (what this table calls best; the test split never chooses): **{best}**"
         shown = [b for b in bounds if b in set(summary["row"])]
         text += f" ({', '.join(shown)}: an upper bound from the hidden truth, not a candidate).\n" if shown else ".\n"
+    if summary.get("not_converged", pd.Series(dtype=float)).fillna(0).gt(0).any():
+        text += (
+            "\n*not converged*: the row ran all its epochs and its selected check lies in the last patience window "
+            "(validation still improving when the budget ended); compare such rows with care.\n"
+        )
+    if summary.get("selected_before_b", pd.Series(dtype=float)).fillna(0).gt(0).any():
+        text += "\n*selected before B*: the selected check precedes the first pass over B: that model never trained on B.\n"
     if "degenerate_seeds" in summary:
         flat = summary[summary["degenerate_seeds"] > 0]
         for _, r in flat.iterrows():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dcjt.config import BudgetConfig, ConfigError, MethodConfig, load_config
@@ -99,3 +100,29 @@ def test_patience_stops_training():
 
 
 # --- a two-row study end to end ------------------------------------------------------------------
+
+
+def test_budget_flags_mark_rows_still_improving_at_the_cap_and_joint_rows_chosen_before_b():
+    from dcjt.config import load_config
+    from dcjt.experiments.summary import flag_budget, markdown, summarise
+
+    cfg = load_config("demo")  # 10 epochs, warm-up 2, joint every 2 epochs, patience 3 cycles = 6 epochs
+    records = pd.DataFrame(
+        {
+            "row": ["A", "A", "J", "J"],
+            "seed": [0, 1, 0, 1],
+            "accuracy": [0.7, 0.72, 0.75, 0.74],
+            "val_accuracy": [0.7, 0.7, 0.7, 0.7],
+            "images_seen": [1, 1, 2, 2],
+            "epochs_run": [10, 7, 10, 10],
+            "stop_reason": ["all 10 epochs run", "no gain for 3 cycles", "all 10 epochs run", "all 10 epochs run"],
+            "selected_epoch": [9, 1, 1, 3],
+            "b_passes": [0, 0, 4, 4],
+        }
+    )
+    flagged = flag_budget(records, cfg)
+    assert flagged["not_converged"].tolist() == [True, False, False, False]
+    assert flagged["selected_before_b"].tolist() == [False, False, True, False]
+    summary = summarise(flagged, {}, "A")
+    text = markdown(summary, "A", "t")
+    assert "| not converged 1/2 |" in text and "| selected before B 1/2 |" in text and "*not converged*" in text
