@@ -2,6 +2,7 @@
 
     python scripts/docs.py                 # write docs/reference/config.md and docs/reference/cli.md
     python scripts/docs.py --check         # exit 1 when a committed generated page differs from the code
+    python scripts/docs.py --build-check mkdocs.yml   # mkdocs build --strict; exit non-zero on any warning
     python scripts/docs.py --result state/outputs/studies/demo-table-main/study.md [--date D] [--commit C] [--note TEXT]
 
 The configuration reference lists every key of ``dcjt.config.PipelineConfig`` (its type, default
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import re
 import shutil
 import subprocess
@@ -222,6 +224,21 @@ def write_result(study_md: Path, date: str, commit: str | None = None, note: str
     return page
 
 
+def build_check(config_file: Path) -> int:
+    """Build the site strictly into a scratch folder; the exit status of ``mkdocs build --strict``.
+    No ``--quiet``: it keeps the warnings (a broken link or anchor) from strict mode, which then
+    passes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config_file), "--site-dir", out]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    for line in (proc.stdout + proc.stderr).splitlines():
+        if not line.startswith(("INFO", "  - ")) and line.strip():
+            print(line)
+    return proc.returncode
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="fail when a generated page differs from the code")
@@ -229,7 +246,10 @@ def main() -> None:
     p.add_argument("--date", default=datetime.date.today().isoformat())
     p.add_argument("--commit", help="the commit the study ran (default: this checkout's HEAD)")
     p.add_argument("--note", default="", help="how the study was run: wall time, machine")
+    p.add_argument("--build-check", type=Path, metavar="MKDOCS_YML", help="build that site strictly; fail on any warning")
     args = p.parse_args()
+    if args.build_check:
+        sys.exit(build_check(args.build_check))
     if args.result:
         print(f"wrote {write_result(args.result, args.date, args.commit, args.note)}")
         return
