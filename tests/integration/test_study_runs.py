@@ -89,3 +89,16 @@ def test_a_cross_world_study_scores_regret_and_resumes_from_its_worlds():
     )
     assert sum("read back from" in line for line in seen) == 2 and not any("seed 0, row" in line for line in seen)
     assert again.select_regret == first.select_regret
+
+
+def test_select_refuses_a_truth_row_and_its_help_counts_the_real_candidates():
+    from click.testing import CliRunner
+
+    import run
+    from app.select import CANDIDATES, run_select
+    from dcjt.experiments.tables import StudyError
+
+    with pytest.raises(StudyError, match=r"'oracle \(B relabeled by truth\)' reads the synthetic world's hidden truth"):
+        run_select("tiny", [0], candidates=["DCJT", "oracle (B relabeled by truth)"], progress=lambda _: None)
+    help_text = CliRunner().invoke(run.cli, ["select", "--help"], terminal_width=200).output
+    assert f"default: all {len(CANDIDATES)} rows" in " ".join(help_text.split())
