@@ -2,6 +2,10 @@
 decide which variant wins (how B's labelling criteria differ from A's and whether B's V/A reveals
 it, B's V/A bias, B's class priors, the sizes of A and B).
 
+B's V/A bias varies only in combination (``mixed``: nearly unbiased, beside milder and random
+criteria and AffectNet's priors); a world with the demo's criteria and unbiased V/A was dropped
+from the first measured suite to fit its run into one session (2026-12-06).
+
 One world is one world: advice measured on the project's own world (``demo``, the one the method
 was developed on) says nothing about the others. ``run.py study --worlds suite`` runs a table on
 every world here and reports each row's regret (``dcjt.experiments.regret``).
@@ -21,7 +25,6 @@ from dataclasses import dataclass, field
 AFFECTNET_PRIORS = (14090, 6378, 3803, 134415, 25459, 24882, 74874)
 
 NO_SHIFT = {"weak_to_neutral": 0.0, "fear_to_surprise_arousal": 2.0, "anger_to_disgust": 0.0}
-UNBIASED_VA = {"va_scale": (1.0, 1.0), "va_shift": (0.0, 0.0), "va_emotion_shift": {}}
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,6 @@ SUITE = (
         "probability 0.4 x (1 - i) (weak faces and neutral ones most), plus symmetric noise 0.04",
         {"n_target": 2500, "n_extra": 5000, "extra": {**NO_SHIFT, "noise": 0.04, "instance_noise": 0.4}},
         (0.72, 0.80),
-    ),
-    World(
-        "unbiased-va",
-        "the demo's criteria shifts, but B's V/A unbiased (scale 1, no global or per-emotion shift): the mapping has "
-        "nothing to correct",
-        {"n_target": 2500, "n_extra": 5000, "extra": UNBIASED_VA},
-        (0.41, 0.50),
     ),
     World(
         "affectnet-priors",
