@@ -239,3 +239,17 @@ def test_broken_stores_stop_before_zenml_or_mlflow_open_them(tmp_path):
     )
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1 and len(lines) == 1 and "ZenML config" in lines[0], proc.stderr[-2000:]
+
+
+def test_worlds_lists_the_suite_and_world_reaches_every_run_command():
+    from click.testing import CliRunner
+
+    import run
+    from dcjt.synthetic.suite import WORLDS
+
+    out = CliRunner().invoke(run.cli, ["worlds"]).output
+    assert all(line.split()[0] in WORLDS for line in out.splitlines()[: len(WORLDS)]) and f"{len(WORLDS)} worlds" in out
+    for command in ("demo", "pipeline", "study", "select"):
+        assert "--world NAME" in CliRunner().invoke(run.cli, [command, "--help"]).output, command
+    bad = CliRunner().invoke(run.cli, ["pipeline", "--world", "atlantis"])
+    assert bad.exit_code != 0 and "unknown world 'atlantis'; worlds: demo" in bad.output
