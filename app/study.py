@@ -199,7 +199,27 @@ def run_world_study(
     fig = regret_figure(regret.regret_by_world(long))
     fig.savefig(out / "regret.png", dpi=110)
     md_path.write_text(text)
+    _track_worlds(base.experiment, name, table, summary, regret.select_regret(long), out, text)
     return WorldStudyOutcome(name, outcomes, long, summary, text, csv_path, md_path, regret.select_regret(long), seconds)
+
+
+def _track_worlds(
+    experiment: str, name: str, table: str, summary: pd.DataFrame, select_regret: float, out: Path, text: str
+) -> None:
+    """One MLflow run for the cross-world summary: each row's mean regret, select_regret, the files."""
+    import mlflow
+
+    ensure_experiment(experiment)
+    exp = mlflow.get_experiment_by_name(experiment)
+    tags = {"study": name, "table": table, "dcjt.kind": "world-study"}
+    with mlflow.start_run(experiment_id=exp.experiment_id, run_name=f"world study {name}", tags=tags):
+        for _, r in summary.iterrows():
+            key = "".join(c if c.isalnum() or c in "-_." else "_" for c in r["row"])
+            mlflow.log_metric(f"regret_mean.{key}", r["regret_mean"])
+        mlflow.log_metric("select_regret", select_regret)
+        for file in ("study.csv", "regret.csv", "study.md", "regret.png"):
+            mlflow.log_artifact(str(out / file))
+        mlflow.set_tag("mlflow.note.content", text)
 
 
 def finished_study(folder: Path, rows, seeds: list[int]) -> StudyOutcome | None:

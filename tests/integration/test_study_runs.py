@@ -100,6 +100,10 @@ def test_a_cross_world_study_scores_regret_and_resumes_from_its_worlds():
     text = both.md_path.read_text()
     assert "regret across 2 worlds" in text and "#### tiny-worlds-close" in text and "`random-swaps`:" in text
     assert (both.md_path.parent / "regret.png").is_file() and (both.md_path.parent / "regret.csv").is_file()
+    tracked = mlflow.search_runs(
+        search_all_experiments=True, output_format="list", filter_string="tags.`dcjt.kind` = 'world-study'"
+    )
+    assert tracked and tracked[0].data.metrics["select_regret"] == pytest.approx(gap / 2)
 
 
 def test_select_refuses_a_truth_row_and_its_help_counts_the_real_candidates():
