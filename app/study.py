@@ -242,6 +242,8 @@ def world_markdown(name, base, table, seeds, worlds, frame, long, summary, outco
     from dcjt.synthetic.suite import WORLDS
     from dcjt.utils.markdown import markdown_table
 
+    reused = [w for w, o in outcomes.items() if not o.mlflow_run_id]
+    read_back = f" ({', '.join(reused)} read back from finished studies)" if reused else ""
     lines = [
         f"### {name}: regret across {len(worlds)} worlds, seeds {','.join(map(str, seeds))}",
         "",
@@ -251,7 +253,7 @@ def world_markdown(name, base, table, seeds, worlds, frame, long, summary, outco
         f"test split. Regret: the best row's test accuracy at that world and seed minus the row's own (points); "
         f"`select (seeds pooled)` is the row with the best mean validation accuracy per world (what `run.py select` "
         f"registers), `select (per seed)` the best at each seed. Interval: 95 % two-level bootstrap (worlds, then "
-        f"seeds). Wall time {seconds:,.0f} s.",
+        f"seeds). Wall time of this call {seconds:,.0f} s{read_back}.",
         "",
     ]
     show = summary.assign(
