@@ -17,6 +17,7 @@ with a margin (the unit tests hold each preset to it).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 # AffectNet's manually annotated 7-class train counts in the canonical order (surprise, fear,
@@ -119,7 +120,7 @@ def preset_values(name: str) -> dict:
     """The ``data.world`` mapping of a preset (``preset`` included); refuses an unknown name."""
     if name not in WORLDS:
         raise KeyError(f"unknown world {name!r}; worlds: {', '.join(WORLDS)} (run.py worlds describes them)")
-    return {**WORLDS[name].values, "preset": name}
+    return {**copy.deepcopy(WORLDS[name].values), "preset": name}  # a copy: --set keys merge into it
 
 
 def parse_worlds(text: str) -> list[str]:

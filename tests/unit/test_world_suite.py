@@ -93,6 +93,7 @@ def test_a_preset_is_the_whole_world_under_set_keys():
     assert cfg.data.world.n_target == 420 and cfg.data.world.extra.noise == 0.2
     assert cfg.data.world.extra.weak_to_neutral == 0.0  # the preset's criteria under the --set key
     assert load_config("demo", [], {"data.world.preset": "mixed"}).data.world.extra_priors == AFFECTNET_PRIORS
+    assert load_config("demo", ["data.world.preset=close"]).data.world.extra.noise == 0.04  # the preset was not changed
 
 
 def test_the_demo_world_keeps_its_image_names():
