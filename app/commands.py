@@ -108,12 +108,11 @@ def study(config_name: str, table: str, seeds: str, only, name, budget, override
 
     try:
         seed_list = parse_seeds(seeds)
-        rows, _ = study_rows(table, list(only) or None)
+        study_rows(table, list(only) or None)
         values = {"budget.mode": budget} if budget else {}
         if threads:
             values["runtime.threads"] = threads
         from app.study import run_study, run_world_study
-        from dcjt.experiments.tables import check_world_rows
 
         kwargs = dict(overrides=overrides, values=values, only=list(only) or None, name=name, progress=click.echo)
         if worlds:
@@ -123,7 +122,6 @@ def study(config_name: str, table: str, seeds: str, only, name, budget, override
                 raise StudyError(str(exc)) from None
             if any(o.startswith("data.world.preset=") for o in overrides):
                 raise StudyError("--worlds and --world (data.world.preset) both name the world: give one of them")
-            check_world_rows(table, rows, world_list)
             outcome = run_world_study(config_name, table, seed_list, world_list, **kwargs)
         else:
             outcome = run_study(config_name, table, seed_list, **kwargs)
