@@ -20,7 +20,7 @@ from dcjt.config import CandidateScore, SelectionEvidence, load_config
 from dcjt.experiments.statistics import t_interval
 from dcjt.experiments.tables import SELECT_CANDIDATES, StudyError, study_rows
 
-# Every baseline, DCJT as published, the gated row and the new stage 3b rows (one list: the tables').
+# The default candidates: the rows of ``study --table select`` (one list, defined with the tables).
 CANDIDATES = tuple(r.name for r in SELECT_CANDIDATES)
 TABLE = "relabel"  # the candidates are rows of this study table (a name outside it is refused)
 

@@ -829,16 +829,17 @@ def _apply_world_preset(raw: dict, file_world: dict, assignments: list[tuple[str
     name = world.get("preset") if isinstance(world, dict) else None
     if not isinstance(name, str):
         return  # no preset (a wrong type is the schema's to refuse)
-    from dcjt.synthetic.suite import WORLDS, preset_values
+    from dcjt.synthetic.suite import UnknownWorld, preset_values
 
-    if name not in WORLDS:
-        raise ConfigError(f"data.world.preset: unknown world {name!r}; worlds: {', '.join(WORLDS)} (run.py worlds)")
+    try:
+        merged = preset_values(name)
+    except UnknownWorld as exc:
+        raise ConfigError(f"data.world.preset: {exc}") from None
     if (raw.get("data") or {}).get("kind") == "files":
         raise ConfigError(
             f"data.world.preset ({name}) is a synthetic world, but data.kind is 'files' (datasets on disk); "
             "drop --world / data.world.preset, or use a synthetic config such as demo"
         )
-    merged = preset_values(name)
     if file_world.get("preset") == name:
         merged = _merge(merged, file_world)
     for key, value in assignments:

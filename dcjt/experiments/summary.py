@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dcjt.config import first_joint_epoch
 from dcjt.experiments.statistics import holm, seed_differences, t_interval, two_level_bootstrap
 
 DIAGNOSTICS = (
@@ -34,8 +35,6 @@ def flag_budget(records: pd.DataFrame, cfg) -> pd.DataFrame:
     - ``selected_before_b``: a row that passes over B whose selected check precedes the first
       joint epoch: the model it reports never trained on B.
     """
-    from dcjt.config import first_joint_epoch
-
     out = records.copy()
     if not {"selected_epoch", "epochs_run", "stop_reason"} <= set(out):
         return out

@@ -116,10 +116,21 @@ SUITE = (
 WORLDS: dict[str, World] = {w.name: w for w in SUITE}
 
 
+class UnknownWorld(ValueError):
+    """A world name outside the suite; the message lists the names."""
+
+
+def check_world(name: str) -> str:
+    """``name`` if the suite has it; else ``UnknownWorld`` listing the suite's names (the one check
+    behind ``data.world.preset``, ``--world`` and ``WorldSpec``)."""
+    if name not in WORLDS:
+        raise UnknownWorld(f"unknown world {name!r}; worlds: {', '.join(WORLDS)} (run.py worlds describes them)")
+    return name
+
+
 def preset_values(name: str) -> dict:
     """The ``data.world`` mapping of a preset (``preset`` included); refuses an unknown name."""
-    if name not in WORLDS:
-        raise KeyError(f"unknown world {name!r}; worlds: {', '.join(WORLDS)} (run.py worlds describes them)")
+    check_world(name)
     return {**copy.deepcopy(WORLDS[name].values), "preset": name}  # a copy: --set keys merge into it
 
 

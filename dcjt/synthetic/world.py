@@ -59,11 +59,9 @@ class WorldSpec(BaseModel):
     @field_validator("preset")
     @classmethod
     def _known_world(cls, name):
-        from dcjt.synthetic.suite import WORLDS
+        from dcjt.synthetic.suite import check_world
 
-        if name is not None and name not in WORLDS:
-            raise ValueError(f"unknown world {name!r}; worlds: {', '.join(WORLDS)} (run.py worlds describes them)")
-        return name
+        return name if name is None else check_world(name)
 
 
 def sample_latents(n: int, rng: np.random.Generator, priors: np.ndarray = RAFDB_PRIORS) -> pd.DataFrame:
