@@ -6,6 +6,7 @@
     python run.py select --config NAME     # register the variant that wins on your validation split
     python run.py finetune --from models:/NAME@champion --config NAME
     python run.py predict | serve          # the registered model on images, over HTTP
+    python run.py score --model URI FOLDER --out table.parquet   # a folder of faces into a table
     python run.py worlds                   # the synthetic world suite (--world NAME, study --worlds suite)
     python run.py ingest | leakage | synth | weights import | weights where
 
@@ -238,6 +239,33 @@ def serve_cmd(model_uri, host, port, image_roots) -> None:
     from app import commands
 
     commands.serve(model_uri, host, port, image_roots)
+
+
+@cli.command("score")
+@click.option("--model", "model_uri", required=True, help="e.g. models:/dcjt-synthetic@champion")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="the table to write (.parquet; must not exist)")
+def score_cmd(model_uri, folder, out) -> None:
+    """Score every image under FOLDER with a registered model (ONNX Runtime, as served): one row per
+    image (refused images as rows with their error), logged to MLflow with the model version."""
+    from app.score import score
+
+    score(model_uri, folder, out)
+
+
+@cli.command("export-onnx")
+@click.option("--model", "model_uri", required=True, help="a registered version without ONNX: models:/NAME/VERSION or @ALIAS")
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False),
+    help="a folder of faces the parity check runs on (its first 64 images; default: 64 seeded random images)",
+)
+def export_onnx_cmd(model_uri, images) -> None:
+    """Register a version that predates ONNX exports again with its ONNX graph (same weights,
+    parity-checked); its aliases move to the new version."""
+    from app import commands
+
+    commands.export_onnx(model_uri, images)
 
 
 @cli.group("weights")

@@ -224,16 +224,56 @@ def leakage(target, extras, max_distance, image_size) -> None:
     click.echo(f"leaked: {leaked}")
 
 
+def onnx_refusal(model_uri: str) -> None:
+    """Stop in one line when ``model_uri`` cannot be found or has no ONNX graph to serve."""
+    import mlflow
+
+    from dcjt.registry.exporting import onnx_problem
+
+    try:
+        problem = onnx_problem(model_uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise click.ClickException(f"cannot load {model_uri}: {str(exc).splitlines()[0][:300]}") from None
+    if problem:
+        raise click.ClickException(problem)
+
+
+def load_served_model(model_uri: str):
+    """The registered model as it is served: its ONNX graph under ONNX Runtime (refused without one)."""
+    import mlflow
+
+    onnx_refusal(model_uri)
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise click.ClickException(f"cannot load {model_uri}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def export_onnx(model_uri: str, images) -> None:
+    """Register a version without ONNX again with its ONNX graph; aliases move to it."""
+    from app.environment import prepare_environment
+
+    prepare_environment()
+    from dcjt.registry.exporting import ExportInputError, add_onnx
+    from dcjt.serving.export import ServingExportError
+
+    try:
+        name, version, moved = add_onnx(model_uri, Path(images) if images else None)
+    except (ExportInputError, ServingExportError) as exc:
+        raise click.ClickException(str(exc)) from None
+    aliases = f"; aliases moved to it: {', '.join(moved)}" if moved else ""
+    click.echo(f"registered {name} version {version}: the network of {model_uri} with its ONNX graph{aliases}")
+
+
 def predict(model_uri: str, inputs, fmt: str = "text") -> None:
     """Print label and valence/arousal for each image (files, or folders of images)."""
     from app.environment import prepare_environment
 
     prepare_environment()
-    import mlflow
     import pandas as pd
 
     from dcjt.model.images import IMAGE_SUFFIXES
-    from dcjt.serving.pyfunc import IMAGE_ROOTS_ENV
+    from dcjt.serving.inputs import IMAGE_ROOTS_ENV
 
     paths = []
     for item in map(Path, inputs):
@@ -242,10 +282,7 @@ def predict(model_uri: str, inputs, fmt: str = "text") -> None:
         raise click.ClickException("no images found")
     # The files named on this command line are the only ones the model may read.
     os.environ[IMAGE_ROOTS_ENV] = os.pathsep.join(str(p.resolve().parent) for p in paths)
-    try:
-        model = mlflow.pyfunc.load_model(model_uri)
-    except mlflow.exceptions.MlflowException as exc:
-        raise click.ClickException(f"cannot load {model_uri}: {exc}") from exc
+    model = load_served_model(model_uri)
     out = model.predict(pd.DataFrame({"image": [str(p) for p in paths]}))
     if fmt == "text":
         for path, row in zip(paths, out.itertuples()):
@@ -270,9 +307,10 @@ def serve(model_uri: str, host: str, port: int, image_roots) -> None:
     """MLflow's scoring server on the project's tracking store, from this environment (``uvicorn``
     from this virtual environment on PATH, so it works from a fresh shell)."""
     from app.environment import prepare_environment
-    from dcjt.serving.pyfunc import IMAGE_ROOTS_ENV
+    from dcjt.serving.inputs import IMAGE_ROOTS_ENV
 
     uri = prepare_environment()
+    onnx_refusal(model_uri)
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     env[IMAGE_ROOTS_ENV] = os.pathsep.join(str(Path(r).resolve()) for r in image_roots)

@@ -623,13 +623,6 @@ class PipelineConfig(Settings):
     min_image_side: int | None = Field(
         None, ge=1, description="serving: smaller images are refused (default: network.image_size / 4)"
     )
-    serving_torch_index: str | None = Field(
-        None,
-        pattern=r"^https?://\S+$",
-        description="a pip index the registered model's requirements take torch from, e.g. "
-        "https://download.pytorch.org/whl/cpu for a CPU-only serving environment (None: PyPI, whose Linux torch "
-        "brings CUDA's libraries)",
-    )
     register_model: bool = Field(True, description="register the DCN and run the promotion gate (studies: off)")
     tracking_tags: dict[str, str] = Field(default_factory=dict, description="extra tags of the MLflow parent run")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="what is scored beside the selection")

@@ -230,7 +230,7 @@ MUTANTS = [
     # serving and trust
     Mutant(
         "served V/A swapped",
-        "dcjt/serving/pyfunc.py",
+        "dcjt/serving/inputs.py",
         'va[:, 0].astype("float64"), va[:, 1].astype("float64")',
         'va[:, 1].astype("float64"), va[:, 0].astype("float64")',
         SERVED_VA,
@@ -247,14 +247,14 @@ MUTANTS = [
     ),
     Mutant(
         "served paths unrestricted",
-        "dcjt/serving/pyfunc.py",
+        "dcjt/serving/inputs.py",
         "    if not roots:\n        return f",
         "    if False:\n        return f",
         (T + "integration/test_registry.py", "-k", "description"),
     ),
     Mutant(
         "tiny images classified",
-        "dcjt/serving/pyfunc.py",
+        "dcjt/serving/inputs.py",
         "    if min(h, w) < min_side:",
         "    if False:",
         (T + "unit/test_bad_input.py", "-k", "tiny"),

@@ -9,16 +9,19 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from pydantic import BaseModel
 
 from dcjt.model.emotions import EMOTIONS
-from dcjt.model.images import decode
 from dcjt.registry.packaging import MODEL_CODE, serving_requirements, stage_code
 from dcjt.registry.promotion import Decision
-from dcjt.serving.pyfunc import encode_arrays, save_model_files
+from dcjt.serving.export import export_checked
+from dcjt.serving.inputs import encode_arrays
+from dcjt.serving.network import save_model_files
+from dcjt.serving.onnx_runtime import ONNX_FILE
 from dcjt.utils.tracking import stderr_to_log
 
 MODEL_DESCRIPTION = (
@@ -71,32 +74,57 @@ def current_champion(client: mlflow.MlflowClient, name: str):
     return alias(client, name, "champion")
 
 
+@dataclasses.dataclass(frozen=True)
+class ParitySet:
+    """The fixed images (preprocessed, uint8 NHWC) the ONNX graph is compared on, and their names."""
+
+    images: np.ndarray
+    names: list[str]
+
+
 def log_dcn(
     model: torch.nn.Module,
     *,
     run_id: str,
-    example_images: list[str],
+    examples: list[np.ndarray],
     min_side: int | None,
     card: str,
+    parity_set: ParitySet,
     requirements: list[str] | None = None,
-) -> mlflow.models.model.ModelInfo:
-    """Log the DCN as a pyfunc model (from code) with its card into the run that trained it;
+) -> tuple[mlflow.models.model.ModelInfo, dict[str, str]]:
+    """Log the DCN as a pyfunc model (from code) served by its ONNX graph, with its card, into the
+    run that trained it (``examples``: the images of its input example); returns the logged model
+    and the version tags of its ONNX graph.
+
+    The graph is exported and must pass ``onnx.checker`` and parity on ``parity_set`` first:
+    otherwise ``ServingExportError`` (one line, naming the worst image) and nothing is logged.
     ``requirements``: its pip requirements (default ``serving_requirements()``)."""
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+    with tempfile.TemporaryDirectory() as tmp:
         artifacts = save_model_files(model, Path(tmp) / "files", min_side)
+        exported, agreed = export_checked(model, Path(tmp) / "files" / ONNX_FILE, parity_set.images, parity_set.names)
+        artifacts["onnx"] = str(exported.path)
         (Path(tmp) / "model_card.md").write_text(card)
         artifacts["model_card"] = str(Path(tmp) / "model_card.md")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(MODEL_CODE),
-            artifacts=artifacts,
-            code_paths=[str(stage_code(Path(tmp) / "code"))],
-            signature=model_signature(),
-            input_example=encode_arrays([decode(p) for p in example_images]),  # clients send bytes
-            pip_requirements=requirements or serving_requirements(),
-        )
-        mlflow.log_text(card, "model_card.md")
-    return info
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_CODE),
+                artifacts=artifacts,
+                code_paths=[str(stage_code(Path(tmp) / "code"))],
+                signature=model_signature(),
+                input_example=encode_arrays(examples),  # clients send bytes
+                pip_requirements=requirements or serving_requirements(),
+            )
+            mlflow.log_text(card, "model_card.md")
+            mlflow.log_metrics({"onnx.size_bytes": exported.size_bytes, "onnx.parity_max_abs_diff": agreed.max_abs_diff})
+    tags = {
+        "onnx": f"{info.model_uri}/artifacts/{ONNX_FILE}",
+        "onnx.opset": str(exported.opset),
+        "onnx.size_bytes": str(exported.size_bytes),
+        "onnx.parity": f"max |p_onnx - p_torch| {agreed.max_abs_diff:.1e} <= {agreed.atol:.0e} and the same class on "
+        f"{agreed.images} validation images",
+    }
+    return info, tags
 
 
 def register_version(

@@ -1,12 +1,13 @@
 """How the DCN is packaged for MLflow: the code it loads, the requirements it declares.
 
-The model is saved from code (``dcjt/serving/entry.py``), not as a cloudpickled object. The code
-that ships with it is an explicit list of folders of the package, ``SERVED_FOLDERS`` (the model:
-networks, emotion order, image preprocessing, the forward pass; and the pyfunc model), and nothing
-else: no training, data, configuration or registry code (``tests`` check that no served module
-imports from outside these folders). Its requirements are every third-party package those modules
+The model is saved from code (``dcjt/serving/entry.py``), not as a cloudpickled object, and served
+by its ONNX graph under ONNX Runtime: no torch. The code that ships with it is what the entry file
+reaches through ``dcjt`` imports (``served_files``: decoding and preprocessing, the emotion order,
+the input handling and the ONNX Runtime pyfunc) and nothing else: no network definitions, training,
+data, configuration or registry code. Its requirements are every third-party package those modules
 import, pinned to the versions it was trained with, so it loads in an environment built from its
-own ``requirements.txt``.
+own ``requirements.txt``; MLflow itself is declared as ``mlflow-skinny`` (the scoring server and
+pyfunc loading without MLflow's tracking server, UI and their dependencies).
 """
 
 from __future__ import annotations
@@ -18,27 +19,15 @@ from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # dcjt/
 MODEL_CODE = PACKAGE_ROOT / "serving" / "entry.py"
-SERVED_FOLDERS = ("model", "serving")
-# Distributions the served modules import (torch, torchvision, numpy, pandas, PIL, cv2); MLflow
-# adds itself. tests check this list against the packaged code's imports.
-SERVING_DISTRIBUTIONS = ("torch", "torchvision", "numpy", "pandas", "pillow", "opencv-python-headless")
+# Distributions the served modules import (onnxruntime, numpy, pandas, PIL, cv2) and MLflow's
+# skinny build; tests check this list against the packaged code's imports.
+SERVING_DISTRIBUTIONS = ("mlflow-skinny", "onnxruntime", "numpy", "pandas", "pillow", "opencv-python-headless")
 
 
-def serving_requirements(torch_index: str | None = None) -> list[str]:
-    """``name==version`` for each serving distribution as installed (public version: a CUDA
-    build's ``+cu128`` suffix is dropped so the CPU wheel satisfies it too). ``torch_index``: an
-    extra index listed first (PyTorch's CPU index: its ``+cpu`` wheel of the same version sorts
-    above PyPI's, so pip installs torch without CUDA's libraries)."""
-    pins = [f"{d}=={importlib.metadata.version(d).split('+')[0]}" for d in SERVING_DISTRIBUTIONS]
-    return ([f"--extra-index-url {torch_index}"] if torch_index else []) + pins
-
-
-def served_files() -> list[Path]:
-    """The package's ``__init__`` and every module of ``SERVED_FOLDERS``: the model's code."""
-    files = [PACKAGE_ROOT / "__init__.py"]
-    for folder in SERVED_FOLDERS:
-        files += sorted((PACKAGE_ROOT / folder).rglob("*.py"))
-    return files
+def serving_requirements() -> list[str]:
+    """``name==version`` for each serving distribution as installed (public version: a local
+    build's ``+suffix`` is dropped so PyPI's wheel satisfies it)."""
+    return [f"{d}=={importlib.metadata.version(d).split('+')[0]}" for d in SERVING_DISTRIBUTIONS]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -50,6 +39,29 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module)
     return names
+
+
+def module_file(name: str) -> Path:
+    """The source file of a ``dcjt`` module name (a package's ``__init__.py``)."""
+    path = PACKAGE_ROOT.parent.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def served_files() -> list[Path]:
+    """The model's code: the entry file and every ``dcjt`` module it reaches through imports, with
+    the ``__init__.py`` of each package on the way."""
+    files: set[Path] = set()
+    todo = [MODEL_CODE]
+    while todo:
+        path = todo.pop()
+        if path in files:
+            continue
+        files.add(path)
+        for name in imported_modules(path):
+            parts = name.split(".")
+            if parts[0] == "dcjt":
+                todo += [module_file(".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+    return sorted(files)
 
 
 def stage_code(folder: Path) -> Path:

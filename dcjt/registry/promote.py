@@ -10,16 +10,18 @@ wins (``dcjt.registry.promotion``). The registry is as it was if anything fails.
 from __future__ import annotations
 
 import mlflow
+import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from dcjt.config import PipelineConfig, PromotionConfig, SelectionEvidence
+from dcjt.data.cache import load_cache
 from dcjt.data.identity import row_keys
 from dcjt.data.labels import EMOTIONS, split_rows
+from dcjt.model.images import decode
 from dcjt.registry.card import model_card, quality_tags, version_description
-from dcjt.registry.lifecycle import PromotionOutcome, current_champion, log_dcn, register_version
-from dcjt.registry.packaging import serving_requirements
+from dcjt.registry.lifecycle import ParitySet, PromotionOutcome, current_champion, log_dcn, register_version
 from dcjt.registry.promotion import GATE_SPLITS, promotion_gate, score_champion
 from dcjt.registry.record import champion_training_rows, overlap_problem, record_training_rows, training_row_keys
 from dcjt.train.evaluation import RowEvaluation
@@ -36,7 +38,6 @@ class Registration(BaseModel):
     recipe: dict
     seed: int = 0
     min_side: int | None = None
-    torch_index: str | None = None
     selection: SelectionEvidence | None = None
 
     @classmethod
@@ -47,7 +48,6 @@ class Registration(BaseModel):
             recipe=config.recipe(stage),
             seed=config.seed,
             min_side=config.min_image_side,
-            torch_index=config.serving_torch_index,
             selection=config.selection,
         )
 
@@ -66,6 +66,16 @@ def _champion_problem(champion, challenger_size: int, table: pd.DataFrame, cache
         return None, ("not comparable", why)
     scores, why = score_champion(champion, registration.model_name, challenger_size, table, cache)
     return scores, (("champion unusable", why) if why else None)
+
+
+PARITY_IMAGES = 64  # the first validation rows of A: the fixed images the ONNX graph is checked on
+
+
+def parity_set(table: pd.DataFrame, cache: str) -> ParitySet:
+    """A's first ``PARITY_IMAGES`` validation images as the network sees them (from the run's cache)."""
+    rows = split_rows(table, "val").head(PARITY_IMAGES)
+    images = load_cache(cache)
+    return ParitySet(np.asarray(images.images[images.positions(rows)]), rows["image"].astype(str).tolist())
 
 
 def promote(
@@ -108,14 +118,14 @@ def promote(
         selection=registration.selection,
     )
     run_id = challenger.training_run_id
-    example = split_rows(target_table, "test")["image"].head(2).astype(str).tolist()
-    info = log_dcn(
+    example = [decode(p) for p in split_rows(target_table, "test")["image"].head(2).astype(str)]
+    info, onnx_tags = log_dcn(
         model,
         run_id=run_id,
-        example_images=example,
+        examples=example,
         min_side=registration.min_side,
         card=card,
-        requirements=serving_requirements(registration.torch_index),
+        parity_set=parity_set(target_table, target_cache),
     )
     rows_tags = record_training_rows(run_id, training_row_keys(target_table, extra_table))
     try:
@@ -127,6 +137,7 @@ def promote(
             tags = {
                 **gate_tags,
                 **rows_tags,
+                **onnx_tags,
                 **{f"promotion.{s}_digest": d for s, d in digests.items()},
                 "test_accuracy": f"{challenger.test.accuracy:.6f}",
                 "val_accuracy": f"{challenger.val.accuracy:.6f}",

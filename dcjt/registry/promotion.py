@@ -16,7 +16,7 @@ import pandas as pd
 from dcjt.config import PromotionConfig
 from dcjt.data.cache import load_cache
 from dcjt.experiments.statistics import paired_bootstrap
-from dcjt.serving.pyfunc import load_network
+from dcjt.serving.network import load_network
 from dcjt.train.evaluation import SplitScores, score_split
 
 

@@ -1,1 +1,3 @@
-"""The registered model as MLflow serves it: the pyfunc model and the file MLflow logs as its code."""
+"""The registered model as MLflow serves it: input handling and the ONNX Runtime pyfunc (torch-free:
+the model's own code), and on the training side the ONNX export, its parity check and the torch
+network read back from the registry."""

@@ -33,7 +33,7 @@ def source_facts(source: str) -> dict:
     """What the source says of itself: its outputs and (for a registered model) backbone, head and
     image size. A checkpoint file carries no image size."""
     if source.startswith("models:/"):
-        from dcjt.serving.pyfunc import load_network
+        from dcjt.serving.network import load_network
 
         try:
             net = load_network(source)

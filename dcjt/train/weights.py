@@ -122,7 +122,7 @@ def trunk_state_from_file(path: Path) -> dict:
 
 
 def trunk_state_from_registry(uri: str) -> dict:
-    from dcjt.serving.pyfunc import load_network
+    from dcjt.serving.network import load_network
 
     try:
         network = load_network(uri)

@@ -59,7 +59,7 @@ def evaluation_of(model, table, cache: str, run_id: str):
     return row_evaluation(model, table, load_cache(cache), row="dcjt", variant="t", training={"mlflow_run_id": run_id})
 
 
-def promote_as_run(registry, model, mirror=None, table=None, cache=None, torch_index=None, **settings):
+def promote_as_run(registry, model, mirror=None, table=None, cache=None, **settings):
     """Register ``model`` as a run would; the gate's bootstrap is off unless asked for (20 rows
     cannot show a 0.10 win), the default's own test is ``test_bootstrap_is_the_default``."""
     settings = {"bootstrap": False, **settings}
@@ -68,9 +68,7 @@ def promote_as_run(registry, model, mirror=None, table=None, cache=None, torch_i
         pass
     with mlflow.start_run(run_name="DCN") as trained:
         pass
-    registration = Registration(
-        model_name="fer", promotion=PromotionConfig(**settings), recipe={"lr": 0.1}, torch_index=torch_index
-    )
+    registration = Registration(model_name="fer", promotion=PromotionConfig(**settings), recipe={"lr": 0.1})
     return promote(
         model,
         evaluation_of(model, table, cache, trained.info.run_id),

@@ -174,18 +174,16 @@ def test_version_carries_description_card_and_linked_model(registry, monkeypatch
     assert np.isclose(out[[c for c in out if c.startswith("prob_")]].sum(axis=1), 1).all()
 
 
-def test_a_cpu_only_serving_environment_is_an_option_of_the_logged_model(registry):
-    """serving_torch_index puts PyTorch's CPU index first in the model's requirements.txt (the
-    environment MLflow builds to serve it); by default the model asks PyPI only."""
-    index = "https://download.pytorch.org/whl/cpu"
-    plain = promote_as_run(registry, always(0))
-    cpu = promote_as_run(registry, always(0), torch_index=index)
-    read = lambda v: Path(mlflow.pyfunc.get_model_dependencies(f"models:/fer/{v['version']}")).read_text().splitlines()  # noqa: E731
-    assert "--extra-index-url" not in "\n".join(read(plain))
-    lines = read(cpu)
-    assert f"--extra-index-url {index}" in lines and lines.index(f"--extra-index-url {index}") < min(
-        i for i, line in enumerate(lines) if line.startswith("torch==")
-    )
+def test_the_registered_version_carries_its_onnx_graph_and_declares_no_torch(registry):
+    """Each version is served by its ONNX graph: the version names it (opset, size, parity), the
+    model's requirements hold onnxruntime and MLflow's skinny build, never torch."""
+    result = promote_as_run(registry, always(3))
+    tags = mlflow.MlflowClient().get_model_version("fer", result["version"]).tags
+    assert tags["onnx.opset"] == "18" and int(tags["onnx.size_bytes"]) > 100_000
+    assert "on 20 validation images" in tags["onnx.parity"]
+    lines = Path(mlflow.pyfunc.get_model_dependencies(f"models:/fer/{result['version']}")).read_text().splitlines()
+    names = {line.split("==")[0] for line in lines if "==" in line}
+    assert {"onnxruntime", "mlflow-skinny", "opencv-python-headless"} <= names and not names & {"torch", "torchvision", "mlflow"}
 
 
 def test_fine_tune_from_a_registered_model_and_a_checkpoint(registry, tmp_path):
@@ -234,7 +232,7 @@ def test_served_valence_and_arousal_track_the_hidden_truth(registry):
     """A DCN trained on the synthetic world's B (human V/A), registered and served: its valence
     column follows A's true valence and its arousal column A's true arousal (not the swap)."""
     from dcjt.config import TrainConfig
-    from dcjt.serving.pyfunc import encode_arrays
+    from dcjt.serving.inputs import encode_arrays
     from dcjt.synthetic.world import WorldSpec, generate_world
     from dcjt.train.batches import Samples
     from dcjt.train.loop import set_seed, train
@@ -259,13 +257,15 @@ def test_served_valence_and_arousal_track_the_hidden_truth(registry):
 def test_a_win_against_a_champion_that_moved_meanwhile_is_not_promoted(registry):
     """Two runs gating at once: the second to register must not replace a champion it never met."""
     from dcjt.registry.lifecycle import log_dcn, register_version
+    from dcjt.registry.promote import parity_set
     from dcjt.registry.promotion import Decision
 
     client = mlflow.MlflowClient()
     first = promote_as_run(registry, always(3))
     with mlflow.start_run() as run:
         pass
-    info = log_dcn(always(0), run_id=run.info.run_id, example_images=[registry["table"]["image"].iloc[0]], min_side=None, card="")
+    checked = parity_set(registry["table"], registry["cache"])
+    info, _ = log_dcn(always(0), run_id=run.info.run_id, examples=[checked.images[0]], min_side=None, card="", parity_set=checked)
     won = Decision(True, "promoted", "val_accuracy 0.55 vs champion 0.45", 0.55, 0.45)
     late = register_version(
         info, "fer", decision=won, tags={"promotion.verdict": "promoted"}, description="d", gated_against=None

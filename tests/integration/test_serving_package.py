@@ -1,4 +1,4 @@
-"""The registered model loads where only its declared requirements are installed.
+"""The registered model loads where only its declared requirements are installed: no torch.
 
 Building a fresh virtualenv needs a package index (the network), so the environment is
 emulated instead: the declared requirements and everything they depend on (read from the
@@ -69,9 +69,12 @@ def test_every_import_of_the_packaged_code_is_declared(registry):  # noqa: F811
     allowed = requirement_closure(requirements)
     distributions = md.packages_distributions()
     packaged = set(top_level_imports(folder / "code")) | top_level_imports(folder)
-    assert "dcjt" in packaged and (folder / "code" / "dcjt" / "serving" / "pyfunc.py").is_file()
+    assert "dcjt" in packaged and (folder / "code" / "dcjt" / "serving" / "onnx_runtime.py").is_file()
     shipped = {p.name for p in (folder / "code" / "dcjt").iterdir() if p.is_dir()} - {"__pycache__"}
-    assert shipped == {"model", "serving"}  # the explicit list of folders: no training, data or registry code
+    assert shipped == {"model", "serving"}  # what the entry file reaches: no training, data or registry code
+    assert not (folder / "code" / "dcjt" / "model" / "nets.py").exists()  # no network definitions: no torch
+    assert "torch" not in packaged and not any(r.startswith(("torch", "mlflow==")) for r in requirements), requirements
+    assert (folder / "artifacts" / "model.onnx").is_file()
     assert "model_code_path" in (folder / "MLmodel").read_text()  # saved from code ...
     assert not list(folder.rglob("*.pkl"))  # ... with no pickled object to load
     undeclared = {
@@ -100,7 +103,7 @@ def emulated_site_packages(distributions: list[str], folder: Path) -> Path:
 def test_model_loads_and_predicts_with_only_its_requirements(registry, tmp_path):  # noqa: F811
     folder, requirements = _model_dir(registry)
     site = emulated_site_packages(sorted(requirement_closure(requirements)), tmp_path / "site-packages")
-    assert not (site / "dcjt").exists() and not (site / "tqdm").exists() and (site / "torch").exists()
+    assert not (site / "dcjt").exists() and not (site / "torch").exists() and (site / "onnxruntime").exists()
     image = registry["table"]["image"].iloc[-1]
     script = textwrap.dedent(
         f"""
@@ -110,25 +113,34 @@ def test_model_loads_and_predicts_with_only_its_requirements(registry, tmp_path)
         os.environ["DCJT_SERVE_IMAGE_ROOTS"] = {str(Path(image).parent)!r}
         model = mlflow.pyfunc.load_model({str(folder)!r})
         out = model.predict(pd.DataFrame({{"image": [{image!r}]}}))
-        code = sys.modules["dcjt.serving.pyfunc"].__file__
-        print(json.dumps({{"label": int(out["label"][0]), "error": out["error"][0], "code": code}}))
+        code = sys.modules["dcjt.serving.onnx_runtime"].__file__
+        torch = "torch" in sys.modules
+        print(json.dumps({{"label": int(out["label"][0]), "error": out["error"][0], "code": code, "torch": torch}}))
         """
     )
     # -S: no site-packages of this environment, -E: no PYTHONPATH; only the emulated environment
     proc = subprocess.run([sys.executable, "-S", "-E", "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     answer = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert answer["label"] == 0 and answer["error"] == "", answer
+    assert answer["label"] == 0 and answer["error"] == "" and not answer["torch"], answer
     assert answer["code"].startswith(str(folder)), answer  # the model's own copy of the code, not the checkout's
 
 
-def test_served_code_imports_nothing_of_the_project_outside_its_folders():
-    """Every ``dcjt`` import of the served modules stays inside ``SERVED_FOLDERS``: the registered
-    model never needs (or ships) training, data, configuration or registry code."""
-    from dcjt.registry.packaging import SERVED_FOLDERS, imported_modules, served_files
+def test_served_code_is_what_the_entry_file_reaches_and_imports_no_torch():
+    """The served modules are the import closure of the entry file: every third-party import among
+    them comes from a declared serving distribution, and none is torch."""
+    from dcjt.registry.packaging import MODEL_CODE, SERVING_DISTRIBUTIONS, imported_modules, served_files
 
-    allowed = tuple(f"dcjt.{folder}" for folder in SERVED_FOLDERS)
-    for path in served_files():
+    files = served_files()
+    names = {p.relative_to(MODEL_CODE.parents[1]).as_posix() for p in files}
+    assert {"serving/entry.py", "serving/onnx_runtime.py", "serving/inputs.py", "model/images.py"} <= names
+    assert not names & {"model/nets.py", "model/inference.py", "serving/network.py", "serving/export.py"}
+    declared = {d.lower() for d in SERVING_DISTRIBUTIONS}
+    distributions = md.packages_distributions()
+    for path in files:
         for name in imported_modules(path):
-            if name == "dcjt" or name.startswith("dcjt."):
-                assert name.startswith(allowed), f"{path.name} imports {name}: not served code"
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names or top == "dcjt":
+                continue
+            owners = {d.lower() for d in distributions.get(top, [])}
+            assert owners & declared, f"{path.name} imports {name} ({owners}): not a serving distribution"

@@ -22,7 +22,8 @@ from dcjt.data.labels import make_table, write_table
 from dcjt.data.readers import DatasetFormatError, check_layout, ingest, read_affectnet, read_caers, read_ferplus, read_rafdb
 from dcjt.model.images import ImageReadError, decode
 from dcjt.model.nets import build_model
-from dcjt.serving.pyfunc import predict_inputs
+from dcjt.serving.inputs import predict_inputs
+from dcjt.serving.network import TorchScorer
 from dcjt.synthetic import layouts
 from helpers.data import ALL_LABELS, random_images
 
@@ -112,7 +113,7 @@ def test_byte_order_marks_are_accepted(tmp_path, rafdb_root):
 
 def test_tiny_or_unreadable_inputs_are_reported_not_classified(tmp_path, monkeypatch):
     monkeypatch.setenv("DCJT_SERVE_IMAGE_ROOTS", str(tmp_path))
-    model = build_model("tiny", "linear", 32)
+    model = TorchScorer(build_model("tiny", "linear", 32))
     (tmp_path / "broken.png").write_bytes(b"not an image")
     Image.fromarray(random_images(1, 40)[0]).save(tmp_path / "ok.png")
     out = predict_inputs(
@@ -131,9 +132,10 @@ BOMB_BURST = """
 import io, resource, sys
 import numpy as np
 from dcjt.model.nets import build_model
-from dcjt.serving.pyfunc import predict_inputs
+from dcjt.serving.inputs import predict_inputs
+from dcjt.serving.network import TorchScorer
 bomb = open(sys.argv[1], "rb").read()
-model = build_model("tiny", "linear", 32)
+model = TorchScorer(build_model("tiny", "linear", 32))
 ok = io.BytesIO()
 from PIL import Image
 Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(ok, format="PNG")
@@ -166,7 +168,7 @@ def test_serving_refuses_an_image_over_its_pixel_budget_from_the_header_with_fla
 
 
 def test_serving_byte_budget_and_exif_orientation(tmp_path, monkeypatch):
-    model = build_model("tiny", "linear", 32)
+    model = TorchScorer(build_model("tiny", "linear", 32))
     image = io.BytesIO()
     Image.fromarray(random_images(1, 40)[0]).save(image, format="PNG")
     monkeypatch.setenv("DCJT_SERVE_MAX_BYTES", "100")

@@ -1,26 +1,32 @@
-"""The DCN as an MLflow pyfunc model: images in, label / emotion / probabilities / (V, A) out.
+"""What the served model does around its network, with no torch: read each input (a path, encoded
+bytes or an array) within its budgets, preprocess it as in training (``dcjt.model.images``), run a
+scorer on the batch and assemble one output row per input, refused inputs included.
 
-Input: a DataFrame with a column ``image`` (file paths) or ``image_bytes`` (encoded PNG/JPEG
-bytes; ``encode_arrays`` turns uint8 arrays into them). Images are taken as face crops, resized to
-the network's size and normalised as in training.
+A scorer is anything with an ``image_size`` and ``__call__(uint8 NHWC) -> (probabilities (N, 7),
+valence/arousal (N, 2))``: ONNX Runtime in the registered model (``dcjt.serving.onnx_runtime``),
+the torch network on the training side (``dcjt.serving.network.TorchScorer``).
 """
 
 from __future__ import annotations
 
 import io
-import json
+import os
 from pathlib import Path
+from typing import Protocol
 
-import mlflow
 import numpy as np
 import pandas as pd
-import torch
 
-from dcjt.model.emotions import EMOTIONS, NUM_CLASSES
+from dcjt.model.emotions import EMOTIONS
 from dcjt.model.images import OverPixelBudget, decode, open_rgb8, preprocess
-from dcjt.model.inference import forward_uint8
 
 OUTPUT_COLUMNS = ["label", "emotion", *[f"prob_{e}" for e in EMOTIONS], "valence", "arousal"]
+
+
+class Scorer(Protocol):
+    image_size: int
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def encode_arrays(arrays) -> pd.DataFrame:
@@ -42,18 +48,15 @@ MAX_PIXELS, MAX_BYTES = 25_000_000, 20_000_000  # a 25-megapixel photo; 20 MB pe
 def budgets() -> tuple[int, int]:
     """(pixels, bytes) one input may have (``DCJT_SERVE_MAX_PIXELS`` / ``DCJT_SERVE_MAX_BYTES``):
     a small file can declare a huge image, and decoding it would take gigabytes."""
-    import os
-
     return int(os.environ.get(MAX_PIXELS_ENV) or MAX_PIXELS), int(os.environ.get(MAX_BYTES_ENV) or MAX_BYTES)
 
 
-def predict_arrays(model: torch.nn.Module, images: list[np.ndarray], batch_size: int = 128) -> pd.DataFrame:
-    """Run the network on RGB uint8 images of any size; one output row per image."""
-    model.eval()
-    probs, vas = [np.zeros((0, NUM_CLASSES))], [np.zeros((0, 2))]
+def predict_arrays(scorer: Scorer, images: list[np.ndarray], batch_size: int = 128) -> pd.DataFrame:
+    """Run the scorer on RGB uint8 images of any size; one output row per image."""
+    probs, vas = [np.zeros((0, len(EMOTIONS)))], [np.zeros((0, 2))]
     for i in range(0, len(images), batch_size):
-        batch = np.stack([preprocess(img, model.image_size) for img in images[i : i + batch_size]])
-        p, va = forward_uint8(model, batch)
+        batch = np.stack([preprocess(img, scorer.image_size) for img in images[i : i + batch_size]])
+        p, va = scorer(batch)
         probs.append(p)
         vas.append(np.clip(va, -1, 1))
     p, va = np.concatenate(probs), np.concatenate(vas)
@@ -72,8 +75,6 @@ def image_roots() -> list[Path]:
     """Folders whose files the model may read when given paths (``DCJT_SERVE_IMAGE_ROOTS``,
     separated by ``os.pathsep``). Default: none, so a served model reads no file a client names;
     clients send ``image_bytes``."""
-    import os
-
     return [Path(p).resolve() for p in os.environ.get(IMAGE_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
 
 
@@ -88,7 +89,7 @@ def path_refusal(item: str, roots: list[Path]) -> str | None:
     return None
 
 
-def _load_input(item, min_side: int, roots: list[Path]) -> tuple[np.ndarray | None, str]:
+def load_input(item, min_side: int, roots: list[Path]) -> tuple[np.ndarray | None, str]:
     """One input (path, bytes or array) -> (RGB uint8 image, "") or (None, why it was refused).
     Byte and pixel budgets are checked before decoding (the pixels from the image's header)."""
     max_pixels, max_bytes = budgets()
@@ -114,12 +115,12 @@ def _load_input(item, min_side: int, roots: list[Path]) -> tuple[np.ndarray | No
     return image, ""
 
 
-def predict_inputs(model: torch.nn.Module, items: list, min_side: int) -> pd.DataFrame:
+def predict_inputs(scorer: Scorer, items: list, min_side: int) -> pd.DataFrame:
     """Predictions for every input; refused, unreadable or too-small ones get label -1 and an ``error``."""
     roots = image_roots()
-    loaded = [_load_input(item, min_side, roots) for item in items]
+    loaded = [load_input(item, min_side, roots) for item in items]
     good = [i for i, (image, _) in enumerate(loaded) if image is not None]
-    preds = predict_arrays(model, [loaded[i][0] for i in good])
+    preds = predict_arrays(scorer, [loaded[i][0] for i in good])
     out = pd.DataFrame({c: pd.Series([np.nan] * len(items), dtype="float64") for c in OUTPUT_COLUMNS})
     out["label"], out["emotion"] = -1, ""
     out.loc[good, OUTPUT_COLUMNS] = preds.to_numpy(dtype=object)
@@ -134,46 +135,14 @@ def predict_inputs(model: torch.nn.Module, items: list, min_side: int) -> pd.Dat
     return out[[*OUTPUT_COLUMNS, "error"]]
 
 
-class DCNPyfunc(mlflow.pyfunc.PythonModel):
-    """Loads the network from its spec + weights artifacts; predicts on paths or image bytes."""
-
-    def load_context(self, context) -> None:
-        from dcjt.model.nets import build_model
-
-        spec = json.loads(Path(context.artifacts["spec"]).read_text())
-        self.model = build_model(spec["backbone"], spec["head"], spec["image_size"])
-        self.model.load_state_dict(torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True))
-        self.model.eval()
-        self.min_side = int(spec.get("min_side") or max(1, spec["image_size"] // 4))
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        if isinstance(model_input, np.ndarray):
-            items = list(model_input) if model_input.ndim == 4 else [model_input]
-        else:
-            frame = pd.DataFrame(model_input)
-            if "image" in frame and frame["image"].notna().all():
-                items = frame["image"].astype(str).tolist()
-            elif "image_bytes" in frame:
-                items = frame["image_bytes"].tolist()
-            else:
-                raise ValueError("input needs a column 'image' (file paths) or 'image_bytes' (encoded images)")
-        return predict_inputs(self.model, items, self.min_side)
-
-
-def save_model_files(model: torch.nn.Module, folder: Path, min_side: int | None = None) -> dict[str, str]:
-    """Write the spec and weights the pyfunc model loads; returns its ``artifacts`` mapping.
-
-    ``min_side``: images smaller than this are refused (default: a quarter of the input size)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = {**model.spec(), "min_side": min_side or max(1, model.image_size // 4)}
-    (folder / "spec.json").write_text(json.dumps(spec))
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, folder / "weights.pt")
-    return {"spec": str(folder / "spec.json"), "weights": str(folder / "weights.pt")}
-
-
-def load_network(model_uri: str) -> torch.nn.Module:
-    """The torch network inside a registered DCN (``models:/NAME@alias``, ``models:/NAME/3``, ...)."""
-    wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    if not isinstance(getattr(wrapper, "model", None), torch.nn.Module):
-        raise TypeError(f"{model_uri} is not a DCJT model (its python model holds no network)")
-    return wrapper.model
+def input_items(model_input) -> list:
+    """The items of a pyfunc input: an array (one image or a batch), or a frame with ``image``
+    (paths) or ``image_bytes`` (encoded images)."""
+    if isinstance(model_input, np.ndarray):
+        return list(model_input) if model_input.ndim == 4 else [model_input]
+    frame = pd.DataFrame(model_input)
+    if "image" in frame and frame["image"].notna().all():
+        return frame["image"].astype(str).tolist()
+    if "image_bytes" in frame:
+        return frame["image_bytes"].tolist()
+    raise ValueError("input needs a column 'image' (file paths) or 'image_bytes' (encoded images)")

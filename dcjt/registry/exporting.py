@@ -1,0 +1,107 @@
+"""ONNX for a registered version that has none (registered before exports existed): a new version
+of the same network, served by its ONNX graph, with the old version's tags, description and card.
+
+The old version is left as it was; the aliases that pointed at it (``champion``, ``challenger``)
+move to the new one, which holds the same weights and has passed the same parity check, so
+``models:/NAME@champion`` is served with ONNX Runtime from then on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+from dcjt.model.images import IMAGE_SUFFIXES, decode, preprocess
+from dcjt.registry.lifecycle import ParitySet, log_dcn
+from dcjt.serving.network import load_network, model_artifacts
+
+EXPORT_COMMAND = "python run.py export-onnx --model {uri}"
+PARITY_IMAGES = 64
+
+
+class ExportInputError(ValueError):
+    """A model URI or image folder the export cannot use; the message names it."""
+
+
+def registered_version(uri: str):
+    """The registry's version behind ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``."""
+    match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w-]+))", uri)
+    if not match:
+        raise ExportInputError(f"{uri}: not a registered version (models:/NAME/VERSION or models:/NAME@ALIAS)")
+    name, version, alias = match.groups()
+    client = mlflow.MlflowClient()
+    try:
+        return client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as exc:
+        raise ExportInputError(f"{uri}: no such registered version ({str(exc).splitlines()[0][:200]})") from None
+
+
+def has_onnx(model_uri: str) -> bool:
+    """Whether the logged model behind ``model_uri`` is served by an ONNX graph."""
+    flavor = mlflow.models.get_model_info(model_uri).flavors.get("python_function", {})
+    return "onnx" in (flavor.get("artifacts") or {})
+
+
+def onnx_problem(model_uri: str) -> str | None:
+    """Why ``model_uri`` cannot be served with ONNX Runtime (it has no ONNX graph), or None."""
+    if has_onnx(model_uri):
+        return None
+    return (
+        f"{model_uri} has no ONNX export (registered before exports, or not a DCJT model) and is served with "
+        f"ONNX Runtime only; add one with: {EXPORT_COMMAND.format(uri=model_uri)}"
+    )
+
+
+def parity_images(folder: Path | None, size: int, seed: int = 0) -> ParitySet:
+    """The first ``PARITY_IMAGES`` images of ``folder`` (sorted, preprocessed as served), or as
+    many seeded random images when no folder is given."""
+    if folder is None:
+        images = np.random.default_rng(seed).integers(0, 256, (PARITY_IMAGES, size, size, 3), dtype=np.uint8)
+        return ParitySet(images, [f"random image {i} (seed {seed})" for i in range(PARITY_IMAGES)])
+    if not folder.is_dir():
+        raise ExportInputError(f"--images {folder}: not a folder")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:PARITY_IMAGES]
+    if not paths:
+        raise ExportInputError(f"--images {folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return ParitySet(np.stack([preprocess(decode(p), size) for p in paths]), [str(p) for p in paths])
+
+
+def add_onnx(model_uri: str, images: Path | None = None) -> tuple[str, str, list[str]]:
+    """Register the network of ``model_uri`` again with its ONNX graph; (name, new version, moved
+    aliases). Refused when the version already has one."""
+    source = registered_version(model_uri)
+    if has_onnx(model_uri):
+        raise ExportInputError(f"{model_uri} (version {source.version}) already has an ONNX export")
+    network = load_network(model_uri)
+    client = mlflow.MlflowClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        files = model_artifacts(model_uri, Path(tmp))
+        card = files["model_card"].read_text() if "model_card" in files else ""
+        checked = parity_images(images, network.image_size)
+        info, tags = log_dcn(
+            network,
+            run_id=source.run_id,
+            examples=list(checked.images[:2]),
+            min_side=json.loads(files["spec"].read_text()).get("min_side"),
+            card=card,
+            parity_set=checked,
+        )
+    version = mlflow.register_model(info.model_uri, source.name)
+    try:
+        client.update_model_version(source.name, version.version, description=source.description or "")
+        for key, value in {**source.tags, **tags, "onnx.exported_from": str(source.version)}.items():
+            client.set_model_version_tag(source.name, version.version, key, value)
+        moved = list(source.aliases)
+        for alias in moved:
+            client.set_registered_model_alias(source.name, alias, version.version)
+    except BaseException:
+        client.delete_model_version(source.name, version.version)
+        for alias in source.aliases:
+            client.set_registered_model_alias(source.name, alias, source.version)
+        raise
+    return source.name, str(version.version), moved
