@@ -8,6 +8,7 @@
     python run.py predict | serve          # the registered model on images, over HTTP
     python run.py score --model URI FOLDER --out table.parquet   # a folder of faces into a table
     python run.py worlds                   # the synthetic world suite (--world NAME, study --worlds suite)
+    python run.py dashboard                # ZenML's dashboard on the project's store
     python run.py ingest | leakage | synth | weights import | weights where
 
 ``python run.py COMMAND --help`` for each command's options.
@@ -266,6 +267,17 @@ def export_onnx_cmd(model_uri, images) -> None:
     from app import commands
 
     commands.export_onnx(model_uri, images)
+
+
+@cli.command("dashboard")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8237, show_default=True, type=click.IntRange(1, 65535))
+def dashboard_cmd(host, port) -> None:
+    """ZenML's dashboard on the project's own store (DCJT_HOME): the runs, their DAGs, step logs,
+    rendered stage reports and data checks, the models; Ctrl-C stops it."""
+    from app.dashboard import dashboard
+
+    dashboard(host, port)
 
 
 @cli.group("weights")

@@ -50,9 +50,14 @@ def echo_promotion(promo) -> None:
 def pipeline(config_name: str, overrides, *, schedule: str | None, run_config: str | None, **shortcuts) -> None:
     """Run the DCJT pipeline (DCJT + the configured baselines), register and promote the model."""
     from app.console import echo_outcome
-    from app.runner import ScheduleNotSupported, crontab_line, run_pipeline
+    from app.runner import ScheduleNotSupported, check_cron, crontab_line, run_pipeline
 
     no_cache = bool(shortcuts.pop("no_cache", None))
+    if schedule is not None:  # refused before anything runs, prints or is attached
+        try:
+            check_cron(schedule)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
     cfg = config_from(config_name, overrides, shortcuts)
     try:
         outcome = run_pipeline(cfg, schedule=schedule, run_config=run_config, cache=not no_cache)
@@ -94,6 +99,12 @@ def echo_outcome_paths(outcome) -> None:
     zenml = Path(sys.executable).with_name("zenml")
     store = os.environ.get("ZENML_CONFIG_PATH", str(state_home() / "zenml"))
     click.echo(f"ZenML runs: ZENML_CONFIG_PATH={shlex.quote(store)} {shlex.quote(str(zenml))} pipeline runs list")
+    summary = getattr(outcome, "summary", None)
+    if summary is not None:
+        import mlflow
+
+        page = mlflow.get_run(summary.mlflow_run_id).data.tags.get("zenml.dashboard_url")
+        click.echo(f"ZenML dashboard: {shlex.quote(sys.executable)} run.py dashboard, then this run: {page}")
     click.echo(f"library messages: {third_party_log(state_home())}")
     click.echo(f"tracking_uri: {outcome.tracking_uri}")
     click.echo(f"model: {outcome.model_line()}")

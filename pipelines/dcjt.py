@@ -151,7 +151,7 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     )
     with_va, extras_pseudo = pseudo_label_extras(m_b, marked, e_cache)  # extras without V/A: M_B's, like A
     prepared, mapping, relabeled = stage3(with_va, pseudo, method, gates, used)
-    stages = log_stages(parent, subset, pseudo_report, mapping, relabeled, extras_pseudo, pseudo, marked, prepared)
+    stages, _ = log_stages(parent, subset, pseudo_report, mapping, relabeled, extras_pseudo, pseudo, marked, prepared)
     # Stage 4 and every row reported beside it: one recipe and budget, one evaluation step.
     row_setup = dict(**setup, train_cfg=config.train_config("dcn"), budget=config.budget)
     scoring = dict(min_b_passes=config.budget.min_b_passes, gates=gates)

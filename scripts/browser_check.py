@@ -1,10 +1,13 @@
-"""What a team sees in the MLflow UI after the main job, checked in a real browser (Chromium,
-driven by Playwright), with screenshots for the docs.
+"""What a team sees in the MLflow UI and in ZenML's dashboard after the main job, checked in a
+real browser (Chromium, driven by Playwright), with screenshots for the docs.
 
 A fresh browser (no stored UI preferences) must open the experiment on its training runs (not the
 GenAI overview) with readable run names; the pipeline run's page must show the comparison table
 as its description; the registry version's page its scores beside its run's baselines, the
-per-emotion table and a working link to the model card. Each failed check is one line; the exit
+per-emotion table and a working link to the model card. Then ``run.py dashboard`` on the same
+state: the ZenML run opens without a sign-up survey, its steps include every stage, the relabel
+report renders with its Great Expectations result, and the run's metadata links the MLflow run and
+names the model version it registered. Each failed check is one line; the exit
 code is the number of failed checks. Run through ``scripts/browser_check.sh`` (it installs
 Playwright and needs Debian's ``chromium``).
 """
@@ -12,6 +15,7 @@ Playwright and needs Debian's ``chromium``).
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -114,6 +118,65 @@ def close_assistant(page) -> None:
             return
 
 
+STAGE_STEPS = ("ingest_synthetic", "train_m_a", "select_extra_subset", "train_m_b", "pseudo_label_target")
+STAGE_STEPS += ("map_extra_continuous", "relabel_extra", "log_stages", "train_dcn", "register_and_promote", "report_run")
+
+
+def start_dashboard(port: int) -> subprocess.Popen:
+    """``run.py dashboard`` on this state folder; returns once it printed its address."""
+    cmd = [sys.executable, str(ROOT / "run.py"), "dashboard", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith("ZenML dashboard: "):
+        sys.exit(f"browser check: run.py dashboard did not start: {line}{proc.stderr.read()[-500:]}")
+    return proc
+
+
+def zenml_checks(checks: Checks, context, run_id: str | None, run_name: str) -> None:
+    """ZenML's dashboard on the same run: the run, its DAG and every stage step, the relabel
+    step's report rendered (with its Great Expectations result), the links in the run's metadata
+    (the MLflow run, the model version it registered)."""
+    if not run_id:
+        checks.expect("the MLflow run names its ZenML run (tag zenml.run_id)", False)
+        return
+    port = free_port()
+    dashboard = start_dashboard(port)
+    try:
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/projects/default/runs/{run_id}")
+        checks.expect("the dashboard opens the run (no sign-up survey first)", visible(page, run_name[:20]))
+        notice = page.get_by_label("Dismiss local-server notice")
+        if notice.count():
+            notice.first.click()
+        try:
+            page.locator(".react-flow__node").first.wait_for(state="visible", timeout=30_000)
+            drawn = True
+        except Exception:
+            drawn = False
+        checks.expect("the run's DAG is drawn", drawn)
+        page.get_by_label("Timeline view").first.click()  # the DAG's steps as a list, each readable
+        missing = [s for s in STAGE_STEPS if not visible(page, s, timeout=5_000)]
+        checks.expect(f"the run's steps include every stage ({', '.join(missing) or 'all present'})", not missing)
+        page.screenshot(path=str(SHOTS / "zenml-run-steps.png"))
+        row = page.get_by_text("relabel_extra", exact=True).first.bounding_box()
+        page.mouse.click(row["x"] - 25, row["y"] + row["height"] / 2)  # the row's chevron: its artifacts
+        page.get_by_text("relabel_report", exact=True).first.click()
+        page.get_by_role("tab", name="Visualization").first.click()
+        page.get_by_role("button", name="Load Preview").first.click()
+        checks.expect("the relabel report is rendered", visible(page, "RelabelReport"))
+        checks.expect("its Great Expectations result is rendered", visible(page, "expect_column_values_to_be_between"))
+        page.screenshot(path=str(SHOTS / "zenml-stage-report.png"))
+        page.goto(f"http://127.0.0.1:{port}/projects/default/runs/{run_id}")
+        page.get_by_role("tab", name="Metadata").first.click()
+        checks.expect("the run's metadata links its MLflow run", visible(page, "mlflow_run_url"))
+        checks.expect("the run's metadata names the model version it registered", visible(page, "registered_model_version"))
+        page.wait_for_timeout(4000)  # the DAG beside it is drawn
+        page.screenshot(path=str(SHOTS / "zenml-run-metadata.png"))
+    finally:
+        dashboard.send_signal(signal.SIGINT)
+        dashboard.wait(timeout=30)
+
+
 def main() -> int:
     try:
         from playwright.sync_api import sync_playwright
@@ -176,11 +239,12 @@ def main() -> int:
                 checks.expect("the model card link opens the card", opened)
             else:
                 checks.expect(f"run {name} registered a version", False)
+            zenml_checks(checks, context, tags.get("zenml.run_id"), tags.get("zenml.run_name", name))
             browser.close()
     finally:
         ui.terminate()
         ui.wait(timeout=30)
-    print(f"screenshots: {SHOTS}/ui-*.png")
+    print(f"screenshots: {SHOTS}/ui-*.png, {SHOTS}/zenml-*.png")
     print(f"browser_check_failures: {len(checks.failed)}")
     return len(checks.failed)
 

@@ -14,13 +14,13 @@ from dcjt.data.identity import split_seed
 from dcjt.data.labels import stratified_val_split
 from dcjt.data.leakage import pairs_figure, screen
 from dcjt.data.readers import ingest
-from dcjt.data.validation import gx_summary
 from dcjt.method.extras import check_class_overlap
 from dcjt.synthetic.disk import write_world_pngs
 from dcjt.synthetic.world import WorldSpec
 from dcjt.utils.tracking import child_run, log_frame, log_json
 from steps.common import dcjt_step
 from steps.handoff import CacheRef, folder_or_scratch, world_folder
+from steps.visuals import validated
 
 
 def check_validation_rows(table: pd.DataFrame, val_fraction: float, min_rows: int, name: str) -> None:
@@ -58,7 +58,7 @@ def ingest_synthetic(
     )
     tables, gx = {}, {}
     for role, (table, images) in parts.items():
-        summary = gx_summary(table, f"synthetic {role}", require_all_classes=True)
+        summary = validated(table, f"synthetic {role}", require_all_classes=True)
         gx[role] = {"gx": summary.model_dump(mode="json"), "validation_rows": int((table["split"] == "val").sum())}
         if cache_dir and open_cache(table, image_size, cache_dir) is None:  # no cache_dir: caches in the build step
             write_cache(table, image_size, cache_dir, images)
@@ -84,7 +84,7 @@ def ingest_dataset(
 def read_dataset(spec: DatasetSpec, val_fraction: float, max_bad_fraction: float) -> tuple[pd.DataFrame, dict]:
     table, report = ingest(spec.dataset, spec.root, val_fraction=val_fraction, max_bad_fraction=max_bad_fraction)
     table["dataset"] = pd.Series([spec.label] * len(table), dtype="string")
-    gx = gx_summary(table, f"{spec.label} at {spec.root}", require_all_classes=True).model_dump(mode="json")
+    gx = validated(table, f"{spec.label} at {spec.root}", require_all_classes=True).model_dump(mode="json")
     return table, {
         "dataset": spec.dataset,
         "name": spec.label,

@@ -47,13 +47,16 @@ def mirror_in_zenml(name: str, version: str, promoted: bool, accuracy: float) ->
         model_name_or_id=name, version_name_or_id=mv.id, stage="production" if promoted else "staging", force=True
     )
     log_metadata(metadata={"mlflow_model_uri": uri, "test_accuracy": accuracy, "promoted": promoted}, model_version_id=mv.id)
-    _link_step_run(client, mv.id)
+    _link_step_run(
+        client, mv.id, {"registered_model_version": f"{name}/{mv.name}", "mlflow_model_uri": uri, "promoted": promoted}
+    )
 
 
-def _link_step_run(client, model_version_id) -> None:
-    """Link the running step's pipeline run and its ``model`` input to a ZenML model version
-    (nothing to link outside a step)."""
-    from zenml import get_step_context
+def _link_step_run(client, model_version_id, run_metadata: dict) -> None:
+    """Link the running step's pipeline run and its ``model`` input to a ZenML model version, and
+    name the version in the run's metadata (the open-source dashboard shows run metadata; its
+    model pages are ZenML Pro's). Nothing to link outside a step."""
+    from zenml import get_step_context, log_metadata
     from zenml.exceptions import StepContextError
     from zenml.models import ModelVersionArtifactRequest, ModelVersionPipelineRunRequest
 
@@ -62,6 +65,7 @@ def _link_step_run(client, model_version_id) -> None:
     except StepContextError:
         return
     store = client.zen_store
+    log_metadata(metadata=run_metadata, run_id_name_or_prefix=context.pipeline_run.id)
     store.create_model_version_pipeline_run_link(
         ModelVersionPipelineRunRequest(model_version=model_version_id, pipeline_run=context.pipeline_run.id)
     )

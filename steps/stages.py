@@ -14,7 +14,6 @@ import torch
 from dcjt.config import GatesConfig, MethodConfig
 from dcjt.data.cache import load_cache
 from dcjt.data.labels import SUBSET_COLUMN, split_rows
-from dcjt.data.validation import gx_summary
 from dcjt.method import pseudo_label, relabel, select_subset, take_fraction, with_m_a_probabilities, with_pseudo_va
 from dcjt.method.extras import datasets, map_by_dataset, relabel_by_dataset, subset_by_dataset, va_datasets
 from dcjt.method.health import (
@@ -36,6 +35,7 @@ from dcjt.train.batches import samples_from
 from dcjt.train.predict import predict
 from steps.common import dcjt_step
 from steps.handoff import CacheRef
+from steps.visuals import report_headline, step_metadata, validated
 
 
 @dcjt_step()
@@ -61,7 +61,8 @@ def select_extra_subset(
         checks += extra_subset_gates(name, own, gates)
     report.m_a = {k: float(v) for k, v in m_a_metrics.items() if k.endswith("_selected")}
     report.gates = gate_report("stage 1 (M_A, subset)", checks, gates.mode, applies)
-    report.gx = gx_summary(marked, "extra after subset selection")
+    report.gx = validated(marked, "extra after subset selection")
+    step_metadata(report_headline(report) | {f"M_A {k}": v for k, v in report.m_a.items()})
     return marked, report
 
 
@@ -95,7 +96,8 @@ def pseudo_label_target(
     checks = pseudo_gates(pseudo, published_va_rows(extra_marked, pseudo_from), m_b_metrics, gates)
     report.m_b = {k: float(v) for k, v in m_b_metrics.items() if k.endswith("_selected")}
     report.gates = gate_report("stage 2 (M_B, pseudo V/A)", checks, gates.mode, applies)
-    report.gx = gx_summary(pseudo, "target with pseudo V/A")
+    report.gx = validated(pseudo, "target with pseudo V/A")
+    step_metadata(report_headline(report) | {f"M_B {k}": v for k, v in report.m_b.items()})
     return pseudo, report
 
 
@@ -115,7 +117,7 @@ def pseudo_label_extras(
     for col in ("valence", "arousal", "va_origin"):
         out.loc[rows, col] = part[col].to_numpy()
     per = {d: {"rows": float((part["dataset"] == d).sum()), **pseudo_truth(part[part["dataset"] == d])} for d in discrete}
-    return out, ExtrasPseudoReport(datasets=per, gx=gx_summary(out, "extras with pseudo V/A"))
+    return out, ExtrasPseudoReport(datasets=per, gx=validated(out, "extras with pseudo V/A"))
 
 
 @dcjt_step()
@@ -130,7 +132,8 @@ def map_extra_continuous(
     for name, own in report.per_dataset.items():
         checks += of_dataset(name, mapping_gates(own, gates))
     report.gates = gate_report("stage 3a (mapping)", checks, gates.mode, applies and method.mapping != "none")
-    report.gx = gx_summary(mapped, "extra after mapping")
+    report.gx = validated(mapped, "extra after mapping")
+    step_metadata(report_headline(report))
     return mapped, report
 
 
@@ -155,5 +158,6 @@ def relabel_extra(
     if rule.mode in ("nearest", "gated", "posterior", "latent"):
         report.gates = gate_report("stage 3b (relabeling)", relabel_gates(report.health, gates), gates.mode, applies)
     if report.enabled:
-        report.gx = gx_summary(relabeled, "extra after relabeling")
+        report.gx = validated(relabeled, "extra after relabeling")
+    step_metadata(report_headline(report) | {f"health.{k}": v for k, v in report.health.items()})
     return relabeled, report

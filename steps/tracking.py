@@ -14,10 +14,13 @@ from typing import Annotated
 
 import mlflow
 import pandas as pd
-from zenml import get_step_context
+from zenml import get_step_context, log_metadata
+from zenml.client import Client
+from zenml.types import HTMLString, MarkdownString
 
 from dcjt.config import PipelineConfig
 from dcjt.data.labels import EMOTIONS, split_rows
+from dcjt.data.validation import GXSummary, gx_markdown
 from dcjt.experiments.plots import confusion_figure, latent_figure, va_scatter
 from dcjt.experiments.records import RunSummary
 from dcjt.method import class_centres, va_stats
@@ -27,10 +30,12 @@ from dcjt.method.summary import summarise_stages
 from dcjt.method.truth import remaining_part
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.train.evaluation import RowEvaluation
+from dcjt.utils.links import mlflow_run_url, zenml_run_url
 from dcjt.utils.markdown import markdown_table
 from dcjt.utils.runtime import provenance
 from dcjt.utils.tracking import log_frame, log_json, log_tables, table_name
 from steps.common import dcjt_step
+from steps.visuals import report_headline, step_metadata
 
 log = logging.getLogger(__name__)
 
@@ -51,43 +56,89 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 @dcjt_step(cached=False)
 def open_tracking(config: PipelineConfig) -> Annotated[str, "parent_run_id"]:
-    """Start the parent MLflow run (one per pipeline run); params = the resolved config."""
+    """Start the parent MLflow run (one per pipeline run); params = the resolved config. The two
+    runs link to each other: the MLflow run's tags name the ZenML run and its dashboard page, the
+    ZenML run's metadata the MLflow run and its page in the UI."""
     client = mlflow.MlflowClient()
     exp = mlflow.set_experiment(config.experiment)
     run_name = get_step_context().pipeline_run.name
     tags = {"zenml.run_name": run_name, "dcjt.config": config.name, "variant": config.method.variant_name, **config.tracking_tags}
     tags |= provenance()
+    pipeline_run = get_step_context().pipeline_run
+    zenml_url = zenml_run_url(Client().get_project(pipeline_run.project_id).name, str(pipeline_run.id))
+    tags |= {"zenml.run_id": str(pipeline_run.id), "zenml.dashboard_url": zenml_url}
     run = client.create_run(exp.experiment_id, run_name=run_name, tags=tags)
     params = [mlflow.entities.Param(k, str(v)[:500]) for k, v in flatten(config.model_dump(mode="json")).items()]
     for i in range(0, len(params), 90):
         client.log_batch(run.info.run_id, params=params[i : i + 90])
+    mlflow_url = mlflow_run_url(mlflow.get_tracking_uri(), exp.experiment_id, run.info.run_id)
+    links = {"mlflow_run_id": run.info.run_id, "mlflow_experiment": config.experiment, "mlflow_run_url": mlflow_url or ""}
+    log_metadata(metadata=links, run_id_name_or_prefix=pipeline_run.id)
     return run.info.run_id
 
 
-def _log_plots(stages: StageSummary, target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame, extra_prepared: pd.DataFrame):
-    """Agreement and transition matrices, V/A statistics and scatter plots before / after stage 3."""
+def stage_figures(
+    stages: StageSummary, target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame, extra_prepared: pd.DataFrame
+) -> dict[str, object]:
+    """Agreement and transition matrices and the V/A scatter before / after stage 3, by file name."""
     subset, relabel = stages.subset, stages.relabel
-    agreement = confusion_figure(subset.agreement.matrix, "B label x M_A prediction", "B label", "M_A prediction")
-    mlflow.log_figure(agreement, "plots/subset_agreement.png")
+    figures = {
+        "subset_agreement": confusion_figure(subset.agreement.matrix, "B label x M_A prediction", "B label", "M_A prediction")
+    }
     if relabel.enabled and relabel.transition is not None:
-        transition = confusion_figure(relabel.transition.matrix, "relabel transition", "old label", "new label")
-        mlflow.log_figure(transition, "plots/relabel_transition.png")
+        figures["relabel_transition"] = confusion_figure(
+            relabel.transition.matrix, "relabel transition", "old label", "new label"
+        )
     if relabel.latent is not None:
-        figure = latent_figure(relabel.latent.confusions, relabel.latent.truth_confusions)
-        mlflow.log_figure(figure, "plots/latent_confusions.png")
+        figures["latent_confusions"] = latent_figure(relabel.latent.confusions, relabel.latent.truth_confusions)
     for dataset, m in stages.transitions.items() if len(stages.transitions) > 1 else ():
         title = f"{dataset}: relabel transition (train rows)"
-        figure = confusion_figure(m.matrix, title, "old label", "new label")
-        mlflow.log_figure(figure, f"plots/relabel_transition_{dataset}.png")
+        figures[f"relabel_transition_{dataset}"] = confusion_figure(m.matrix, title, "old label", "new label")
     a = split_rows(target_pseudo, "train")
     before, after = remaining_part(split_rows(extra_marked, "train")), remaining_part(split_rows(extra_prepared, "train"))
-    log_frame(va_stats(a), "va_stats/target_pseudo.csv")
-    log_frame(va_stats(before), "va_stats/extra_remaining_before.csv")
-    log_frame(va_stats(after), "va_stats/extra_remaining_after.csv")
     centres = class_centres(a)
-    mlflow.log_figure(va_scatter({"A: pseudo V/A (by A label)": a}, centres), "plots/va_target_pseudo.png")
+    figures["va_target_pseudo"] = va_scatter({"A: pseudo V/A (by A label)": a}, centres)
     panels = {"B - subB before mapping": before, "after mapping + relabeling": after}
-    mlflow.log_figure(va_scatter(panels, centres), "plots/va_extra_before_after.png")
+    figures["va_extra_before_after"] = va_scatter(panels, centres)
+    return figures
+
+
+def stage_page(stages: StageSummary, figures: dict[str, object]) -> str:
+    """Stages 1-3 on one HTML page (ZenML's dashboard shows it): the labeling-criteria audit, each
+    stage's headline numbers and gates, and the figures, embedded."""
+    import base64
+    import html
+    import io
+
+    import matplotlib.pyplot as plt
+
+    def table(frame: pd.DataFrame) -> str:
+        return frame.to_html(float_format=lambda v: f"{v:.4f}", border=0, classes="dcjt")
+
+    parts = ["<h1>Stages 1-3 of this run</h1>"]
+    if stages.audit:
+        parts += ["<h2>Labeling-criteria audit (W2 to A's per-emotion Gaussians)</h2>", table(pd.DataFrame([stages.audit]).T)]
+    for name in ("subset", "pseudo", "mapping", "relabel"):
+        report = getattr(stages, name)
+        numbers = report_headline(report)
+        parts.append(f"<h2>{html.escape(type(report).__name__)}</h2>")
+        if numbers:
+            parts.append(table(pd.DataFrame({"value": [str(v) for v in numbers.values()]}, index=list(numbers))))
+        if report.gates is not None:
+            parts.append(table(pd.DataFrame([g.model_dump() for g in report.gates.gates])) if report.gates.gates else "")
+        if report.gx is not None:
+            verdict = "passed" if report.gx.success else "FAILED"
+            parts.append(f"<p>Great Expectations on <code>{html.escape(report.gx.table)}</code>: {verdict}</p>")
+    for name, figure in figures.items():
+        buf = io.BytesIO()
+        figure.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        data = base64.b64encode(buf.getvalue()).decode()
+        parts += [
+            f"<h2>{html.escape(name.replace('_', ' '))}</h2>",
+            f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}"/>',
+        ]
+        plt.close(figure)
+    return "<html><body>" + "\n".join(parts) + "</body></html>"
 
 
 @dcjt_step(cached=False)
@@ -101,10 +152,11 @@ def log_stages(
     target_pseudo: pd.DataFrame,
     extra_marked: pd.DataFrame,
     extra_prepared: pd.DataFrame,
-) -> Annotated[StageSummary, "stages"]:
+) -> tuple[Annotated[StageSummary, "stages"], Annotated[HTMLString, "stage_report"]]:
     """Stages 1-3 into the parent run: the label tables as datasets (B before and after stage 3,
     each with its own digest), every report (``stats/``),
-    counts, gate outcomes, the labeling-criteria audit and the plots; returns their summary."""
+    counts, gate outcomes, the labeling-criteria audit and the plots; returns their summary and
+    the page ZenML's dashboard shows of them."""
     stages, audits = summarise_stages(
         subset, pseudo, mapping, relabel, extras_pseudo, target_pseudo, extra_marked, extra_prepared
     )
@@ -139,8 +191,16 @@ def log_stages(
             mlflow.set_tag("relabel.warning", warning)
             log.warning("stage 3b: %s", warning)
         mlflow.log_metrics(metrics | {f"audit.{k}": v for k, v in stages.audit.items()})
-        _log_plots(stages, target_pseudo, extra_marked, extra_prepared)
-    return stages
+        a = split_rows(target_pseudo, "train")
+        before, after = remaining_part(split_rows(extra_marked, "train")), remaining_part(split_rows(extra_prepared, "train"))
+        log_frame(va_stats(a), "va_stats/target_pseudo.csv")
+        log_frame(va_stats(before), "va_stats/extra_remaining_before.csv")
+        log_frame(va_stats(after), "va_stats/extra_remaining_after.csv")
+        figures = stage_figures(stages, target_pseudo, extra_marked, extra_prepared)
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, f"plots/{name}.png")
+    step_metadata({f"audit.{k}": v for k, v in stages.audit.items()} | metrics)
+    return stages, HTMLString(stage_page(stages, figures))
 
 
 def run_gates(stages: StageSummary, rows: list[RowEvaluation]) -> list:
@@ -200,6 +260,18 @@ def log_rows_on_their_runs(rows: list[RowEvaluation]) -> None:
         client.set_tag(r.training_run_id, "dcjt.row", r.row)
 
 
+def gx_results(report: dict) -> list[dict]:
+    """The Great Expectations summaries in an ingest report (the synthetic world's roles, or a
+    target and each extra dataset by name)."""
+    found = []
+    for key, value in report.items():
+        if key == "gx" and isinstance(value, dict) and "table" in value:
+            found.append(value)
+        elif isinstance(value, dict):
+            found += gx_results(value)
+    return found
+
+
 @dcjt_step(cached=False)
 def report_run(
     parent_run_id: str,
@@ -209,9 +281,16 @@ def report_run(
     leakage: dict,
     comparison_path: str,
     promotion: PromotionOutcome | None = None,
-) -> tuple[Annotated[pd.DataFrame, "comparison"], Annotated[str, "comparison_csv"], Annotated[RunSummary, "summary"]]:
+) -> tuple[
+    Annotated[pd.DataFrame, "comparison"],
+    Annotated[str, "comparison_csv"],
+    Annotated[RunSummary, "summary"],
+    Annotated[MarkdownString, "run_report"],
+]:
     """Every row's scores, the gates, the promotion outcome into the parent run; the comparison
-    CSV; close the run. ``summary`` is what the CLI and the studies read."""
+    CSV; close the run. ``summary`` is what the CLI and the studies read; ``run_report`` what
+    ZenML's dashboard shows: the comparison, the registry's verdict, the gates and the Great
+    Expectations results of the ingested tables."""
     comparison = comparison_table(rows)
     dcjt = next(r for r in rows if r.row == "dcjt")
     gates = run_gates(stages, rows)
@@ -248,7 +327,14 @@ def report_run(
         extras=stages.extras,
         leaked=leakage.get("leaked"),
     )
-    return comparison, comparison_path, summary
+    step_metadata(
+        {f"{r.row}.test_accuracy": r.test.accuracy for r in rows}
+        | {f"{r.row}.val_accuracy": r.val.accuracy for r in rows}
+        | {"gates": tags["gates"], "promotion": tags["promotion"]}
+    )
+    ingested = [gx_markdown(GXSummary.model_validate(found)) for found in gx_results(ingest)]
+    page = "\n\n".join(["# This run", run_description(comparison, promotion, failed), "## Label tables as ingested", *ingested])
+    return comparison, comparison_path, summary, MarkdownString(page)
 
 
 @dcjt_step(cached=False)

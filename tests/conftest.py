@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -44,6 +45,16 @@ def pytest_unconfigure(config) -> None:
     if state is None or os.environ.get("DCJT_KEEP_TEST_STATE") == "1":
         return
     shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_sys_path():
+    """A test that loads a registered model in this process (``mlflow.pyfunc.load_model``) gets
+    the model's code folder put first on ``sys.path`` by MLflow; later tests' spawned processes
+    would import that part of ``dcjt`` as the whole package. Each test leaves ``sys.path`` as found."""
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
 
 
 @pytest.fixture

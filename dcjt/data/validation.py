@@ -30,6 +30,7 @@ from dcjt.data.labels import (
     check_table,
     write_table,
 )
+from dcjt.utils.markdown import markdown_table
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ValidationReport:
     success: bool
     failures: list[dict] = field(default_factory=list)
     result_json: dict = field(default_factory=dict)
+    expectations: list[dict] = field(default_factory=list)  # every expectation that ran: type, column, success, count
 
     def message(self, name: str) -> str:
         lines = [f"{name}: {len(self.failures)} expectation(s) failed"]
@@ -134,12 +136,21 @@ def run_suite(df: pd.DataFrame, *, require_all_classes: bool = True) -> Validati
     suite = context.suites.add(_build_suite(require_all_classes and bool((frame["split"] == "train").any())))
     definition = context.validation_definitions.add(gx.ValidationDefinition(name="label_table", data=batch_def, suite=suite))
     result = definition.run(batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE"})
-    failures = []
+    failures, ran = [], []
     for r in result.results:
-        if r.success:
-            continue
         cfg = r.expectation_config
         res = r.result or {}
+        column = cfg.kwargs.get("column") or ", ".join(cfg.kwargs.get("column_list") or [])
+        ran.append(
+            {
+                "expectation": cfg.type,
+                "column": column,
+                "success": bool(r.success),
+                "unexpected": int(res.get("unexpected_count") or 0),
+            }
+        )
+        if r.success:
+            continue
         idx = res.get("unexpected_index_list") or []
         if idx and isinstance(idx[0], dict):
             idx = [d.get("index", d) for d in idx]
@@ -165,7 +176,7 @@ def run_suite(df: pd.DataFrame, *, require_all_classes: bool = True) -> Validati
             }
         )
     full = json.loads(json.dumps(result.to_json_dict(), default=str))
-    return ValidationReport(success=bool(result.success), failures=failures, result_json=full)
+    return ValidationReport(success=bool(result.success), failures=failures, result_json=full, expectations=ran)
 
 
 def _missing_classes(frame: pd.DataFrame) -> str:
@@ -193,6 +204,7 @@ class GXSummary(BaseModel):
     rows: int = 0
     failures: list[dict[str, Any]] = Field(default_factory=list)
     statistics: dict[str, Any] = Field(default_factory=dict)
+    expectations: list[dict[str, Any]] = Field(default_factory=list)  # each that ran, with its outcome
 
 
 def gx_summary(df: pd.DataFrame, name: str, *, require_all_classes: bool = False) -> GXSummary:
@@ -204,6 +216,7 @@ def gx_summary(df: pd.DataFrame, name: str, *, require_all_classes: bool = False
         rows=len(df),
         failures=json.loads(json.dumps(report.failures, default=str)),
         statistics=report.result_json.get("statistics", {}),
+        expectations=report.expectations,
     )
 
 
@@ -212,3 +225,22 @@ def write_valid_table(df: pd.DataFrame, path) -> ValidationReport:
     report = assert_valid(df, name=str(path))
     write_table(df, path)
     return report
+
+
+def gx_markdown(summary: GXSummary) -> str:
+    """One validation as a team reads it: the verdict, every expectation that ran (with its
+    outcome and bad-row count) and, for each failure, sample rows."""
+    stats = summary.statistics
+    verdict = "passed" if summary.success else "FAILED"
+    lines = [
+        f"**Great Expectations on `{summary.table}`: {verdict}** ({summary.rows:,} rows; "
+        f"{stats.get('successful_expectations', '?')} of {stats.get('evaluated_expectations', '?')} expectations met)",
+    ]
+    if summary.expectations:
+        frame = pd.DataFrame(summary.expectations)
+        frame["success"] = frame["success"].map({True: "yes", False: "**no**"})
+        lines.append(markdown_table(frame, index=False))
+    for failure in summary.failures:
+        said = failure.get("detail") or f"{failure.get('unexpected_count', 0)} bad rows, e.g. {failure.get('samples')}"
+        lines.append(f"- failed `{failure['expectation']}` {failure.get('kwargs', {})}: {said}")
+    return "\n\n".join(lines)

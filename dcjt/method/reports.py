@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from dcjt.data.validation import GXSummary
+from dcjt.data.validation import GXSummary, gx_markdown
+from dcjt.utils.markdown import markdown_table
 
 
 class Record(BaseModel):
@@ -192,3 +194,53 @@ class StageSummary(Record):
             "mapped rows clipped to [-1, 1]": float(self.mapping.n_clipped),
         }
         return {**numbers, **self.audit}
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (int, float, str, bool)) or value is None
+
+
+def record_markdown(record: BaseModel, title: str, level: int = 2) -> str:
+    """A report as a page: its numbers in a table, then its matrices, gates, Great Expectations
+    result, per-class tables and per-extra reports, each under its own heading (ZenML's dashboard
+    renders it beside the artifact; nothing here is computed anew)."""
+    head = "#" * level
+    parts = [f"{head} {title}"]
+    if record.__doc__:
+        parts.append(" ".join(record.__doc__.split()))
+    values = {name: getattr(record, name) for name in type(record).model_fields}
+    scalars = {k: v for k, v in values.items() if _scalar(v) and v not in ("", None)}
+    if scalars:
+        shown = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in scalars.values()]
+        parts.append(markdown_table(pd.DataFrame({"value": shown}, index=list(scalars))))
+    for name, value in values.items():
+        sub = f"{head}# {name}"
+        if isinstance(value, GXSummary):
+            parts += [sub, gx_markdown(value)]
+        elif isinstance(value, MatrixRecord):
+            frame = pd.DataFrame(value.matrix, index=value.labels, columns=value.labels)
+            parts += [f"{sub} (rows: {value.rows}; columns: {value.columns})", markdown_table(frame)]
+        elif isinstance(value, GateReport):
+            verdict = "passed" if value.passed else "FAILED"
+            frame = pd.DataFrame([g.model_dump() for g in value.gates]) if value.gates else pd.DataFrame()
+            parts += [
+                f"{sub}: {value.stage} {verdict} (mode {value.mode})",
+                markdown_table(frame, digits=4, index=False) if len(frame) else "",
+            ]
+        elif isinstance(value, Record):
+            parts.append(record_markdown(value, name, level + 1))
+        elif isinstance(value, dict) and value and all(isinstance(v, Record) for v in value.values()):
+            parts += [record_markdown(v, f"{name}: {k}", level + 1) for k, v in value.items()]
+        elif isinstance(value, dict) and value and all(_scalar(v) for v in value.values()):
+            parts += [sub, markdown_table(pd.DataFrame({"value": list(value.values())}, index=list(value)), digits=4)]
+        elif (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(v, dict) and all(map(_scalar, v.values())) for v in value.values())
+        ):
+            parts += [sub, markdown_table(pd.DataFrame.from_dict(value, orient="index"), digits=4)]
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            parts += [sub, markdown_table(pd.DataFrame(value), digits=4, index=False)]
+        elif isinstance(value, list) and value:
+            parts += [sub, ", ".join(map(str, value))]
+    return "\n\n".join(p for p in parts if p)

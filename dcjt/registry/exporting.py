@@ -18,10 +18,10 @@ import numpy as np
 
 from dcjt.model.images import IMAGE_SUFFIXES, decode, preprocess
 from dcjt.registry.lifecycle import ParitySet, log_dcn
+from dcjt.registry.promote import PARITY_IMAGES
 from dcjt.serving.network import load_network, model_artifacts
 
 EXPORT_COMMAND = "python run.py export-onnx --model {uri}"
-PARITY_IMAGES = 64
 
 
 class ExportInputError(ValueError):

@@ -4,7 +4,9 @@ anything fails after the version exists."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 import tempfile
 from pathlib import Path
 
@@ -74,6 +76,18 @@ def current_champion(client: mlflow.MlflowClient, name: str):
     return alias(client, name, "champion")
 
 
+@contextlib.contextmanager
+def own_sys_path():
+    """MLflow loads the model to check its input example and puts the model's code folder first on
+    ``sys.path`` for good. The served code is a part of ``dcjt``: a process started afterwards
+    (DDP workers, worker pools) would import that part as the whole package. Restored here."""
+    saved = list(sys.path)
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
 @dataclasses.dataclass(frozen=True)
 class ParitySet:
     """The fixed images (preprocessed, uint8 NHWC) the ONNX graph is compared on, and their names."""
@@ -105,7 +119,7 @@ def log_dcn(
         artifacts["onnx"] = str(exported.path)
         (Path(tmp) / "model_card.md").write_text(card)
         artifacts["model_card"] = str(Path(tmp) / "model_card.md")
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), own_sys_path():
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(MODEL_CODE),

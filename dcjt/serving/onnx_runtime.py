@@ -27,6 +27,9 @@ class OnnxScorer:
     ``threads``: ONNX Runtime's intra-op threads (default ``DCJT_SERVE_THREADS``, else its own)."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
+        # ONNX Runtime's telemetry (its 1DS SDK) writes a session file to TMPDIR on first use;
+        # a served model phones nowhere and leaves nothing behind.
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         import onnxruntime as ort
 
         options = ort.SessionOptions()

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -330,6 +332,96 @@ def test_schedule_on_local_stack_explains_and_prints_crontab():
     assert proc.returncode == 2
     assert "cannot schedule" in proc.stderr
     assert "0 3 * * 0 cd " in proc.stderr and "run.py demo --set network.image_size=32" in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_printed_crontab_line_runs_the_pipeline_from_cron_s_bare_environment(tmp_path):
+    """The local stack cannot schedule, so the CLI prints a crontab line; its command, run as cron
+    runs it (``/bin/sh -c`` with cron's nearly empty environment, no cron daemon), finishes a
+    pipeline run on the same stores. A schedule cron cannot read is refused before anything."""
+    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", "--set", "register_model=false"]
+    bad = subprocess.run([*cmd, "--schedule", "0 3 * *"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "not a cron expression" in bad.stderr and "crontab" not in bad.stderr.lower()
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    printed = subprocess.run([*cmd, "--schedule", "*/15 2 * * 1-5"], capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 2 and "cannot schedule" in printed.stderr
+    line = printed.stderr.strip().splitlines()[-1]
+    fields = line.split(" ", 5)
+    assert fields[:5] == ["*/15", "2", "*", "*", "1-5"], line
+    body = fields[5].replace("\\%", "%")  # cron unescapes \% before handing the line to the shell
+    assert f"DCJT_HOME={os.environ['DCJT_HOME']}" in body and "--schedule" not in body
+    from zenml.client import Client
+
+    before = {r.id for r in Client().list_pipeline_runs(size=100)}
+    cron_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh", "LOGNAME": "cron"}
+    ran = subprocess.run(["/bin/sh", "-c", body], env=cron_env, capture_output=True, text=True, timeout=900)
+    log = (Path(os.environ["DCJT_HOME"]) / "logs" / "cron.log").read_text()
+    assert ran.returncode == 0, log[-3000:]
+    assert "pipeline wall time" in log
+    new = [r for r in Client().list_pipeline_runs(size=100) if r.id not in before]
+    assert len(new) == 1 and str(new[0].status) == "completed" and new[0].name.startswith("tiny-")
+
+
+def test_zenml_dashboard_serves_the_run_with_rendered_reports_metadata_and_links_to_mlflow(first_run, tmp_path):
+    """run.py dashboard: ZenML's server on the project's store. Through its API (what the dashboard
+    reads): the run and its stage steps, the relabel report rendered as Markdown with its Great
+    Expectations result, the stage page with its figures, headline numbers as step metadata, the
+    run's link to its MLflow run and back. Ctrl-C (SIGINT) stops it; a taken port, a state folder
+    without a store and a store of another ZenML version are refused in one line."""
+    import mlflow
+    from zenml.client import Client
+
+    from app.dashboard import store_problem
+
+    run = Client().get_pipeline_run(first_run.run_name)
+    port = free_port()
+    cmd = [sys.executable, str(ROOT / "run.py"), "dashboard", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith(f"ZenML dashboard: http://127.0.0.1:{port}"), line + proc.stderr.read()[-2000:]
+
+        def api(path: str):
+            return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/{path}", timeout=60).read())
+
+        user = api("current-user")  # the dashboard opens on the runs, not on ZenML's sign-up survey
+        assert user["body"]["email_opted_in"] is False and user["metadata"]["user_metadata"]["finished_onboarding_survey"]
+        assert api(f"runs/{run.id}")["body"]["status"] == "completed"
+        steps = {s["name"] for s in api(f"steps?pipeline_run_id={run.id}&size=100")["items"]}
+        assert {"select_extra_subset", "pseudo_label_target", "map_extra_continuous", "relabel_extra", "train_dcn"} <= steps
+        relabel = run.steps["relabel_extra"].outputs["relabel_report"][0]
+        page = api(f"artifact_versions/{relabel.id}/visualize?index=0")
+        assert page["type"] == "markdown" and "## RelabelReport" in page["value"]
+        assert "Great Expectations on `extra after relabeling`: passed" in page["value"]
+        assert "expect_column_values_to_be_between" in page["value"]  # every expectation that ran, by name
+        figures = api(f"artifact_versions/{run.steps['log_stages'].outputs['stage_report'][0].id}/visualize?index=0")
+        assert figures["type"] == "html" and figures["value"].count("<img") >= 3 and "relabel transition" in figures["value"]
+        report = api(f"artifact_versions/{run.steps['report_run'].outputs['run_report'][0].id}/visualize?index=0")
+        assert "Rows of this run" in report["value"] and "Great Expectations on `synthetic target`" in report["value"]
+        assert "kept_fraction" in run.steps["select_extra_subset"].run_metadata
+        assert "dcjt.test_accuracy" in run.steps["report_run"].run_metadata
+        taken = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert taken.returncode == 1 and f"port {port} on 127.0.0.1 is taken" in taken.stderr
+        assert len(taken.stderr.strip().splitlines()) == 1, taken.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "ZenML dashboard stopped" in out
+    mlflow_run = mlflow.get_run(first_run.summary.mlflow_run_id)
+    assert mlflow_run.data.tags["zenml.run_id"] == str(run.id)
+    assert mlflow_run.data.tags["zenml.dashboard_url"] == f"http://127.0.0.1:8237/projects/default/runs/{run.id}"
+    assert run.run_metadata["registered_model_version"] == f"dcjt-synthetic/mlflow-v{first_run.promotion.version}"
+    url = run.run_metadata["mlflow_run_url"]
+    assert url == f"http://127.0.0.1:5000/#/experiments/{mlflow_run.info.experiment_id}/runs/{mlflow_run.info.run_id}"
+    bare = {k: v for k, v in os.environ.items() if k != "ZENML_CONFIG_PATH"} | {"DCJT_HOME": str(tmp_path / "none")}
+    empty = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=bare)
+    assert empty.returncode == 1 and "no ZenML store at" in empty.stderr and "Traceback" not in empty.stderr
+    other = tmp_path / "other" / "local_stores" / "default_zen_store"
+    other.mkdir(parents=True)
+    with sqlite3.connect(other / "zenml.db") as con:
+        con.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        con.execute("INSERT INTO alembic_version VALUES ('0.80.0')")
+    assert "a store of ZenML 0.80.0, this environment has ZenML 0.98.0" in store_problem(tmp_path / "other")
 
 
 def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
