@@ -21,6 +21,7 @@ from dcjt.train.evaluation import RowEvaluation
 from steps.common import dcjt_step
 from steps.handoff import CacheRef
 from steps.tracking import run_gates
+from steps.visuals import step_metadata
 
 
 def mirror_in_zenml(name: str, version: str, promoted: bool, accuracy: float) -> None:
@@ -56,7 +57,7 @@ def _link_step_run(client, model_version_id, run_metadata: dict) -> None:
     """Link the running step's pipeline run and its ``model`` input to a ZenML model version, and
     name the version in the run's metadata (the open-source dashboard shows run metadata; its
     model pages are ZenML Pro's). Nothing to link outside a step."""
-    from zenml import get_step_context, log_metadata
+    from zenml import get_step_context
     from zenml.exceptions import StepContextError
     from zenml.models import ModelVersionArtifactRequest, ModelVersionPipelineRunRequest
 
@@ -65,7 +66,7 @@ def _link_step_run(client, model_version_id, run_metadata: dict) -> None:
     except StepContextError:
         return
     store = client.zen_store
-    log_metadata(metadata=run_metadata, run_id_name_or_prefix=context.pipeline_run.id)
+    step_metadata(run_metadata, run_id_name_or_prefix=context.pipeline_run.id)
     store.create_model_version_pipeline_run_link(
         ModelVersionPipelineRunRequest(model_version=model_version_id, pipeline_run=context.pipeline_run.id)
     )

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import mlflow
 import pandas as pd
-from zenml import get_step_context, log_metadata
+from zenml import get_step_context
 from zenml.client import Client
 from zenml.types import HTMLString, MarkdownString
 
@@ -61,10 +61,10 @@ def open_tracking(config: PipelineConfig) -> Annotated[str, "parent_run_id"]:
     ZenML run's metadata the MLflow run and its page in the UI."""
     client = mlflow.MlflowClient()
     exp = mlflow.set_experiment(config.experiment)
-    run_name = get_step_context().pipeline_run.name
+    pipeline_run = get_step_context().pipeline_run
+    run_name = pipeline_run.name
     tags = {"zenml.run_name": run_name, "dcjt.config": config.name, "variant": config.method.variant_name, **config.tracking_tags}
     tags |= provenance()
-    pipeline_run = get_step_context().pipeline_run
     zenml_url = zenml_run_url(Client().get_project(pipeline_run.project_id).name, str(pipeline_run.id))
     tags |= {"zenml.run_id": str(pipeline_run.id), "zenml.dashboard_url": zenml_url}
     run = client.create_run(exp.experiment_id, run_name=run_name, tags=tags)
@@ -73,7 +73,7 @@ def open_tracking(config: PipelineConfig) -> Annotated[str, "parent_run_id"]:
         client.log_batch(run.info.run_id, params=params[i : i + 90])
     mlflow_url = mlflow_run_url(mlflow.get_tracking_uri(), exp.experiment_id, run.info.run_id)
     links = {"mlflow_run_id": run.info.run_id, "mlflow_experiment": config.experiment, "mlflow_run_url": mlflow_url or ""}
-    log_metadata(metadata=links, run_id_name_or_prefix=pipeline_run.id)
+    step_metadata(links, run_id_name_or_prefix=pipeline_run.id)
     return run.info.run_id
 
 

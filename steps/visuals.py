@@ -43,14 +43,16 @@ def in_step() -> bool:
         return False
 
 
-def step_metadata(metadata: dict[str, Any]) -> None:
-    """Numbers on the running step (the dashboard's metadata tab compares them across runs)."""
+def step_metadata(metadata: dict[str, Any], **target) -> None:
+    """Numbers on the running step, or on what ``target`` names (``run_id_name_or_prefix=``: the
+    pipeline run); the dashboard's metadata tab compares them across runs. ZenML refuses ``:`` in
+    keys and NaN values; a failure to record is logged, never stops the run."""
     clean = {k.replace(":", " -"): v for k, v in metadata.items() if v is not None and not (isinstance(v, float) and v != v)}
     if clean and in_step():
         try:
-            log_metadata(metadata=clean)
+            log_metadata(metadata=clean, **target)
         except Exception as exc:  # what the dashboard shows never stops a run
-            log.warning("step metadata not recorded: %s: %s", type(exc).__name__, str(exc)[:300])
+            log.warning("run metadata not recorded: %s: %s", type(exc).__name__, str(exc)[:300])
 
 
 def validated(table: pd.DataFrame, name: str, **kwargs) -> GXSummary:
