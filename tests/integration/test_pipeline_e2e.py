@@ -424,6 +424,25 @@ def test_zenml_dashboard_serves_the_run_with_rendered_reports_metadata_and_links
     assert "a store of ZenML 0.80.0, this environment has ZenML 0.98.0" in store_problem(tmp_path / "other")
 
 
+def test_a_table_failing_its_expectations_leaves_why_on_the_failed_step():
+    """A world too small to give every emotion a training row: Great Expectations stops the ingest
+    step, and the failed step's metadata (the dashboard's metadata tab) names the failed
+    expectation and the missing emotions, as the console does."""
+    from zenml.client import Client
+
+    settings = ["data.world.n_target=14", "val_fraction=0.5", "gates.min_val_rows=1", "register_model=false"]
+    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *[a for s in settings for a in ("--set", s)]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "synthetic target: 1 expectation(s) failed" in proc.stderr, proc.stderr[-2000:]
+    run = Client().list_pipeline_runs(sort_by="desc:created", size=1)[0]
+    step = run.steps["ingest_synthetic"]
+    assert str(run.status) == "failed" and str(step.status) == "failed"
+    result = step.run_metadata["gx synthetic target"]
+    assert result["success"] is False and result["rows"] == 14
+    assert result["failed"][0]["expectation"] == "expect_column_distinct_values_to_contain_set"
+    assert "the train split has no row of" in result["failed"][0]["detail"]
+
+
 def test_run_py_serve_answers_over_http_from_a_fresh_shell(first_run):
     image = sorted((Path(os.environ["DCJT_HOME"]) / "data").rglob("*.png"))[0]
     port = free_port()
