@@ -132,7 +132,8 @@ def log_dcn(
             mlflow.log_text(card, "model_card.md")
             mlflow.log_metrics({"onnx.size_bytes": exported.size_bytes, "onnx.parity_max_abs_diff": agreed.max_abs_diff})
     tags = {
-        "onnx": f"{info.model_uri}/artifacts/{ONNX_FILE}",
+        # the file itself (a models:/m-... URI names the whole logged model, not a file inside it)
+        "onnx": f"{mlflow.get_logged_model(info.model_id).artifact_location}/artifacts/{ONNX_FILE}",
         "onnx.opset": str(exported.opset),
         "onnx.size_bytes": str(exported.size_bytes),
         "onnx.parity": f"max |p_onnx - p_torch| {agreed.max_abs_diff:.1e} <= {agreed.atol:.0e} and the same class on "

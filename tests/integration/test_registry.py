@@ -181,6 +181,8 @@ def test_the_registered_version_carries_its_onnx_graph_and_declares_no_torch(reg
     tags = mlflow.MlflowClient().get_model_version("fer", result["version"]).tags
     assert tags["onnx.opset"] == "18" and int(tags["onnx.size_bytes"]) > 100_000
     assert "on 20 validation images" in tags["onnx.parity"]
+    graph = Path(mlflow.artifacts.download_artifacts(artifact_uri=tags["onnx"], dst_path=str(registry["tmp"] / "onnx")))
+    assert graph.name == "model.onnx" and graph.stat().st_size == int(tags["onnx.size_bytes"])  # the tag names the file
     lines = Path(mlflow.pyfunc.get_model_dependencies(f"models:/fer/{result['version']}")).read_text().splitlines()
     names = {line.split("==")[0] for line in lines if "==" in line}
     assert {"onnxruntime", "mlflow-skinny", "opencv-python-headless"} <= names and not names & {"torch", "torchvision", "mlflow"}
