@@ -77,33 +77,30 @@ def pipeline(config_name: str, overrides, *, schedule: str | None, run_config: s
 
 def echo_outcome_paths(outcome) -> None:
     from app.console import third_party_log
+    from dcjt.utils.links import mlflow_run_url
     from dcjt.utils.state import state_home
 
     click.echo(f"pipeline wall time: {outcome.seconds:.0f} s")
-    base = None
     if outcome.tracking_uri.startswith("sqlite:"):
         ui = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", outcome.tracking_uri]
         click.echo(f"open the MLflow UI: {shlex.join(ui)}")
-        base = "http://127.0.0.1:5000"
     elif outcome.tracking_uri.startswith(("http://", "https://")):
         click.echo(f"open the MLflow UI: {outcome.tracking_uri}")
-        base = outcome.tracking_uri.rstrip("/")
-    if base and getattr(outcome, "summary", None) is not None:
-        import mlflow
-
-        # the runs view directly: MLflow 3's UI opens an experiment on its GenAI overview otherwise
-        run_id = outcome.summary.mlflow_run_id
-        experiment = mlflow.get_run(run_id).info.experiment_id
-        runs = f"{base}/#/experiments/{experiment}/runs"
-        click.echo(f"this run in the UI: {runs}/{run_id} (all runs: {runs})")
-    zenml = Path(sys.executable).with_name("zenml")
-    store = os.environ.get("ZENML_CONFIG_PATH", str(state_home() / "zenml"))
-    click.echo(f"ZenML runs: ZENML_CONFIG_PATH={shlex.quote(store)} {shlex.quote(str(zenml))} pipeline runs list")
     summary = getattr(outcome, "summary", None)
+    run = None
     if summary is not None:
         import mlflow
 
-        page = mlflow.get_run(summary.mlflow_run_id).data.tags.get("zenml.dashboard_url")
+        run = mlflow.get_run(summary.mlflow_run_id)
+    # the runs view directly: MLflow 3's UI opens an experiment on its GenAI overview otherwise
+    url = mlflow_run_url(outcome.tracking_uri, run.info.experiment_id, run.info.run_id) if run is not None else None
+    if url:
+        click.echo(f"this run in the UI: {url} (all runs: {url.rsplit('/', 1)[0]})")
+    zenml = Path(sys.executable).with_name("zenml")
+    store = os.environ.get("ZENML_CONFIG_PATH", str(state_home() / "zenml"))
+    click.echo(f"ZenML runs: ZENML_CONFIG_PATH={shlex.quote(store)} {shlex.quote(str(zenml))} pipeline runs list")
+    if run is not None:
+        page = run.data.tags.get("zenml.dashboard_url")
         click.echo(f"ZenML dashboard: {shlex.quote(sys.executable)} run.py dashboard, then this run: {page}")
     click.echo(f"library messages: {third_party_log(state_home())}")
     click.echo(f"tracking_uri: {outcome.tracking_uri}")
@@ -235,6 +232,10 @@ def leakage(target, extras, max_distance, image_size) -> None:
     click.echo(f"leaked: {leaked}")
 
 
+def cannot_load(model_uri: str, exc: Exception) -> click.ClickException:
+    return click.ClickException(f"cannot load {model_uri}: {str(exc).splitlines()[0][:300]}")
+
+
 def onnx_refusal(model_uri: str) -> None:
     """Stop in one line when ``model_uri`` cannot be found or has no ONNX graph to serve."""
     import mlflow
@@ -244,7 +245,7 @@ def onnx_refusal(model_uri: str) -> None:
     try:
         problem = onnx_problem(model_uri)
     except mlflow.exceptions.MlflowException as exc:
-        raise click.ClickException(f"cannot load {model_uri}: {str(exc).splitlines()[0][:300]}") from None
+        raise cannot_load(model_uri, exc) from None
     if problem:
         raise click.ClickException(problem)
 
@@ -257,7 +258,7 @@ def load_served_model(model_uri: str):
     try:
         return mlflow.pyfunc.load_model(model_uri)
     except mlflow.exceptions.MlflowException as exc:
-        raise click.ClickException(f"cannot load {model_uri}: {str(exc).splitlines()[0][:300]}") from None
+        raise cannot_load(model_uri, exc) from None
 
 
 def export_onnx(model_uri: str, images) -> None:

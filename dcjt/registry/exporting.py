@@ -19,7 +19,7 @@ import numpy as np
 from dcjt.model.images import IMAGE_SUFFIXES, decode, preprocess
 from dcjt.registry.lifecycle import ParitySet, log_dcn
 from dcjt.registry.promote import PARITY_IMAGES
-from dcjt.serving.network import load_network, model_artifacts
+from dcjt.serving.network import model_artifacts, network_from
 
 EXPORT_COMMAND = "python run.py export-onnx --model {uri}"
 
@@ -77,10 +77,10 @@ def add_onnx(model_uri: str, images: Path | None = None) -> tuple[str, str, list
     source = registered_version(model_uri)
     if has_onnx(model_uri):
         raise ExportInputError(f"{model_uri} (version {source.version}) already has an ONNX export")
-    network = load_network(model_uri)
     client = mlflow.MlflowClient()
     with tempfile.TemporaryDirectory() as tmp:
-        files = model_artifacts(model_uri, Path(tmp))
+        files = model_artifacts(model_uri, Path(tmp))  # downloaded once: the network, its spec and card
+        network = network_from(files)
         card = files["model_card"].read_text() if "model_card" in files else ""
         checked = parity_images(images, network.image_size)
         info, tags = log_dcn(

@@ -51,12 +51,16 @@ def model_artifacts(model_uri: str, folder: Path) -> dict[str, Path]:
     return named
 
 
+def network_from(files: dict[str, Path]) -> torch.nn.Module:
+    """The torch network of a downloaded DCN (``model_artifacts``): built from its spec, its weights loaded."""
+    spec = json.loads(files["spec"].read_text())
+    model = build_model(spec["backbone"], spec["head"], spec["image_size"], bool(spec.get("scn")))
+    model.load_state_dict(torch.load(files["weights"], map_location="cpu", weights_only=True))
+    return model.eval()
+
+
 def load_network(model_uri: str) -> torch.nn.Module:
     """The torch network inside a registered DCN (``models:/NAME@alias``, ``models:/NAME/3``, ...),
     read from its weights (any version: those served with torch before ONNX, and those since)."""
     with tempfile.TemporaryDirectory() as tmp:
-        files = model_artifacts(model_uri, Path(tmp))
-        spec = json.loads(files["spec"].read_text())
-        model = build_model(spec["backbone"], spec["head"], spec["image_size"], bool(spec.get("scn")))
-        model.load_state_dict(torch.load(files["weights"], map_location="cpu", weights_only=True))
-    return model.eval()
+        return network_from(model_artifacts(model_uri, Path(tmp)))
