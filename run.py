@@ -110,7 +110,7 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> N
     "relabel: where a better stage 3b's gain comes from; select: the candidates of run.py select)",
 )
 @click.option("--seeds", default="0-4", show_default=True, help="e.g. 0,1,2 or 0-4 (at most 1,000 runs; 0..99999)")
-@click.option("--row", "only", multiple=True, help="only this row (repeatable); names as in the table")
+@click.option("--row", "only", multiple=True, help="only this row (repeatable): its id, or its name in the table")
 @click.option("--name", help="study name (MLflow tag; default CONFIG-table-TABLE)")
 @click.option("--budget", type=click.Choice(["converged", "steps"]), help="budget.mode for every row")
 @click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds)")
@@ -136,7 +136,8 @@ def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, over
     "--candidate",
     "candidates",
     multiple=True,
-    help=f"a row of `study --table select` (repeatable; default: all {len(SELECT_CANDIDATES)} rows)",
+    help=f"a row of `study --table select`, by id (repeatable; default: all {len(SELECT_CANDIDATES)}: "
+    f"{', '.join(r.id for r in SELECT_CANDIDATES)})",
 )
 @click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")

@@ -48,17 +48,14 @@ def known_stops() -> tuple[type[BaseException], ...]:
     from app.preflight import PreflightError
     from dcjt.config import ConfigError
     from dcjt.data.cache import CacheError
-    from dcjt.data.labels import LabelTableError
+    from dcjt.data.labels import LabelTableError, ValidationSplitError
     from dcjt.data.readers import DatasetFormatError
     from dcjt.method.extras import ExtraDatasetError
     from dcjt.method.health import GateError
     from dcjt.train.budget import BudgetError
 
-    # steps/ imports ZenML, which reads its config when imported: a broken one would then break
-    # the reporting of the preflight line that names it. Its errors exist only once it is imported.
-    steps_data = sys.modules.get("steps.data")
-    imported = (steps_data.ValidationSplitError,) if steps_data else ()
-    return imported + (
+    return (
+        ValidationSplitError,
         GateError,
         BudgetError,
         ConfigError,

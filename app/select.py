@@ -20,8 +20,8 @@ from dcjt.config import CandidateScore, SelectionEvidence, load_config
 from dcjt.experiments.statistics import t_interval
 from dcjt.experiments.tables import SELECT_CANDIDATES, StudyError, study_rows
 
-# The default candidates: the rows of ``study --table select`` (one list, defined with the tables).
-CANDIDATES = tuple(r.name for r in SELECT_CANDIDATES)
+# The default candidates: the ids of the rows of ``study --table select`` (one list, with the tables).
+CANDIDATES = tuple(r.id for r in SELECT_CANDIDATES)
 TABLE = "relabel"  # the candidates are rows of this study table (a name outside it is refused)
 
 
@@ -33,11 +33,11 @@ class SelectOutcome:
 
 
 def choose(records, candidates: list[str], seeds: list[int], study: str) -> SelectionEvidence:
-    """The candidate with the best mean validation accuracy over ``seeds`` and its lead over the
-    runner-up (per-seed differences, t-interval), from a study's records."""
+    """The candidate (a row id) with the best mean validation accuracy over ``seeds`` and its lead
+    over the runner-up (per-seed differences, t-interval), from a study's records."""
     scores = []
     for row in candidates:
-        mine = records[records["row"] == row].set_index("seed").loc[seeds]
+        mine = records[records["row_id"] == row].set_index("seed").loc[seeds]
         scores.append(
             CandidateScore(
                 row=row,
@@ -50,7 +50,7 @@ def choose(records, candidates: list[str], seeds: list[int], study: str) -> Sele
     ranked = sorted(scores, key=lambda c: -c.val_mean)
     evidence = SelectionEvidence(study=study, seeds=seeds, candidates=scores, winner=ranked[0].row)
     if len(ranked) > 1:
-        by_seed = records.set_index(["row", "seed"])["val_accuracy"]
+        by_seed = records.set_index(["row_id", "seed"])["val_accuracy"]
         diffs = np.array([by_seed[(ranked[0].row, s)] - by_seed[(ranked[1].row, s)] for s in seeds])
         mean, lo, hi, _ = t_interval(diffs)
         interval = {"lead_lo": 100 * lo, "lead_hi": 100 * hi} if np.isfinite(lo) else {}
@@ -62,17 +62,18 @@ def run_select(
     config_name: str, seeds: list[int], *, candidates=None, overrides=(), values=None, progress=print
 ) -> SelectOutcome:
     """Score the candidates over ``seeds``, pick the winner on validation, register it."""
-    names = list(candidates or CANDIDATES)
-    truth = [r.name for r in study_rows("all")[0] if r.uses_truth and r.name in names]
+    given = list(candidates or CANDIDATES)
+    truth = [n for n in given for r in study_rows("all")[0] if r.uses_truth and n in (r.id, r.name)]
     if truth:
         raise StudyError(f"--candidate {truth[0]!r} reads the synthetic world's hidden truth (an upper bound), never a candidate")
-    rows, _ = study_rows(TABLE, names)  # unknown names are refused here, before any training
+    rows, _ = study_rows(TABLE, given)  # unknown ids or labels are refused here, before any training
+    ids = [r.id for r in rows]
     base = load_config(config_name, overrides, values)
     study = run_study(
-        config_name, TABLE, seeds, overrides=overrides, values=values, only=names, name=f"{base.name}-select", progress=progress
+        config_name, TABLE, seeds, overrides=overrides, values=values, only=ids, name=f"{base.name}-select", progress=progress
     )
-    evidence = choose(study.records, names, seeds, study.name)
-    winner = next(r for r in rows if r.name == evidence.winner)
+    evidence = choose(study.records, ids, seeds, study.name)
+    winner = next(r for r in rows if r.id == evidence.winner)
     progress(f"select: {evidence.summary()}; registering it (seed {seeds[0]})")
     run_values = {**(values or {}), **winner.values, "seed": seeds[0], "baselines": [], "selection": evidence.model_dump()}
     cfg = load_config(config_name, overrides, run_values)

@@ -68,7 +68,7 @@ def run_study(
     records, correct = [], {}
     for seed in seeds:
         for row in rows:
-            tags = {"study": name, "table": table, "row": row.name}
+            tags = {"study": name, "table": table, "row": row.name, "row_id": row.id}
             # A study explores variants: gates warn (their outcome is a column) unless --set says otherwise.
             warn = {} if any(o.startswith("gates.mode=") for o in overrides) else {"gates.mode": "warn"}
             run_values = {**warn, **(values or {}), **row.values, "seed": seed, "baselines": [], "register_model": False}
@@ -76,6 +76,7 @@ def run_study(
             progress(f"study {name}: seed {seed}, row {row.name!r}")
             outcome = run_pipeline(cfg)
             rec, corr = _record(row.name, seed, outcome.summary, cfg.method.extra_use == "all")
+            rec["row_id"] = row.id
             failed = outcome.summary.failed_gates
             rec["gates"] = "failed: " + "; ".join(failed) if failed else "passed"
             records.append(rec)

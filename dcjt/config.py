@@ -333,9 +333,6 @@ BASELINES: dict[str, dict[str, Any]] = {
 }
 
 
-ROWS: tuple[str, ...] = ("dcjt", *BASELINES)  # every row a run can report: the one list (steps, GPUs, studies)
-
-
 class BudgetConfig(Settings):
     """How much training every reported row gets (equal epochs are not equal work), and when a row
     may stop early (``dcjt.train.stopping``): the same rule for DCJT and every baseline."""

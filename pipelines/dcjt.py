@@ -14,8 +14,8 @@ from __future__ import annotations
 from zenml import pipeline
 from zenml.enums import ExecutionMode
 
-from dcjt.config import ROWS, PipelineConfig
-from dcjt.method.health import stages_used
+from dcjt import plan
+from dcjt.config import PipelineConfig
 from dcjt.registry.promote import Registration
 from steps.data import build_image_cache, ingest_dataset, ingest_extras, ingest_synthetic, merge_reports, screen_datasets
 from steps.evaluation import evaluate_model
@@ -24,35 +24,15 @@ from steps.stages import map_extra_continuous, pseudo_label_extras, pseudo_label
 from steps.tracking import log_stages, open_tracking, report_run
 from steps.training import RowSetup, TrainingSetup, train_dcn, train_m_a, train_m_b
 
-
-# Every reported row: DCJT and the baselines (one list, ``dcjt.config.ROWS``); each trains in its
-# own step (DCJT's is ``train_dcn``), is scored by ``evaluate_<row>``.
-def train_step(row: str) -> str:
-    return "train_dcn" if row == "dcjt" else f"train_{row}"
-
-
 # Steps that train or run a network over a dataset: on a cluster they get the GPU image and GPUs
 # (the remote run configurations' ``gpu_step`` settings are applied to exactly these).
-GPU_STEPS = (
-    "train_m_a",
-    "select_extra_subset",
-    "train_m_b",
-    "pseudo_label_target",
-    "pseudo_label_extras",
-    *(train_step(row) for row in ROWS),
-)
+GPU_STEPS = plan.GPU_STEPS
 
 
 def local_folder(paths, key: str) -> str:
     """A configured folder when every step sees the same disk, else "": each pod's scratch
     folder, resolved in the step (``steps.handoff.folder_or_scratch``)."""
     return getattr(paths, key) if paths.handoff == "shared_disk" else ""
-
-
-def stages_in_use(config: PipelineConfig) -> frozenset[str]:
-    """The stages 1-3 that the run's rows train on (DCJT's method and every baseline): only their
-    gates can stop the run."""
-    return frozenset().union(*(stages_used(config.method_for(r)) for r in ("dcjt", *config.baselines)))
 
 
 def ingest(config: PipelineConfig):
@@ -105,27 +85,19 @@ def stage3(with_va, pseudo, method, gates, used: frozenset[str], row: str | None
     return prepared, mapping, relabel_report
 
 
-STAGE3_KEYS = ("mapping", "b_stats_from", "stage3_order")
-
-
-def extra_for_row(row: str, row_method, method, tables: tuple, gates):
-    """B's table a row trains on: DCJT's prepared table; B as published (or unused) for rows without
-    stage 3, shared by every variant so it stays cached; else B prepared the row's own way."""
+def extra_for_row(row: plan.RowPlan, tables: tuple, gates):
+    """B's table the row trains on, as the plan says (``dcjt.plan.extra_table``)."""
     marked, with_va, prepared, pseudo = tables
-    if row == "dcjt":
-        return prepared
-    if row_method.extra_use == "none" or (row_method.mapping, row_method.relabel) == ("none", "none"):
-        return marked
-    same = all(getattr(row_method, k) == getattr(method, k) for k in STAGE3_KEYS)
-    if same and row_method.relabel_rule() == method.relabel_rule():
-        return prepared
-    return stage3(with_va, pseudo, row_method, gates, frozenset(), row=row)[0]
+    if row.extra == "own":  # the row's own stage 3: its gates never stop the run
+        return stage3(with_va, pseudo, row.method, gates, frozenset(), row=row.id)[0]
+    return prepared if row.extra == "prepared" else marked
 
 
 @pipeline(enable_cache=True, execution_mode=ExecutionMode.FAIL_FAST)
 def dcjt_pipeline(config: PipelineConfig) -> None:
     p, method, gates = config.paths, config.method, config.gates
-    used = stages_in_use(config)
+    run_plan = plan.plan_run(config)
+    used = run_plan.gates
     parent = open_tracking(config=config)
     target, extra, t_cache, e_cache, gx, leakage = screened_data(config, parent)
     checkpoints, curve = local_folder(p, "checkpoint_root"), config.evaluation.test_curve
@@ -156,19 +128,16 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     row_setup = dict(**setup, train_cfg=config.train_config("dcn"), budget=config.budget)
     scoring = dict(min_b_passes=config.budget.min_b_passes, gates=gates)
     models, rows = {}, []
-    for row in ("dcjt", *config.baselines):
-        row_method = config.method_for(row)
-        row_extra = extra_for_row(row, row_method, method, (marked, with_va, prepared, pseudo), gates)
-        row_train = RowSetup(role="DCN" if row == "dcjt" else row, method=row_method, **row_setup)
-        model, metrics, _ = train_dcn(pseudo, row_extra, marked, t_cache, e_cache, row_train, parent, id=train_step(row))
-        variant = method.variant_name if row == "dcjt" else row
-        joint = row_method.uses_joint_passes
+    for row in run_plan.rows:
+        row_extra = extra_for_row(row, (marked, with_va, prepared, pseudo), gates)
+        row_train = RowSetup(role="DCN" if row.id == "dcjt" else row.id, method=row.method, **row_setup)
+        model, metrics, _ = train_dcn(pseudo, row_extra, marked, t_cache, e_cache, row_train, parent, id=row.train_step)
         rows.append(
             evaluate_model(
-                model, target, t_cache, metrics, row=row, variant=variant, joint=joint, **scoring, id=f"evaluate_{row}"
+                model, target, t_cache, metrics, row=row.id, variant=row.label, joint=row.joint, **scoring, id=row.evaluate_step
             )
         )
-        models[row] = model
+        models[row.id] = model
     promotion = None
     if config.register_model:  # after every row's evaluation: a row that fails its gate stops the run first
         registration = Registration.of(config)

@@ -107,7 +107,7 @@ def served_by_image(model_dir: Path, images: list[Path]) -> pd.DataFrame:
     import base64
     import urllib.request
 
-    from app.team_stack import BASE_TAG, buildkit_cli, ca_bundle, docker_engine
+    from app.team.stack import BASE_TAG, buildkit_cli, ca_bundle, docker_engine
 
     root = Path(__file__).resolve().parents[1]
     cli, env = buildkit_cli()

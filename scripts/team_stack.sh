@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The team stack on one machine: every step in its own container, an MLflow server on PostgreSQL
-# with basic auth, no shared disk between steps (app/team_stack.py says how).
+# with basic auth, no shared disk between steps (app/team/stack.py says how).
 #   scripts/team_stack.sh up       build the images, start PostgreSQL and the MLflow server, register the ZenML stack
 #   scripts/team_stack.sh run ...  the main job on it (options as for run.py demo)
 #   scripts/team_stack.sh down     stop and remove all of it (--keep-images keeps the built images)
@@ -11,4 +11,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export ZENML_ANALYTICS_OPT_IN=false GX_ANALYTICS_ENABLED=false
-exec .venv/bin/python -m app.team_cli "$@"
+exec .venv/bin/python -m app.team.cli "$@"

@@ -11,7 +11,7 @@ import pandas as pd
 from dcjt.config import DatasetSpec, LeakageConfig
 from dcjt.data.cache import build_cache, load_cache, open_cache, write_cache
 from dcjt.data.identity import split_seed
-from dcjt.data.labels import stratified_val_split
+from dcjt.data.labels import check_validation_rows, stratified_val_split
 from dcjt.data.leakage import pairs_figure, screen
 from dcjt.data.readers import ingest
 from dcjt.method.extras import check_class_overlap
@@ -21,20 +21,6 @@ from dcjt.utils.tracking import child_run, log_frame, log_json
 from steps.common import dcjt_step
 from steps.handoff import CacheRef, folder_or_scratch, world_folder
 from steps.visuals import validated
-
-
-def check_validation_rows(table: pd.DataFrame, val_fraction: float, min_rows: int, name: str) -> None:
-    """A's validation split selects every model: too few rows and the choice is noise."""
-    n = int((table["split"] == "val").sum())
-    if n < min_rows:
-        raise ValidationSplitError(
-            f"{name}: the validation split holds {n} rows, fewer than gates.min_val_rows = {min_rows}: too few to select "
-            f"a model on; raise val_fraction (now {val_fraction:g}) or lower gates.min_val_rows"
-        )
-
-
-class ValidationSplitError(ValueError):
-    """A's validation split is too small to select a model on; names the keys that size it."""
 
 
 @dcjt_step()

@@ -29,9 +29,9 @@ from dcjt.method.reports import ExtrasPseudoReport, MappingReport, PseudoReport,
 from dcjt.method.summary import summarise_stages
 from dcjt.method.truth import remaining_part
 from dcjt.registry.lifecycle import PromotionOutcome
+from dcjt.registry.run_page import comparison_table, run_description
 from dcjt.train.evaluation import RowEvaluation
 from dcjt.utils.links import mlflow_run_url, zenml_run_url
-from dcjt.utils.markdown import markdown_table
 from dcjt.utils.runtime import provenance
 from dcjt.utils.tracking import log_frame, log_json, log_tables, table_name
 from steps.common import dcjt_step
@@ -40,7 +40,6 @@ from steps.visuals import report_headline, step_metadata
 log = logging.getLogger(__name__)
 
 SPLIT_CONTEXTS = (("train", "train"), ("val", "validation"), ("test", "test"))
-COMPARISON_COLUMNS = ["variant", "accuracy", "val_accuracy", "images_seen", "epochs_run", "steps", "b_passes", "flag"]
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -206,44 +205,6 @@ def log_stages(
 def run_gates(stages: StageSummary, rows: list[RowEvaluation]) -> list:
     """Every gate report of a run: stages 1-3 and each reported row's."""
     return stages.gate_reports() + [r.gates for r in rows if r.gates is not None]
-
-
-def comparison_table(rows: list[RowEvaluation]) -> pd.DataFrame:
-    """One line per reported row: test and validation accuracy, the training budget it had, and a
-    flag for a row no better than always predicting A's majority class (on validation)."""
-    lines = [
-        {
-            "variant": r.row,
-            "accuracy": r.test.accuracy,
-            "val_accuracy": r.val.accuracy,
-            **{c: getattr(r, c) for c in COMPARISON_COLUMNS[3:7]},
-            "flag": "no better than the majority class" if r.degenerate else "",
-        }
-        for r in rows
-    ]
-    return pd.DataFrame(lines, columns=COMPARISON_COLUMNS)
-
-
-def run_description(comparison: pd.DataFrame, promotion: PromotionOutcome | None, failed: list[str]) -> str:
-    """The parent run's description in the MLflow UI: the comparison table (the answer of the run),
-    the registry's verdict and the gates."""
-    table = comparison.set_index("variant").drop(columns=["flag"]).rename(columns=lambda c: c.replace("_", " "))
-    table[["accuracy", "val accuracy"]] *= 100
-    flags = [f"- `{r.variant}`: {r.flag}" for r in comparison.itertuples() if r.flag]
-    verdict = (
-        f"`{promotion.model_name}` version {promotion.version}: **{promotion.verdict}** ({promotion.reason})"
-        if promotion
-        else "nothing registered"
-    )
-    return "\n\n".join(
-        [
-            "**Rows of this run** (accuracy in % on A's test split, the epoch selected on validation; same recipe and budget):",
-            markdown_table(table, digits=2),
-            *(["Flags:\n" + "\n".join(flags)] if flags else []),
-            f"Registry: {verdict}.",
-            f"Gates: {'failed (warned): ' + '; '.join(failed) if failed else 'passed'}.",
-        ]
-    )
 
 
 def log_rows_on_their_runs(rows: list[RowEvaluation]) -> None:

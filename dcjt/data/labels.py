@@ -160,6 +160,20 @@ def stratified_val_split(df: pd.DataFrame, fraction: float, seed: int) -> pd.Dat
     return out
 
 
+def check_validation_rows(table: pd.DataFrame, val_fraction: float, min_rows: int, name: str) -> None:
+    """A's validation split selects every model: too few rows and the choice is noise."""
+    n = int((table["split"] == "val").sum())
+    if n < min_rows:
+        raise ValidationSplitError(
+            f"{name}: the validation split holds {n} rows, fewer than gates.min_val_rows = {min_rows}: too few to select "
+            f"a model on; raise val_fraction (now {val_fraction:g}) or lower gates.min_val_rows"
+        )
+
+
+class ValidationSplitError(ValueError):
+    """A's validation split is too small to select a model on; names the keys that size it."""
+
+
 def stratified_sample(df: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
     """A seeded share ``fraction`` of each class's rows (at least one row per class present)."""
     rng = np.random.default_rng(seed)

@@ -14,7 +14,8 @@ from dcjt.config import BASELINES
 
 @dataclass(frozen=True)
 class Row:
-    name: str
+    id: str  # the key (--row, --candidate, records); a run plan's row id where it is one (dcjt.plan.ROWS)
+    name: str  # the label tables show
     values: dict = field(default_factory=dict)  # dotted config keys -> values
     synthetic_only: bool = False
     uses_truth: bool = False  # an upper bound from the hidden truth: shown, never called best
@@ -24,21 +25,26 @@ def _method(**kw) -> dict:
     return {f"method.{k}": v for k, v in kw.items()}
 
 
-TARGET_ONLY = Row("target only (A, DL)", _method(**BASELINES["target_only"]))
-STRAIGHT = Row("straight A + B", _method(**BASELINES["straight"]))
-STRAIGHT_BALANCED = Row("straight A + B, class-balanced", _method(**BASELINES["straight_balanced"]))
-DCJT = Row("DCJT", {})
-ORACLE = Row("oracle (B relabeled by truth)", _method(**BASELINES["oracle"]), synthetic_only=True, uses_truth=True)
+def _baseline(row_id: str, name: str, **kw) -> Row:
+    """A run's baseline row as a study row: the same id, the same settings (``BASELINES``)."""
+    return Row(row_id, name, _method(**BASELINES[row_id]), **kw)
+
+
+TARGET_ONLY = _baseline("target_only", "target only (A, DL)")
+STRAIGHT = _baseline("straight", "straight A + B")
+STRAIGHT_BALANCED = _baseline("straight_balanced", "straight A + B, class-balanced")
+DCJT = Row("dcjt", "DCJT", {})
+ORACLE = _baseline("oracle", "oracle (B relabeled by truth)", synthetic_only=True, uses_truth=True)
 
 # Paper Table 1: A alone or A + B's subset; discrete labels, or with pseudo V/A from M_B trained on
 # all of B (CLE) or on the subset (CLS).
 TABLE_1 = [
-    Row("A / DL", _method(extra_use="none", continuous=False)),
-    Row("A / DL & CLE", _method(extra_use="none", pseudo_from="all")),
-    Row("A / DL & CLS", _method(extra_use="none", pseudo_from="subset")),
-    Row("A + subB / DL", _method(extra_use="subset", continuous=False)),
-    Row("A + subB / DL & CLE", _method(extra_use="subset", pseudo_from="all")),
-    Row("A + subB / DL & CLS", _method(extra_use="subset", pseudo_from="subset")),
+    Row("a_dl", "A / DL", _method(extra_use="none", continuous=False)),
+    Row("a_cle", "A / DL & CLE", _method(extra_use="none", pseudo_from="all")),
+    Row("a_cls", "A / DL & CLS", _method(extra_use="none", pseudo_from="subset")),
+    Row("a_subb_dl", "A + subB / DL", _method(extra_use="subset", continuous=False)),
+    Row("a_subb_cle", "A + subB / DL & CLE", _method(extra_use="subset", pseudo_from="all")),
+    Row("a_subb_cls", "A + subB / DL & CLS", _method(extra_use="subset", pseudo_from="subset")),
 ]
 
 # Paper Table 2: A (CLE or CLS) + subset + B - subB with original or relabeled discrete labels x
@@ -46,6 +52,7 @@ TABLE_1 = [
 _MAPPING_NAMES = {"none": "orig CL", "global": "GCLM", "emotion": "EDCLM"}
 TABLE_2 = [
     Row(
+        f"{src.lower()}_{relabel}_{mapping}",
         f"{src} / {'relabeled' if relabel != 'none' else 'orig'} DL / {_MAPPING_NAMES[mapping]}",
         _method(pseudo_from=("all" if src == "CLE" else "subset"), relabel=relabel, mapping=mapping),
     )
@@ -53,23 +60,23 @@ TABLE_2 = [
     for relabel in ("none", "nearest")
     for mapping in ("none", "global", "emotion")
 ] + [
-    Row("CLS / relabeled DL / EDCLM-OT", _method(relabel="nearest", mapping="emotion_ot")),
-    Row("CLS / gated DL / EDCLM", _method(relabel="gated", mapping="emotion")),
-    Row("CLS / gated DL / orig CL", _method(relabel="gated", mapping="none")),
+    Row("cls_nearest_emotion_ot", "CLS / relabeled DL / EDCLM-OT", _method(relabel="nearest", mapping="emotion_ot")),
+    Row("cls_gated_emotion", "CLS / gated DL / EDCLM", _method(relabel="gated", mapping="emotion")),
+    Row("cls_gated_none", "CLS / gated DL / orig CL", _method(relabel="gated", mapping="none")),
 ]
 
 # More than one extra (synthetic world: the third, discrete-only population C) and the SCN
 # baseline of paper Tables 3-4, beside target only, straight and DCJT.
 EXTRA2_ROWS = 2500  # C: half the size of B in the demo world
 WITH_C = {"data.world.n_extra2": EXTRA2_ROWS}
-SCN_STRAIGHT = Row("SCN on straight A + B", _method(**BASELINES["scn"]))
-SCN_TARGET = Row("SCN on A", _method(**BASELINES["scn_target"]))
+SCN_STRAIGHT = _baseline("scn", "SCN on straight A + B")
+SCN_TARGET = _baseline("scn_target", "SCN on A")
 TABLE_EXTRAS = [
     TARGET_ONLY,
     STRAIGHT,
     DCJT,
-    Row("straight A + B + C", {**STRAIGHT.values, **WITH_C}, synthetic_only=True),
-    Row("DCJT A + B + C", dict(WITH_C), synthetic_only=True),
+    Row("straight_c", "straight A + B + C", {**STRAIGHT.values, **WITH_C}, synthetic_only=True),
+    Row("dcjt_c", "DCJT A + B + C", dict(WITH_C), synthetic_only=True),
     SCN_STRAIGHT,
     SCN_TARGET,
 ]
@@ -80,16 +87,19 @@ TABLE_EXTRAS = [
 # beside target only, the straight merges, DCJT as published and the gated rows.
 _FIRST = {"stage3_order": "relabel_first"}
 RELABEL_ROWS = [
-    ("M_A alone", _method(relabel="posterior", relabel_evidence="m_a", **_FIRST)),
-    ("V/A alone", _method(relabel="posterior", relabel_evidence="va", **_FIRST)),
-    ("posterior (V/A + M_A)", _method(relabel="posterior", **_FIRST)),
-    ("latent", _method(relabel="latent", **_FIRST)),
+    ("m_a", "M_A alone", _method(relabel="posterior", relabel_evidence="m_a", **_FIRST)),
+    ("va", "V/A alone", _method(relabel="posterior", relabel_evidence="va", **_FIRST)),
+    ("posterior", "posterior (V/A + M_A)", _method(relabel="posterior", **_FIRST)),
+    ("latent", "latent", _method(relabel="latent", **_FIRST)),
 ]
 TABLE_RELABEL = (
     [TARGET_ONLY, STRAIGHT, STRAIGHT_BALANCED, DCJT, TABLE_2[-2], TABLE_2[-1]]
-    + [Row(f"relabel: {name}", values) for name, values in RELABEL_ROWS]
-    + [Row(f"relabel: {name}, soft", {**values, "method.unresolved": "soft"}) for name, values in RELABEL_ROWS]
-    + [Row("relabel: posterior (V/A + M_A), map first", _method(relabel="posterior")), ORACLE]
+    + [Row(f"relabel_{key}", f"relabel: {name}", values) for key, name, values in RELABEL_ROWS]
+    + [
+        Row(f"relabel_{key}_soft", f"relabel: {name}, soft", {**values, "method.unresolved": "soft"})
+        for key, name, values in RELABEL_ROWS
+    ]
+    + [Row("relabel_posterior_map_first", "relabel: posterior (V/A + M_A), map first", _method(relabel="posterior")), ORACLE]
 )
 
 # What ``run.py select`` chooses among by default (and the cross-world study's rows): the
@@ -98,11 +108,13 @@ TABLE_RELABEL = (
 # rows of the relabel table stay available (``--candidate``); a row that reads the hidden truth
 # never is one.
 SELECT_CANDIDATES = [TARGET_ONLY, STRAIGHT, STRAIGHT_BALANCED, DCJT, TABLE_2[-1]] + [
-    r for r in TABLE_RELABEL if r.name == "relabel: latent, soft"
+    r for r in TABLE_RELABEL if r.id == "relabel_latent_soft"
 ]
 
 # Paper Table 8: DCJT with a seeded, stratified share of B.
-TABLE_8 = [TARGET_ONLY] + [Row(f"DCJT, B {int(f * 100)} %", _method(extra_fraction=f)) for f in (0.1, 0.5, 1.0)]
+TABLE_8 = [TARGET_ONLY] + [
+    Row(f"dcjt_b{int(f * 100)}", f"DCJT, B {int(f * 100)} %", _method(extra_fraction=f)) for f in (0.1, 0.5, 1.0)
+]
 
 TABLES: dict[str, list[Row]] = {
     "main": [TARGET_ONLY, STRAIGHT, STRAIGHT_BALANCED, DCJT, ORACLE],
@@ -152,19 +164,21 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def study_rows(table: str, only: list[str] | None = None, synthetic: bool = True) -> tuple[list[Row], str]:
-    """The rows of ``table`` (``all``: every table's rows once), optionally only the named ones,
-    and the reference row's name."""
+    """The rows of ``table`` (``all``: every table's rows once), optionally only the given ones (by
+    id, or by the label tables show), and the reference row's name."""
     if table != "all" and table not in TABLES:
         raise StudyError(f"unknown table {table!r}; choose from {sorted(TABLES) + ['all']}")
     names = list(TABLES) if table == "all" else [table]
-    rows = list({r.name: r for t in names for r in TABLES[t]}.values())
+    rows = list({r.id: r for t in names for r in TABLES[t]}.values())
     rows = [r for r in rows if synthetic or not r.synthetic_only]
     if only:
-        known = {r.name: r for r in rows}
+        known = {**{r.name: r for r in rows}, **{r.id: r for r in rows}}
         unknown = [n for n in only if n not in known]
         if unknown:
-            raise StudyError(f"unknown row(s) {unknown} in table {table}; rows: {list(known)}")
-        rows = [known[n] for n in only]
+            raise StudyError(
+                f"unknown row(s) {unknown} in table {table}; rows (id: label): {[f'{r.id}: {r.name}' for r in rows]}"
+            )
+        rows = list({known[n].id: known[n] for n in only}.values())
     reference = REFERENCES.get(table, TARGET_ONLY.name)
     if reference not in {r.name for r in rows}:
         reference = rows[0].name

@@ -694,3 +694,19 @@ def test_a_stack_whose_steps_share_no_disk_is_stopped_at_submission():
         check_handoff("kubernetes", cfg, k8s)
     on_volume = load_config("demo", ["paths.cache_dir=/data/cache", "paths.checkpoint_root=/data/checkpoints"])
     check_handoff("kubernetes", on_volume, k8s)
+
+
+def test_pipeline_carves_validation_only_where_it_is_used(tmp_path, monkeypatch):
+    """A's validation selects epochs; B's is carved from M_B's subset in stage 2, not at ingestion."""
+    import pipelines.dcjt as graph
+    from dcjt.config import load_config
+
+    calls = []
+    monkeypatch.setattr(graph, "ingest_dataset", lambda **kw: calls.append(kw) or (None, None))  # records the wiring
+    monkeypatch.setattr(graph, "ingest_extras", lambda **kw: calls.append(kw) or (None, None))
+    monkeypatch.setattr(graph, "merge_reports", lambda *reports: None)
+    (tmp_path / "b").mkdir()
+    cfg = load_config("rafdb", [f"data.target.root={tmp_path}", f"data.extra.root={tmp_path / 'b'}"])
+    graph.ingest(cfg)
+    assert [(c.get("id"), c.get("val_fraction")) for c in calls] == [("ingest_target", cfg.val_fraction), (None, None)]
+    assert [s.root for s in calls[1]["specs"]] == [str(tmp_path / "b")]  # extras carve no validation at ingestion

@@ -11,7 +11,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
+from app.team import stack as team_stack
 from helpers import ROOT  # noqa: E402
 from pipelines.dcjt import GPU_STEPS
 
@@ -205,3 +207,24 @@ def test_a_container_registry_that_does_not_answer_stops_before_any_step():
     stack = _stack("registry-check", {T.ORCHESTRATOR: ("local", {}), T.CONTAINER_REGISTRY: ("default", {"uri": uri})})
     with pytest.raises(PreflightError, match=rf"container registry {uri}: unreachable .*cannot be pushed"):
         check_container_side(stack, None)
+
+
+def test_the_team_run_configuration_builds_the_current_code_into_every_step_image():
+    """No code download at run time and no skipped build: ZenML copies the source root into each
+    step image (``COPY . .`` over the deps image, which holds no project code)."""
+    from zenml.config import DockerSettings
+    from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
+
+    raw = yaml.safe_load(team_stack.RUN_CONFIG.read_text())["settings"]["docker"]
+    settings = DockerSettings.model_validate(raw)
+    assert settings.parent_image == f"{team_stack.DEPS_REPO}:team" and not settings.skip_build
+    assert not settings.allow_download_from_artifact_store and not settings.allow_download_from_code_repository
+    assert settings.allow_including_files_in_images and settings.target_repository == team_stack.STEP_REPO
+    dockerfile = PipelineDockerImageBuilder._generate_zenml_pipeline_dockerfile(settings.parent_image, settings)
+    assert dockerfile.splitlines()[:2] == [f"FROM {team_stack.DEPS_REPO}:team", "WORKDIR /app"]
+    assert "COPY . ." in dockerfile and "pip install" not in dockerfile  # nothing downloaded at build time
+    assert dockerfile.rstrip().endswith("USER 1000")
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", "state", "state-team", ".git"} <= ignored
+    deps = (ROOT / "docker" / "Dockerfile.cpu").read_text()
+    assert "FROM ${BASE_IMAGE} AS deps" in deps and "pip uninstall -y dcjt-fer" in deps  # no stale copy in the parent

@@ -17,6 +17,7 @@ FLOORS = [
     ("dcjt/registry",),
     ("dcjt/experiments",),
     ("dcjt/train",),
+    ("dcjt/plan.py",),
     ("dcjt/config.py",),
     ("dcjt/method", "dcjt/synthetic"),
     ("dcjt/data",),
@@ -88,3 +89,23 @@ def test_no_import_circles():
     for start in sorted(edges):
         if start not in state:
             visit(start, [start])
+
+
+def page_floors() -> list[str]:
+    """The folders and files the architecture page draws, top first (its first code block)."""
+    text = (ROOT / "docs" / "reference" / "architecture.md").read_text()
+    block = text.split("```", 2)[1]
+    firsts = [line.split()[0] for line in block.splitlines() if line.strip()]
+    return [f.rstrip("/") for f in firsts if f.endswith("/") or f.endswith(".py")]
+
+
+def test_the_architecture_page_draws_the_floors_this_test_enforces():
+    """The page and ``FLOORS`` are one plan: every floor is drawn, in this order, and every place
+    the page draws lies on a floor (a sub-folder the page names, such as ``app/team``, lies in
+    its floor)."""
+    drawn = page_floors()
+    levels = [floor_of(p if p.endswith(".py") else p + "/x.py") for p in drawn]
+    assert levels == sorted(levels, reverse=True), list(zip(drawn, levels))
+    places = [p for floor in FLOORS for p in floor if p != "dcjt/__init__.py"]
+    missing = [p for p in places if p not in drawn]
+    assert not missing, f"docs/reference/architecture.md does not draw {missing}"

@@ -142,7 +142,7 @@ def test_gates_apply_only_to_the_stages_a_row_uses():
 
 
 def test_a_validation_split_too_small_to_select_on_is_refused_before_training(tmp_path):
-    from steps.data import ValidationSplitError, check_validation_rows
+    from dcjt.data.labels import ValidationSplitError, check_validation_rows
 
     table = make_table("a", ["train"] * 40 + ["val"] * 12, [f"i{k}" for k in range(52)], ([0, 3] * 26))
     too_few = r"A \(x\): the validation split holds 12 rows, fewer than gates.min_val_rows = 30"

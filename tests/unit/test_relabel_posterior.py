@@ -337,7 +337,7 @@ def test_choose_picks_the_best_mean_validation_and_reports_its_lead_over_seeds()
 
     records = pd.DataFrame(
         [
-            {"row": row, "seed": seed, "val_accuracy": val, "accuracy": val - 0.01}
+            {"row_id": row, "seed": seed, "val_accuracy": val, "accuracy": val - 0.01}
             for row, vals in {"a": (0.70, 0.72, 0.74), "b": (0.71, 0.75, 0.78), "c": (0.60, 0.61, 0.62)}.items()
             for seed, val in zip((0, 1, 2), vals)
         ]

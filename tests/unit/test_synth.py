@@ -42,13 +42,3 @@ def test_extra_annotators_follow_their_criteria():
     delta = va[strong_happy, 0] - np.clip(lat["valence"].to_numpy()[strong_happy] * c.va_scale[0] + c.va_shift[0] + 0.1, -1, 1)
     assert np.abs(delta).max() < 1e-9
     assert (np.abs(va) <= 1).all()
-
-
-def test_streamed_rendering_equals_rendering_in_memory():
-    from dcjt.synthetic.render import render_many, render_stream
-
-    lat = sample_latents(23, np.random.default_rng(3))
-    whole = render_many(lat, 5, 24, "extra")
-    for workers in (1, 2):
-        streamed = np.stack(list(render_stream(lat, 5, 24, "extra", workers=workers, chunk=5)))
-        assert np.array_equal(streamed, whole)

@@ -224,46 +224,6 @@ def _cache_pair(cache) -> tuple:
     return cache.path, cache.path.with_suffix(".json")
 
 
-def test_a_killed_cache_build_resumes_without_redoing_finished_chunks(rafdb_root, tmp_path):
-    import json
-    import signal
-    import subprocess
-    import sys
-    import textwrap
-    import time
-
-    root, *_ = rafdb_root
-    df, _ = ingest("rafdb", root, val_fraction=0.0)
-    df.to_pickle(tmp_path / "table.pkl")
-    cache_dir = tmp_path / "cache"
-    child = textwrap.dedent(
-        f"""
-        import time, pandas as pd
-        import dcjt.data.cache as cache
-        slow = cache.load_preprocessed
-        cache.load_preprocessed = lambda *a: (time.sleep(0.15), slow(*a))[1]  # a slow disk, so the kill lands midway
-        cache.build_cache(pd.read_pickle({str(tmp_path / "table.pkl")!r}), 16, {str(cache_dir)!r}, workers=1, rows_per_chunk=3)
-        """
-    )
-    proc = subprocess.Popen([sys.executable, "-c", child])
-    record = cache_dir / f".partial-{cache_key(df, 16)}.json"
-    deadline = time.time() + 60
-    while time.time() < deadline and not (record.exists() and len(json.loads(record.read_text())["done"]) >= 2):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = json.loads(record.read_text())["done"]
-    assert 2 <= len(done) < -(-len(df) // 3) and open_cache(df, 16, cache_dir) is None
-    for chunk in done:  # images of finished chunks are never read again: break them to prove it
-        for path in df["image"].iloc[chunk * 3 : chunk * 3 + 3]:
-            open(path, "wb").write(b"gone")
-    cache = build_cache(df, 16, cache_dir, rows_per_chunk=3)
-    assert not record.exists() and sorted(p.name for p in cache_dir.iterdir()) == sorted(p.name for p in _cache_pair(cache))
-    rest = [i for i in range(len(df)) if i // 3 not in done]
-    assert np.array_equal(cache.images[rest], np.stack([preprocess(decode(df["image"].iloc[i]), 16) for i in rest]))
-    assert cache.images[[c * 3 for c in done]].any(axis=(1, 2, 3)).all()  # built before the kill, kept
-
-
 def test_a_cut_short_or_mismatched_cache_is_named_and_rebuilt(rafdb_root, tmp_path, caplog):
     import json
     import logging
@@ -301,21 +261,3 @@ def test_a_gather_from_a_cache_cut_short_after_opening_names_the_file(rafdb_root
     os.truncate(cache.path, cache.path.stat().st_size - 16 * 16 * 3)
     with pytest.raises(CacheError, match=f"image cache {cache.path} is shorter than its header"):
         samples.gather(np.arange(len(df)))
-
-
-def test_cache_built_by_worker_processes_equals_one_thread_and_fails_cleanly(rafdb_root, tmp_path, monkeypatch):
-    root, *_ = rafdb_root
-    df, _ = ingest("rafdb", root, val_fraction=0.0)
-    partial = tmp_path / "model-code" / "dcjt"  # a loaded MLflow model puts its serving closure first on sys.path
-    (partial / "data").mkdir(parents=True)
-    for package in (partial, partial / "data"):
-        (package / "__init__.py").write_text("")
-    monkeypatch.syspath_prepend(str(partial.parent))
-    one = build_cache(df, 16, tmp_path / "one", workers=1)
-    procs = build_cache(df, 16, tmp_path / "procs", workers=2, rows_per_chunk=2)  # 2 processes, >= 4 chunks
-    assert np.array_equal(one.images, procs.images) and list(one.keys) == list(procs.keys)
-    victim = df["image"].iloc[-1]
-    open(victim, "wb").write(b"not an image")
-    with pytest.raises(ImageReadError, match=victim.rsplit("/", 1)[1]):
-        build_cache(df, 24, tmp_path / "bad", workers=2, rows_per_chunk=2)
-    assert not list((tmp_path / "bad").iterdir())

@@ -7,11 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from docker.errors import ContainerError
 
-from app import team_stack as ts
 from app.console import StepContainerFailed, known_stop
+from app.team import stack as ts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,24 +61,3 @@ def test_the_code_digest_follows_every_code_file(tmp_path):
     assert ts.code_digest(tmp_path) != before
     target.rename(tmp_path / "steps" / "moved.py")  # same bytes, other name: another tree
     assert ts.code_digest(tmp_path) != before
-
-
-def test_the_team_run_configuration_builds_the_current_code_into_every_step_image():
-    """No code download at run time and no skipped build: ZenML copies the source root into each
-    step image (``COPY . .`` over the deps image, which holds no project code)."""
-    from zenml.config import DockerSettings
-    from zenml.utils.pipeline_docker_image_builder import PipelineDockerImageBuilder
-
-    raw = yaml.safe_load(ts.RUN_CONFIG.read_text())["settings"]["docker"]
-    settings = DockerSettings.model_validate(raw)
-    assert settings.parent_image == f"{ts.DEPS_REPO}:team" and not settings.skip_build
-    assert not settings.allow_download_from_artifact_store and not settings.allow_download_from_code_repository
-    assert settings.allow_including_files_in_images and settings.target_repository == ts.STEP_REPO
-    dockerfile = PipelineDockerImageBuilder._generate_zenml_pipeline_dockerfile(settings.parent_image, settings)
-    assert dockerfile.splitlines()[:2] == [f"FROM {ts.DEPS_REPO}:team", "WORKDIR /app"]
-    assert "COPY . ." in dockerfile and "pip install" not in dockerfile  # nothing downloaded at build time
-    assert dockerfile.rstrip().endswith("USER 1000")
-    ignored = set((ROOT / ".dockerignore").read_text().split())
-    assert {".venv", "state", "state-team", ".git"} <= ignored
-    deps = (ROOT / "docker" / "Dockerfile.cpu").read_text()
-    assert "FROM ${BASE_IMAGE} AS deps" in deps and "pip uninstall -y dcjt-fer" in deps  # no stale copy in the parent

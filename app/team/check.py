@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from app import team_stack as ts
+from app.team import stack as ts
 from dcjt.utils.state import REPO_ROOT
 
 MODEL = "dcjt-synthetic"

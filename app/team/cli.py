@@ -1,13 +1,13 @@
-"""``scripts/team_stack.sh``'s commands: up, run, down, check, status (``app.team_stack`` does the
-work, ``app.team_check`` the comparison)."""
+"""``scripts/team_stack.sh``'s commands: up, run, down, check, status (``app.team.stack`` does the
+work, ``app.team.check`` the comparison)."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from app import team_check
-from app import team_stack as ts
+from app.team import check as team_check
+from app.team import stack as ts
 
 
 def main(argv: list[str]) -> int:

@@ -425,7 +425,7 @@ def register_stack(settings: Settings, uri: str) -> None:
     env = {**os.environ, **settings.env(uri.split("//")[1].split(":")[0]), "ZENML_ANALYTICS_OPT_IN": "false"}
     settings.dcjt_home.mkdir(parents=True, exist_ok=True)
     sh(
-        [sys.executable, "-m", "app.team_cli", "_register", uri],
+        [sys.executable, "-m", "app.team.cli", "_register", uri],
         component="ZenML stack",
         fix="see ZenML's message",
         env=env,

@@ -1,0 +1,108 @@
+"""The run plan: what a pipeline run does, row by row, from its configuration alone.
+
+One pure function (``plan_run``) turns a ``PipelineConfig`` into the run's rows: for each its id
+(``dcjt`` or a key of ``BASELINES``), its method settings, the stage-3 table it trains on, the
+stages whose gates its training relies on, its step names and whether they need a GPU. The
+pipeline loops over the plan, the remote run configurations take their GPU steps from it, and
+studies and ``run.py select`` key their rows by the same ids (display names are labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dcjt.config import BASELINES, MethodConfig, PipelineConfig
+from dcjt.method.health import stages_used
+
+ROWS: tuple[str, ...] = ("dcjt", *BASELINES)  # every row a run can report: the one list of ids
+
+# Steps of stages 1-2 that train or run a network over a dataset (the GPU image on a cluster).
+STAGE_NETWORK_STEPS = ("train_m_a", "select_extra_subset", "train_m_b", "pseudo_label_target", "pseudo_label_extras")
+
+# The stage-3 settings that decide B's prepared table (with the relabel rule): rows that agree on
+# them share DCJT's table (and ZenML's cache), the others prepare their own.
+STAGE3_KEYS = ("mapping", "b_stats_from", "stage3_order")
+
+# B's table a row trains on: as published (or unused), DCJT's prepared table, or its own stage 3.
+ExtraTable = Literal["published", "prepared", "own"]
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """One reported row of a run."""
+
+    id: str
+    method: MethodConfig
+    extra: ExtraTable
+    gates: frozenset[str]  # stages 1-3 whose output this row trains on: their gates apply to the run
+    gpu: bool = True  # every row trains a network
+
+    @property
+    def label(self) -> str:
+        """The row's name in tables: DCJT's variant name, else its id."""
+        return self.method.variant_name if self.id == "dcjt" else self.id
+
+    @property
+    def joint(self) -> bool:
+        """Trains on B in passes of the joint schedule (a row that makes too few stops the run)."""
+        return self.method.uses_joint_passes
+
+    @property
+    def train_step(self) -> str:
+        return train_step(self.id)
+
+    @property
+    def evaluate_step(self) -> str:
+        return f"evaluate_{self.id}"
+
+    @property
+    def stage3_steps(self) -> tuple[str, ...]:
+        """The row's own stage-3 steps (none when it shares a table)."""
+        return (f"map_{self.id}", f"relabel_{self.id}") if self.extra == "own" else ()
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    rows: tuple[RowPlan, ...]
+
+    @property
+    def gates(self) -> frozenset[str]:
+        """Stages 1-3 the run's rows train on: only their gates can stop the run."""
+        return frozenset().union(*(r.gates for r in self.rows))
+
+    @property
+    def gpu_steps(self) -> tuple[str, ...]:
+        return STAGE_NETWORK_STEPS + tuple(r.train_step for r in self.rows if r.gpu)
+
+    def row(self, row_id: str) -> RowPlan:
+        return next(r for r in self.rows if r.id == row_id)
+
+
+def train_step(row_id: str) -> str:
+    """A row's training step: DCJT's is ``train_dcn``, a baseline's ``train_<id>``."""
+    return "train_dcn" if row_id == "dcjt" else f"train_{row_id}"
+
+
+def extra_table(row_id: str, row: MethodConfig, dcjt: MethodConfig) -> ExtraTable:
+    """B's table a row trains on: DCJT's prepared table; B as published (or unused) for rows without
+    stage 3, shared by every variant so it stays cached; else B prepared the row's own way."""
+    if row_id == "dcjt":
+        return "prepared"
+    if row.extra_use == "none" or (row.mapping, row.relabel) == ("none", "none"):
+        return "published"
+    same = all(getattr(row, k) == getattr(dcjt, k) for k in STAGE3_KEYS) and row.relabel_rule() == dcjt.relabel_rule()
+    return "prepared" if same else "own"
+
+
+def plan_run(config: PipelineConfig) -> RunPlan:
+    """DCJT's row, then each configured baseline."""
+    rows = []
+    for row_id in ("dcjt", *config.baselines):
+        method = config.method_for(row_id)
+        rows.append(RowPlan(row_id, method, extra_table(row_id, method, config.method), stages_used(method)))
+    return RunPlan(tuple(rows))
+
+
+# Every step that may get a GPU, whichever rows a run reports (the remote run configurations).
+GPU_STEPS: tuple[str, ...] = STAGE_NETWORK_STEPS + tuple(train_step(r) for r in ROWS)
