@@ -24,8 +24,24 @@ import click
 from dcjt.config import DATASETS
 from dcjt.experiments.tables import SELECT_CANDIDATES
 
+# Options every command that runs something shares: declared once.
+SET_OPTION = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value, e.g. dcn.lam=15"
+)
+THREADS_OPTION = click.option(
+    "--threads", type=click.IntRange(min=1), help="CPU threads and worker processes (runtime.threads; default: every core)"
+)
+
+
+def config_option(required: bool = False, help: str = "configs/NAME.yaml or a YAML path"):
+    """``--config``: a config name or path (default ``demo`` unless the command needs one named)."""
+    if required:
+        return click.option("--config", "config_name", required=True, help=help)
+    return click.option("--config", "config_name", default="demo", show_default=True, help=help)
+
+
 RUN_OPTIONS = [
-    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value, e.g. dcn.lam=15"),
+    SET_OPTION,
     click.option("--target-root", type=click.Path(file_okay=False), help="target dataset folder (data.target.root)"),
     click.option("--extra-root", type=click.Path(file_okay=False), help="extra dataset folder (data.extra.root)"),
     click.option("--image-size", type=int, help="image side in pixels (network.image_size)"),
@@ -39,7 +55,7 @@ RUN_OPTIONS = [
     click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds lists them)"),
     click.option("--force-promote", is_flag=True, default=None, help="promote the new model even if the gate keeps the champion"),
     click.option("--schedule", metavar="CRON", help="attach a cron schedule instead of running now"),
-    click.option("--threads", type=click.IntRange(min=1), help="CPU threads and worker processes (runtime.threads)"),
+    THREADS_OPTION,
     click.option(
         "--no-cache",
         "no_cache",
@@ -91,7 +107,7 @@ def demo_cmd(overrides, schedule, run_config, **shortcuts) -> None:
 
 
 @cli.command("pipeline")
-@click.option("--config", "config_name", default="demo", show_default=True, help="configs/NAME.yaml or a YAML path")
+@config_option()
 @run_options
 def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> None:
     """Run the DCJT pipeline (DCJT + the configured baselines), register and promote the model."""
@@ -101,7 +117,7 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> N
 
 
 @cli.command("study")
-@click.option("--config", "config_name", default="demo", show_default=True, help="configs/NAME.yaml or a YAML path")
+@config_option()
 @click.option(
     "--table",
     default="main",
@@ -120,8 +136,8 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> N
     help="run the table on each of these worlds (suite: all of them) and write the cross-world summary: each row's "
     "regret against the best row, and the regret of choosing on validation (last line: select_regret)",
 )
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads and worker processes (runtime.threads)")
+@SET_OPTION
+@THREADS_OPTION
 def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, overrides, threads) -> None:
     """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the table."""
     from app import commands
@@ -130,7 +146,7 @@ def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, over
 
 
 @cli.command("select")
-@click.option("--config", "config_name", default="demo", show_default=True, help="configs/NAME.yaml or a YAML path")
+@config_option()
 @click.option("--seeds", default="0-2", show_default=True, help="e.g. 0,1,2 or 0-4: every candidate runs each seed")
 @click.option(
     "--candidate",
@@ -140,8 +156,8 @@ def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, over
     f"{', '.join(r.id for r in SELECT_CANDIDATES)})",
 )
 @click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds)")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads and worker processes (runtime.threads)")
+@SET_OPTION
+@THREADS_OPTION
 def select_cmd(config_name, seeds, candidates, world, overrides, threads) -> None:
     """Pick the variant that wins on your validation split: run the candidates (baselines included)
     over the seeds, choose the best mean validation accuracy, register it as the challenger with the
@@ -161,9 +177,9 @@ def worlds_cmd() -> None:
 
 @cli.command("finetune")
 @click.option("--from", "source", required=True, help="models:/NAME@alias (a registered DCJT model) or a checkpoint file")
-@click.option("--config", "config_name", required=True, help="the target to fine-tune on: configs/NAME.yaml or a YAML path")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override any config value")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads and worker processes (runtime.threads)")
+@config_option(required=True, help="the target to fine-tune on: configs/NAME.yaml or a YAML path")
+@SET_OPTION
+@THREADS_OPTION
 @click.option(
     "--run-config",
     type=click.Path(dir_okay=False, exists=True),
@@ -187,10 +203,12 @@ def finetune_cmd(source, config_name, overrides, threads, run_config) -> None:
     "--max-bad-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="share of unreadable images skipped"
 )
 @click.option("--no-image-check", is_flag=True, help="skip decoding every image at ingestion")
-def ingest_cmd(dataset, root, out, val_fraction, split_seed, max_bad_fraction, no_image_check) -> None:
+@THREADS_OPTION
+def ingest_cmd(dataset, root, out, val_fraction, split_seed, max_bad_fraction, no_image_check, threads) -> None:
     """Read a dataset root into a validated label table and print counts per split and class."""
     from app import commands
 
+    commands.limit_threads(threads)
     commands.ingest(dataset, root, out, val_fraction, split_seed, max_bad_fraction, no_image_check)
 
 
@@ -199,11 +217,13 @@ def ingest_cmd(dataset, root, out, val_fraction, split_seed, max_bad_fraction, n
 @click.option("--extra", "extras", multiple=True, metavar="DATASET=ROOT", help="an extra dataset (repeatable)")
 @click.option("--max-distance", type=int, default=None, help="Hamming distance of 256 bits (default: leakage.max_distance)")
 @click.option("--image-size", type=int, default=224, show_default=True, help="image cache size (shared with training)")
-def leakage_cmd(target, extras, max_distance, image_size) -> None:
+@THREADS_OPTION
+def leakage_cmd(target, extras, max_distance, image_size, threads) -> None:
     """Count the training images of the target and of each extra that duplicate a test image of
     the target (the pipeline's leakage guard, without training). Last line: leaked: N."""
     from app import commands
 
+    commands.limit_threads(threads)
     commands.leakage(target, extras, max_distance, image_size)
 
 

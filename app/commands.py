@@ -12,6 +12,8 @@ from pathlib import Path
 import click
 
 from app.console import stop_in_one_line
+from dcjt.utils.runtime import apply_threads
+from dcjt.utils.runtime import environment as runtime_environment
 
 # CLI shortcuts: option name -> config field they set (``--set`` reaches every other field).
 SHORTCUTS = {
@@ -188,6 +190,14 @@ def finetune(source: str, config_name: str, overrides, threads, run_config) -> N
     echo_promotion(outcome.promotion)
     click.echo(f"tracking_uri: {outcome.tracking_uri}")
     click.echo(f"test_accuracy: {100 * test.accuracy:.2f}")
+
+
+def limit_threads(threads: int | None) -> None:
+    """``--threads`` for a command that runs in this process (ingest, leakage): its pools start at
+    most that many workers and PyTorch / OpenCV use that many threads (``dcjt.utils.runtime``)."""
+    if threads:
+        os.environ.update(runtime_environment(threads, None))
+        apply_threads()
 
 
 def ingest(dataset, root, out, val_fraction, split_seed, max_bad_fraction, no_image_check) -> None:

@@ -18,9 +18,16 @@ from dcjt import plan
 from dcjt.config import PipelineConfig
 from dcjt.registry.promote import Registration
 from steps.data import build_image_cache, ingest_dataset, ingest_extras, ingest_synthetic, merge_reports, screen_datasets
-from steps.evaluation import evaluate_model
+from steps.evaluation import RowScoring, evaluate_model
 from steps.registry import register_and_promote
-from steps.stages import map_extra_continuous, pseudo_label_extras, pseudo_label_target, relabel_extra, select_extra_subset
+from steps.stages import (
+    StageCheck,
+    map_extra_continuous,
+    pseudo_label_extras,
+    pseudo_label_target,
+    relabel_extra,
+    select_extra_subset,
+)
 from steps.tracking import log_stages, open_tracking, report_run
 from steps.training import RowSetup, TrainingSetup, train_dcn, train_m_a, train_m_b
 
@@ -74,8 +81,8 @@ def stage3(with_va, pseudo, method, gates, used: frozenset[str], row: str | None
     the unmapped V/A, then map by the new labels. (prepared table, mapping report, relabel report).
     ``row``: a reported row's own stage 3 (its gates never stop the run)."""
     map_id, relabel_id = ("map_extra_continuous", "relabel_extra") if row is None else (f"map_{row}", f"relabel_{row}")
-    on_map = dict(method=method, gates=gates, applies="mapping" in used, id=map_id)
-    on_relabel = dict(method=method, gates=gates, applies="relabel" in used, id=relabel_id)
+    on_map = dict(method=method, check=StageCheck(gates=gates, applies="mapping" in used), id=map_id)
+    on_relabel = dict(method=method, check=StageCheck(gates=gates, applies="relabel" in used), id=relabel_id)
     if method.stage3_order == "relabel_first":
         relabeled, relabel_report = relabel_extra(with_va, pseudo, **on_relabel)
         prepared, mapping = map_extra_continuous(relabeled, pseudo, **on_map)
@@ -113,30 +120,26 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
         e_cache,
         extra_fraction=method.extra_fraction,
         seed=config.seed,
-        gates=gates,
-        applies="subset" in used,
+        check=StageCheck(gates=gates, applies="subset" in used),
     )
     m_b_setup = TrainingSetup(role="M_B", train_cfg=config.train_config("m_b"), **{**setup, "test_curve": False})
     m_b, m_b_metrics, _ = train_m_b(marked, e_cache, method.pseudo_from, config.val_fraction, m_b_setup, parent)
+    on_pseudo = StageCheck(gates=gates, applies="pseudo" in used)
     pseudo, pseudo_report = pseudo_label_target(
-        m_b, m_b_metrics, m_a, target, t_cache, marked, pseudo_from=method.pseudo_from, gates=gates, applies="pseudo" in used
+        m_b, m_b_metrics, m_a, target, t_cache, marked, pseudo_from=method.pseudo_from, check=on_pseudo
     )
     with_va, extras_pseudo = pseudo_label_extras(m_b, marked, e_cache)  # extras without V/A: M_B's, like A
     prepared, mapping, relabeled = stage3(with_va, pseudo, method, gates, used)
     stages, _ = log_stages(parent, subset, pseudo_report, mapping, relabeled, extras_pseudo, pseudo, marked, prepared)
     # Stage 4 and every row reported beside it: one recipe and budget, one evaluation step.
     row_setup = dict(**setup, train_cfg=config.train_config("dcn"), budget=config.budget)
-    scoring = dict(min_b_passes=config.budget.min_b_passes, gates=gates)
     models, rows = {}, []
     for row in run_plan.rows:
         row_extra = extra_for_row(row, (marked, with_va, prepared, pseudo), gates)
         row_train = RowSetup(role="DCN" if row.id == "dcjt" else row.id, method=row.method, **row_setup)
         model, metrics, _ = train_dcn(pseudo, row_extra, marked, t_cache, e_cache, row_train, parent, id=row.train_step)
-        rows.append(
-            evaluate_model(
-                model, target, t_cache, metrics, row=row.id, variant=row.label, joint=row.joint, **scoring, id=row.evaluate_step
-            )
-        )
+        scoring = RowScoring(row=row.id, variant=row.label, joint=row.joint, min_b_passes=config.budget.min_b_passes, gates=gates)
+        rows.append(evaluate_model(model, target, t_cache, metrics, scoring, id=row.evaluate_step))
         models[row.id] = model
     promotion = None
     if config.register_model:  # after every row's evaluation: a row that fails its gate stops the run first

@@ -10,7 +10,7 @@ from zenml.enums import ExecutionMode
 from dcjt.config import PipelineConfig
 from dcjt.registry.promote import Registration
 from pipelines.dcjt import local_folder, screened_data
-from steps.evaluation import evaluate_model
+from steps.evaluation import RowScoring, evaluate_model
 from steps.registry import register_finetuned
 from steps.tracking import close_finetune, open_tracking
 from steps.training import TrainingSetup, train_m_a
@@ -32,9 +32,8 @@ def finetune_pipeline(config: PipelineConfig) -> None:
         test_curve=config.evaluation.test_curve,
     )
     model, metrics, _ = train_m_a(target, t_cache, setup, parent, id="train_finetune")
-    evaluation = evaluate_model(
-        model, target, t_cache, metrics, row="finetune", variant="finetune", gates=config.gates, id="evaluate_finetune"
-    )
+    scoring = RowScoring(row="finetune", variant="finetune", gates=config.gates)
+    evaluation = evaluate_model(model, target, t_cache, metrics, scoring, id="evaluate_finetune")
     promotion = None
     if config.register_model:
         promotion = register_finetuned(model, evaluation, target, t_cache, Registration.of(config, "finetune"), parent)

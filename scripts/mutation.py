@@ -216,8 +216,8 @@ MUTANTS = [
     Mutant(
         "unusable champion replaced",
         "dcjt/registry/promotion.py",
-        "    if champion_problem is not None:\n        if force:",
-        "    if champion_problem is not None:\n        if True:",
+        "        verdict, why = problem\n        if force:",
+        "        verdict, why = problem\n        if True:",
         GATE,
     ),
     Mutant(

@@ -15,8 +15,9 @@ import torch
 
 from dcjt.method.health import failed_gates
 from dcjt.method.reports import StageSummary
+from dcjt.registry.card import RunData
 from dcjt.registry.lifecycle import PromotionOutcome
-from dcjt.registry.promote import Registration, promote
+from dcjt.registry.promote import Challenger, Registration, promote
 from dcjt.train.evaluation import RowEvaluation
 from steps.common import dcjt_step
 from steps.handoff import CacheRef
@@ -89,19 +90,14 @@ def register_and_promote(
 ) -> Annotated[PromotionOutcome, "promotion"]:
     """The promotion gate of a pipeline run for its DCN (row ``dcjt`` of ``rows``; the other rows
     are the baselines it must not lose to)."""
-    return promote(
+    challenger = Challenger(
         model,
         next(r for r in rows if r.row == "dcjt"),
         baselines=[r for r in rows if r.row != "dcjt"],
         failed_gates=failed_gates(run_gates(stages, rows)),
-        target_table=target_table,
-        target_cache=target_cache.path,
-        extra_table=extra_prepared,
-        stage_numbers=stages.card_numbers(),
-        registration=registration,
-        parent_run_id=parent_run_id,
-        mirror=mirror_in_zenml,
     )
+    data = RunData(target_table, target_cache.path, extra_prepared, stages.card_numbers())
+    return promote(challenger, data, registration, parent_run_id, mirror=mirror_in_zenml)
 
 
 @dcjt_step()
@@ -114,14 +110,5 @@ def register_finetuned(
     parent_run_id: str,
 ) -> Annotated[PromotionOutcome, "promotion"]:
     """The promotion gate of a fine-tuning run: the same gate as a DCJT run, without extras."""
-    return promote(
-        model,
-        evaluation,
-        target_table=target_table,
-        target_cache=target_cache.path,
-        extra_table=target_table.iloc[:0],
-        stage_numbers={},
-        registration=registration,
-        parent_run_id=parent_run_id,
-        mirror=mirror_in_zenml,
-    )
+    data = RunData(target_table, target_cache.path, target_table.iloc[:0])
+    return promote(Challenger(model, evaluation), data, registration, parent_run_id, mirror=mirror_in_zenml)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import pandas as pd
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from dcjt.config import GatesConfig, MethodConfig
 from dcjt.data.cache import load_cache
@@ -38,6 +39,16 @@ from steps.handoff import CacheRef
 from steps.visuals import report_headline, step_metadata, validated
 
 
+class StageCheck(BaseModel):
+    """A stage's health gates (``gates``) and whether the run's rows use the stage (``applies``):
+    only then can its gates stop the run (``dcjt.plan.RunPlan.gates``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    applies: bool = True
+
+
 @dcjt_step()
 def select_extra_subset(
     m_a: torch.nn.Module,
@@ -46,8 +57,7 @@ def select_extra_subset(
     extra_cache: CacheRef,
     extra_fraction: float,
     seed: int,
-    gates: GatesConfig,
-    applies: bool = True,
+    check: StageCheck,
 ) -> tuple[Annotated[pd.DataFrame, "extra_marked"], Annotated[SubsetReport, "subset_report"]]:
     """Stage 1: M_A predicts every image of B (or of a seeded share of it, ``extra_fraction``);
     keep the rows where it agrees with B's label. ``applies``: the run's rows use stage 1, so its
@@ -55,12 +65,12 @@ def select_extra_subset(
     extra = take_fraction(extra_table, extra_fraction, seed)
     probs, _ = predict(m_a, samples_from(extra, load_cache(extra_cache.path)))
     marked, report = select_subset(extra, probs)
-    checks = subset_gates(m_a_metrics, report, gates)
+    checks = subset_gates(m_a_metrics, report, check.gates)
     report.per_dataset = subset_by_dataset(extra, probs)
     for name, own in report.per_dataset.items():
-        checks += extra_subset_gates(name, own, gates)
+        checks += extra_subset_gates(name, own, check.gates)
     report.m_a = {k: float(v) for k, v in m_a_metrics.items() if k.endswith("_selected")}
-    report.gates = gate_report("stage 1 (M_A, subset)", checks, gates.mode, applies)
+    report.gates = gate_report("stage 1 (M_A, subset)", checks, check.gates.mode, check.applies)
     report.gx = validated(marked, "extra after subset selection")
     step_metadata(report_headline(report) | {f"M_A {k}": v for k, v in report.m_a.items()})
     return marked, report
@@ -82,8 +92,7 @@ def pseudo_label_target(
     target_cache: CacheRef,
     extra_marked: pd.DataFrame,
     pseudo_from: str,
-    gates: GatesConfig,
-    applies: bool = True,
+    check: StageCheck,
 ) -> tuple[Annotated[pd.DataFrame, "target_pseudo"], Annotated[PseudoReport, "pseudo_report"]]:
     """Stage 2: M_B predicts valence/arousal for every image of A (its pseudo continuous labels).
     M_A's probabilities for each row of A ride along: stage 3b chooses its posterior's weight and
@@ -93,9 +102,9 @@ def pseudo_label_target(
     m_a_probs, _ = predict(m_a, samples)
     pseudo, report = pseudo_label(target_table, va)
     pseudo = with_m_a_probabilities(pseudo, m_a_probs)
-    checks = pseudo_gates(pseudo, published_va_rows(extra_marked, pseudo_from), m_b_metrics, gates)
+    checks = pseudo_gates(pseudo, published_va_rows(extra_marked, pseudo_from), m_b_metrics, check.gates)
     report.m_b = {k: float(v) for k, v in m_b_metrics.items() if k.endswith("_selected")}
-    report.gates = gate_report("stage 2 (M_B, pseudo V/A)", checks, gates.mode, applies)
+    report.gates = gate_report("stage 2 (M_B, pseudo V/A)", checks, check.gates.mode, check.applies)
     report.gx = validated(pseudo, "target with pseudo V/A")
     step_metadata(report_headline(report) | {f"M_B {k}": v for k, v in report.m_b.items()})
     return pseudo, report
@@ -122,16 +131,16 @@ def pseudo_label_extras(
 
 @dcjt_step()
 def map_extra_continuous(
-    extra_marked: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig, gates: GatesConfig, applies: bool = True
+    extra_marked: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig, check: StageCheck
 ) -> tuple[Annotated[pd.DataFrame, "extra_mapped"], Annotated[MappingReport, "mapping_report"]]:
     """Stage 3a: map B - subB's valence/arousal onto A's (per-emotion) Gaussians, each extra that
     publishes them with its own statistics."""
     target = split_rows(target_pseudo, "train")
     mapped, report = map_by_dataset(split_rows(extra_marked, "train"), target, method.mapping, b_stats_from=method.b_stats_from)
-    checks = mapping_gates(report, gates)
+    checks = mapping_gates(report, check.gates)
     for name, own in report.per_dataset.items():
-        checks += of_dataset(name, mapping_gates(own, gates))
-    report.gates = gate_report("stage 3a (mapping)", checks, gates.mode, applies and method.mapping != "none")
+        checks += of_dataset(name, mapping_gates(own, check.gates))
+    report.gates = gate_report("stage 3a (mapping)", checks, check.gates.mode, check.applies and method.mapping != "none")
     report.gx = validated(mapped, "extra after mapping")
     step_metadata(report_headline(report))
     return mapped, report
@@ -139,7 +148,7 @@ def map_extra_continuous(
 
 @dcjt_step()
 def relabel_extra(
-    extra_mapped: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig, gates: GatesConfig, applies: bool = True
+    extra_mapped: pd.DataFrame, target_pseudo: pd.DataFrame, method: MethodConfig, check: StageCheck
 ) -> tuple[Annotated[pd.DataFrame, "extra_prepared"], Annotated[RelabelReport, "relabel_report"]]:
     """Stage 3b: relabel B - subB (``method.relabel``: none, nearest, gated, posterior, latent,
     oracle); the posterior and latent modes choose and anchor on A's validation rows. Its health:
@@ -156,7 +165,9 @@ def relabel_extra(
     elif rule.mode in ("posterior", "latent"):
         report.health = posterior_health(report.posterior, validation)
     if rule.mode in ("nearest", "gated", "posterior", "latent"):
-        report.gates = gate_report("stage 3b (relabeling)", relabel_gates(report.health, gates), gates.mode, applies)
+        report.gates = gate_report(
+            "stage 3b (relabeling)", relabel_gates(report.health, check.gates), check.gates.mode, check.applies
+        )
     if report.enabled:
         report.gx = validated(relabeled, "extra after relabeling")
     step_metadata(report_headline(report) | {f"health.{k}": v for k, v in report.health.items()})

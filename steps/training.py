@@ -75,10 +75,7 @@ def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: lis
         network=network,
         train_cfg=train_cfg,
         cache_paths=caches,
-        train_rows=train_rows,
-        val_rows=val_rows,
-        curve_rows=rows.get("curve"),
-        extra_rows=extra_rows,
+        rows=rows,
         checkpoint_dir=ckpt,
         desc=role,
     )

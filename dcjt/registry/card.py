@@ -7,6 +7,7 @@ the training recipe, the promotion decision); nothing here is estimated separate
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -57,21 +58,31 @@ def _selection_section(selection) -> list[str]:
     return ["## How this variant was chosen", selection.summary() + ".", markdown_table(table, digits=2)]
 
 
+@dataclass(frozen=True)
+class RunData:
+    """The run's data behind a version: A's table and its image cache (the gate's rows, the
+    parity images), B's prepared table and the stage numbers (the model card)."""
+
+    target_table: pd.DataFrame
+    target_cache: str
+    extra_table: pd.DataFrame
+    stage_numbers: dict = field(default_factory=dict)
+
+
 def model_card(
-    *,
     model_name: str,
-    sources: dict[str, str],
-    target_table: pd.DataFrame,
-    extra_table: pd.DataFrame,
-    stage_numbers: dict[str, float],
+    data: RunData,
     evaluation: RowEvaluation,
+    sources: dict[str, str],
     recipe: dict,
     decision: dict,
     selection=None,
 ) -> str:
-    """The card as markdown. ``sources``: role -> dataset root; ``stage_numbers``: subset, relabel
-    and audit figures; ``evaluation``: the row's scores; ``recipe``: network / training settings;
-    ``decision``: the promotion gate's outcome; ``selection``: the evidence of ``run.py select``."""
+    """The card as markdown. ``data``: the run's tables and stage numbers (subset, relabel and
+    audit figures); ``evaluation``: the row's scores; ``sources``: role -> dataset root;
+    ``recipe``: network / training settings; ``decision``: the promotion gate's outcome;
+    ``selection``: the evidence of ``run.py select``."""
+    target_table, extra_table, stage_numbers = data.target_table, data.extra_table, data.stage_numbers
     test = evaluation.test
     va_text = (
         markdown_table(pd.DataFrame([test.va_truth], index=["test (hidden truth)"]))

@@ -9,6 +9,8 @@ wins (``dcjt.registry.promotion``). The registry is as it was if anything fails.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -20,7 +22,7 @@ from dcjt.data.cache import load_cache
 from dcjt.data.identity import row_keys
 from dcjt.data.labels import EMOTIONS, split_rows
 from dcjt.model.images import decode
-from dcjt.registry.card import model_card, quality_tags, version_description
+from dcjt.registry.card import RunData, model_card, quality_tags, version_description
 from dcjt.registry.lifecycle import ParitySet, PromotionOutcome, current_champion, log_dcn, register_version
 from dcjt.registry.promotion import GATE_SPLITS, promotion_gate, score_champion
 from dcjt.registry.record import champion_training_rows, overlap_problem, record_training_rows, training_row_keys
@@ -78,24 +80,27 @@ def parity_set(table: pd.DataFrame, cache: str) -> ParitySet:
     return ParitySet(np.asarray(images.images[images.positions(rows)]), rows["image"].astype(str).tolist())
 
 
+@dataclass(frozen=True)
+class Challenger:
+    """The run's model and what the gate weighs it against: its evaluation, the run's own baseline
+    rows (``promotion.beat_baselines``) and the health gates the run failed in warn mode."""
+
+    model: torch.nn.Module
+    evaluation: RowEvaluation
+    baselines: list[RowEvaluation] = field(default_factory=list)
+    failed_gates: list[str] = field(default_factory=list)
+
+
 def promote(
-    model: torch.nn.Module,
-    challenger: RowEvaluation,
-    *,
-    target_table: pd.DataFrame,
-    target_cache: str,
-    extra_table: pd.DataFrame,
-    stage_numbers: dict,
-    registration: Registration,
-    parent_run_id: str,
-    mirror=None,
-    baselines: list[RowEvaluation] = (),
-    failed_gates: list[str] = (),
+    challenger: Challenger, data: RunData, registration: Registration, parent_run_id: str, mirror=None
 ) -> PromotionOutcome:
     """Score the champion on the challenger's rows, log the DCN (with its model card) into its
     training run, register it as challenger, promote it only if it wins (against the champion
-    and, with ``promotion.beat_baselines``, against the run's own ``baselines``; never while the
-    run's ``failed_gates`` (warn mode) stand, unless forced)."""
+    and, with ``promotion.beat_baselines``, against the run's own baselines; never while the
+    run's failed gates (warn mode) stand, unless forced)."""
+    model, baselines, failed_gates = challenger.model, challenger.baselines, challenger.failed_gates
+    target_table, target_cache, extra_table = data.target_table, data.target_cache, data.extra_table
+    challenger = challenger.evaluation
     name, settings = registration.model_name, registration.promotion
     champion = current_champion(mlflow.MlflowClient(), name)
     scores, problem = (None, None)
@@ -106,17 +111,7 @@ def promote(
     others = {b.row: getattr(b, split) for b in baselines}
     decision, gate_tags = promotion_gate(mine, champion, scores, problem, settings, registration.seed, others, list(failed_gates))
     sources = {"target (A)": table_source(target_table), "extra (B)": table_source(extra_table)}
-    card = model_card(
-        model_name=name,
-        sources=sources,
-        target_table=target_table,
-        extra_table=extra_table,
-        stage_numbers=stage_numbers,
-        evaluation=challenger,
-        recipe=registration.recipe,
-        decision=decision.as_dict(),
-        selection=registration.selection,
-    )
+    card = model_card(name, data, challenger, sources, registration.recipe, decision.as_dict(), registration.selection)
     run_id = challenger.training_run_id
     example = [decode(p) for p in split_rows(target_table, "test")["image"].head(2).astype(str)]
     info, onnx_tags = log_dcn(

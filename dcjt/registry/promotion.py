@@ -38,27 +38,22 @@ class Decision:
 def decide(
     challenger: np.ndarray,
     champion: np.ndarray | None,
+    settings: PromotionConfig,
     *,
-    metric: str,
-    min_margin: float = 0.0,
-    bootstrap: bool = False,
-    samples: int = 2000,
-    force: bool = False,
-    champion_problem: str | None = None,
-    problem_verdict: str = "champion unusable",
+    problem: tuple[str, str] | None = None,
     seed: int = 0,
 ) -> Decision:
-    """Promote or keep. ``champion`` is None when there is none; ``champion_problem`` says why an
-    existing champion could not be scored (then ``champion`` is None too): ``problem_verdict``
-    names the case (``champion unusable``: cannot be loaded or takes other inputs; ``not
-    comparable``: it trained on the rows it would be scored on)."""
+    """Promote or keep, by ``settings`` (metric, margin, bootstrap, force). ``champion`` is None
+    when there is none; ``problem`` is (verdict, why) when an existing champion could not be scored
+    (then ``champion`` is None too): ``champion unusable`` (cannot be loaded or takes other inputs)
+    or ``not comparable`` (it trained on the rows it would be scored on)."""
+    metric, min_margin, force = settings.metric, settings.min_margin, settings.force
     ours = float(np.mean(challenger)) if len(challenger) else 0.0
-    if champion_problem is not None:
+    if problem is not None:
+        verdict, why = problem
         if force:
-            return Decision(True, "forced", f"{problem_verdict} ({champion_problem}); replaced by --force-promote", ours)
-        return Decision(
-            False, problem_verdict, f"{champion_problem}; kept as champion: rerun with --force-promote to replace it", ours
-        )
+            return Decision(True, "forced", f"{verdict} ({why}); replaced by --force-promote", ours)
+        return Decision(False, verdict, f"{why}; kept as champion: rerun with --force-promote to replace it", ours)
     if champion is None:
         return Decision(True, "first version", f"no champion yet; {metric} {ours:.4f}", ours)
     if len(champion) != len(challenger):
@@ -68,7 +63,8 @@ def decide(
     interval = None
     wins = diff > min_margin
     reason = f"{metric} {ours:.4f} vs champion {theirs:.4f} (difference {diff:+.4f}, margin {min_margin:.4f})"
-    if bootstrap:
+    if settings.bootstrap:
+        samples = settings.bootstrap_samples
         _, lo, hi = paired_bootstrap([np.asarray(challenger)], [np.asarray(champion)], n_boot=samples, seed=seed)
         interval = (lo, hi)
         wins = wins and lo > 0
@@ -157,15 +153,5 @@ def promotion_gate(
 
 
 def _against_champion(challenger, champion_scores, problem, settings: PromotionConfig, seed: int, split: str) -> Decision:
-    return decide(
-        np.asarray(challenger[split].correct),
-        None if champion_scores is None else np.asarray(champion_scores[split].correct),
-        metric=settings.metric,
-        min_margin=settings.min_margin,
-        bootstrap=settings.bootstrap,
-        samples=settings.bootstrap_samples,
-        force=settings.force,
-        champion_problem=problem[1] if problem else None,
-        problem_verdict=problem[0] if problem else "champion unusable",
-        seed=seed,
-    )
+    theirs = None if champion_scores is None else np.asarray(champion_scores[split].correct)
+    return decide(np.asarray(challenger[split].correct), theirs, settings, problem=problem, seed=seed)

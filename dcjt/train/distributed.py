@@ -65,28 +65,27 @@ def train_job(
     network: NetworkConfig,
     train_cfg: TrainConfig,
     cache_paths: list[str],
-    train_rows,
-    val_rows=None,
-    curve_rows=None,
-    extra_rows=None,
+    rows: dict,
     checkpoint_dir=None,
     on_epoch_end=None,
     desc: str = "train",
 ):
     """Open the image caches, build the network and train: what one process (or each DDP rank) runs.
 
-    ``curve_rows`` (opt-in): rows scored after every epoch as ``test_*`` metrics, never for selection.
+    ``rows``: label tables by role: ``train``, and optionally ``val`` (selects the check), ``extra``
+    (B's rows of the joint schedule) and ``curve`` (scored after every epoch as ``test_*`` metrics,
+    never for selection).
     """
     from dcjt.data.cache import load_cache
     from dcjt.model.nets import build_model
     from dcjt.train.batches import samples_from
-    from dcjt.train.loop import set_seed, train
+    from dcjt.train.loop import Reporting, set_seed, train
     from dcjt.train.predict import evaluate
     from dcjt.train.weights import apply_weights
 
     caches = [load_cache(p) for p in cache_paths]
     s = lambda t: None if t is None or len(t) == 0 else samples_from(t, *caches)  # noqa: E731
-    curve = s(curve_rows)
+    curve = s(rows.get("curve"))
     curve_hook = None
     if curve is not None:
         curve_hook = lambda model: {f"test_{k}": v for k, v in evaluate(model, curve, train_cfg.eval_batch_size).items()}  # noqa: E731
@@ -95,14 +94,12 @@ def train_job(
     model = apply_weights(model, network.weights)
     return train(
         model,
-        s(train_rows),
+        s(rows["train"]),
         cfg=train_cfg,
-        extra=s(extra_rows),
-        val=s(val_rows),
+        extra=s(rows.get("extra")),
+        val=s(rows.get("val")),
         checkpoint_dir=checkpoint_dir,
-        on_epoch_end=on_epoch_end,
-        epoch_metrics=curve_hook,
-        desc=desc,
+        report=Reporting(desc, on_epoch_end, curve_hook),
     )
 
 

@@ -48,6 +48,17 @@ EpochHook = Callable[[int, dict], None]
 EpochMetrics = Callable[[torch.nn.Module], dict]
 
 
+@dataclass(frozen=True)
+class Reporting:
+    """How a training reports itself: its name (progress bars, messages, checkpoints), a callback
+    after each epoch with that epoch's row (MLflow logging; a test's kill), and extra numbers per
+    check (a test curve, never used for selection)."""
+
+    desc: str = "train"
+    on_epoch_end: EpochHook | None = None
+    epoch_metrics: EpochMetrics | None = None
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (NaN loss, bad input); names the epoch and batch."""
 
@@ -199,15 +210,28 @@ def out_of_memory(desc: str, epoch: int, batch: HostBatch, cfg: TrainConfig, fee
     )
 
 
-def forward_backward(
-    step_model, x, y, va, batch: HostBatch, cfg: TrainConfig, feed: Feed, world: int, pieces: int, relabels: list | None = None
-):
+@dataclass
+class Stepper:
+    """What every optimiser step of one training uses: the stepped model (DDP / compiled wrapper),
+    its optimiser and schedule, the recipe, the feed, its name and checkpoint folder."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    cfg: TrainConfig
+    feed: Feed
+    desc: str
+    ckpt_dir: Path | None
+
+
+def forward_backward(stepper: Stepper, x, y, va, batch: HostBatch, world: int, pieces: int, relabels: list | None = None):
     """Loss of the batch, gradients accumulated over ``pieces`` pieces of it.
 
     ``loss_fn`` divides by the whole batch's row counts, so the pieces' gradients add up to the
     batch gradient (BatchNorm statistics are then per piece). SCN (``cfg.scn.enabled``) adds the
     rank regularisation of each piece and, when ``relabels`` is a list, appends each piece's
     (positions in the batch, labels after SCN's relabeling rule)."""
+    step_model, cfg, feed = stepper.model, stepper.cfg, stepper.feed
     total = [x.new_zeros((), dtype=torch.float32) for _ in range(3)]
     for part in torch.arange(len(x), device=x.device).tensor_split(pieces):
         with feed.autocast():
@@ -230,20 +254,6 @@ def forward_backward(
     return total
 
 
-@dataclass
-class Stepper:
-    """What every optimiser step of one training uses: the stepped model (DDP / compiled wrapper),
-    its optimiser and schedule, the recipe, the feed, its name and checkpoint folder."""
-
-    model: torch.nn.Module
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LRScheduler
-    cfg: TrainConfig
-    feed: Feed
-    desc: str
-    ckpt_dir: Path | None
-
-
 def train_step(stepper: Stepper, batch: HostBatch, world: int, state: LoopState, epoch: int, relabels: list | None = None):
     """One optimiser step on ``batch``; an out-of-memory error splits the batch (``oom_split``)
     or stops with the batch size and the memory seen."""
@@ -254,7 +264,7 @@ def train_step(stepper: Stepper, batch: HostBatch, world: int, state: LoopState,
         if relabels is not None:
             relabels.clear()
         try:
-            return forward_backward(stepper.model, x, y, va, batch, cfg, feed, world, state.pieces, relabels)
+            return forward_backward(stepper, x, y, va, batch, world, state.pieces, relabels)
         except torch.OutOfMemoryError as error:
             message = out_of_memory(stepper.desc, epoch, batch, cfg, feed, state.pieces)
             if not cfg.oom_split or world > 1 or state.pieces >= len(x):
@@ -439,10 +449,8 @@ def train(
     extra: Samples | None = None,
     val: Samples | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
-    on_epoch_end: EpochHook | None = None,
-    epoch_metrics: EpochMetrics | None = None,
+    report: Reporting | None = None,
     feed: Feed | None = None,
-    desc: str = "train",
 ) -> TrainResult:
     """Train ``model`` on A (and B on joint epochs); select the check by validation accuracy.
 
@@ -451,6 +459,8 @@ def train(
     ``feed``: how batches reach which device (default: the GPU when there is one; tests run CUDA's
     path on the CPU with it)."""
     feed = feed or feed_for(device_default(), cfg)
+    report = report or Reporting()
+    desc, on_epoch_end, epoch_metrics = report.desc, report.on_epoch_end, report.epoch_metrics
     device = feed.device
     check_inputs(model, train_a, extra=extra, val=val)
     rank, world = dist_context()

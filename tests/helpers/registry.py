@@ -13,8 +13,9 @@ from dcjt.config import PromotionConfig
 from dcjt.data.cache import build_cache, load_cache
 from dcjt.data.labels import make_table
 from dcjt.model.nets import build_model
+from dcjt.registry.card import RunData
 from dcjt.registry.lifecycle import current_champion
-from dcjt.registry.promote import Registration, promote
+from dcjt.registry.promote import Challenger, Registration, promote
 from dcjt.train.evaluation import row_evaluation
 from helpers.data import random_images
 
@@ -69,17 +70,9 @@ def promote_as_run(registry, model, mirror=None, table=None, cache=None, **setti
     with mlflow.start_run(run_name="DCN") as trained:
         pass
     registration = Registration(model_name="fer", promotion=PromotionConfig(**settings), recipe={"lr": 0.1})
-    return promote(
-        model,
-        evaluation_of(model, table, cache, trained.info.run_id),
-        target_table=table,
-        target_cache=cache,
-        extra_table=table,
-        stage_numbers={"subset kept fraction": 0.5},
-        registration=registration,
-        parent_run_id=parent.info.run_id,
-        mirror=mirror,
-    ).model_dump()
+    challenger = Challenger(model, evaluation_of(model, table, cache, trained.info.run_id))
+    data = RunData(table, cache, table, {"subset kept fraction": 0.5})
+    return promote(challenger, data, registration, parent.info.run_id, mirror=mirror).model_dump()
 
 
 def champion_of(client) -> str:

@@ -48,7 +48,7 @@ def planted(tmp_path_factory):
 
 def test_leakage_command_counts_planted_copies_only(planted, tmp_path):
     cmd = [sys.executable, str(ROOT / "run.py"), "leakage", "--target", f"rafdb={planted / 'rafdb'}"]
-    cmd += ["--extra", f"affectnet={planted / 'affectnet'}", "--image-size", "64"]
+    cmd += ["--extra", f"affectnet={planted / 'affectnet'}", "--image-size", "64", "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()

@@ -214,19 +214,21 @@ def test_fine_tune_from_a_registered_model_and_a_checkpoint(registry, tmp_path):
     st.booleans(),
 )
 def test_decision_properties(pairs, margin, bootstrap):
+    from dcjt.config import PromotionConfig
     from dcjt.registry.promotion import decide
 
     ours, theirs = (np.array(x, dtype=int) for x in zip(*pairs))
-    d = decide(ours, theirs, metric="val_accuracy", min_margin=margin, bootstrap=bootstrap, samples=200)
+    gate = PromotionConfig(min_margin=margin, bootstrap=bootstrap, bootstrap_samples=200)
+    d = decide(ours, theirs, gate)
     diff = ours.mean() - theirs.mean()
     assert d.promoted == (d.verdict == "promoted")
     if d.promoted:
         assert diff > margin and (not bootstrap or d.interval[0] > 0)
     elif not bootstrap:
         assert diff <= margin
-    assert decide(ours, theirs, metric="val_accuracy", min_margin=margin, force=True).promoted
-    assert decide(ours, None, metric="val_accuracy").verdict == "first version"
-    kept = decide(ours, None, metric="val_accuracy", champion_problem="cannot be loaded")
+    assert decide(ours, theirs, gate.model_copy(update={"force": True})).promoted
+    assert decide(ours, None, gate).verdict == "first version"
+    kept = decide(ours, None, gate, problem=("champion unusable", "cannot be loaded"))
     assert not kept.promoted and "--force-promote" in kept.reason
 
 

@@ -16,7 +16,7 @@ from dcjt.config import SCNConfig, TrainConfig
 from dcjt.model.nets import build_model
 from dcjt.train.checkpoint import latest
 from dcjt.train.feed import Feed
-from dcjt.train.loop import set_seed, train
+from dcjt.train.loop import Reporting, set_seed, train
 from helpers import ROOT
 from helpers.training import small_cfg, toy_samples
 
@@ -29,14 +29,14 @@ RESUME_SCRIPT = textwrap.dedent(
     import os, signal, sys
     sys.path[:0] = [{tests!r}]
     from helpers.training import small_cfg, toy_samples
-    from dcjt.train.loop import set_seed, train
+    from dcjt.train.loop import Reporting, set_seed, train
     from dcjt.model.nets import build_model
     set_seed(0)
     def die(epoch, row):
         if epoch == 1:
             os.kill(os.getpid(), signal.SIGKILL)
     train(build_model("tiny", "linear", 32), toy_samples(64), cfg=small_cfg(epochs=4, warmup_epochs=1),
-          extra=toy_samples(32, seed=9), val=toy_samples(32, seed=4), checkpoint_dir={ckpt!r}, on_epoch_end=die)
+          extra=toy_samples(32, seed=9), val=toy_samples(32, seed=4), checkpoint_dir={ckpt!r}, report=Reporting(on_epoch_end=die))
     """
 )
 
@@ -99,7 +99,13 @@ def test_scn_resume_gives_the_same_result(tmp_path):
     def run(folder: str, hook=None):
         torch.manual_seed(0)
         net = build_model("tiny", "linear", 32, scn=True)
-        return train(net, toy_samples(96, size=32, va=False), cfg=_scn_cfg(), checkpoint_dir=tmp_path / folder, on_epoch_end=hook)
+        return train(
+            net,
+            toy_samples(96, size=32, va=False),
+            cfg=_scn_cfg(),
+            checkpoint_dir=tmp_path / folder,
+            report=Reporting(on_epoch_end=hook),
+        )
 
     with pytest.raises(Killed):
         run("ck", kill_after_second)  # killed after two epochs (relabeling began in the second)

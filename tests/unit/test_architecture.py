@@ -109,3 +109,33 @@ def test_the_architecture_page_draws_the_floors_this_test_enforces():
     places = [p for floor in FLOORS for p in floor if p != "dcjt/__init__.py"]
     missing = [p for p in places if p not in drawn]
     assert not missing, f"docs/reference/architecture.md does not draw {missing}"
+
+
+MAX_PARAMETERS = 8
+# Functions still wider than that (issue #36 is splitting them): the list may only shrink; a new
+# wide function, or one of these left listed after it was split, fails the test.
+STILL_WIDE = {
+    "dcjt/synthetic/layouts.py write_affectnet_csv",
+    "steps/tracking.py log_stages",
+    "app/commands.py study",
+    "app/study.py _track",
+    "app/study.py run_world_study",
+    "app/study.py world_markdown",
+}
+
+
+def test_no_function_takes_more_than_eight_parameters():
+    """Settings travel as objects (a relabel rule, the promotion settings, a challenger, a row's
+    scoring, a stage's gates), not as long lists of keywords: no function of the application
+    takes more than eight parameters, beyond the shrinking list above."""
+    wide = []
+    for pkg in ("dcjt", "steps", "pipelines", "app"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                    names = [a.arg for a in args if a.arg not in ("self", "cls")]
+                    if len(names) > MAX_PARAMETERS:
+                        wide.append(f"{path.relative_to(ROOT)} {node.name}")
+    assert not set(wide) - STILL_WIDE, f"new functions over {MAX_PARAMETERS} parameters: {sorted(set(wide) - STILL_WIDE)}"
+    assert not STILL_WIDE - set(wide), f"split already, remove from STILL_WIDE: {sorted(STILL_WIDE - set(wide))}"

@@ -17,7 +17,7 @@ from dcjt.model.inference import normalise
 from dcjt.model.nets import build_model
 from dcjt.train.batches import AUGMENT_DRAWS, Samples, augment, augment_rowwise
 from dcjt.train.feed import Feed, device_batch, host_batches, prefetched
-from dcjt.train.loop import LoopState, TrainingError, forward_backward, set_seed, train
+from dcjt.train.loop import LoopState, Stepper, TrainingError, forward_backward, set_seed, train
 from helpers.training import toy_samples
 
 CPU = torch.device("cpu")
@@ -175,7 +175,8 @@ def test_pieces_add_up_to_the_batch_gradient():
     grads, losses = [], []
     for pieces in (1, 4):
         net.zero_grad()
-        losses.append(forward_backward(net, x, y, va, batch, cfg, Feed(CPU), 1, pieces)[0])
+        stepper = Stepper(net, None, None, cfg, Feed(CPU), "pieces", None)
+        losses.append(forward_backward(stepper, x, y, va, batch, 1, pieces)[0])
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6) and torch.allclose(losses[0], losses[1])
     assert LoopState().pieces == 1

@@ -12,7 +12,7 @@ from dcjt.model.nets import build_model
 from dcjt.train import metrics
 from dcjt.train.batches import epoch_plan
 from dcjt.train.checkpoint import latest
-from dcjt.train.loop import TrainingError, loss_fn, set_seed, train
+from dcjt.train.loop import Reporting, TrainingError, loss_fn, set_seed, train
 from dcjt.train.optim import make_optimizer
 from dcjt.train.predict import evaluate, predict
 from dcjt.train.weights import WeightsError, apply_weights
@@ -143,7 +143,9 @@ def test_training_learns_selects_on_val_and_reports():
     set_seed(0)
     data, val, test = toy_samples(160, seed=0), toy_samples(48, seed=1), toy_samples(48, seed=2)
     curve = lambda model: {f"test_{k}": v for k, v in evaluate(model, test).items()}  # noqa: E731
-    result = train(build_model("tiny", "linear", 32), data, cfg=small_cfg(epochs=4), val=val, epoch_metrics=curve)
+    result = train(
+        build_model("tiny", "linear", 32), data, cfg=small_cfg(epochs=4), val=val, report=Reporting(epoch_metrics=curve)
+    )
     m = result.metrics
     assert evaluate(result.model, test)["accuracy"] > 0.5
     assert set(m) >= {"best_test_accuracy_over_epochs_for_comparison_only", "val_accuracy_selected", "images_seen"}
@@ -183,7 +185,7 @@ def test_nan_loss_stops_with_epoch_and_batch_and_keeps_checkpoint(tmp_path):
             net.fc.weight.fill_(float("nan"))
 
     with pytest.raises(TrainingError, match=r"epoch 2, batch 1") as err:
-        train(net, toy_samples(48), cfg=small_cfg(), checkpoint_dir=tmp_path, on_epoch_end=poison)
+        train(net, toy_samples(48), cfg=small_cfg(), checkpoint_dir=tmp_path, report=Reporting(on_epoch_end=poison))
     assert "last good checkpoint" in str(err.value)
     ck = torch.load(latest(tmp_path), weights_only=True)
     assert ck["epoch"] == 0 and torch.isfinite(ck["model"]["fc.weight"]).all()
