@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the test suite on CPU: every lane, or --fast for the unit lane alone
-# (under 2 minutes on 2 cores). Other arguments go to pytest, e.g. -m "not slow" or a test path.
+# (under a minute on 2 cores; it refuses subprocesses, sleeps and ZenML: tests/unit/conftest.py).
+# Other arguments go to pytest, e.g. -m "not slow" or a test path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,4 +10,4 @@ if [ "${1:-}" = "--fast" ]; then
   shift
   exec .venv/bin/python -m pytest -q tests/unit "$@"
 fi
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q --durations=20 "$@"   # the 20 slowest tests, for every contributor to see
