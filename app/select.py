@@ -63,7 +63,8 @@ def run_select(
 ) -> SelectOutcome:
     """Score the candidates over ``seeds``, pick the winner on validation, register it."""
     given = list(candidates or CANDIDATES)
-    truth = [n for n in given for r in study_rows("all")[0] if r.uses_truth and n in (r.id, r.name)]
+    truth_rows = [r for r in study_rows("all")[0] if r.uses_truth]
+    truth = [n for n in given if any(n in (r.id, r.name) for r in truth_rows)]
     if truth:
         raise StudyError(f"--candidate {truth[0]!r} reads the synthetic world's hidden truth (an upper bound), never a candidate")
     rows, _ = study_rows(TABLE, given)  # unknown ids or labels are refused here, before any training

@@ -18,7 +18,7 @@ from app.runner import run_pipeline
 from dcjt.config import load_config
 from dcjt.experiments.records import RunSummary
 from dcjt.experiments.summary import STAGE3_DIAGNOSTICS, flag_budget, markdown, summarise
-from dcjt.experiments.tables import StudyError, check_world_rows, study_rows
+from dcjt.experiments.tables import Row, StudyError, check_world_rows, study_rows
 
 
 @dataclass
@@ -33,11 +33,12 @@ class StudyOutcome:
     seconds: float
 
 
-def _record(row: str, seed: int, summary: RunSummary, uses_rest_of_b: bool) -> tuple[dict, np.ndarray]:
+def _record(row: Row, seed: int, summary: RunSummary, uses_rest_of_b: bool) -> tuple[dict, np.ndarray]:
     ev = summary.row("dcjt")  # each study row is the DCJT row of its own pipeline run
     shown = {k: v for k, v in summary.diagnostics.items() if uses_rest_of_b or k not in STAGE3_DIAGNOSTICS}
     rec = {
-        "row": row,
+        "row": row.name,
+        "row_id": row.id,
         "seed": seed,
         "accuracy": ev.test.accuracy,
         "val_accuracy": ev.val.accuracy,
@@ -75,8 +76,7 @@ def run_study(
             cfg = load_config(config_name, overrides, {**run_values, "tracking_tags": tags})
             progress(f"study {name}: seed {seed}, row {row.name!r}")
             outcome = run_pipeline(cfg)
-            rec, corr = _record(row.name, seed, outcome.summary, cfg.method.extra_use == "all")
-            rec["row_id"] = row.id
+            rec, corr = _record(row, seed, outcome.summary, cfg.method.extra_use == "all")
             failed = outcome.summary.failed_gates
             rec["gates"] = "failed: " + "; ".join(failed) if failed else "passed"
             records.append(rec)

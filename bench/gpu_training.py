@@ -39,7 +39,7 @@ def variant(samples, head: str, compile_: bool, size: int, batch: int, device, f
 
     from dcjt.config import TrainConfig
     from dcjt.model.nets import build_model
-    from dcjt.train.loop import set_seed, train
+    from dcjt.train.loop import Reporting, set_seed, train
 
     set_seed(0)
     model = build_model("resnet18", head, size)
@@ -48,7 +48,8 @@ def variant(samples, head: str, compile_: bool, size: int, batch: int, device, f
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     times = []
-    train(model, samples, cfg=cfg, feed=feed, on_epoch_end=lambda e, row: times.append(time.perf_counter()))
+    tick = Reporting(on_epoch_end=lambda e, row: times.append(time.perf_counter()))
+    train(model, samples, cfg=cfg, feed=feed, report=tick)
     ips = len(samples) / (times[1] - times[0])  # epoch 2: after compilation and warm-up
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     return ips, peak

@@ -2,9 +2,10 @@
 
 One pure function (``plan_run``) turns a ``PipelineConfig`` into the run's rows: for each its id
 (``dcjt`` or a key of ``BASELINES``), its method settings, the stage-3 table it trains on, the
-stages whose gates its training relies on, its step names and whether they need a GPU. The
-pipeline loops over the plan, the remote run configurations take their GPU steps from it, and
-studies and ``run.py select`` key their rows by the same ids (display names are labels).
+stages whose gates its training relies on and its step names. The pipeline loops over the plan;
+the steps that need a GPU on a cluster are the stage 1-2 network steps and every row's training
+step (``GPU_STEPS``); studies and ``run.py select`` key their rows by the same ids (display
+names are labels).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ class RowPlan:
     method: MethodConfig
     extra: ExtraTable
     gates: frozenset[str]  # stages 1-3 whose output this row trains on: their gates apply to the run
-    gpu: bool = True  # every row trains a network
 
     @property
     def label(self) -> str:
@@ -57,9 +57,9 @@ class RowPlan:
         return f"evaluate_{self.id}"
 
     @property
-    def stage3_steps(self) -> tuple[str, ...]:
-        """The row's own stage-3 steps (none when it shares a table)."""
-        return (f"map_{self.id}", f"relabel_{self.id}") if self.extra == "own" else ()
+    def stage3_steps(self) -> tuple[str, str]:
+        """The (map, relabel) steps of the row's own stage 3 (``extra == "own"``)."""
+        return f"map_{self.id}", f"relabel_{self.id}"
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,6 @@ class RunPlan:
     def gates(self) -> frozenset[str]:
         """Stages 1-3 the run's rows train on: only their gates can stop the run."""
         return frozenset().union(*(r.gates for r in self.rows))
-
-    @property
-    def gpu_steps(self) -> tuple[str, ...]:
-        return STAGE_NETWORK_STEPS + tuple(r.train_step for r in self.rows if r.gpu)
-
-    def row(self, row_id: str) -> RowPlan:
-        return next(r for r in self.rows if r.id == row_id)
 
 
 def train_step(row_id: str) -> str:
@@ -104,5 +97,6 @@ def plan_run(config: PipelineConfig) -> RunPlan:
     return RunPlan(tuple(rows))
 
 
-# Every step that may get a GPU, whichever rows a run reports (the remote run configurations).
+# Every step that may get a GPU, whichever rows a run reports (the remote run configurations):
+# each trains or runs a network over a dataset.
 GPU_STEPS: tuple[str, ...] = STAGE_NETWORK_STEPS + tuple(train_step(r) for r in ROWS)

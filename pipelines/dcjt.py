@@ -76,11 +76,14 @@ def screened_data(config: PipelineConfig, parent):
     return target, extra, t_cache, e_cache, gx, leakage
 
 
-def stage3(with_va, pseudo, method, gates, used: frozenset[str], row: str | None = None):
+STAGE3_STEPS = ("map_extra_continuous", "relabel_extra")  # DCJT's stage 3 (a row's own: RowPlan.stage3_steps)
+
+
+def stage3(with_va, pseudo, method, gates, used: frozenset[str], steps: tuple[str, str] = STAGE3_STEPS):
     """Stage 3 in the method's order: map B - subB's V/A, then relabel (the paper), or relabel on
     the unmapped V/A, then map by the new labels. (prepared table, mapping report, relabel report).
-    ``row``: a reported row's own stage 3 (its gates never stop the run)."""
-    map_id, relabel_id = ("map_extra_continuous", "relabel_extra") if row is None else (f"map_{row}", f"relabel_{row}")
+    ``steps``: the (map, relabel) step names; a reported row's own are its plan's."""
+    map_id, relabel_id = steps
     on_map = dict(method=method, check=StageCheck(gates=gates, applies="mapping" in used), id=map_id)
     on_relabel = dict(method=method, check=StageCheck(gates=gates, applies="relabel" in used), id=relabel_id)
     if method.stage3_order == "relabel_first":
@@ -96,7 +99,7 @@ def extra_for_row(row: plan.RowPlan, tables: tuple, gates):
     """B's table the row trains on, as the plan says (``dcjt.plan.extra_table``)."""
     marked, with_va, prepared, pseudo = tables
     if row.extra == "own":  # the row's own stage 3: its gates never stop the run
-        return stage3(with_va, pseudo, row.method, gates, frozenset(), row=row.id)[0]
+        return stage3(with_va, pseudo, row.method, gates, frozenset(), row.stage3_steps)[0]
     return prepared if row.extra == "prepared" else marked
 
 

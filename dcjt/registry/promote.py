@@ -100,19 +100,19 @@ def promote(
     run's failed gates (warn mode) stand, unless forced)."""
     model, baselines, failed_gates = challenger.model, challenger.baselines, challenger.failed_gates
     target_table, target_cache, extra_table = data.target_table, data.target_cache, data.extra_table
-    challenger = challenger.evaluation
+    scored = challenger.evaluation
     name, settings = registration.model_name, registration.promotion
     champion = current_champion(mlflow.MlflowClient(), name)
     scores, problem = (None, None)
     if champion is not None:
         scores, problem = _champion_problem(champion, model.image_size, target_table, target_cache, registration)
-    mine = {"val": challenger.val, "test": challenger.test}
+    mine = {"val": scored.val, "test": scored.test}
     split = settings.metric.removesuffix("_accuracy")
     others = {b.row: getattr(b, split) for b in baselines}
     decision, gate_tags = promotion_gate(mine, champion, scores, problem, settings, registration.seed, others, list(failed_gates))
     sources = {"target (A)": table_source(target_table), "extra (B)": table_source(extra_table)}
-    card = model_card(name, data, challenger, sources, registration.recipe, decision.as_dict(), registration.selection)
-    run_id = challenger.training_run_id
+    card = model_card(name, data, scored, sources, registration.recipe, decision.as_dict(), registration.selection)
+    run_id = scored.training_run_id
     example = [decode(p) for p in split_rows(target_table, "test")["image"].head(2).astype(str)]
     info, onnx_tags = log_dcn(
         model,
@@ -134,10 +134,10 @@ def promote(
                 **rows_tags,
                 **onnx_tags,
                 **{f"promotion.{s}_digest": d for s, d in digests.items()},
-                "test_accuracy": f"{challenger.test.accuracy:.6f}",
-                "val_accuracy": f"{challenger.val.accuracy:.6f}",
-                **quality_tags(challenger),
-                "variant": challenger.variant,
+                "test_accuracy": f"{scored.test.accuracy:.6f}",
+                "val_accuracy": f"{scored.val.accuracy:.6f}",
+                **quality_tags(scored),
+                "variant": scored.variant,
                 "mlflow_run_id": run_id,
                 "pipeline_run_id": parent_run_id,
             }
@@ -147,7 +147,7 @@ def promote(
                 mlflow.log_dict(sel.model_dump(mode="json"), "selection.json")
             experiment = mlflow.get_run(run_id).info.experiment_id
             link = f"#/experiments/{experiment}/runs/{run_id}/artifactPath/model_card.md"
-            description = version_description(challenger, list(baselines), sources, link)
+            description = version_description(scored, list(baselines), sources, link)
             gated = str(champion.version) if champion else None
             outcome = register_version(
                 info, name, decision=decision, tags=tags, description=description, gated_against=gated, mirror=mirror
