@@ -9,22 +9,20 @@ limit (positive: passed; a gate whose limit is 0 is shown, not counted). Last li
 ``min_gate_margin: X``, the smallest of those shares over every gate and seed (above 0: no gate
 fired on any seed).
 
-    python bench/demo_gates.py                      # seeds 0-7: about 35 minutes on 2 cores
-    python bench/demo_gates.py --seeds 0-1 --threads 1
+    python -m bench.demo_gates                      # from the repository root; seeds 0-7: about 35 minutes on 2 cores
+    python -m bench.demo_gates --seeds 0-1 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def margin(gate: dict) -> float | None:

@@ -74,7 +74,6 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="folder for the images and caches (default: a temp folder)")
     args = parser.parse_args()
     counts = [int(x) for x in args.rows.split(",")]
-    sys.path.insert(0, str(ROOT))
     from dcjt.synthetic.disk import write_world
 
     base = phase("imports")["peak_rss_mb"]

@@ -44,5 +44,5 @@ for name in "${ORDER[@]}"; do
         --set model_name="ft-$name-s$SEED" "${SETS[@]}" | tail -n 1 | sed 's/test_accuracy: //')
   echo "$name,$acc"
 done
-# The same with the paired difference to "A only" (several seeds: scripts/table7_summary.py --seeds 0,1,2)
-$PY scripts/table7_summary.py --seeds "$SEED"
+# The same with the paired difference to "A only" (several seeds: python -m scripts.table7_summary --seeds 0,1,2)
+$PY -m scripts.table7_summary --seeds "$SEED"

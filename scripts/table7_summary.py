@@ -4,7 +4,7 @@ t-interval over seeds and a two-level bootstrap interval (the study's code; each
 its own synthetic world, so seeds share no test images). Reads the ZenML store of ``DCJT_HOME``;
 the newest fine-tuning of each row and seed wins.
 
-    .venv/bin/python scripts/table7_summary.py --seeds 0,1,2
+    .venv/bin/python -m scripts.table7_summary --seeds 0,1,2   # from the repository root
 """
 
 from __future__ import annotations
@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from app.environment import prepare_environment  # noqa: E402
-from dcjt.experiments.summary import markdown, summarise  # noqa: E402
-from dcjt.train.evaluation import RowEvaluation  # noqa: E402
+from app.environment import prepare_environment
+from dcjt.experiments.summary import markdown, summarise
+from dcjt.train.evaluation import RowEvaluation
 
 REFERENCE = "t7-a"
 MODEL_NAME = re.compile(r"ft-(?P<row>t7-[a-z-]+)-s(?P<seed>\d+)")

@@ -159,7 +159,7 @@ def render_stream(
 
 
 def sample_grid(size: int = 64, steps: int = 6, seed: int = 0) -> np.ndarray:
-    """One row per emotion, intensity rising left to right (for the docs: docs/images/synth_grid.png)."""
+    """One row per emotion, intensity rising left to right (scripts/docs.py draws docs/images/synth_grid.png)."""
     rows = []
     for e in range(NUM_CLASSES):
         row = []

@@ -7,7 +7,6 @@ compared pairwise (the promotion gate, a study's intervals).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -99,7 +98,3 @@ def row_evaluation(
         training_run_id=str(training.get("mlflow_run_id", "")),
         **spent,
     )
-
-
-def correct_of(scores: SplitScores) -> np.ndarray:
-    return np.asarray(scores.correct, dtype=int)

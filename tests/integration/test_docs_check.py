@@ -13,8 +13,8 @@ from helpers import ROOT
 
 
 def _check(config) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "scripts" / "docs.py"), "--build-check", str(config)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "scripts.docs", "--build-check", str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
 @pytest.mark.parametrize(
