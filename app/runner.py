@@ -26,7 +26,7 @@ from app.preflight import (
 from dcjt.config import PipelineConfig, fingerprint
 from dcjt.experiments.records import RunSummary
 from dcjt.registry.lifecycle import PromotionOutcome
-from dcjt.train.evaluation import RowEvaluation
+from dcjt.train.scoring import RowEvaluation
 from dcjt.utils.runtime import environment as runtime_environment
 from dcjt.utils.state import REPO_ROOT, state_home
 
@@ -262,7 +262,7 @@ def _log_screened_tables(run_name: str, mlflow_run_id: str) -> None:
     from zenml.client import Client
 
     from dcjt.data.labels import EMOTIONS, split_rows
-    from dcjt.utils.tracking import log_tables, table_name
+    from dcjt.utils.mlflow_io import log_tables, table_name
 
     try:
         step = Client().get_pipeline_run(run_name).steps.get("screen_datasets")

@@ -6,7 +6,7 @@ paper's baselines as config switches. One or more extra datasets travel as one t
 Variants of an ablation share M_A, the subset and M_B through ZenML's cache: only the steps whose
 parameters differ (mapping, relabeling, DCN) run again. Every reported row (DCJT and the
 baselines: target only, straight, the oracle) trains with the DCN's recipe and budget in
-``train_dcn`` and is scored by the same ``evaluate_model`` step on A's test split.
+``train_row`` (DCJT's step: ``train_dcn``) and is scored by the same ``evaluate_model`` step on A's test split.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from steps.stages import (
     select_extra_subset,
 )
 from steps.tracking import log_stages, open_tracking, report_run
-from steps.training import RowSetup, TrainingSetup, train_dcn, train_m_a, train_m_b
+from steps.training import RowSetup, TrainingSetup, train_classifier, train_m_b, train_row
 
 # Steps that train or run a network over a dataset: on a cluster they get the GPU image and GPUs
 # (the remote run configurations' ``gpu_step`` settings are applied to exactly these).
@@ -113,8 +113,8 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     checkpoints, curve = local_folder(p, "checkpoint_root"), config.evaluation.test_curve
     setup = dict(network=config.network, checkpoint_root=checkpoints, test_curve=curve)
     # Stages 1-3 (M_A is the stage-1 selector and keeps its own settings).
-    m_a, m_a_metrics, _ = train_m_a(
-        target, t_cache, TrainingSetup(role="M_A", train_cfg=config.train_config("m_a"), **setup), parent
+    m_a, m_a_metrics, _ = train_classifier(
+        target, t_cache, TrainingSetup(role="M_A", train_cfg=config.train_config("m_a"), **setup), parent, id="train_m_a"
     )
     marked, subset = select_extra_subset(
         m_a,
@@ -140,7 +140,7 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     for row in run_plan.rows:
         row_extra = extra_for_row(row, (marked, with_va, prepared, pseudo), gates)
         row_train = RowSetup(role="DCN" if row.id == "dcjt" else row.id, method=row.method, **row_setup)
-        model, metrics, _ = train_dcn(pseudo, row_extra, marked, t_cache, e_cache, row_train, parent, id=row.train_step)
+        model, metrics, _ = train_row(pseudo, row_extra, marked, t_cache, e_cache, row_train, parent, id=row.train_step)
         scoring = RowScoring(row=row.id, variant=row.label, joint=row.joint, min_b_passes=config.budget.min_b_passes, gates=gates)
         rows.append(evaluate_model(model, target, t_cache, metrics, scoring, id=row.evaluate_step))
         models[row.id] = model

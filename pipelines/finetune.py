@@ -13,7 +13,7 @@ from pipelines.dcjt import local_folder, screened_data
 from steps.evaluation import RowScoring, evaluate_model
 from steps.registry import register_finetuned
 from steps.tracking import close_finetune, open_tracking
-from steps.training import TrainingSetup, train_m_a
+from steps.training import TrainingSetup, train_classifier
 
 # The one step that trains: on a cluster it gets the GPU image and a GPU (configs/remote-*.yaml).
 GPU_STEPS = ("train_finetune",)
@@ -31,7 +31,7 @@ def finetune_pipeline(config: PipelineConfig) -> None:
         checkpoint_root=local_folder(p, "checkpoint_root"),
         test_curve=config.evaluation.test_curve,
     )
-    model, metrics, _ = train_m_a(target, t_cache, setup, parent, id="train_finetune")
+    model, metrics, _ = train_classifier(target, t_cache, setup, parent, id="train_finetune")
     scoring = RowScoring(row="finetune", variant="finetune", gates=config.gates)
     evaluation = evaluate_model(model, target, t_cache, metrics, scoring, id="evaluate_finetune")
     promotion = None

@@ -211,11 +211,11 @@ MUTANTS = [
         (T + "integration/test_registry.py", "-k", "trained_on_the"),
     ),
     # registry and promotion
-    Mutant("a tie promotes", "dcjt/registry/promotion.py", "wins = diff > min_margin", "wins = diff >= min_margin", GATE),
-    Mutant("bootstrap ignored", "dcjt/registry/promotion.py", "wins = wins and lo > 0", "wins = wins", GATE),
+    Mutant("a tie promotes", "dcjt/registry/gate.py", "wins = diff > min_margin", "wins = diff >= min_margin", GATE),
+    Mutant("bootstrap ignored", "dcjt/registry/gate.py", "wins = wins and lo > 0", "wins = wins", GATE),
     Mutant(
         "unusable champion replaced",
-        "dcjt/registry/promotion.py",
+        "dcjt/registry/gate.py",
         "        verdict, why = problem\n        if force:",
         "        verdict, why = problem\n        if True:",
         GATE,
@@ -311,7 +311,7 @@ MUTANTS = [
     ),
     Mutant(
         "a DCN below its baseline is promoted",
-        "dcjt/registry/promotion.py",
+        "dcjt/registry/gate.py",
         "if loser is not None and decision.promoted and not settings.force:",
         "if False:",
         RELABEL,

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from app.environment import prepare_environment
-from dcjt.experiments.summary import markdown, summarise
-from dcjt.train.evaluation import RowEvaluation
+from dcjt.experiments.study_summary import markdown, summarise
+from dcjt.train.scoring import RowEvaluation
 
 REFERENCE = "t7-a"
 MODEL_NAME = re.compile(r"ft-(?P<row>t7-[a-z-]+)-s(?P<seed>\d+)")

@@ -17,7 +17,7 @@ from dcjt.data.readers import ingest
 from dcjt.method.extras import check_class_overlap
 from dcjt.synthetic.disk import write_world_pngs
 from dcjt.synthetic.world import WorldSpec
-from dcjt.utils.tracking import child_run, log_frame, log_json
+from dcjt.utils.mlflow_io import child_run, log_frame, log_json
 from steps.common import dcjt_step
 from steps.handoff import CacheRef, folder_or_scratch, world_folder
 from steps.visuals import validated

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dcjt.config import GatesConfig
 from dcjt.data.cache import load_cache
 from dcjt.method.health import gate_report, row_gates
-from dcjt.train.evaluation import RowEvaluation, row_evaluation
+from dcjt.train.scoring import RowEvaluation, row_evaluation
 from steps.common import dcjt_step
 from steps.handoff import CacheRef
 

@@ -18,7 +18,7 @@ from dcjt.method.reports import StageSummary
 from dcjt.registry.card import RunData
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.registry.promote import Challenger, Registration, promote
-from dcjt.train.evaluation import RowEvaluation
+from dcjt.train.scoring import RowEvaluation
 from steps.common import dcjt_step
 from steps.handoff import CacheRef
 from steps.tracking import run_gates

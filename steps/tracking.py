@@ -26,14 +26,14 @@ from dcjt.experiments.records import RunSummary
 from dcjt.method import class_centres, va_stats
 from dcjt.method.health import failed_gates
 from dcjt.method.reports import ExtrasPseudoReport, MappingReport, PseudoReport, RelabelReport, StageSummary, SubsetReport
-from dcjt.method.summary import summarise_stages
+from dcjt.method.stage_summary import summarise_stages
 from dcjt.method.truth import remaining_part
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.registry.run_page import comparison_table, run_description
-from dcjt.train.evaluation import RowEvaluation
+from dcjt.train.scoring import RowEvaluation
 from dcjt.utils.links import mlflow_run_url, zenml_run_url
+from dcjt.utils.mlflow_io import log_frame, log_json, log_tables, table_name
 from dcjt.utils.runtime import provenance
-from dcjt.utils.tracking import log_frame, log_json, log_tables, table_name
 from steps.common import dcjt_step
 from steps.visuals import report_headline, step_metadata
 

@@ -20,7 +20,7 @@ from dcjt.method import m_b_rows, training_rows
 from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.checkpoint import read_latest
 from dcjt.train.distributed import train_distributed, train_job
-from dcjt.utils.tracking import child_run, log_frame, log_tables, table_name
+from dcjt.utils.mlflow_io import child_run, log_frame, log_tables, table_name
 from steps.common import dcjt_step
 from steps.handoff import CacheRef, folder_or_scratch
 
@@ -132,8 +132,9 @@ OUTPUTS = tuple[Annotated[torch.nn.Module, "model"], Annotated[dict, "metrics"],
 
 
 @dcjt_step()
-def train_m_a(target_table: pd.DataFrame, target_cache: CacheRef, setup: TrainingSetup, parent_run_id: str) -> OUTPUTS:
-    """Stage 1: classifier M_A on A's discrete labels (also a fine-tuning run: ``role`` finetune)."""
+def train_classifier(target_table: pd.DataFrame, target_cache: CacheRef, setup: TrainingSetup, parent_run_id: str) -> OUTPUTS:
+    """A classifier on A's discrete labels: stage 1's M_A (step ``train_m_a``) or a fine-tuning run
+    (``role`` finetune, step ``train_finetune``)."""
     rows = {
         "train": split_rows(target_table, "train"),
         "val": split_rows(target_table, "val"),
@@ -162,7 +163,7 @@ def train_m_b(
 
 
 @dcjt_step()
-def train_dcn(
+def train_row(
     target_pseudo: pd.DataFrame,
     extra_prepared: pd.DataFrame,
     extra_marked: pd.DataFrame,

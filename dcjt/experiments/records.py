@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from dcjt.method.reports import GateReport
-from dcjt.train.evaluation import RowEvaluation
+from dcjt.train.scoring import RowEvaluation
 
 
 class RunSummary(BaseModel):

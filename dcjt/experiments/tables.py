@@ -1,7 +1,7 @@
 """Studies: the paper's ablation tables as named rows of the one pipeline.
 
 A row is a name and the config values it sets (``method.*``); each (row, seed) is one pipeline
-run, so shared stages come from ZenML's cache. ``dcjt.experiments.summary`` turns the runs into
+run, so shared stages come from ZenML's cache. ``dcjt.experiments.study_summary`` turns the runs into
 the table's statistics.
 """
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from dcjt.data.labels import EMOTIONS, counts_by_split_and_class
-from dcjt.train.evaluation import RowEvaluation
+from dcjt.train.scoring import RowEvaluation
 from dcjt.utils.markdown import markdown_table
 
 INTENDED_USE = """\

@@ -18,13 +18,13 @@ from mlflow.types import ColSpec, Schema
 from pydantic import BaseModel
 
 from dcjt.model.emotions import EMOTIONS
+from dcjt.registry.gate import Decision
 from dcjt.registry.packaging import MODEL_CODE, serving_requirements, stage_code
-from dcjt.registry.promotion import Decision
 from dcjt.serving.export import export_checked
 from dcjt.serving.inputs import encode_arrays
 from dcjt.serving.network import save_model_files
 from dcjt.serving.onnx_runtime import ONNX_FILE
-from dcjt.utils.tracking import stderr_to_log
+from dcjt.utils.mlflow_io import stderr_to_log
 
 MODEL_DESCRIPTION = (
     "DCJT facial-expression model: 7 emotions (RAF-DB order) + valence/arousal from a face crop. "

@@ -4,7 +4,7 @@ The challenger (the run's DCN, already scored on A's validation and test splits)
 champion are compared in this run, by the same code, on the same rows of A's validation split,
 rows neither trained on (``dcjt.registry.record``); the challenger is logged with its model card
 into the run that trained it, registered as ``challenger`` and becomes ``champion`` only if it
-wins (``dcjt.registry.promotion``). The registry is as it was if anything fails.
+wins (``dcjt.registry.gate``). The registry is as it was if anything fails.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from dcjt.data.identity import row_keys
 from dcjt.data.labels import EMOTIONS, split_rows
 from dcjt.model.images import decode
 from dcjt.registry.card import RunData, model_card, quality_tags, version_description
+from dcjt.registry.gate import GATE_SPLITS, promotion_gate, score_champion
 from dcjt.registry.lifecycle import ParitySet, PromotionOutcome, current_champion, log_dcn, register_version
-from dcjt.registry.promotion import GATE_SPLITS, promotion_gate, score_champion
 from dcjt.registry.record import champion_training_rows, overlap_problem, record_training_rows, training_row_keys
-from dcjt.train.evaluation import RowEvaluation
-from dcjt.utils.tracking import child_run, log_tables, table_name, table_source
+from dcjt.train.scoring import RowEvaluation
+from dcjt.utils.mlflow_io import child_run, log_tables, table_name, table_source
 
 
 class Registration(BaseModel):

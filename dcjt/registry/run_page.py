@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from dcjt.registry.lifecycle import PromotionOutcome
-from dcjt.train.evaluation import RowEvaluation
+from dcjt.train.scoring import RowEvaluation
 from dcjt.utils.markdown import markdown_table
 
 COMPARISON_COLUMNS = ["variant", "accuracy", "val_accuracy", "images_seen", "epochs_run", "steps", "b_passes", "flag"]

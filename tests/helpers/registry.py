@@ -16,7 +16,7 @@ from dcjt.model.nets import build_model
 from dcjt.registry.card import RunData
 from dcjt.registry.lifecycle import current_champion
 from dcjt.registry.promote import Challenger, Registration, promote
-from dcjt.train.evaluation import row_evaluation
+from dcjt.train.scoring import row_evaluation
 from helpers.data import random_images
 
 # val: 11 x class 0, 9 x class 3; test: 6 x class 0, 4 x class 3.

@@ -215,7 +215,7 @@ def test_fine_tune_from_a_registered_model_and_a_checkpoint(registry, tmp_path):
 )
 def test_decision_properties(pairs, margin, bootstrap):
     from dcjt.config import PromotionConfig
-    from dcjt.registry.promotion import decide
+    from dcjt.registry.gate import decide
 
     ours, theirs = (np.array(x, dtype=int) for x in zip(*pairs))
     gate = PromotionConfig(min_margin=margin, bootstrap=bootstrap, bootstrap_samples=200)
@@ -260,9 +260,9 @@ def test_served_valence_and_arousal_track_the_hidden_truth(registry):
 
 def test_a_win_against_a_champion_that_moved_meanwhile_is_not_promoted(registry):
     """Two runs gating at once: the second to register must not replace a champion it never met."""
+    from dcjt.registry.gate import Decision
     from dcjt.registry.lifecycle import log_dcn, register_version
     from dcjt.registry.promote import parity_set
-    from dcjt.registry.promotion import Decision
 
     client = mlflow.MlflowClient()
     first = promote_as_run(registry, always(3))

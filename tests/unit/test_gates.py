@@ -104,7 +104,7 @@ def test_relabel_health_on_trusted_rows_by_hand():
 
 
 def _evaluation(accuracy: float, majority: float, b_passes: int):
-    from dcjt.train.evaluation import RowEvaluation, SplitScores
+    from dcjt.train.scoring import RowEvaluation, SplitScores
 
     def scores(split):
         return SplitScores(

@@ -10,10 +10,10 @@ from dcjt.model.emotions import EMOTIONS
 from dcjt.registry.card import quality_tags, version_description
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.registry.run_page import comparison_table, run_description
-from dcjt.train.evaluation import RowEvaluation, SplitScores
 from dcjt.train.metrics import classification_report, confusion_matrix
+from dcjt.train.scoring import RowEvaluation, SplitScores
 from dcjt.utils.markdown import markdown_table
-from dcjt.utils.tracking import class_counts
+from dcjt.utils.mlflow_io import class_counts
 
 
 def _scores(truth, pred, split="test") -> SplitScores:

@@ -291,7 +291,7 @@ def test_class_targets_from_a_table_and_a_broken_distribution_fails_gx():
 
 # --- the pipeline picks: never a DCN below its own baseline ------------------------------------------
 def _scores(accuracy: float, n: int = 100):
-    from dcjt.train.evaluation import SplitScores
+    from dcjt.train.scoring import SplitScores
 
     right = int(round(accuracy * n))
     return SplitScores(
@@ -302,7 +302,7 @@ def _scores(accuracy: float, n: int = 100):
 
 def test_a_challenger_below_its_own_baseline_on_validation_is_registered_not_promoted():
     from dcjt.config import PromotionConfig
-    from dcjt.registry.promotion import promotion_gate
+    from dcjt.registry.gate import promotion_gate
 
     mine = {"val": _scores(0.70), "test": _scores(0.72)}
     settings = PromotionConfig(bootstrap=False)
@@ -318,7 +318,7 @@ def test_a_challenger_below_its_own_baseline_on_validation_is_registered_not_pro
 
 def test_a_run_whose_gates_failed_in_warn_mode_never_promotes_unless_forced():
     from dcjt.config import PromotionConfig
-    from dcjt.registry.promotion import promotion_gate
+    from dcjt.registry.gate import promotion_gate
 
     mine = {"val": _scores(0.70), "test": _scores(0.72)}
     failed = ["stage 1 (M_A, subset): M_A's agreement (kappa) = 0.01 (must be >= 0.2)"]

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats as sps
 
 from dcjt.experiments.statistics import holm, paired_bootstrap, seed_differences, t_interval, two_level_bootstrap
-from dcjt.experiments.summary import best_on_validation, markdown, summarise
+from dcjt.experiments.study_summary import best_on_validation, markdown, summarise
 
 
 def test_t_interval_and_holm_by_hand():

@@ -104,7 +104,7 @@ def test_patience_stops_training():
 
 def test_budget_flags_mark_rows_still_improving_at_the_cap_and_joint_rows_chosen_before_b():
     from dcjt.config import load_config
-    from dcjt.experiments.summary import flag_budget, markdown, summarise
+    from dcjt.experiments.study_summary import flag_budget, markdown, summarise
 
     cfg = load_config("demo")  # 10 epochs, warm-up 2, joint every 2 epochs, patience 3 cycles = 6 epochs
     records = pd.DataFrame(

@@ -17,7 +17,7 @@ from dcjt.config import PromotionConfig
 from dcjt.data.cache import load_cache
 from dcjt.experiments.statistics import paired_bootstrap
 from dcjt.serving.network import load_network
-from dcjt.train.evaluation import SplitScores, score_split
+from dcjt.train.scoring import SplitScores, score_split
 
 
 @dataclass(frozen=True)
