@@ -142,7 +142,8 @@ def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, over
     """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the table."""
     from app import commands
 
-    commands.study(config_name, table, seeds, only, name, budget, with_world(overrides, world), threads, worlds=worlds)
+    overrides = with_world(overrides, world)
+    commands.study(config_name, table, seeds, only, name, overrides, worlds=worlds, budget=budget, threads=threads)
 
 
 @cli.command("select")

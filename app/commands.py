@@ -28,16 +28,21 @@ SHORTCUTS = {
     "world": "data.world.preset",
     "force_promote": "promotion.force",
     "threads": "runtime.threads",
+    "budget": "budget.mode",
 }
+
+
+def shortcut_values(shortcuts: dict) -> dict:
+    """The config fields the given shortcut options set (``SHORTCUTS``; options not given: none)."""
+    return {SHORTCUTS[name]: value for name, value in shortcuts.items() if value is not None}
 
 
 def config_from(config_name: str, overrides, shortcuts: dict):
     """The run's configuration: the file, ``--set`` values, then the shortcut options given."""
     from dcjt.config import ConfigError, load_config
 
-    values = {SHORTCUTS[name]: value for name, value in shortcuts.items() if value is not None}
     try:
-        return load_config(config_name, overrides, values)
+        return load_config(config_name, overrides, shortcut_values(shortcuts))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -110,18 +115,17 @@ def echo_outcome_paths(outcome) -> None:
     click.echo(f"comparison: {outcome.comparison_path}")
 
 
-def study(config_name: str, table: str, seeds: str, only, name, budget, overrides, threads, worlds=None) -> None:
+def study(config_name: str, table: str, seeds: str, only, name, overrides, worlds=None, **shortcuts) -> None:
     """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the
-    table; with ``worlds``, on each world of the suite, then the cross-world regret summary."""
+    table; with ``worlds``, on each world of the suite, then the cross-world regret summary.
+    ``shortcuts``: ``budget`` and ``threads`` (``SHORTCUTS``)."""
     from dcjt.experiments.tables import StudyError, parse_seeds, study_rows
     from dcjt.synthetic.suite import parse_worlds
 
     try:
         seed_list = parse_seeds(seeds)
         study_rows(table, list(only) or None)
-        values = {"budget.mode": budget} if budget else {}
-        if threads:
-            values["runtime.threads"] = threads
+        values = shortcut_values(shortcuts)
         from app.study import run_study, run_world_study
 
         kwargs = dict(overrides=overrides, values=values, only=list(only) or None, name=name, progress=click.echo)
@@ -151,7 +155,7 @@ def study(config_name: str, table: str, seeds: str, only, name, budget, override
     click.echo(f"study_md: {outcome.md_path}")
 
 
-def select(config_name: str, seeds: str, candidates, overrides, threads) -> None:
+def select(config_name: str, seeds: str, candidates, overrides, threads=None) -> None:
     """Score the candidate variants over seeds, register the one that wins on validation."""
     from dcjt.experiments.tables import StudyError, parse_seeds
 
@@ -159,7 +163,7 @@ def select(config_name: str, seeds: str, candidates, overrides, threads) -> None
         seed_list = parse_seeds(seeds)
         from app.select import run_select
 
-        values = {"runtime.threads": threads} if threads else {}
+        values = shortcut_values({"threads": threads})
         outcome = run_select(
             config_name, seed_list, candidates=list(candidates) or None, overrides=overrides, values=values, progress=click.echo
         )

@@ -32,7 +32,7 @@ def write_world(out: Path, layout_names, *, n_target: int, n_extra: int, size: i
         table, lat = world["extra"]
         root = out / name
         images = render_stream(lat, seed, size, "extra")
-        args = (root, images, table["label"], table["valence"], table["arousal"], table["split"])
+        args = (root, images, table["label"], (table["valence"], table["arousal"]), table["split"])
         if name == "affectnet":
             layouts.write_affectnet_csv(*args)
             paths = [root / "Manually_Annotated_Images" / f"{i // 1000:03d}/{i:07d}.jpg" for i in range(len(table))]

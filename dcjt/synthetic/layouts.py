@@ -42,8 +42,9 @@ def write_rafdb(root, images, labels, splits) -> list[Path]:
     return paths
 
 
-def write_affectnet_csv(root, images, labels, valence, arousal, splits, *, boxes=None, landmarks=None, codes=None):
+def write_affectnet_csv(root, images, labels, va, splits, *, boxes=None, landmarks=None, codes=None):
     """Original release: ``Manually_Annotated_file_lists/{training,validation}.csv`` + images.
+    ``va``: (valence, arousal), one value per row each.
 
     ``codes`` overrides the AffectNet expression code per row (e.g. 7-10 for excluded rows).
     """
@@ -57,7 +58,7 @@ def write_affectnet_csv(root, images, labels, valence, arousal, splits, *, boxes
         writers = {k: csv.writer(f) for k, f in files.items()}
         for w in writers.values():
             w.writerow(AFFECTNET_COLUMNS)
-        for i, (img, label, v, a, split) in enumerate(zip(images, labels, valence, arousal, splits)):
+        for i, (img, label, v, a, split) in enumerate(zip(images, labels, *va, splits)):
             rel = f"{i // 1000:03d}/{i:07d}.jpg"
             _save(img, root / "Manually_Annotated_Images" / rel)
             h, w_ = np.asarray(img).shape[:2]
@@ -70,10 +71,11 @@ def write_affectnet_csv(root, images, labels, valence, arousal, splits, *, boxes
             f.close()
 
 
-def write_affectnet_npy(root, images, labels, valence, arousal, splits, *, landmarks=None, codes=None):
-    """Newer release: ``{train,val}_set/images/{i}.jpg`` + ``annotations/{i}_{exp,val,aro,lnd}.npy``."""
+def write_affectnet_npy(root, images, labels, va, splits, *, landmarks=None, codes=None):
+    """Newer release: ``{train,val}_set/images/{i}.jpg`` + ``annotations/{i}_{exp,val,aro,lnd}.npy``;
+    ``va``: (valence, arousal)."""
     root = Path(root)
-    for i, (img, label, v, a, split) in enumerate(zip(images, labels, valence, arousal, splits)):
+    for i, (img, label, v, a, split) in enumerate(zip(images, labels, *va, splits)):
         base = root / ("train_set" if split == "train" else "val_set")
         _save(img, base / "images" / f"{i}.jpg")
         ann = base / "annotations"

@@ -22,7 +22,7 @@ def test_files_pipeline_with_two_extras_and_a_planted_duplicate(tmp_path):
     world = generate_world(WorldSpec(n_target=360, n_extra=420, n_extra2=300), size=64, seed=4)
     (t, ti), (e, ei), (c, ci) = world["target"], world["extra"], world["extra2"]
     raf = layouts.write_rafdb(tmp_path / "raf", ti, t["label"], t["split"])
-    layouts.write_affectnet_csv(tmp_path / "an", ei, e["label"], e["valence"], e["arousal"], e["split"])
+    layouts.write_affectnet_csv(tmp_path / "an", ei, e["label"], (e["valence"], e["arousal"]), e["split"])
     full = [(0, 0, 64, 64)] * len(c)
     layouts.write_caers(tmp_path / "caer", ci, c["label"], c["split"], boxes=full)
     test_image = raf[int(np.flatnonzero(t["split"].to_numpy() == "test")[0])]

@@ -52,7 +52,7 @@ def _affectnet(tmp_path, **kw) -> Path:
     labels = ALL_LABELS + [3, 4]
     splits = ["train"] * len(ALL_LABELS) + ["test", "test"]
     n = len(labels)
-    layouts.write_affectnet_csv(tmp_path / "an", random_images(n, 48), labels, np.zeros(n), np.zeros(n), splits, **kw)
+    layouts.write_affectnet_csv(tmp_path / "an", random_images(n, 48), labels, (np.zeros(n), np.zeros(n)), splits, **kw)
     return tmp_path / "an" / "Manually_Annotated_file_lists" / "training.csv"
 
 

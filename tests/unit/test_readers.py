@@ -89,8 +89,7 @@ def test_affectnet_csv_release_maps_codes_and_excludes(tmp_path):
         tmp_path / "an",
         images,
         labels + [3, 3],
-        list(v) + [0.1, -2.0],
-        list(a) + [0.1, 0.5],
+        (list(v) + [0.1, -2.0], list(a) + [0.1, 0.5]),
         splits + ["train", "train"],
         codes=codes,
         boxes=[(4, 4, 40, 40)] * (n + 2),
@@ -130,8 +129,7 @@ def test_affectnet_npy_release(tmp_path):
         tmp_path / "an2",
         random_images(len(labels) + 1),
         labels + [0],
-        list(v) + [0.0],
-        list(a) + [0.0],
+        (list(v) + [0.0], list(a) + [0.0]),
         splits + ["train"],
         landmarks=marks + marks[:1],
         codes=codes,
@@ -144,7 +142,7 @@ def test_affectnet_npy_release(tmp_path):
 
 def _npy_release(tmp_path, n=4):
     labels, splits = ALL_LABELS[:n], ["train"] * (n - 1) + ["test"]
-    layouts.write_affectnet_npy(tmp_path / "an", random_images(n), labels, [0.1] * n, [0.2] * n, splits)
+    layouts.write_affectnet_npy(tmp_path / "an", random_images(n), labels, ([0.1] * n, [0.2] * n), splits)
     return tmp_path / "an" / "train_set"
 
 
