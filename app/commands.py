@@ -39,7 +39,7 @@ def shortcut_values(shortcuts: dict) -> dict:
 
 def config_from(config_name: str, overrides, shortcuts: dict):
     """The run's configuration: the file, ``--set`` values, then the shortcut options given."""
-    from dcjt.config import ConfigError, load_config
+    from dcjt.config_files import ConfigError, load_config
 
     try:
         return load_config(config_name, overrides, shortcut_values(shortcuts))

@@ -46,7 +46,7 @@ def known_stops() -> tuple[type[BaseException], ...]:
     """Failures whose message says what is wrong and what to do: the CLI prints them in one line
     (the traceback goes to the log file)."""
     from app.preflight import PreflightError
-    from dcjt.config import ConfigError
+    from dcjt.config_files import ConfigError
     from dcjt.data.cache import CacheError
     from dcjt.data.labels import LabelTableError, ValidationSplitError
     from dcjt.data.readers import DatasetFormatError

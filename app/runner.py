@@ -23,7 +23,8 @@ from app.preflight import (
     check_zenml_store,
     preflight,
 )
-from dcjt.config import PipelineConfig, fingerprint
+from dcjt.config import PipelineConfig
+from dcjt.data.identity import fingerprint
 from dcjt.experiments.records import RunSummary
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.train.scoring import RowEvaluation

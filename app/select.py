@@ -16,9 +16,10 @@ import numpy as np
 
 from app.runner import RunOutcome, run_pipeline
 from app.study import StudyOutcome, run_study
-from dcjt.config import CandidateScore, SelectionEvidence, load_config
+from dcjt.config_files import load_config
 from dcjt.experiments.statistics import t_interval
 from dcjt.experiments.tables import SELECT_CANDIDATES, StudyError, study_rows
+from dcjt.selection import CandidateScore, SelectionEvidence
 
 # The default candidates: the ids of the rows of ``study --table select`` (one list, with the tables).
 CANDIDATES = tuple(r.id for r in SELECT_CANDIDATES)

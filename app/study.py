@@ -15,7 +15,7 @@ import pandas as pd
 
 from app.environment import ensure_experiment
 from app.runner import run_pipeline
-from dcjt.config import load_config
+from dcjt.config_files import load_config
 from dcjt.experiments.records import RunSummary
 from dcjt.experiments.study_summary import STAGE3_DIAGNOSTICS, flag_budget, markdown, summarise
 from dcjt.experiments.tables import Row, StudyError, check_world_rows, study_rows

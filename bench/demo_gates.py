@@ -43,7 +43,7 @@ def main() -> None:
     p.add_argument("--home", default=None, help="state folder (default: $DCJT_HOME/bench-demo-gates)")
     args = p.parse_args()
 
-    from dcjt.config import load_config
+    from dcjt.config_files import load_config
     from dcjt.experiments.tables import parse_seeds
     from dcjt.utils.state import state_home
 

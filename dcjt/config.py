@@ -1,49 +1,30 @@
-"""The one typed configuration of a pipeline run (pydantic): every default lives here.
+"""The one typed configuration of a pipeline run (pydantic): the schema, every default and its
+validation.
 
 YAML files in ``configs/`` set what differs from these defaults (``extends`` shares parts),
-``--set a.b=value`` and the CLI shortcuts override single fields, and validation errors name
-the key path (``dcn.lam: ...``). Steps receive these objects, not dicts.
+``--set a.b=value`` and the CLI shortcuts override single fields (``dcjt.config_files`` reads
+them); validation errors name the key path (``dcn.lam: ...``). Steps receive these objects, not
+dicts. The mode names come from ``dcjt.modes``, which the method shares, so this module sits
+below ``dcjt.method``.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import math
-import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dcjt.method.mapping import B_STATS_SOURCES, MAPPING_MODES
-from dcjt.method.posterior import EVIDENCE
-from dcjt.method.pseudo import PSEUDO_SOURCES
-from dcjt.method.relabel import RELABEL_MODES, UNRESOLVED, RelabelRule
 from dcjt.model.architecture import BACKBONES, HEADS
+from dcjt.modes import B_STATS_SOURCES, EVIDENCE, MAPPING_MODES, PSEUDO_SOURCES, RELABEL_MODES, UNRESOLVED, RelabelRule
+from dcjt.schedule import joint_epochs
+from dcjt.selection import SelectionEvidence
 from dcjt.synthetic.world import WorldSpec
-from dcjt.utils.state import REPO_ROOT, state_home
-
-CONFIG_DIR = REPO_ROOT / "configs"
+from dcjt.utils.mappings import deep_merge
+from dcjt.utils.state import state_home
 
 DATASETS = ("rafdb", "affectnet", "caers", "ferplus")
 DATASETS_WITH_VA: tuple[str, ...] = ("affectnet",)
-
-
-def first_joint_epoch(warmup_epochs: int, joint_frequency: int) -> int:
-    """The first epoch of the joint schedule (Algorithm 3: ``epoch >= warm-up`` and divisible)."""
-    return math.ceil(warmup_epochs / joint_frequency) * joint_frequency
-
-
-def joint_epochs(epochs: int, warmup_epochs: int, joint_frequency: int) -> int:
-    """How many epochs of ``epochs`` pass over B under the joint schedule."""
-    anchor = first_joint_epoch(warmup_epochs, joint_frequency)
-    return 0 if anchor >= epochs else (epochs - 1 - anchor) // joint_frequency + 1
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or out of range; the message names the key."""
 
 
 class Settings(BaseModel):
@@ -397,7 +378,7 @@ class DataConfig(Settings):
                 f"data.extra is shorthand for a single extra dataset, but data.extras lists {len(extras)}: "
                 "set data.extras.K.root (K = 0, 1, ...) instead"
             )
-        data["extras"] = [_merge(extras[0], one) if extras and isinstance(one, dict) else one]
+        data["extras"] = [deep_merge(extras[0], one) if extras and isinstance(one, dict) else one]
         return data
 
     @model_validator(mode="after")
@@ -564,36 +545,6 @@ class PromotionConfig(Settings):
         return v
 
 
-class CandidateScore(Settings):
-    """One candidate variant of ``run.py select``: its accuracy over the seeds (points)."""
-
-    row: str
-    val_mean: float
-    val_sd: float
-    test_mean: float
-    test_sd: float
-
-
-class SelectionEvidence(Settings):
-    """Why a run's variant was chosen (``run.py select``): every candidate's scores over the same
-    seeds, the winner on validation and the seed-level t-interval of its lead over the runner-up.
-    Set by the select command; a run that carries it puts it in the model card and the registry."""
-
-    study: str = Field(description="the study that scored the candidates")
-    seeds: list[int] = Field(description="the seeds every candidate ran")
-    candidates: list[CandidateScore] = Field(description="each candidate's validation and test accuracy")
-    winner: str = Field(description="the candidate with the best mean validation accuracy")
-    runner_up: str | None = Field(None, description="the second best on validation")
-    lead: float | None = Field(None, description="winner minus runner-up, validation points, mean over seeds")
-    lead_lo: float | None = Field(None, description="95 % t-interval over seeds of the lead: low (one seed: none)")
-    lead_hi: float | None = Field(None, description="95 % t-interval over seeds of the lead: high")
-
-    def summary(self) -> str:
-        interval = f" [{self.lead_lo:+.2f}, {self.lead_hi:+.2f}]" if self.lead_lo is not None else ""
-        versus = f" ahead of {self.runner_up!r} by {self.lead:+.2f} points{interval}" if self.runner_up else ""
-        return f"chosen on validation over seeds {self.seeds}: {self.winner!r}{versus} ({self.study})"
-
-
 class PipelineConfig(Settings):
     name: str = Field(description="the config's name (run names, study names)")
     experiment: str = Field(description="MLflow experiment: one per target dataset")
@@ -682,169 +633,3 @@ class PipelineConfig(Settings):
     def train_config(self, stage: str) -> TrainConfig:
         """The recipe of ``stage`` (m_a, m_b, dcn, finetune) with the run's seed."""
         return getattr(self, stage).model_copy(update={"seed": self.seed})
-
-
-# --- loading ----------------------------------------------------------------------------------------
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        both_dicts = isinstance(v, dict) and isinstance(out.get(k), dict)
-        out[k] = _merge(out[k], v) if both_dicts else copy.deepcopy(v)
-    return out
-
-
-def _read(name_or_path: str, chain: tuple[Path, ...] = ()) -> dict:
-    """A config file as a mapping, merged over the config it ``extends`` (a chain of files)."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.startswith("remote"))
-        raise ConfigError(f"config {name_or_path!r} not found (looked for {path}); known: {known}")
-    if path.resolve() in chain:
-        cycle = " -> ".join(p.name for p in (*chain, path.resolve()))
-        raise ConfigError(f"config {path}: 'extends' makes a cycle ({cycle})")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-        raise ConfigError(f"config {path}:{at}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config {path}: cannot read it ({exc})") from None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {path}: must be a mapping of sections (key: value), got a {type(data).__name__}")
-    parent = data.pop("extends", None)
-    return _merge(_read(str(parent), (*chain, path.resolve())), data) if parent else data
-
-
-def set_value(raw: dict, key: str, value: Any) -> dict:
-    """Set ``a.b.c`` in the raw (not yet validated) config to ``value``."""
-    node = raw
-    parts = key.strip().split(".")
-    for p, nxt in zip(parts[:-1], parts[1:]):
-        if isinstance(node, list):
-            node = _list_item(node, p, key)
-            continue
-        node = node.setdefault(p, [] if nxt.isdigit() else {})
-        if not isinstance(node, (dict, list)):
-            raise ConfigError(f"{key}: {p!r} is not a section")
-    if isinstance(node, list):
-        index = int(_list_index(node, parts[-1], key))
-        node[index] = _merge(node[index], value) if isinstance(value, dict) and isinstance(node[index], dict) else value
-    else:
-        current = node.get(parts[-1])
-        # a mapping merges into the section it names (``m_a={epochs: 1}`` keeps the other m_a values)
-        node[parts[-1]] = _merge(current, value) if isinstance(value, dict) and isinstance(current, dict) else value
-    return raw
-
-
-def _list_index(items: list, part: str, key: str) -> int:
-    if not part.isdigit() or int(part) > len(items):
-        raise ConfigError(f"{key}: {part!r} is not an index of a list of {len(items)} (use 0..{len(items)})")
-    if int(part) == len(items):
-        items.append({})
-    return int(part)
-
-
-def _list_item(items: list, part: str, key: str):
-    item = items[_list_index(items, part, key)]
-    if not isinstance(item, dict):
-        raise ConfigError(f"{key}: item {part} is not a section")
-    return item
-
-
-def parse_assignment(assignment: str) -> tuple[str, Any]:
-    """``key.path=value`` (value read as YAML: numbers, booleans, lists, mappings)."""
-    if "=" not in assignment:
-        raise ConfigError(f"override {assignment!r} must look like key.path=value")
-    key, text = assignment.split("=", 1)
-    try:
-        return key.strip(), yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"override {assignment!r}: the value is not valid YAML ({getattr(exc, 'problem', None) or exc})"
-        ) from None
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(
-            f"{where}: {msg}"
-            + (f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err["input"], dict) else "")
-        )
-    return "; ".join(lines)
-
-
-def validate_config(raw: dict) -> PipelineConfig:
-    try:
-        return PipelineConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-
-
-def load_config(
-    name_or_path: str = "demo", overrides: list[str] | tuple = (), values: dict[str, Any] | None = None
-) -> PipelineConfig:
-    """Read a config, apply ``key=value`` overrides and typed ``values``, validate."""
-    raw = _read(name_or_path)
-    file_world = copy.deepcopy((raw.get("data") or {}).get("world") or {})
-    assignments = [parse_assignment(a) for a in overrides] + list((values or {}).items())
-    for key, value in assignments:
-        set_value(raw, key, value)
-    _apply_world_preset(raw, file_world, assignments)
-    data = raw.get("data") or {}
-    if data.get("kind", "synthetic") == "synthetic":
-        specs = [("target", data.get("target")), ("extra", data.get("extra"))]
-        specs += [(f"extras.{k}", spec) for k, spec in enumerate(data.get("extras") or [])]
-        for role, spec in specs:
-            root = (spec or {}).get("root") if isinstance(spec, dict) else None
-            if root:
-                raise ConfigError(
-                    f"--{role}-root / data.{role}.root ({root}) is set, but config {name_or_path!r} trains on the synthetic "
-                    "world (data.kind: synthetic) and would ignore it; use --config rafdb or --config caers"
-                )
-    return validate_config(raw)
-
-
-def _apply_world_preset(raw: dict, file_world: dict, assignments: list[tuple[str, Any]]) -> None:
-    """A world preset (``data.world.preset``, ``--world``) is the whole world: the config file's
-    world keys apply over it only when the file names the preset itself, ``--set data.world.*``
-    keys always do."""
-    world = (raw.get("data") or {}).get("world")
-    name = world.get("preset") if isinstance(world, dict) else None
-    if not isinstance(name, str):
-        return  # no preset (a wrong type is the schema's to refuse)
-    from dcjt.synthetic.suite import UnknownWorld, preset_values
-
-    try:
-        merged = preset_values(name)
-    except UnknownWorld as exc:
-        raise ConfigError(f"data.world.preset: {exc}") from None
-    if (raw.get("data") or {}).get("kind") == "files":
-        raise ConfigError(
-            f"data.world.preset ({name}) is a synthetic world, but data.kind is 'files' (datasets on disk); "
-            "drop --world / data.world.preset, or use a synthetic config such as demo"
-        )
-    if file_world.get("preset") == name:
-        merged = _merge(merged, file_world)
-    for key, value in assignments:
-        if key.startswith("data.world.") and key != "data.world.preset":
-            set_value({"data": {"world": merged}}, key, value)
-        elif key == "data.world" and isinstance(value, dict):
-            merged = _merge(merged, value)
-    raw["data"]["world"] = merged
-
-
-def fingerprint(root: str) -> str:
-    """Cheap identity of a dataset folder: paths, sizes and modification times of its files."""
-    h = hashlib.sha256()
-    for dirpath, _, files in sorted(os.walk(root)):
-        for f in sorted(files):
-            st = os.stat(os.path.join(dirpath, f))
-            h.update(f"{os.path.relpath(os.path.join(dirpath, f), root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:20]

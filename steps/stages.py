@@ -156,12 +156,11 @@ def relabel_extra(
     posterior modes: the precision of their confident answers there)."""
     target, validation = split_rows(target_pseudo, "train"), validation_part(target_pseudo)
     rule = method.relabel_rule()
-    settings = {k: v for k, v in vars(rule).items() if k != "mode"}
     extra = split_rows(extra_mapped, "train")  # B's training rows (mapped already, or not yet: relabel_first)
-    relabeled, report = relabel_by_dataset(extra, target, rule.mode, validation=validation, **settings)
+    relabeled, report = relabel_by_dataset(extra, target, rule, validation=validation)
     if rule.mode in ("nearest", "gated"):
         trusted = trusted_rows(target_pseudo)
-        report.health = relabel_health(trusted, relabel(trusted, target, rule.mode, **settings)[0]) if len(trusted) else {}
+        report.health = relabel_health(trusted, relabel(trusted, target, rule)[0]) if len(trusted) else {}
     elif rule.mode in ("posterior", "latent"):
         report.health = posterior_health(report.posterior, validation)
     if rule.mode in ("nearest", "gated", "posterior", "latent"):

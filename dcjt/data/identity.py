@@ -7,6 +7,8 @@
 - ``row_keys``: one 64-bit key per row (dataset name, the images' folder name, the path below
   it): what a registered model records of its training rows, and what the promotion gate checks
   the evaluation rows against.
+- ``fingerprint``: a dataset folder's paths, sizes and modification times: changed files change
+  ZenML's cache key (the runner sets it on every dataset spec).
 """
 
 from __future__ import annotations
@@ -58,3 +60,13 @@ def row_keys(table: pd.DataFrame, reference: pd.DataFrame | None = None) -> np.n
 def keys_digest(keys: np.ndarray) -> str:
     """A short digest of a set of row keys (named in the promotion gate's messages)."""
     return hashlib.sha256(np.asarray(keys, dtype=np.uint64).tobytes()).hexdigest()[:16]
+
+
+def fingerprint(root: str) -> str:
+    """Cheap identity of a dataset folder: paths, sizes and modification times of its files."""
+    h = hashlib.sha256()
+    for dirpath, _, files in sorted(os.walk(root)):
+        for f in sorted(files):
+            st = os.stat(os.path.join(dirpath, f))
+            h.update(f"{os.path.relpath(os.path.join(dirpath, f), root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]

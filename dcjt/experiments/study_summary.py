@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dcjt.config import first_joint_epoch
 from dcjt.experiments.statistics import holm, seed_differences, t_interval, two_level_bootstrap
+from dcjt.schedule import first_joint_epoch
 
 DIAGNOSTICS = (
     "subset_purity",

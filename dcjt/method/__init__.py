@@ -6,14 +6,12 @@ Stage 1 ``subset``, stage 2 ``pseudo``, stage 3 ``mapping`` and ``relabel``, sta
 
 from dcjt.method.gaussian import criteria_audit, va_stats
 from dcjt.method.joint import training_rows
-from dcjt.method.mapping import MAPPING_MODES, map_continuous
+from dcjt.method.mapping import map_continuous
 from dcjt.method.pseudo import m_b_rows, pseudo_label, with_pseudo_va
-from dcjt.method.relabel import RELABEL_MODES, class_centres, relabel, relabel_gated, relabel_nearest
+from dcjt.method.relabel import class_centres, relabel, relabel_gated, relabel_nearest
 from dcjt.method.subset import select_subset, take_fraction, with_m_a_probabilities
 
 __all__ = [
-    "MAPPING_MODES",
-    "RELABEL_MODES",
     "relabel",
     "relabel_gated",
     "take_fraction",

@@ -21,6 +21,7 @@ from dcjt.method.mapping import map_continuous
 from dcjt.method.relabel import relabel
 from dcjt.method.reports import MappingReport, RelabelReport, SubsetReport
 from dcjt.method.subset import select_subset
+from dcjt.modes import RelabelRule
 
 
 class ExtraDatasetError(ValueError):
@@ -99,13 +100,15 @@ def map_by_dataset(
     return out, report
 
 
-def relabel_by_dataset(extra: pd.DataFrame, target: pd.DataFrame, mode: str, **kw) -> tuple[pd.DataFrame, RelabelReport]:
+def relabel_by_dataset(
+    extra: pd.DataFrame, target: pd.DataFrame, rule: RelabelRule, *, validation: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, RelabelReport]:
     """Stage 3b (a rule per row, so the labels are those of one pass over every extra) with each
     extra's own statistics and transition matrix beside the overall ones."""
-    out, report = relabel(extra, target, mode, **kw)
+    out, report = relabel(extra, target, rule, validation=validation)
     names = datasets(extra)
-    if len(names) > 1 and mode != "none":
-        report.per_dataset = {d: relabel(extra[_rows_of(extra, d)], target, mode, **kw)[1] for d in names}
+    if len(names) > 1 and rule.mode != "none":
+        report.per_dataset = {d: relabel(extra[_rows_of(extra, d)], target, rule, validation=validation)[1] for d in names}
     return out, report
 
 

@@ -20,11 +20,9 @@ from dcjt.method.gaussian import (
     va_stats,
 )
 from dcjt.method.reports import MappingReport
+from dcjt.modes import B_STATS_SOURCES, MAPPING_MODES
 
 log = logging.getLogger(__name__)
-
-MAPPING_MODES = ("none", "global", "emotion", "emotion_ot")
-B_STATS_SOURCES = ("all", "remaining")
 
 
 def map_continuous(

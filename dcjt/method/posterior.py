@@ -17,8 +17,8 @@ from scipy.special import logsumexp
 
 from dcjt.data.labels import M_A_PROB_COLUMNS, NUM_CLASSES
 from dcjt.method.gaussian import MIN_COUNT, RIDGE, has_va, va_array
+from dcjt.modes import EVIDENCE
 
-EVIDENCE = ("both", "va", "m_a")
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)  # M_A's weight, chosen on validation (evidence "both")
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.995, 0.01))
 MIN_CONFIDENT_ROWS = 10  # a threshold needs this many confident validation rows to be judged

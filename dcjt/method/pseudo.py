@@ -10,8 +10,7 @@ from dcjt.method.extras import va_datasets
 from dcjt.method.gaussian import va_stats
 from dcjt.method.reports import PseudoReport
 from dcjt.method.truth import pseudo_truth
-
-PSEUDO_SOURCES = ("subset", "all")
+from dcjt.modes import PSEUDO_SOURCES
 
 
 def m_b_rows(extra_marked: pd.DataFrame, pseudo_from: str, val_fraction: float, seed: int) -> pd.DataFrame:

@@ -22,8 +22,6 @@ Rows of B - subB whose posterior passes no threshold are "unresolved": they keep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
@@ -33,9 +31,11 @@ from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SOFT_COLUMNS, sp
 from dcjt.method.gaussian import has_va, label_confusion, matrix_record, remaining_rows, va_array
 from dcjt.method.reports import LatentRecord, PosteriorRecord, RelabelReport
 from dcjt.method.truth import relabel_truth
+from dcjt.modes import RelabelRule
 
-# Every relabel mode and the stages whose output it reads, so their health gates apply to a row
-# that uses it (``dcjt.method.health.stages_used``): a new mode must say what it reads here.
+# Every relabel mode (``dcjt.modes.RELABEL_MODES``) and the stages whose output it reads, so their
+# health gates apply to a row that uses it (``dcjt.method.health.stages_used``): a new mode must
+# say what it reads here (a unit test fails otherwise).
 RELABEL_READS: dict[str, frozenset[str]] = {
     "none": frozenset(),
     "nearest": frozenset({"pseudo"}),  # A's class centres of pseudo V/A
@@ -44,35 +44,6 @@ RELABEL_READS: dict[str, frozenset[str]] = {
     "latent": frozenset({"pseudo", "subset"}),  # B's label, M_A and the V/A posterior
     "oracle": frozenset(),  # the synthetic world's truth: no stage to trust
 }
-RELABEL_MODES = tuple(RELABEL_READS)
-UNRESOLVED = ("keep", "soft", "ignore")
-
-
-@dataclass(frozen=True)
-class RelabelRule:
-    """How stage 3b relabels (``MethodConfig.relabel_rule()`` builds it from the config)."""
-
-    mode: str = "nearest"
-    gate_ratio: float = 0.8  # gated
-    gate_m_a: bool = True  # gated
-    evidence: str = "both"  # posterior: both | va | m_a
-    weight: float | None = None  # posterior: M_A's weight (None: chosen on A's validation rows)
-    threshold: float | None = None  # posterior, latent: None: chosen on validation / the target precision
-    precision: float = 0.9  # posterior, latent: the precision a new label should reach
-    unresolved: str = "keep"  # posterior, latent: keep | soft | ignore
-    max_iter: int = 200  # latent: EM's iteration cap
-
-    def __post_init__(self) -> None:
-        if self.mode not in RELABEL_MODES:
-            raise ValueError(f"unknown relabel mode {self.mode!r}; choose from {RELABEL_MODES}")
-        if self.threshold is not None and not 0 < self.threshold <= 1:
-            raise ValueError(f"relabel threshold must be in (0, 1], got {self.threshold}")
-        if self.weight is not None and self.weight < 0:
-            raise ValueError(f"posterior weight must be >= 0, got {self.weight}")
-        if not 0 < self.precision <= 1:
-            raise ValueError(f"relabel precision must be in (0, 1], got {self.precision}")
-        if self.unresolved not in UNRESOLVED:
-            raise ValueError(f"unresolved rows: choose from {UNRESOLVED}, got {self.unresolved!r}")
 
 
 def class_centres(target: pd.DataFrame) -> np.ndarray:
@@ -350,11 +321,11 @@ def relabel_oracle(extra: pd.DataFrame) -> tuple[pd.DataFrame, RelabelReport]:
 
 
 def relabel(
-    extra: pd.DataFrame, target: pd.DataFrame, mode: str, *, validation: pd.DataFrame | None = None, **settings
+    extra: pd.DataFrame, target: pd.DataFrame, rule: RelabelRule, *, validation: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, RelabelReport]:
-    """Stage 3b in the configured ``mode`` (``none`` passes B through); ``settings``: the other
-    fields of ``RelabelRule``; ``validation``: A's validation rows (posterior and latent modes)."""
-    rule = RelabelRule(mode=mode, **settings)
+    """Stage 3b by ``rule`` (``MethodConfig.relabel_rule()``; mode ``none`` passes B through);
+    ``validation``: A's validation rows (posterior and latent modes)."""
+    mode = rule.mode
     if mode == "none":
         return extra, RelabelReport(mode="none")
     if mode == "nearest":

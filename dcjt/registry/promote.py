@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from dcjt.config import PipelineConfig, PromotionConfig, SelectionEvidence
+from dcjt.config import PipelineConfig, PromotionConfig
 from dcjt.data.cache import load_cache
 from dcjt.data.identity import row_keys
 from dcjt.data.labels import EMOTIONS, split_rows
@@ -26,6 +26,7 @@ from dcjt.registry.card import RunData, model_card, quality_tags, version_descri
 from dcjt.registry.gate import GATE_SPLITS, promotion_gate, score_champion
 from dcjt.registry.lifecycle import ParitySet, PromotionOutcome, current_champion, log_dcn, register_version
 from dcjt.registry.record import champion_training_rows, overlap_problem, record_training_rows, training_row_keys
+from dcjt.selection import SelectionEvidence
 from dcjt.train.scoring import RowEvaluation
 from dcjt.utils.mlflow_io import child_run, log_tables, table_name, table_source
 

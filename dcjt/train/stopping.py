@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from dcjt.config import first_joint_epoch  # the schedule's arithmetic lives with its settings
+from dcjt.schedule import first_joint_epoch  # the schedule's arithmetic lives with its settings
 
 
 def is_check(epoch: int, anchor: int, every: int) -> bool:

@@ -8,7 +8,7 @@ import mlflow
 def run_tiny(*extra: str):
     """The whole pipeline on the tiny world (``configs/tiny.yaml``) with ``extra`` ``--set`` values."""
     from app.runner import run_pipeline
-    from dcjt.config import load_config
+    from dcjt.config_files import load_config
 
     return run_pipeline(load_config("tiny", list(extra)))
 

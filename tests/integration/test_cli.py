@@ -14,7 +14,7 @@ import torch
 from torchvision.models import resnet18
 
 from app.preflight import PreflightError
-from dcjt.config import ConfigError, load_config
+from dcjt.config_files import ConfigError, load_config
 from dcjt.data.readers import read_affectnet, read_rafdb
 from dcjt.train.weights import imagenet_file
 from helpers import ROOT

@@ -6,7 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from dcjt.config import load_config
+from dcjt.config_files import load_config
 from dcjt.synthetic.world import WorldSpec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -10,7 +10,7 @@ import torch
 
 from app.preflight import PreflightError
 from app.runner import run_finetune, run_pipeline
-from dcjt.config import load_config
+from dcjt.config_files import load_config
 from dcjt.model.nets import build_model
 from helpers import ROOT  # noqa: E402
 

@@ -117,7 +117,7 @@ def test_runs_table_shows_the_rows_and_the_winner(first_run):
     """The MLflow runs table answers the run's question: readable names, the comparison as the
     parent's description, each row's accuracy under one key on the run that trained it, one series
     per total, datasets with their rows per emotion, B before and after stage 3 as two datasets."""
-    from dcjt.config import load_config
+    from dcjt.config_files import load_config
 
     cfg = load_config("tiny")
     assert first_run.run_name.startswith(f"tiny-{cfg.method.variant_name}-s{cfg.seed}-")
@@ -155,7 +155,7 @@ def test_dcn_trains_jointly_on_the_relabeled_and_mapped_rows(first_run):
     import pandas as pd
     from zenml.client import Client
 
-    from dcjt.config import load_config
+    from dcjt.config_files import load_config
     from dcjt.method import training_rows
 
     run = Client().get_pipeline_run(first_run.run_name)
@@ -680,7 +680,7 @@ def test_a_stack_whose_steps_share_no_disk_is_stopped_at_submission():
     import yaml
 
     from app.preflight import PreflightError, check_handoff
-    from dcjt.config import load_config
+    from dcjt.config_files import load_config
 
     k8s = yaml.safe_load((ROOT / "configs/remote-kubernetes.yaml").read_text())
     cfg = load_config("demo")
@@ -699,7 +699,7 @@ def test_a_stack_whose_steps_share_no_disk_is_stopped_at_submission():
 def test_pipeline_carves_validation_only_where_it_is_used(tmp_path, monkeypatch):
     """A's validation selects epochs; B's is carved from M_B's subset in stage 2, not at ingestion."""
     import pipelines.dcjt as graph
-    from dcjt.config import load_config
+    from dcjt.config_files import load_config
 
     calls = []
     monkeypatch.setattr(graph, "ingest_dataset", lambda **kw: calls.append(kw) or (None, None))  # records the wiring

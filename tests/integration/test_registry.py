@@ -98,7 +98,7 @@ def test_a_champion_that_trained_on_the_evaluation_rows_is_not_compared(registry
     assert problem.startswith(f"promotion: champion version {forced['version']} of fer has no record of its training rows")
     assert "--force-promote" in problem
     from app.preflight import PreflightError, check_champion_record
-    from dcjt.config import load_config
+    from dcjt.config_files import load_config
 
     with pytest.raises(PreflightError, match="has no record of its training rows"):
         check_champion_record(load_config("demo", values={"model_name": "fer"}))

@@ -29,7 +29,7 @@ def _compiled_steps(flavor: str, tmp_path: Path, finetune: bool = False) -> dict
     from zenml.utils import source_utils, yaml_utils
 
     from app.environment import prepare_environment
-    from dcjt.config import load_config
+    from dcjt.config_files import load_config
     from pipelines.dcjt import dcjt_pipeline
     from pipelines.finetune import finetune_pipeline
 

@@ -17,13 +17,14 @@ FLOORS = [
     ("dcjt/registry",),
     ("dcjt/experiments",),
     ("dcjt/train",),
-    ("dcjt/plan.py",),
+    ("dcjt/plan.py", "dcjt/config_files.py"),
+    ("dcjt/method",),
     ("dcjt/config.py",),
-    ("dcjt/method", "dcjt/synthetic"),
+    ("dcjt/synthetic",),
     ("dcjt/data",),
     ("dcjt/serving",),
     ("dcjt/model",),
-    ("dcjt/utils", "dcjt/__init__.py"),
+    ("dcjt/modes.py", "dcjt/schedule.py", "dcjt/selection.py", "dcjt/utils", "dcjt/__init__.py"),
 ]
 PACKAGES = ("app", "pipelines", "steps", "dcjt")
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.preflight import PreflightError, check_tracking_store, preflight
-from dcjt.config import load_config
+from dcjt.config_files import load_config
 from dcjt.data.cache import build_cache
 from dcjt.data.labels import make_table, write_table
 from dcjt.data.readers import DatasetFormatError, check_layout, ingest, read_affectnet, read_caers, read_ferplus, read_rafdb
@@ -263,8 +263,8 @@ def test_fuzz_ferplus_rows(tmp_path, usage, name, votes):
 def test_config_files_that_are_not_configs_are_refused_naming_the_file(tmp_path, monkeypatch):
     """YAML errors name the file, line and column; a list is not a config; an extends cycle and
     a --set value that is not YAML are one line each (no traceback, no recursion)."""
-    from dcjt import config as config_module
-    from dcjt.config import ConfigError
+    from dcjt import config_files as config_module
+    from dcjt.config_files import ConfigError
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nm_a: {epochs: [1\n")

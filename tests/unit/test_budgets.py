@@ -7,8 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcjt.config import BudgetConfig, ConfigError, MethodConfig, first_joint_epoch, joint_epochs, load_config
+from dcjt.config import BudgetConfig, MethodConfig
+from dcjt.config_files import ConfigError, load_config
 from dcjt.model.nets import build_model
+from dcjt.schedule import first_joint_epoch, joint_epochs
 from dcjt.train.batches import epoch_plan
 from dcjt.train.budget import BudgetError, reference_steps, row_recipe
 from dcjt.train.loop import set_seed, train

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dcjt.config import ConfigError, TrainConfig, load_config
+from dcjt.config import TrainConfig
+from dcjt.config_files import ConfigError, load_config
 from dcjt.data.labels import NUM_CLASSES, SUBSET_COLUMN, make_table
 from dcjt.method import m_b_rows, map_continuous, relabel
 from dcjt.method.extras import (
@@ -19,6 +20,7 @@ from dcjt.method.extras import (
     va_datasets,
 )
 from dcjt.method.health import GateError, extra_subset_gates, gate_report
+from dcjt.modes import RelabelRule
 from dcjt.synthetic.world import WorldSpec, world_tables
 from dcjt.train.batches import Samples, epoch_plan
 
@@ -119,8 +121,8 @@ def test_each_extra_is_mapped_with_its_own_statistics_and_pseudo_rows_pass():
         assert stats.per_dataset[name].n_mapped == own.n_mapped
     pd.testing.assert_frame_equal(mapped[d], pseudo[d])  # pseudo V/A are on A's scale already: not mapped
     assert stats.n_mapped == sum(s.n_mapped for s in stats.per_dataset.values())
-    relabeled, rstats = relabel_by_dataset(mapped, target, "nearest")
-    whole, _ = relabel(mapped, target, "nearest")
+    relabeled, rstats = relabel_by_dataset(mapped, target, RelabelRule("nearest"))
+    whole, _ = relabel(mapped, target, RelabelRule("nearest"))
     pd.testing.assert_frame_equal(relabeled, whole)  # a rule per row: the same labels as one pass
     assert set(rstats.per_dataset) == {"b", "b2", "d"} and rstats.per_dataset["d"].n_changed > 0
     contrib = contributions(extra, relabeled).set_index("dataset")
@@ -137,7 +139,7 @@ def test_single_extra_stages_are_unchanged():
     alone, own = map_continuous(b, target, "emotion")
     pd.testing.assert_frame_equal(mapped, alone)
     assert stats == own and not stats.per_dataset  # one extra: exactly the single-extra stage's report
-    assert not relabel_by_dataset(mapped, target, "nearest")[1].per_dataset
+    assert not relabel_by_dataset(mapped, target, RelabelRule("nearest"))[1].per_dataset
 
 
 def test_an_extra_with_no_class_in_common_or_an_empty_subset_stops_the_run():

@@ -7,7 +7,8 @@ import typing
 import numpy as np
 import pytest
 
-from dcjt.config import BASELINES, ConfigError, GatesConfig, MethodConfig, load_config
+from dcjt.config import BASELINES, GatesConfig, MethodConfig
+from dcjt.config_files import ConfigError, load_config
 from dcjt.data.labels import M_A_COLUMN, make_table
 from dcjt.method import relabel
 from dcjt.method.health import (
@@ -23,8 +24,9 @@ from dcjt.method.health import (
     subset_gates,
     trusted_rows,
 )
-from dcjt.method.relabel import RELABEL_MODES, RELABEL_READS
+from dcjt.method.relabel import RELABEL_READS
 from dcjt.method.reports import MappingReport
+from dcjt.modes import RELABEL_MODES, RelabelRule
 from dcjt.train.metrics import kappa, majority_rate
 from helpers.data import ALL_LABELS
 
@@ -90,13 +92,13 @@ def test_relabel_health_on_trusted_rows_by_hand():
     trusted = trusted_rows(target)
     assert len(trusted) == 4 * 6 and set(trusted["trusted_label"]) == {0, 3, 6}
     assert (trusted["label"] != trusted["trusted_label"]).all()
-    health = relabel_health(trusted, relabel(trusted, train, "nearest")[0])
+    health = relabel_health(trusted, relabel(trusted, train, RelabelRule("nearest"))[0])
     # rows v0-v2 land on their own centre (18 changes right); v3 (neutral) lies nearer happiness's centre
     # (0.55^2 + 0.4^2 < 0.45^2 + 0.4^2 ... squared 0.3625 vs 0.4625): 5 of its 6 wrong labels become happiness
     assert health["majority_rate"] == 0.5 and health["rows"] == 4
     assert health["precision"] == pytest.approx(18 / (18 + 5)) and health["coverage"] == pytest.approx(23 / 24)
     assert relabel_gates(health, CFG)[0].passed
-    gated = relabel_health(trusted, relabel(trusted, train, "gated", gate_ratio=0.8)[0])
+    gated = relabel_health(trusted, relabel(trusted, train, RelabelRule("gated", gate_ratio=0.8))[0])
     assert gated["precision"] == 1.0 and gated["coverage"] == pytest.approx(18 / 24)  # M_A (neutral) vetoes v3's changes
     bad = dict(health, precision=0.4)
     gate = relabel_gates(bad, CFG)[0]
@@ -154,7 +156,8 @@ def test_a_validation_split_too_small_to_select_on_is_refused_before_training(tm
 @pytest.mark.parametrize("mode", RELABEL_MODES)
 def test_every_relabel_rule_that_reads_a_stage_has_its_gate(mode):
     """A rule that relabels from stages 1-2 puts the relabel gate (and those stages' gates) on;
-    a mode outside ``RELABEL_READS`` cannot exist (the config's choices come from it)."""
+    every mode of ``dcjt.modes.RELABEL_MODES`` (the config's choices) says what it reads in
+    ``RELABEL_READS``, so a mode added without its gates fails here."""
     assert set(typing.get_args(MethodConfig.model_fields["relabel"].annotation)) == set(RELABEL_READS)
     order = {"stage3_order": "relabel_first"} if mode == "latent" else {}
     used = stages_used(MethodConfig(relabel=mode, mapping="none", **order))

@@ -115,7 +115,7 @@ def test_config_errors():
 
 
 def test_pipeline_config_errors_name_the_key_path():
-    from dcjt.config import ConfigError, load_config
+    from dcjt.config_files import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=r"dcn\.lam: Input should be greater than or equal to 0 \(got -1\)"):
         load_config("demo", ["dcn.lam=-1"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dcjt.config import BASELINES, load_config
+from dcjt.config import BASELINES
+from dcjt.config_files import load_config
 from dcjt.method.health import stages_used
 from dcjt.plan import GPU_STEPS, ROWS, STAGE_NETWORK_STEPS, extra_table, plan_run, train_step
 

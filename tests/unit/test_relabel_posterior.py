@@ -14,13 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
-from dcjt.config import ConfigError, load_config
+from dcjt.config_files import ConfigError, load_config
 from dcjt.data.labels import LABEL_ORIGINS, M_A_PROB_COLUMNS, NUM_CLASSES, SOFT_COLUMNS, make_table
 from dcjt.data.validation import validate_table
 from dcjt.method import posterior as post
 from dcjt.method.latent import MISSING, dawid_skene
-from dcjt.method.relabel import RelabelRule, relabel
+from dcjt.method.relabel import relabel
 from dcjt.method.subset import with_m_a_probabilities
+from dcjt.modes import RelabelRule
 from dcjt.train.batches import class_targets
 from dcjt.train.loop import loss_fn
 
@@ -119,22 +120,22 @@ def test_relabel_posterior_changes_sure_rows_and_trains_the_rest_soft_or_not_at_
         [_probs(0, 0.8), _probs(3, 0.8), _probs(5, 0.4), _probs(3, 0.8)],
         subset=[False, False, False, True],
     )
-    _, chosen = relabel(extra, target, "posterior", validation=val, precision=0.9)
+    _, chosen = relabel(extra, target, RelabelRule("posterior", precision=0.9), validation=val)
     assert chosen.posterior.chosen_on == "A's validation rows (12)" and chosen.posterior.reached
     assert chosen.posterior.weight in post.WEIGHTS and chosen.posterior.val_precision == 1.0
     assert chosen.posterior.threshold == post.THRESHOLDS[0]  # every validation row is right: the lowest
-    kept, report = relabel(extra, target, "posterior", threshold=0.9, weight=1.0)
+    kept, report = relabel(extra, target, RelabelRule("posterior", threshold=0.9, weight=1.0))
     assert report.posterior.chosen_on == "config; weight: config" and report.posterior.val_rows == 0
     p = post.posterior_of(extra, post.fit_class_gaussians(target), "both", 1.0)
     assert (p[:2].max(axis=1) >= 0.9).all() and 0.5 < p[2].max() < 0.9  # the ambiguous row is not sure
     assert kept["label"].tolist() == [0, 3, 5, 3]
     assert kept["label_origin"].tolist() == ["relabeled", "relabeled", "human", "human"]
     assert report.n_resolved == 2 and report.n_considered == 3
-    soft, report_soft = relabel(extra, target, "posterior", threshold=0.9, weight=1.0, unresolved="soft")
+    soft, report_soft = relabel(extra, target, RelabelRule("posterior", threshold=0.9, weight=1.0, unresolved="soft"))
     np.testing.assert_allclose(soft.loc[2, list(SOFT_COLUMNS)].to_numpy(float), p[2], atol=1e-12)
     assert soft["label"].iat[2] == 5 and soft["label_origin"].iat[2] == "soft" and report_soft.n_soft == 1
     assert soft.loc[[0, 1, 3], list(SOFT_COLUMNS)].isna().all().all()
-    ignored, report_ignored = relabel(extra, target, "posterior", threshold=0.9, weight=1.0, unresolved="ignore")
+    ignored, report_ignored = relabel(extra, target, RelabelRule("posterior", threshold=0.9, weight=1.0, unresolved="ignore"))
     assert (ignored.loc[2, list(SOFT_COLUMNS)] == 0).all() and ignored["label_origin"].iat[2] == "ignored"
     assert report_ignored.n_ignored == 1
     for table in (kept, soft, ignored):
@@ -145,13 +146,13 @@ def test_posterior_without_validation_rows_or_m_a_probabilities_is_refused_by_na
     target = _target()
     extra = _rows([[0.0, 0.6]], [1], [_probs(0, 0.8)])
     with pytest.raises(ValueError, match="set method.relabel_weight"):
-        relabel(extra, target, "posterior")
+        relabel(extra, target, RelabelRule("posterior"))
     no_probs = extra.drop(columns=list(M_A_PROB_COLUMNS))
     with pytest.raises(post.PosteriorError, match="M_A's class probabilities"):
-        relabel(no_probs, target, "posterior", weight=1.0, threshold=0.9)
+        relabel(no_probs, target, RelabelRule("posterior", weight=1.0, threshold=0.9))
     # V/A alone needs no M_A; a row without V/A is not considered.
     va_only = no_probs.assign(valence=[np.nan], arousal=[np.nan], va_origin="none")
-    out, report = relabel(va_only, target, "posterior", evidence="va", threshold=0.9)
+    out, report = relabel(va_only, target, RelabelRule("posterior", evidence="va", threshold=0.9))
     assert report.n_considered == 0 and out["label"].tolist() == [1]
 
 
@@ -161,7 +162,7 @@ def test_an_extra_without_published_va_is_relabeled_on_its_pseudo_va():
     target = _target()
     c = _rows([[0.0, 0.0]], [1], [_probs(0, 0.8)], name="c").assign(valence=np.nan, arousal=np.nan, va_origin="none")
     c = with_pseudo_va(c, np.array([[0.6, 0.0]]))  # stage 2 gives discrete-only extras M_B's V/A, as A
-    out, report = relabel(c, target, "posterior", evidence="va", threshold=0.6)
+    out, report = relabel(c, target, RelabelRule("posterior", evidence="va", threshold=0.6))
     assert report.n_considered == 1 and out["label"].tolist() == [3]
 
 
@@ -243,12 +244,12 @@ def test_relabel_latent_reports_confusions_against_the_truth_and_warns_when_em_s
     val_truth = rng.choice([0, 3, 6], 60)
     val_va = np.array([centres[t] for t in val_truth]) + rng.normal(0, 0.08, (60, 2))
     val = _rows(val_va, val_truth, [_probs(t, 0.7) for t in val_truth], "v", "val")
-    out, report = relabel(extra, target, "latent", validation=val)
+    out, report = relabel(extra, target, RelabelRule("latent"), validation=val)
     assert report.latent.converged and report.latent.anchors == 60
     assert set(report.latent.confusions) == {"M_A", "V/A", "label: b"} == set(report.latent.truth_confusions)
     assert report.posterior.threshold == 0.9 and "calibrated" in report.posterior.chosen_on
     assert report.truth["relabel_precision"] > 0.9 and report.truth["latent_confusion_mae.label: b"] < 0.05
-    _, early = relabel(extra, target, "latent", validation=val, max_iter=1)
+    _, early = relabel(extra, target, RelabelRule("latent", max_iter=1), validation=val)
     assert early.warnings == ["EM did not converge in 1 iterations; the last estimate is kept"]
 
 
@@ -361,7 +362,7 @@ def test_a_precision_no_threshold_reaches_relabels_nothing_even_at_posterior_one
     val = _rows([[0.0, 0.62], [0.62, 0.0]] * 6, [3, 0] * 6, [_probs(3, 0.7), _probs(0, 0.7)] * 6, "v", "val")
     extra = _rows([[0.0, 0.9], [0.9, 0.0]], [1, 4], [_probs(0, 0.99), _probs(3, 0.99)])
     assert (post.posterior_of(extra, post.fit_class_gaussians(target), "both", 1.0).max(axis=1) > 0.999999).all()
-    out, report = relabel(extra, target, "posterior", validation=val, weight=1.0, unresolved="soft")
+    out, report = relabel(extra, target, RelabelRule("posterior", weight=1.0, unresolved="soft"), validation=val)
     assert not report.posterior.reached and report.n_changed == 0 and report.n_soft == 2 and out["label"].tolist() == [1, 4]
     assert report.warnings and "nothing relabeled" in report.warnings[0]
 

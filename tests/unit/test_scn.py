@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from dcjt.config import ConfigError, SCNConfig, TrainConfig, load_config
+from dcjt.config import SCNConfig, TrainConfig
+from dcjt.config_files import ConfigError, load_config
 from dcjt.model.nets import build_model
 from dcjt.train.scn import high_group, rank_regularisation, relabeled
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dcjt.config import BudgetConfig, ConfigError, MethodConfig, load_config
+from dcjt.config import BudgetConfig, MethodConfig
+from dcjt.config_files import ConfigError, load_config
 from dcjt.data.labels import M_A_COLUMN, make_table
 from dcjt.experiments.statistics import paired_bootstrap
 from dcjt.experiments.tables import TABLES, StudyError, parse_seeds, study_rows
@@ -103,7 +104,7 @@ def test_patience_stops_training():
 
 
 def test_budget_flags_mark_rows_still_improving_at_the_cap_and_joint_rows_chosen_before_b():
-    from dcjt.config import load_config
+    from dcjt.config_files import load_config
     from dcjt.experiments.study_summary import flag_budget, markdown, summarise
 
     cfg = load_config("demo")  # 10 epochs, warm-up 2, joint every 2 epochs, patience 3 cycles = 6 epochs

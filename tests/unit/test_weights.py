@@ -8,7 +8,7 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from dcjt.config import ConfigError, load_config
+from dcjt.config_files import ConfigError, load_config
 from dcjt.model.nets import build_model
 from dcjt.train.weights import WeightsError, apply_weights, imagenet_file, resolve_weights
 

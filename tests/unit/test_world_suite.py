@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcjt.config import ConfigError, load_config
+from dcjt.config_files import ConfigError, load_config
 from dcjt.experiments import regret
 from dcjt.synthetic.annotators import ExtraCriteria, annotate_extra
 from dcjt.synthetic.suite import AFFECTNET_PRIORS, WORLDS, parse_worlds, preset_values
