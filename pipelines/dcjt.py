@@ -27,6 +27,7 @@ from steps.stages import (
     pseudo_label_target,
     relabel_extra,
     select_extra_subset,
+    summarise_stage_reports,
 )
 from steps.tracking import log_stages, open_tracking, report_run
 from steps.training import RowSetup, TrainingSetup, train_classifier, train_m_b, train_row
@@ -133,7 +134,8 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     )
     with_va, extras_pseudo = pseudo_label_extras(m_b, marked, e_cache)  # extras without V/A: M_B's, like A
     prepared, mapping, relabeled = stage3(with_va, pseudo, method, gates, used)
-    stages, _ = log_stages(parent, subset, pseudo_report, mapping, relabeled, extras_pseudo, pseudo, marked, prepared)
+    stages = summarise_stage_reports(subset, pseudo_report, mapping, relabeled, extras_pseudo, pseudo, marked, prepared)
+    log_stages(parent, stages, pseudo, marked, prepared)
     # Stage 4 and every row reported beside it: one recipe and budget, one evaluation step.
     row_setup = dict(**setup, train_cfg=config.train_config("dcn"), budget=config.budget)
     models, rows = {}, []

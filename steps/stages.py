@@ -30,7 +30,8 @@ from dcjt.method.health import (
     trusted_rows,
 )
 from dcjt.method.relabel import validation_part
-from dcjt.method.reports import ExtrasPseudoReport, MappingReport, PseudoReport, RelabelReport, SubsetReport
+from dcjt.method.reports import ExtrasPseudoReport, MappingReport, PseudoReport, RelabelReport, StageSummary, SubsetReport
+from dcjt.method.stage_summary import summarise_stages
 from dcjt.method.truth import pseudo_truth
 from dcjt.train.batches import samples_from
 from dcjt.train.predict import predict
@@ -171,3 +172,20 @@ def relabel_extra(
         report.gx = validated(relabeled, "extra after relabeling")
     step_metadata(report_headline(report) | {f"health.{k}": v for k, v in report.health.items()})
     return relabeled, report
+
+
+@dcjt_step()
+def summarise_stage_reports(
+    subset: SubsetReport,
+    pseudo: PseudoReport,
+    mapping: MappingReport,
+    relabel: RelabelReport,
+    extras_pseudo: ExtrasPseudoReport,
+    target_pseudo: pd.DataFrame,
+    extra_marked: pd.DataFrame,
+    extra_prepared: pd.DataFrame,
+) -> Annotated[StageSummary, "stages"]:
+    """Stages 1-3 as one artifact (``StageSummary``): their reports, the labeling-criteria audit
+    of B - subB before and after stage 3 and what each extra contributed. The registry, the model
+    card, the run's report and its MLflow record read it (``steps.tracking.log_stages``)."""
+    return summarise_stages(subset, pseudo, mapping, relabel, extras_pseudo, target_pseudo, extra_marked, extra_prepared)

@@ -25,8 +25,7 @@ from dcjt.experiments.plots import confusion_figure, latent_figure, va_scatter
 from dcjt.experiments.records import RunSummary
 from dcjt.method import class_centres, va_stats
 from dcjt.method.health import failed_gates
-from dcjt.method.reports import ExtrasPseudoReport, MappingReport, PseudoReport, RelabelReport, StageSummary, SubsetReport
-from dcjt.method.stage_summary import summarise_stages
+from dcjt.method.reports import StageSummary
 from dcjt.method.truth import remaining_part
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.registry.run_page import comparison_table, run_description
@@ -143,22 +142,15 @@ def stage_page(stages: StageSummary, figures: dict[str, object]) -> str:
 @dcjt_step(cached=False)
 def log_stages(
     parent_run_id: str,
-    subset: SubsetReport,
-    pseudo: PseudoReport,
-    mapping: MappingReport,
-    relabel: RelabelReport,
-    extras_pseudo: ExtrasPseudoReport,
+    stages: StageSummary,
     target_pseudo: pd.DataFrame,
     extra_marked: pd.DataFrame,
     extra_prepared: pd.DataFrame,
-) -> tuple[Annotated[StageSummary, "stages"], Annotated[HTMLString, "stage_report"]]:
+) -> Annotated[HTMLString, "stage_report"]:
     """Stages 1-3 into the parent run: the label tables as datasets (B before and after stage 3,
-    each with its own digest), every report (``stats/``),
-    counts, gate outcomes, the labeling-criteria audit and the plots; returns their summary and
-    the page ZenML's dashboard shows of them."""
-    stages, audits = summarise_stages(
-        subset, pseudo, mapping, relabel, extras_pseudo, target_pseudo, extra_marked, extra_prepared
-    )
+    each with its own digest), every report (``stats/``), counts, gate outcomes, the
+    labeling-criteria audit and the plots; returns the page ZenML's dashboard shows of them."""
+    subset, pseudo, mapping, relabel = stages.subset, stages.pseudo, stages.mapping, stages.relabel
     with mlflow.start_run(run_id=parent_run_id):
         b_before, b_after = split_rows(extra_marked, "train"), split_rows(extra_prepared, "train")
         tables = [(table_name(split_rows(target_pseudo, s), s), split_rows(target_pseudo, s), c) for s, c in SPLIT_CONTEXTS]
@@ -167,10 +159,10 @@ def log_stages(
         log_tables(tables, EMOTIONS)
         for name, report in (("subset", subset), ("pseudo", pseudo), ("mapping", mapping), ("relabel", relabel)):
             log_json(report.as_json(), f"stats/{name}.json")
-        log_json(extras_pseudo.as_json(), "stats/extra_pseudo.json")
+        log_json(stages.extras_pseudo.as_json(), "stats/extra_pseudo.json")
         log_json({d: m.as_json() for d, m in stages.transitions.items()}, "stats/extras_relabel_transitions.json")
         log_frame(pd.DataFrame(stages.extras).set_index("dataset"), "extras_contribution.csv")
-        for when, audit in audits.items():
+        for when, audit in stages.criteria_tables().items():
             log_frame(audit, f"audit/criteria_{when}.csv")
         metrics = {"subset.kept": subset.n_kept, "subset.kept_fraction": subset.kept_fraction}
         metrics |= {
@@ -199,7 +191,7 @@ def log_stages(
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{name}.png")
     step_metadata({f"audit.{k}": v for k, v in stages.audit.items()} | metrics)
-    return stages, HTMLString(stage_page(stages, figures))
+    return HTMLString(stage_page(stages, figures))
 
 
 def run_gates(stages: StageSummary, rows: list[RowEvaluation]) -> list:

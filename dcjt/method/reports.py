@@ -171,6 +171,13 @@ class StageSummary(Record):
     audit: dict[str, float] = Field(default_factory=dict)
     extras: list[dict[str, Any]] = Field(default_factory=list)
     transitions: dict[str, MatrixRecord] = Field(default_factory=dict)
+    criteria: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="the labeling-criteria audit tables (before / after stage 3), one row per emotion"
+    )
+
+    def criteria_tables(self) -> dict[str, pd.DataFrame]:
+        """The criteria audits as tables, indexed by emotion (``global`` for all of B - subB)."""
+        return {when: pd.DataFrame(rows).set_index("emotion") for when, rows in self.criteria.items()}
 
     def gate_reports(self) -> list[GateReport]:
         return [r.gates for r in (self.subset, self.pseudo, self.mapping, self.relabel) if r.gates is not None]
@@ -239,6 +246,9 @@ def record_markdown(record: BaseModel, title: str, level: int = 2) -> str:
             and all(isinstance(v, dict) and all(map(_scalar, v.values())) for v in value.values())
         ):
             parts += [sub, markdown_table(pd.DataFrame.from_dict(value, orient="index"), digits=4)]
+        elif isinstance(value, dict) and value and all(isinstance(v, list) and v for v in value.values()):
+            for key, rows in value.items():  # tables by key (the criteria audits before / after stage 3)
+                parts += [f"{sub}: {key}", markdown_table(pd.DataFrame(rows), digits=4, index=False)]
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             parts += [sub, markdown_table(pd.DataFrame(value), digits=4, index=False)]
         elif isinstance(value, list) and value:

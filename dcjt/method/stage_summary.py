@@ -1,5 +1,5 @@
-"""Stages 1-3 of a run in one record (``StageSummary``): the reports, the labeling-criteria audit
-of B - subB before and after stage 3, and what each extra contributed."""
+"""Stages 1-3 of a run in one record (``StageSummary``, one artifact): the reports, the
+labeling-criteria audit of B - subB before and after stage 3, and what each extra contributed."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ def summarise_stages(
     target_pseudo: pd.DataFrame,
     extra_marked: pd.DataFrame,
     extra_prepared: pd.DataFrame,
-) -> tuple[StageSummary, dict[str, pd.DataFrame]]:
-    """The run's ``StageSummary`` and the criteria audits (``before`` / ``after`` stage 3) as tables."""
+) -> StageSummary:
+    """The run's ``StageSummary``, the criteria audits (``before`` / ``after`` stage 3) included."""
     a = split_rows(target_pseudo, "train")
     before, after = split_rows(extra_marked, "train"), split_rows(extra_prepared, "train")
     audits, numbers = criteria_report(a, before, after)
-    summary = StageSummary(
+    return StageSummary(
         subset=subset,
         pseudo=pseudo,
         mapping=mapping,
@@ -34,5 +34,5 @@ def summarise_stages(
         audit=numbers,
         extras=contributions(extra_marked, extra_prepared).to_dict("records"),
         transitions=transitions(extra_marked, extra_prepared),
+        criteria={when: audit.reset_index().to_dict("records") for when, audit in audits.items()},
     )
-    return summary, audits

@@ -151,3 +151,37 @@ def test_ddp_result_is_read_without_running_code(tmp_path):
     with pytest.raises(Exception, match="Weights only load failed|Unsupported global|ProcessRaisedException"):
         run_distributed(_pickled_result, 2, marker=str(marker))
     assert not marker.exists()
+
+
+PLANTED_UNIT_TESTS = """
+import subprocess, threading, time
+
+def test_sleeps():
+    time.sleep(0.01)
+
+def test_starts_a_subprocess():
+    subprocess.run(["true"])
+
+def test_imports_zenml():
+    import zenml  # noqa: F401
+
+def test_a_background_thread_may_sleep():
+    t = threading.Thread(target=time.sleep, args=(0.01,))
+    t.start()
+    t.join()
+"""
+
+
+def test_the_unit_lane_guard_refuses_sleeps_subprocesses_and_zenml(tmp_path):
+    """Planted unit tests that sleep, start a subprocess and import ZenML fail under the unit lane's
+    conftest, each naming what it did; a library thread that sleeps is left alone."""
+    lane = tmp_path / "tests" / "unit"
+    lane.mkdir(parents=True)
+    (lane / "conftest.py").write_text((ROOT / "tests" / "unit" / "conftest.py").read_text())
+    (lane / "test_planted.py").write_text(PLANTED_UNIT_TESTS)
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(lane)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = proc.stdout
+    assert proc.returncode == 1 and "3 failed, 1 passed" in out, out[-3000:]
+    for what in ("sleeps (time.sleep)", "starts a subprocess (subprocess.Popen)", "imports zenml"):
+        assert f"unit lane: this test {what}" in out, what

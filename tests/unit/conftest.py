@@ -2,8 +2,8 @@
 imports ZenML fails here, naming what it did; such a test belongs in ``tests/integration``.
 
 The guard patches the entry points every subprocess and sleep goes through (``subprocess.Popen``,
-``os.fork``/``os.posix_spawn``, ``multiprocessing``'s process start, ``time.sleep``) and refuses a
-first import of ``zenml`` while a unit test runs.
+``os.fork``/``os.posix_spawn``, ``multiprocessing``'s process start, ``time.sleep``) in the test's
+own thread and refuses a first import of ``zenml`` while a unit test runs.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import multiprocessing.process
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -21,8 +22,14 @@ class UnitLaneViolation(AssertionError):
     """A unit test did what only the integration lane may."""
 
 
-def _refuse(what: str):
+def _refuse(what: str, original, test_thread: threading.Thread):
+    """``original`` refused in the test's own thread. Other threads keep it: a library's
+    background thread that sleeps between retries (MLflow's, ZenML's, left from an earlier test)
+    would otherwise spin on the refusal and slow every test after it."""
+
     def refused(*args, **kwargs):
+        if threading.current_thread() is not test_thread:
+            return original(*args, **kwargs)
         raise UnitLaneViolation(f"unit lane: this test {what}; move it to tests/integration (tests/unit/conftest.py)")
 
     return refused
@@ -46,11 +53,16 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(autouse=True)
 def _unit_lane_guard(monkeypatch):
-    monkeypatch.setattr(subprocess.Popen, "__init__", _refuse("starts a subprocess (subprocess.Popen)"))
-    monkeypatch.setattr(os, "fork", _refuse("forks (os.fork)"))
-    monkeypatch.setattr(os, "posix_spawn", _refuse("spawns a process (os.posix_spawn)"))
-    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", _refuse("starts a process (multiprocessing)"))
-    monkeypatch.setattr(time, "sleep", _refuse("sleeps (time.sleep)"))
+    here = threading.current_thread()
+    refusals = [
+        (subprocess.Popen, "__init__", "starts a subprocess (subprocess.Popen)"),
+        (os, "fork", "forks (os.fork)"),
+        (os, "posix_spawn", "spawns a process (os.posix_spawn)"),
+        (multiprocessing.process.BaseProcess, "start", "starts a process (multiprocessing)"),
+        (time, "sleep", "sleeps (time.sleep)"),
+    ]
+    for owner, name, what in refusals:
+        monkeypatch.setattr(owner, name, _refuse(what, getattr(owner, name), here))
     finder = None
     if not any(m == "zenml" or m.startswith("zenml.") for m in sys.modules):
         finder = _NoZenml()

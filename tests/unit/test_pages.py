@@ -79,3 +79,40 @@ def test_class_counts_tag_every_emotion_even_when_absent():
 def test_markdown_table_blanks_missing_values():
     text = markdown_table(pd.DataFrame({"a": [1.23456, float("nan")], "b": ["x", "y"]}, index=["r1", "r2"]), digits=2)
     assert text.splitlines() == ["|  | a | b |", "|---|---|---|", "| r1 | 1.23 | x |", "| r2 |  | y |"]
+
+
+def test_the_stage_summary_carries_the_criteria_audits_through_its_artifact():
+    """The stage reports travel as one artifact: the criteria audits inside it come back as the
+    same tables after a JSON round trip (NaN for a class B - subB lacks included)."""
+    from dcjt.method.gaussian import criteria_audit, matrix_record
+    from dcjt.method.reports import MappingReport, PseudoReport, RelabelReport, StageSummary, SubsetReport
+
+    rng = np.random.default_rng(0)
+
+    def rows(n, classes):
+        return pd.DataFrame({"label": rng.choice(classes, n), "valence": rng.normal(size=n), "arousal": rng.normal(size=n)})
+
+    audits = {
+        "before": criteria_audit(rows(200, range(7)), rows(300, range(6))),
+        "after": criteria_audit(rows(200, range(7)), rows(90, range(7))),
+    }
+    assert audits["before"]["w2"].isna().any()  # neutral is missing from B - subB before
+    counts = {e: 1 for e in EMOTIONS}
+    subset = SubsetReport(
+        n_rows=7,
+        n_kept=7,
+        kept_fraction=1.0,
+        kept_per_class=counts,
+        total_per_class=counts,
+        agreement=matrix_record(np.eye(7, dtype=int), "extra label", "M_A prediction"),
+    )
+    summary = StageSummary(
+        subset=subset,
+        pseudo=PseudoReport(),
+        mapping=MappingReport(mode="emotion"),
+        relabel=RelabelReport(mode="nearest"),
+        criteria={when: a.reset_index().to_dict("records") for when, a in audits.items()},
+    )
+    back = StageSummary.model_validate_json(summary.model_dump_json()).criteria_tables()
+    for when, audit in audits.items():
+        pd.testing.assert_frame_equal(back[when], audit)
