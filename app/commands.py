@@ -298,7 +298,7 @@ def predict(model_uri: str, inputs, fmt: str = "text") -> None:
     prepare_environment()
     import pandas as pd
 
-    from dcjt.model.images import IMAGE_SUFFIXES
+    from dcjt.models.images import IMAGE_SUFFIXES
     from dcjt.serving.inputs import IMAGE_ROOTS_ENV
 
     paths = []

@@ -160,7 +160,7 @@ def cache_estimate(cfg: PipelineConfig) -> tuple[int, int]:
     ``network.image_size`` squared, RGB."""
     import os
 
-    from dcjt.model.images import IMAGE_SUFFIXES
+    from dcjt.models.images import IMAGE_SUFFIXES
 
     if cfg.data.kind == "synthetic":
         w = cfg.data.world

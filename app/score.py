@@ -20,7 +20,7 @@ BATCH = 256
 
 def images_of(folder: Path) -> tuple[list[Path], int]:
     """The images under ``folder`` (sorted) and how many other files it holds; refusals in one line."""
-    from dcjt.model.images import IMAGE_SUFFIXES
+    from dcjt.models.images import IMAGE_SUFFIXES
 
     if not folder.exists():
         raise click.ClickException(f"{folder}: no such folder")

@@ -38,7 +38,7 @@ def variant(samples, head: str, compile_: bool, size: int, batch: int, device, f
     import torch
 
     from dcjt.config import TrainConfig
-    from dcjt.model.nets import build_model
+    from dcjt.models.nets import build_model
     from dcjt.train.loop import Reporting, set_seed, train
 
     set_seed(0)

@@ -15,7 +15,7 @@ import torch
 
 from dcjt.data.cache import build_cache
 from dcjt.data.readers import ingest
-from dcjt.model.images import load_preprocessed
+from dcjt.models.images import load_preprocessed
 from dcjt.synthetic.layouts import write_rafdb
 
 N, SIZE, BATCH = 3000, 64, 128

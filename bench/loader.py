@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from dcjt.config import TrainConfig
-from dcjt.model.inference import normalise
+from dcjt.models.inference import normalise
 from dcjt.train.batches import AUGMENT_DRAWS, Samples, augment, augment_rowwise, epoch_plan
 from dcjt.train.feed import Feed, device_batch, host_batches, prefetched
 

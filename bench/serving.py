@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.serving.export import export_onnx
 from dcjt.serving.network import TorchScorer
 from dcjt.serving.onnx_runtime import OnnxScorer

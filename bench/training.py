@@ -31,7 +31,7 @@ def data():
 
 def run_project(erase: bool) -> float:
     from dcjt.config import TrainConfig
-    from dcjt.model.nets import build_model
+    from dcjt.models.nets import build_model
     from dcjt.train.batches import Samples
     from dcjt.train.loop import set_seed, train
 
@@ -48,7 +48,7 @@ def run_bare() -> float:
     import torch
     import torch.nn.functional as F
 
-    from dcjt.model.nets import build_model
+    from dcjt.models.nets import build_model
 
     imgs, labels, va = data()
     torch.manual_seed(0)

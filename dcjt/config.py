@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dcjt.model.architecture import BACKBONES, HEADS
+from dcjt.models.architecture import BACKBONES, HEADS
 from dcjt.modes import B_STATS_SOURCES, EVIDENCE, MAPPING_MODES, PSEUDO_SOURCES, RELABEL_MODES, UNRESOLVED, RelabelRule
 from dcjt.schedule import joint_epochs
 from dcjt.selection import SelectionEvidence

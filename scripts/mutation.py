@@ -183,7 +183,7 @@ MUTANTS = [
     ),
     Mutant(
         "alignment ignores landmarks",
-        "dcjt/model/images.py",
+        "dcjt/models/images.py",
         "    if landmarks is not None and len(landmarks):",
         "    if False:",
         CACHE,

@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from dcjt.data.labels import BOX_COLUMNS, LANDMARK_COLUMN, user_file_mode
-from dcjt.model.images import load_preprocessed
+from dcjt.models.images import load_preprocessed
 from dcjt.utils.files import folder_lock, replace_atomic
 from dcjt.utils.procs import spawned_pool
 from dcjt.utils.runtime import workers as runtime_workers

@@ -5,7 +5,7 @@ Optional: face box (face_x, face_y, face_w, face_h), landmarks (flat x,y list), 
 truth columns prefixed ``truth_`` that only the synthetic world fills and training never reads.
 
 This module is the single source of truth for the column contract; the emotion order is
-``dcjt.model.emotions`` (the network's output order), re-exported here for table code.
+``dcjt.models.emotions`` (the network's output order), re-exported here for table code.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dcjt.model.emotions import EMOTIONS, NUM_CLASSES  # the class order of every table (one source)
+from dcjt.models.emotions import EMOTIONS, NUM_CLASSES  # the class order of every table (one source)
 
 SPLITS = ("train", "val", "test")
 # relabeled: stage 3b gave the row a new label; soft: it trains on a class posterior

@@ -20,7 +20,7 @@ import pandas as pd
 
 from dcjt.data.identity import split_seed as dataset_split_seed
 from dcjt.data.labels import BOX_COLUMNS, EMOTIONS, NUM_CLASSES, SPLITS, make_table, stratified_val_split
-from dcjt.model.images import IMAGE_SUFFIXES, ImageReadError, decode
+from dcjt.models.images import IMAGE_SUFFIXES, ImageReadError, decode
 from dcjt.utils.files import replace_atomic, sigterm_unwinds
 from dcjt.utils.runtime import workers as runtime_workers
 

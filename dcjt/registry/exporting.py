@@ -16,7 +16,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from dcjt.model.images import IMAGE_SUFFIXES, decode, preprocess
+from dcjt.models.images import IMAGE_SUFFIXES, decode, preprocess
 from dcjt.registry.lifecycle import ParitySet, log_dcn
 from dcjt.registry.promote import PARITY_IMAGES
 from dcjt.serving.network import model_artifacts, network_from

@@ -17,7 +17,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from pydantic import BaseModel
 
-from dcjt.model.emotions import EMOTIONS
+from dcjt.models.emotions import EMOTIONS
 from dcjt.registry.gate import Decision
 from dcjt.registry.packaging import MODEL_CODE, serving_requirements, stage_code
 from dcjt.serving.export import export_checked

@@ -21,7 +21,7 @@ from dcjt.config import PipelineConfig, PromotionConfig
 from dcjt.data.cache import load_cache
 from dcjt.data.identity import row_keys
 from dcjt.data.labels import EMOTIONS, split_rows
-from dcjt.model.images import decode
+from dcjt.models.images import decode
 from dcjt.registry.card import RunData, model_card, quality_tags, version_description
 from dcjt.registry.gate import GATE_SPLITS, promotion_gate, score_champion
 from dcjt.registry.lifecycle import ParitySet, PromotionOutcome, current_champion, log_dcn, register_version

@@ -3,7 +3,7 @@ torch network does.
 
 The graph takes what the served model has after decoding and resizing: uint8 images, NHWC, of the
 network's size, any batch size. ImageNet normalisation, the softmax and the clip of valence /
-arousal to [-1, 1] are inside it, exactly as ``dcjt.model.inference.forward_uint8`` and
+arousal to [-1, 1] are inside it, exactly as ``dcjt.models.inference.forward_uint8`` and
 ``dcjt.serving.inputs.predict_arrays`` do them in torch. Exported with PyTorch's exporter
 (``torch.onnx.export(dynamo=True)``), checked by ``onnx.checker`` and then by parity: on a fixed
 set of images the graph's probabilities must match the torch network's (float32, CPU) within
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcjt.model.emotions import NUM_CLASSES
-from dcjt.model.inference import normalise
+from dcjt.models.emotions import NUM_CLASSES
+from dcjt.models.inference import normalise
 from dcjt.serving.network import TorchScorer
 from dcjt.serving.onnx_runtime import INPUT_NAME, OUTPUT_NAMES, OnnxScorer
 

@@ -1,5 +1,5 @@
 """What the served model does around its network, with no torch: read each input (a path, encoded
-bytes or an array) within its budgets, preprocess it as in training (``dcjt.model.images``), run a
+bytes or an array) within its budgets, preprocess it as in training (``dcjt.models.images``), run a
 scorer on the batch and assemble one output row per input, refused inputs included.
 
 A scorer is anything with an ``image_size`` and ``__call__(uint8 NHWC) -> (probabilities (N, 7),
@@ -17,8 +17,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from dcjt.model.emotions import EMOTIONS
-from dcjt.model.images import OverPixelBudget, decode, open_rgb8, preprocess
+from dcjt.models.emotions import EMOTIONS
+from dcjt.models.images import OverPixelBudget, decode, open_rgb8, preprocess
 
 OUTPUT_COLUMNS = ["label", "emotion", *[f"prob_{e}" for e in EMOTIONS], "valence", "arousal"]
 

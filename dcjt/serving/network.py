@@ -12,8 +12,8 @@ import mlflow
 import numpy as np
 import torch
 
-from dcjt.model.inference import forward_uint8
-from dcjt.model.nets import build_model
+from dcjt.models.inference import forward_uint8
+from dcjt.models.nets import build_model
 from dcjt.serving.onnx_runtime import SPEC_FILE
 
 WEIGHTS_FILE = "weights.pt"

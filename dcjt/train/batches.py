@@ -12,7 +12,7 @@ import torch
 from dcjt.config import TrainConfig
 from dcjt.data.cache import read_rows, row_keys
 from dcjt.data.labels import NUM_CLASSES, SOFT_COLUMNS
-from dcjt.model.inference import normalise
+from dcjt.models.inference import normalise
 
 
 @dataclass

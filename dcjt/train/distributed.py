@@ -77,7 +77,7 @@ def train_job(
     never for selection).
     """
     from dcjt.data.cache import load_cache
-    from dcjt.model.nets import build_model
+    from dcjt.models.nets import build_model
     from dcjt.train.batches import samples_from
     from dcjt.train.loop import Reporting, set_seed, train
     from dcjt.train.predict import evaluate
@@ -124,7 +124,7 @@ def train_distributed(devices: int, **job):
     """``train_job`` on ``devices`` DDP processes; the result is rebuilt from plain data."""
     import pandas as pd
 
-    from dcjt.model.nets import build_model
+    from dcjt.models.nets import build_model
     from dcjt.train.loop import TrainResult
 
     plain = run_distributed(portable_train_job, devices, **job)

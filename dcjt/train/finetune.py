@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from dcjt.config import PipelineConfig
-from dcjt.model.nets import OUTPUTS
+from dcjt.models.nets import OUTPUTS
 
 
 class FinetuneError(ValueError):

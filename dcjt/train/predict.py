@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from dcjt.data.labels import NUM_CLASSES
-from dcjt.model.inference import forward_uint8
+from dcjt.models.inference import forward_uint8
 from dcjt.train.batches import Samples
 from dcjt.train.feed import check_on_device, device_default
 from dcjt.train.metrics import classification_report, va_report

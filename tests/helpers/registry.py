@@ -12,7 +12,7 @@ from PIL import Image
 from dcjt.config import PromotionConfig
 from dcjt.data.cache import build_cache, load_cache
 from dcjt.data.labels import make_table
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.registry.card import RunData
 from dcjt.registry.lifecycle import current_champion
 from dcjt.registry.promote import Challenger, Registration, promote

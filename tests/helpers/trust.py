@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from dcjt.config import TrainConfig
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.train.checkpoint import fingerprint
 from dcjt.utils.files import file_sha256
 

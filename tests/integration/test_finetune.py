@@ -11,7 +11,7 @@ import torch
 from app.preflight import PreflightError
 from app.runner import run_finetune, run_pipeline
 from dcjt.config_files import load_config
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from helpers import ROOT  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

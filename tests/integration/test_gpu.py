@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.train.feed import feed_for
 from dcjt.train.loop import set_seed, train
 from dcjt.train.predict import predict

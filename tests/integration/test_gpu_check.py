@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dcjt.config import TrainConfig
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.train.feed import DeviceCheckError, check_on_device
 from dcjt.train.loop import train
 from dcjt.train.predict import predict

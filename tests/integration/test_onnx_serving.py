@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.serving.export import ServingExportError, export_onnx, parity
 from dcjt.serving.network import TorchScorer
 from dcjt.serving.onnx_runtime import OnnxScorer

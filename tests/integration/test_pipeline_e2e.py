@@ -19,7 +19,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from dcjt.model.emotions import EMOTIONS
+from dcjt.models.emotions import EMOTIONS
 from helpers import ROOT  # noqa: E402
 from helpers.pipeline import demo_registry, run_tiny
 from helpers.servers import free_port, rest, server

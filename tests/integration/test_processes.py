@@ -20,7 +20,7 @@ from PIL import Image
 
 from dcjt.data.cache import build_cache, cache_key, open_cache
 from dcjt.data.readers import ingest
-from dcjt.model.images import ImageReadError, decode, preprocess
+from dcjt.models.images import ImageReadError, decode, preprocess
 from dcjt.synthetic.world import sample_latents
 from dcjt.train.checkpoint import CheckpointError, load_checkpoint
 from dcjt.train.distributed import run_distributed
@@ -30,7 +30,7 @@ from helpers.trust import Payload, plant_checkpoint, tiny_fingerprint
 BOMB_BURST = """
 import io, resource, sys
 import numpy as np
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.serving.inputs import predict_inputs
 from dcjt.serving.network import TorchScorer
 bomb = open(sys.argv[1], "rb").read()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from dcjt.config import PromotionConfig
 from dcjt.data.cache import build_cache
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from helpers.registry import VAL, always, champion_of, promote_as_run
 
 pytestmark = pytest.mark.slow

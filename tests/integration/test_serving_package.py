@@ -71,8 +71,8 @@ def test_every_import_of_the_packaged_code_is_declared(registry):  # noqa: F811
     packaged = set(top_level_imports(folder / "code")) | top_level_imports(folder)
     assert "dcjt" in packaged and (folder / "code" / "dcjt" / "serving" / "onnx_runtime.py").is_file()
     shipped = {p.name for p in (folder / "code" / "dcjt").iterdir() if p.is_dir()} - {"__pycache__"}
-    assert shipped == {"model", "serving"}  # what the entry file reaches: no training, data or registry code
-    assert not (folder / "code" / "dcjt" / "model" / "nets.py").exists()  # no network definitions: no torch
+    assert shipped == {"models", "serving"}  # what the entry file reaches: no training, data or registry code
+    assert not (folder / "code" / "dcjt" / "models" / "nets.py").exists()  # no network definitions: no torch
     assert "torch" not in packaged and not any(r.startswith(("torch", "mlflow==")) for r in requirements), requirements
     assert (folder / "artifacts" / "model.onnx").is_file()
     assert "model_code_path" in (folder / "MLmodel").read_text()  # saved from code ...
@@ -133,8 +133,8 @@ def test_served_code_is_what_the_entry_file_reaches_and_imports_no_torch():
 
     files = served_files()
     names = {p.relative_to(MODEL_CODE.parents[1]).as_posix() for p in files}
-    assert {"serving/entry.py", "serving/onnx_runtime.py", "serving/inputs.py", "model/images.py"} <= names
-    assert not names & {"model/nets.py", "model/inference.py", "serving/network.py", "serving/export.py"}
+    assert {"serving/entry.py", "serving/onnx_runtime.py", "serving/inputs.py", "models/images.py"} <= names
+    assert not names & {"models/nets.py", "models/inference.py", "serving/network.py", "serving/export.py"}
     declared = {d.lower() for d in SERVING_DISTRIBUTIONS}
     distributions = md.packages_distributions()
     for path in files:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dcjt.config import SCNConfig, TrainConfig
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.train.checkpoint import latest
 from dcjt.train.feed import Feed
 from dcjt.train.loop import Reporting, set_seed, train
@@ -30,7 +30,7 @@ RESUME_SCRIPT = textwrap.dedent(
     sys.path[:0] = [{tests!r}]
     from helpers.training import small_cfg, toy_samples
     from dcjt.train.loop import Reporting, set_seed, train
-    from dcjt.model.nets import build_model
+    from dcjt.models.nets import build_model
     set_seed(0)
     def die(epoch, row):
         if epoch == 1:

@@ -23,7 +23,7 @@ FLOORS = [
     ("dcjt/synthetic",),
     ("dcjt/data",),
     ("dcjt/serving",),
-    ("dcjt/model",),
+    ("dcjt/models",),
     ("dcjt/modes.py", "dcjt/schedule.py", "dcjt/selection.py", "dcjt/utils", "dcjt/__init__.py"),
 ]
 PACKAGES = ("app", "pipelines", "steps", "dcjt")

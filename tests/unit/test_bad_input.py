@@ -20,8 +20,8 @@ from dcjt.config_files import load_config
 from dcjt.data.cache import build_cache
 from dcjt.data.labels import make_table, write_table
 from dcjt.data.readers import DatasetFormatError, check_layout, ingest, read_affectnet, read_caers, read_ferplus, read_rafdb
-from dcjt.model.images import ImageReadError, decode
-from dcjt.model.nets import build_model
+from dcjt.models.images import ImageReadError, decode
+from dcjt.models.nets import build_model
 from dcjt.serving.inputs import predict_inputs
 from dcjt.serving.network import TorchScorer
 from dcjt.synthetic import layouts

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from dcjt.config import BudgetConfig, MethodConfig
 from dcjt.config_files import ConfigError, load_config
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.schedule import first_joint_epoch, joint_epochs
 from dcjt.train.batches import epoch_plan
 from dcjt.train.budget import BudgetError, reference_steps, row_recipe

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcjt.config import TrainConfig
-from dcjt.model.inference import normalise
-from dcjt.model.nets import build_model
+from dcjt.models.inference import normalise
+from dcjt.models.nets import build_model
 from dcjt.train.batches import AUGMENT_DRAWS, Samples, augment, augment_rowwise
 from dcjt.train.feed import Feed, device_batch, host_batches, prefetched
 from dcjt.train.loop import LoopState, Stepper, TrainingError, forward_backward, set_seed, train

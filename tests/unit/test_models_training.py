@@ -8,7 +8,7 @@ import torch
 from torchvision.models import resnet18
 
 from dcjt.config import TrainConfig
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.train import metrics
 from dcjt.train.batches import epoch_plan
 from dcjt.train.checkpoint import latest

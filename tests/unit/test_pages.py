@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dcjt.model.emotions import EMOTIONS
+from dcjt.models.emotions import EMOTIONS
 from dcjt.registry.card import quality_tags, version_description
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.registry.run_page import comparison_table, run_description

@@ -174,7 +174,7 @@ def test_affectnet_npy_faults_name_the_file(tmp_path, name, content, message):
 
 
 def test_a_decompression_bomb_is_a_named_bad_image(tmp_path, monkeypatch):
-    from dcjt.model.images import ImageReadError, decode
+    from dcjt.models.images import ImageReadError, decode
 
     path = tmp_path / "bomb.png"
     Image.new("L", (400, 400)).save(path)

@@ -9,7 +9,7 @@ import torch
 
 from dcjt.config import SCNConfig, TrainConfig
 from dcjt.config_files import ConfigError, load_config
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.train.scn import high_group, rank_regularisation, relabeled
 
 

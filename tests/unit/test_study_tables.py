@@ -12,7 +12,7 @@ from dcjt.data.labels import M_A_COLUMN, make_table
 from dcjt.experiments.statistics import paired_bootstrap
 from dcjt.experiments.tables import TABLES, StudyError, parse_seeds, study_rows
 from dcjt.method import relabel_gated, relabel_nearest
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.train.batches import steps_per_epoch
 from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.loop import set_seed, train

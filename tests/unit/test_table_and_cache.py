@@ -10,7 +10,7 @@ from dcjt.data.cache import build_cache, cache_key, open_cache
 from dcjt.data.labels import EMOTIONS, LabelTableError, make_table, read_table, write_table
 from dcjt.data.readers import ingest
 from dcjt.data.validation import ValidationError, assert_valid, validate_table, write_valid_table
-from dcjt.model.images import ImageReadError, decode, preprocess
+from dcjt.models.images import ImageReadError, decode, preprocess
 from helpers.data import random_images
 
 

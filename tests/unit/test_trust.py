@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.train.checkpoint import CheckpointError, load_checkpoint
 from dcjt.train.loop import train
 from helpers import ROOT  # noqa: E402

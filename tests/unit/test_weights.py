@@ -9,7 +9,7 @@ import torch
 from torchvision.models import resnet18
 
 from dcjt.config_files import ConfigError, load_config
-from dcjt.model.nets import build_model
+from dcjt.models.nets import build_model
 from dcjt.train.weights import WeightsError, apply_weights, imagenet_file, resolve_weights
 
 

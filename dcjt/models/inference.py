@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dcjt.model.emotions import NUM_CLASSES  # logits first, then (valence, arousal)
+from dcjt.models.emotions import NUM_CLASSES  # logits first, then (valence, arousal)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

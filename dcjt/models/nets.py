@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from dcjt.model.architecture import BACKBONES, HEADS
-from dcjt.model.emotions import NUM_CLASSES
+from dcjt.models.architecture import BACKBONES, HEADS
+from dcjt.models.emotions import NUM_CLASSES
 
 OUTPUTS = NUM_CLASSES + 2  # 7 logits + valence + arousal
 
