@@ -126,9 +126,9 @@ def study(config_name: str, table: str, seeds: str, only, name, overrides, world
         seed_list = parse_seeds(seeds)
         study_rows(table, list(only) or None)
         values = shortcut_values(shortcuts)
-        from app.study import run_study, run_world_study
+        from app.study import StudySpec, run_study, run_world_study
 
-        kwargs = dict(overrides=overrides, values=values, only=list(only) or None, name=name, progress=click.echo)
+        spec = StudySpec(config_name, table, seed_list, tuple(overrides), values, list(only) or None, name)
         if worlds:
             try:
                 world_list = parse_worlds(worlds)
@@ -136,9 +136,9 @@ def study(config_name: str, table: str, seeds: str, only, name, overrides, world
                 raise StudyError(str(exc)) from None
             if any(o.startswith("data.world.preset=") for o in overrides):
                 raise StudyError("--worlds and --world (data.world.preset) both name the world: give one of them")
-            outcome = run_world_study(config_name, table, seed_list, world_list, **kwargs)
+            outcome = run_world_study(spec, world_list, progress=click.echo)
         else:
-            outcome = run_study(config_name, table, seed_list, **kwargs)
+            outcome = run_study(spec, progress=click.echo)
     except StudyError as exc:
         raise click.ClickException(str(exc)) from exc
     except (Exception, KeyboardInterrupt) as exc:  # a signal stops in one line too

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.runner import RunOutcome, run_pipeline
-from app.study import StudyOutcome, run_study
+from app.study import StudyOutcome, StudySpec, run_study
 from dcjt.config_files import load_config
 from dcjt.experiments.statistics import t_interval
 from dcjt.experiments.tables import SELECT_CANDIDATES, StudyError, study_rows
@@ -71,9 +71,8 @@ def run_select(
     rows, _ = study_rows(TABLE, given)  # unknown ids or labels are refused here, before any training
     ids = [r.id for r in rows]
     base = load_config(config_name, overrides, values)
-    study = run_study(
-        config_name, TABLE, seeds, overrides=overrides, values=values, only=ids, name=f"{base.name}-select", progress=progress
-    )
+    spec = StudySpec(config_name, TABLE, seeds, tuple(overrides), values, ids, f"{base.name}-select")
+    study = run_study(spec, progress)
     evidence = choose(study.records, ids, seeds, study.name)
     winner = next(r for r in rows if r.id == evidence.winner)
     progress(f"select: {evidence.summary()}; registering it (seed {seeds[0]})")

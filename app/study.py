@@ -6,6 +6,7 @@ interruption): only the tracking steps run, no training.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,13 +59,30 @@ def _record(row: Row, seed: int, summary: RunSummary, uses_rest_of_b: bool) -> t
     return rec, np.asarray(ev.test.correct)
 
 
-def run_study(
-    config_name: str, table: str, seeds: list[int], *, overrides=(), values=None, only=None, name=None, progress=print
-) -> StudyOutcome:
-    """Train and score every row of ``table`` for every seed; write ``study.csv`` and ``study.md``."""
-    base = load_config(config_name, overrides, values)  # fails early on a bad config
-    rows, reference = study_rows(table, only, synthetic=base.data.kind == "synthetic")
-    name = name or f"{base.name}-table-{table}"
+@dataclass(frozen=True)
+class StudySpec:
+    """What a study runs: the rows of ``table`` (all, or ``only``: ids or labels) for every seed, on
+    a config with ``--set`` overrides and typed values; ``name`` defaults from the config and table."""
+
+    config_name: str
+    table: str
+    seeds: list[int]
+    overrides: tuple = ()
+    values: dict | None = None
+    only: list[str] | None = None
+    name: str | None = None
+
+    def base(self):
+        """The configuration every run starts from (a bad one fails here, before any training)."""
+        return load_config(self.config_name, self.overrides, self.values)
+
+
+def run_study(spec: StudySpec, progress=print) -> StudyOutcome:
+    """Train and score every row of ``spec.table`` for every seed; write ``study.csv`` and ``study.md``."""
+    config_name, table, seeds, overrides, values = spec.config_name, spec.table, spec.seeds, spec.overrides, spec.values
+    base = spec.base()
+    rows, reference = study_rows(table, spec.only, synthetic=base.data.kind == "synthetic")
+    name = spec.name or f"{base.name}-table-{table}"
     t0 = time.perf_counter()
     records, correct = [], {}
     for seed in seeds:
@@ -102,12 +120,13 @@ def run_study(
     csv_path, md_path = out / "study.csv", out / "study.md"
     frame.to_csv(csv_path, index=False)
     md_path.write_text(text)
-    run_id = _track(base.experiment, name, table, frame, summary, text, csv_path, md_path, reference)
-    return StudyOutcome(name, frame, summary, text, csv_path, md_path, run_id, time.perf_counter() - t0)
+    outcome = StudyOutcome(name, frame, summary, text, csv_path, md_path, "", time.perf_counter() - t0)
+    return dataclasses.replace(outcome, mlflow_run_id=_track(base.experiment, table, reference, outcome))
 
 
-def _track(experiment: str, name: str, table: str, frame, summary, text, csv_path, md_path, reference) -> str:
+def _track(experiment: str, table: str, reference: str, study: StudyOutcome) -> str:
     """One MLflow parent run for the study: tags, the table, the CSV and a bar chart with intervals."""
+    name, frame, summary, text = study.name, study.records, study.summary, study.markdown
     import mlflow
 
     from dcjt.experiments.plots import study_figure
@@ -121,8 +140,8 @@ def _track(experiment: str, name: str, table: str, frame, summary, text, csv_pat
         for _, r in summary.iterrows():
             key = "".join(c if c.isalnum() or c in "-_." else "_" for c in r["row"])
             mlflow.log_metric(f"accuracy_mean.{key}", r["accuracy_mean"])
-        mlflow.log_artifact(str(csv_path))
-        mlflow.log_artifact(str(md_path))
+        mlflow.log_artifact(str(study.csv_path))
+        mlflow.log_artifact(str(study.md_path))
         mlflow.log_figure(study_figure(summary, reference), "study.png")
         mlflow.set_tag("mlflow.note.content", text)
     return run.info.run_id
@@ -132,6 +151,7 @@ def _track(experiment: str, name: str, table: str, frame, summary, text, csv_pat
 class WorldStudyOutcome:
     name: str
     worlds: dict[str, StudyOutcome]
+    records: pd.DataFrame  # every world's records (a ``world`` column), budget flags included
     long: pd.DataFrame  # regret per (world, seed, row), the selection rules included
     summary: pd.DataFrame
     markdown: str
@@ -142,15 +162,8 @@ class WorldStudyOutcome:
 
 
 def run_world_study(
-    config_name: str,
-    table: str,
-    seeds: list[int],
+    spec: StudySpec,
     worlds: list[str],
-    *,
-    overrides=(),
-    values=None,
-    only=None,
-    name=None,
     progress=print,
 ) -> WorldStudyOutcome:
     """The table on every world (each its own study, shared stages from ZenML's cache), then the
@@ -160,48 +173,41 @@ def run_world_study(
     from dcjt.experiments import regret
     from dcjt.experiments.plots import regret_figure
 
-    base = load_config(config_name, overrides, values)
+    table, seeds = spec.table, spec.seeds
+    base = spec.base()
     if base.data.kind != "synthetic":
-        raise StudyError(f"--worlds runs the synthetic world suite; config {config_name!r} trains on datasets on disk")
-    rows, _ = study_rows(table, only)
+        raise StudyError(f"--worlds runs the synthetic world suite; config {spec.config_name!r} trains on datasets on disk")
+    rows, _ = study_rows(table, spec.only)
     check_world_rows(table, rows, worlds)
-    name = name or f"{base.name}-worlds-table-{table}"
+    name = spec.name or f"{base.name}-worlds-table-{table}"
     t0 = time.perf_counter()
     outcomes: dict[str, StudyOutcome] = {}
     for world in worlds:
         progress(f"world {world} ({len(outcomes) + 1} of {len(worlds)})")
-        world_overrides = (f"data.world.preset={world}", *overrides)
+        world_spec = dataclasses.replace(spec, overrides=(f"data.world.preset={world}", *spec.overrides), name=f"{name}-{world}")
         done = finished_study(Path(base.paths.outputs) / "studies" / f"{name}-{world}", rows, seeds)
         if done is not None:
             progress(f"  read back from {done.csv_path} (every row and seed finished; remove the folder to rerun)")
             outcomes[world] = done
             continue
-        outcomes[world] = run_study(
-            config_name,
-            table,
-            seeds,
-            overrides=world_overrides,
-            values=values,
-            only=only,
-            name=f"{name}-{world}",
-            progress=progress,
-        )
+        outcomes[world] = run_study(world_spec, progress)
     frame = flag_budget(pd.concat([o.records.assign(world=w) for w, o in outcomes.items()], ignore_index=True), base)
     candidates = [r.name for r in rows if not r.uses_truth]
     long = regret.regret_table(frame, candidates)
     summary = regret.regret_summary(long)
-    seconds = time.perf_counter() - t0
-    text = world_markdown(name, base, table, seeds, worlds, frame, long, summary, outcomes, seconds)
     out = Path(base.paths.outputs) / "studies" / name
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "study.csv", out / "study.md"
+    seconds = time.perf_counter() - t0
+    study = WorldStudyOutcome(name, outcomes, frame, long, summary, "", csv_path, md_path, regret.select_regret(long), seconds)
+    text = world_markdown(base, spec, study)
     frame.to_csv(csv_path, index=False)
     long.to_csv(out / "regret.csv", index=False)
     fig = regret_figure(regret.regret_by_world(long))
     fig.savefig(out / "regret.png", dpi=110)
     md_path.write_text(text)
-    _track_worlds(base.experiment, name, table, summary, regret.select_regret(long), out, text)
-    return WorldStudyOutcome(name, outcomes, long, summary, text, csv_path, md_path, regret.select_regret(long), seconds)
+    _track_worlds(base.experiment, name, table, summary, study.select_regret, out, text)
+    return dataclasses.replace(study, markdown=text)
 
 
 def _track_worlds(
@@ -236,9 +242,11 @@ def finished_study(folder: Path, rows, seeds: list[int]) -> StudyOutcome | None:
     return StudyOutcome(folder.name, frame, pd.DataFrame(), md_path.read_text(), csv_path, md_path, "", 0.0)
 
 
-def world_markdown(name, base, table, seeds, worlds, frame, long, summary, outcomes, seconds) -> str:
+def world_markdown(base, spec: StudySpec, study: WorldStudyOutcome) -> str:
     """The cross-world page: the regret summary, regret per world, what select chose, the truth
     diagnostics that say why, then each world's own table."""
+    name, table, seeds, outcomes, seconds = study.name, spec.table, spec.seeds, study.worlds, study.seconds
+    worlds, frame, long, summary = list(outcomes), study.records, study.long, study.summary
     from dcjt.experiments import regret
     from dcjt.synthetic.suite import WORLDS
     from dcjt.utils.markdown import markdown_table

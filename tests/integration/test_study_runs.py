@@ -15,10 +15,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def test_two_row_study_tracks_rows_and_resumes_from_the_cache():
     from zenml.client import Client
 
-    from app.study import run_study
+    from app.study import StudySpec, run_study
 
     rows = ["target only (A, DL)", "DCJT"]
-    first = run_study("tiny", "main", [0], only=rows, name="tiny-study", progress=lambda _: None)
+    spec = StudySpec("tiny", "main", [0], only=rows, name="tiny-study")
+    first = run_study(spec, progress=lambda _: None)
     assert list(first.summary["row"]) == rows
     assert first.csv_path.exists() and "| DCJT |" in first.md_path.read_text()
     records = pd.read_csv(first.csv_path)
@@ -36,7 +37,7 @@ def test_two_row_study_tracks_rows_and_resumes_from_the_cache():
     tagged = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string="tags.study = 'tiny-study'")
     assert {r.data.tags.get("row") for r in tagged} >= set(rows)
     # Run again (as after an interruption): nothing is trained again.
-    again = run_study("tiny", "main", [0], only=rows, name="tiny-study", progress=lambda _: None)
+    again = run_study(spec, progress=lambda _: None)
     pd.testing.assert_frame_equal(again.summary, first.summary)
     last_runs = Client().list_pipeline_runs(sort_by="desc:created", size=2).items
     for run in last_runs:
@@ -68,15 +69,14 @@ def test_a_cross_world_study_scores_regret_and_resumes_from_its_worlds():
     and scores regret and the selection rules on known numbers."""
     import shutil
 
-    from app.study import run_world_study
+    from app.study import StudySpec, run_world_study
     from dcjt.experiments.regret import RULES, SELECT_POOLED
 
     rows = ["target only (A, DL)", "straight A + B"]
     small = ("data.world.n_target=420", "data.world.n_extra=700")
     seen: list[str] = []
-    first = run_world_study(
-        "tiny", "select", [0], ["close"], overrides=small, only=rows, name="tiny-worlds", progress=seen.append
-    )
+    spec = StudySpec("tiny", "select", [0], overrides=small, only=rows, name="tiny-worlds")
+    first = run_world_study(spec, ["close"], progress=seen.append)
     records = pd.read_csv(first.csv_path)
     assert set(records["world"]) == {"close"} and len(records) == 2
     assert records["subset_purity"].min() > 0.85  # the run used the close world: B's labels near the truth
@@ -89,9 +89,7 @@ def test_a_cross_world_study_scores_regret_and_resumes_from_its_worlds():
     table["accuracy"] = table["accuracy"].to_numpy()[::-1]
     table.to_csv(planted, index=False)
     seen.clear()
-    both = run_world_study(
-        "tiny", "select", [0], ["close", "random-swaps"], overrides=small, only=rows, name="tiny-worlds", progress=seen.append
-    )
+    both = run_world_study(spec, ["close", "random-swaps"], progress=seen.append)
     assert sum("read back from" in line for line in seen) == 2 and not any("seed 0, row" in line for line in seen)
     gap = 100 * abs(table["accuracy"].iloc[0] - table["accuracy"].iloc[1])
     regret = both.summary.set_index("row")["regret_mean"]
