@@ -77,9 +77,27 @@ def log_tables(tables: list[tuple[str, pd.DataFrame, str]], classes: tuple[str, 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # MLflow's integer-column schema hint, once per table
             dataset = mlflow.data.from_pandas(rows.reset_index(drop=True), source=table_source(rows), name=name)
-            mlflow.log_input(dataset, context=context, tags=class_counts(rows, classes))
+            log_input_shared(dataset, context=context, tags=class_counts(rows, classes))
         digests[name] = dataset.digest
     return digests
+
+
+def log_input_shared(dataset, context: str, tags: dict[str, str], attempts: int = 5) -> None:
+    """``mlflow.log_input`` that survives a second run logging the same table at the same moment.
+
+    MLflow's SQL store looks an experiment's datasets up and then inserts the missing ones; two runs
+    (two pipelines at once on one store) can both miss the row and the second insert fails on the
+    (experiment, name, digest) unique key, rolled back. Trying again finds the row the other run
+    wrote and links to it, which is what one run alone would have done."""
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=context, tags=tags)
+            return
+        except mlflow.exceptions.MlflowException as error:
+            if "UNIQUE constraint failed: datasets." not in str(error) and '"dataset_pk"' not in str(error):
+                raise
+            if attempt == attempts - 1:
+                raise
 
 
 def class_counts(rows: pd.DataFrame, classes: tuple[str, ...]) -> dict[str, str]:

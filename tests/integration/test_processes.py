@@ -185,3 +185,34 @@ def test_the_unit_lane_guard_refuses_sleeps_subprocesses_and_zenml(tmp_path):
     assert proc.returncode == 1 and "3 failed, 1 passed" in out, out[-3000:]
     for what in ("sleeps (time.sleep)", "starts a subprocess (subprocess.Popen)", "imports zenml"):
         assert f"unit lane: this test {what}" in out, what
+
+
+SAME_TABLES = """
+import sys, mlflow, pandas as pd
+from dcjt.utils.mlflow_io import log_tables
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.set_experiment("race")
+rows = pd.DataFrame({"image": [f"/data/{i}.png" for i in range(40)], "label": [i % 7 for i in range(40)], "dataset": "d"})
+for j in range(int(sys.argv[2])):
+    with mlflow.start_run():
+        log_tables([(f"table {j}", rows, "train")], tuple("abcdefg"))
+"""
+
+
+def test_runs_logging_the_same_tables_at_once_all_link_them(tmp_path):
+    """Two pipelines at once on one store log the same label tables; MLflow's SQL store looks the
+    datasets up, then inserts, so one of two simultaneous inserts hit the unique key (about 1 in
+    20 runs with four writers, measured; CI failed on it). Every run must link every table, once."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("race")  # the schema exists before the writers start
+    writers = [
+        subprocess.Popen([sys.executable, "-c", SAME_TABLES, uri, "20"], stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    errors = [w.communicate(timeout=300)[1] for w in writers]
+    assert all(w.returncode == 0 for w in writers), next(e for w, e in zip(writers, errors) if w.returncode)[-1500:]
+    runs = client.search_runs([experiment], max_results=1000)
+    assert len(runs) == 80 and all(len(r.inputs.dataset_inputs) == 1 for r in runs)
+    assert len({i.dataset.name for r in runs for i in r.inputs.dataset_inputs}) == 20
