@@ -46,12 +46,14 @@ def test_two_row_study_tracks_rows_and_resumes_from_the_cache():
 
 
 def test_select_registers_the_planted_winner_with_its_evidence():
-    """B's labels are pure noise in this world, so A alone must beat the straight merge on
-    validation: select picks it over two seeds and registers it with the evidence."""
+    """B's labels are pure noise in this world and both rows take the same optimiser steps, so A
+    alone must beat the straight merge on validation: select picks it over two seeds and registers
+    it with the evidence. (At equal epochs the merge's extra steps outweighed its noise at this
+    scale: with one thread per test it won.)"""
     from app.select import run_select
 
     candidates = ["target_only", "straight"]  # row ids (a label is accepted too)
-    planted = {"data.world.extra.noise": 1.0, "model_name": "tiny-select"}
+    planted = {"data.world.extra.noise": 1.0, "budget.mode": "steps", "model_name": "tiny-select"}
     outcome = run_select("tiny", [0, 1], candidates=candidates, values=planted, progress=lambda _: None)
     evidence = outcome.evidence
     assert evidence.winner == "target_only" and evidence.runner_up == "straight"
