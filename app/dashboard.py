@@ -150,7 +150,11 @@ def dashboard(host: str, port: int) -> None:
         proc = subprocess.Popen(
             cmd, env=server_env(home, config_dir), stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
         )
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` or a service manager stops it as Ctrl-C does
+    # Ctrl-C and `kill` (or a service manager) stop it the same way. SIGINT is installed too: a
+    # script's background job starts with SIGINT ignored, Python then raises nothing on it, and a
+    # `kill -INT` left the server running (seen under pytest-xdist, launched from such a job).
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _interrupt)
     try:
         if not wait_until_up(url, proc):
             proc.terminate()

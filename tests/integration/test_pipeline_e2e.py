@@ -336,7 +336,9 @@ def test_zenml_dashboard_serves_the_run_with_rendered_reports_metadata_and_links
     run = Client().get_pipeline_run(first_run.run_name)
     port = free_port()
     cmd = [sys.executable, str(ROOT / "run.py"), "dashboard", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # started as a script's background job would be, with SIGINT ignored: Ctrl-C must still stop it
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
     try:
         line = proc.stdout.readline()
         assert line.startswith(f"ZenML dashboard: http://127.0.0.1:{port}"), line + proc.stderr.read()[-2000:]
