@@ -94,9 +94,8 @@ def log_input_shared(dataset, context: str, tags: dict[str, str], attempts: int 
             mlflow.log_input(dataset, context=context, tags=tags)
             return
         except mlflow.exceptions.MlflowException as error:
-            if "UNIQUE constraint failed: datasets." not in str(error) and '"dataset_pk"' not in str(error):
-                raise
-            if attempt == attempts - 1:
+            duplicate = "UNIQUE constraint failed: datasets." in str(error) or '"dataset_pk"' in str(error)  # SQLite, Postgres
+            if not duplicate or attempt == attempts - 1:
                 raise
 
 
