@@ -228,3 +228,24 @@ def test_the_team_run_configuration_builds_the_current_code_into_every_step_imag
     assert {".venv", "state", "state-team", ".git"} <= ignored
     deps = (ROOT / "docker" / "Dockerfile.cpu").read_text()
     assert "FROM ${BASE_IMAGE} AS deps" in deps and "pip uninstall -y dcjt-fer" in deps  # no stale copy in the parent
+
+
+def test_zenml_resolves_package_sources_through_the_cached_lookup():
+    """ZenML resolves a stored output's type to its distribution package with
+    ``packages_distributions()``; ``steps.common`` caches that walk of every installed package
+    (18 of the tiny run's 42 s). The resolution still names the right package, and goes through
+    the cache: if ZenML stops calling it, the cache is dead code and this fails."""
+    import importlib.metadata
+
+    import pandas as pd
+    from zenml.utils import source_utils
+
+    import steps.common  # noqa: F401  (installs the cache on import)
+
+    lookup = importlib.metadata.packages_distributions
+    before = lookup.cache_info()
+    for _ in range(3):
+        source = source_utils.resolve(pd.DataFrame)
+        assert source.package_name == "pandas" and source.version == pd.__version__
+    after = lookup.cache_info()
+    assert after.hits + after.misses == before.hits + before.misses + 3 and after.misses <= 1
