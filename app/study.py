@@ -52,6 +52,7 @@ def _record(row: Row, seed: int, summary: RunSummary, uses_rest_of_b: bool) -> t
         "epochs_run": ev.epochs_run,
         "steps": ev.steps,
         "selected_epoch": ev.selected_epoch,
+        "selected_before_b": ev.selected_before_b,
         "variant": ev.variant,
         "mlflow_run_id": summary.mlflow_run_id,
         **shown,

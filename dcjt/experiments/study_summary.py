@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from dcjt.experiments.statistics import holm, seed_differences, t_interval, two_level_bootstrap
-from dcjt.schedule import first_joint_epoch
 
 DIAGNOSTICS = (
     "subset_purity",
@@ -28,13 +27,10 @@ STAGE3_DIAGNOSTICS = tuple(k for k in DIAGNOSTICS if k.startswith("relabel_") or
 
 
 def flag_budget(records: pd.DataFrame, cfg) -> pd.DataFrame:
-    """Two flags per record (``cfg``: the study's ``PipelineConfig``):
-
-    - ``not_converged``: the row ran to its epoch cap (no early stop) and its selected check lies in
-      the last patience window, so validation was still improving when the budget ran out;
-    - ``selected_before_b``: a row that passes over B whose selected check precedes the first
-      joint epoch: the model it reports never trained on B.
-    """
+    """The ``not_converged`` flag per record (``cfg``: the study's ``PipelineConfig``): the row ran
+    to its epoch cap (no early stop) and its selected check lies in the last patience window, so
+    validation was still improving when the budget ran out. (``selected_before_b`` comes with each
+    record from its row's evaluation: ``RowEvaluation.selected_before_b``.)"""
     out = records.copy()
     if not {"selected_epoch", "epochs_run", "stop_reason"} <= set(out):
         return out
@@ -42,9 +38,6 @@ def flag_budget(records: pd.DataFrame, cfg) -> pd.DataFrame:
     window = budget.patience * (dcn.joint_frequency if budget.patience_unit == "cycles" else 1)
     at_cap = out["stop_reason"].astype(str).str.startswith("all ") & (out["epochs_run"] >= dcn.epochs)
     out["not_converged"] = at_cap & (out["selected_epoch"] >= dcn.epochs - window)
-    first = first_joint_epoch(dcn.warmup_epochs, dcn.joint_frequency)
-    passes = out["b_passes"].fillna(0) > 0 if "b_passes" in out else False
-    out["selected_before_b"] = passes & (out["selected_epoch"] < first)
     return out
 
 

@@ -104,6 +104,14 @@ def model_card(
         "## Metrics on the target's test split",
         f"accuracy {test.accuracy:.4f}, mean class accuracy {test.mean_class_accuracy:.4f}, macro-F1 {test.macro_f1:.4f} "
         f"on {test.n} images; the epoch was selected on validation (accuracy {evaluation.val.accuracy:.4f}).",
+        *(
+            [
+                f"**Selected before B**: the selected check (epoch {evaluation.selected_epoch}) precedes the first of "
+                f"its {evaluation.b_passes} passes over B: this model trained on A alone and is never promoted as DCJT."
+            ]
+            if evaluation.selected_before_b
+            else []
+        ),
         markdown_table(per_class_table(test.confusion)),
         "### Valence / arousal",
         va_text,

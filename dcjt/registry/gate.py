@@ -17,14 +17,14 @@ from dcjt.config import PromotionConfig
 from dcjt.data.cache import load_cache
 from dcjt.experiments.statistics import paired_bootstrap
 from dcjt.serving.network import load_network
-from dcjt.train.scoring import SplitScores, score_split
+from dcjt.train.scoring import RowEvaluation, SplitScores, score_split
 
 
 @dataclass(frozen=True)
 class Decision:
     promoted: bool
     # promoted | kept champion | forced | first version | champion unusable | not comparable
-    # | loses to a baseline | gates failed
+    # | loses to a baseline | gates failed | selected before B
     verdict: str
     reason: str
     challenger: float
@@ -99,7 +99,7 @@ def beaten_by(challenger: SplitScores, baselines: dict[str, SplitScores]) -> tup
 
 
 def promotion_gate(
-    challenger: dict[str, SplitScores],
+    evaluation: RowEvaluation,
     champion,
     champion_scores: dict[str, SplitScores] | None,
     problem: tuple[str, str] | None,
@@ -109,11 +109,14 @@ def promotion_gate(
     failed_gates: list[str] = (),
 ) -> tuple[Decision, dict[str, str]]:
     """Decide on the gate split and return the decision with the version tags that record it.
+    ``evaluation``: the challenger's row; a joint row selected before its first pass over B is
+    never promoted, not even forced (it would be the champion as DCJT without having seen B);
     ``problem``: (verdict, why) when the champion cannot be compared; ``baselines``: the run's other
     rows on the gate split: a challenger below one of them is not promoted (``beat_baselines``);
     ``failed_gates``: health gates the run failed in ``warn`` mode: registered, never promoted
     unless forced (or ``despite_failed_gates``)."""
     split = settings.metric.removesuffix("_accuracy")
+    challenger = {s: getattr(evaluation, s) for s in GATE_SPLITS}
     decision = _against_champion(challenger, champion_scores, problem, settings, seed, split)
     if failed_gates and decision.promoted and not (settings.force or settings.despite_failed_gates):
         decision = Decision(
@@ -138,8 +141,20 @@ def promotion_gate(
             decision.champion,
             decision.interval,
         )
+    if evaluation.selected_before_b and decision.promoted:
+        decision = Decision(
+            False,
+            "selected before B",
+            f"its selected check (epoch {evaluation.selected_epoch}) precedes its first pass over B: the model "
+            "trained on A alone; registered as challenger, never promoted as DCJT, not even by --force-promote "
+            "(lower dcn.warmup_epochs or raise the epochs, or run.py select to compare it with target only)",
+            challenger[split].accuracy,
+            decision.champion,
+            decision.interval,
+        )
     tags = {
         "promotion.metric": settings.metric,
+        "selected_before_b": str(evaluation.selected_before_b).lower(),
         "promotion.verdict": decision.verdict,
         "promotion.reason": decision.reason[:4900],
         "promotion.champion_version": str(champion.version) if champion else "none",

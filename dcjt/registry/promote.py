@@ -107,10 +107,11 @@ def promote(
     scores, problem = (None, None)
     if champion is not None:
         scores, problem = _champion_problem(champion, model.image_size, target_table, target_cache, registration)
-    mine = {"val": scored.val, "test": scored.test}
     split = settings.metric.removesuffix("_accuracy")
     others = {b.row: getattr(b, split) for b in baselines}
-    decision, gate_tags = promotion_gate(mine, champion, scores, problem, settings, registration.seed, others, list(failed_gates))
+    decision, gate_tags = promotion_gate(
+        scored, champion, scores, problem, settings, registration.seed, others, list(failed_gates)
+    )
     sources = {"target (A)": table_source(target_table), "extra (B)": table_source(extra_table)}
     card = model_card(name, data, scored, sources, registration.recipe, decision.as_dict(), registration.selection)
     run_id = scored.training_run_id
@@ -153,7 +154,7 @@ def promote(
             outcome = register_version(
                 info, name, decision=decision, tags=tags, description=description, gated_against=gated, mirror=mirror
             )
-            numbers = {f"promotion.challenger_{s}_accuracy": mine[s].accuracy for s in GATE_SPLITS}
+            numbers = {f"promotion.challenger_{s}_accuracy": getattr(scored, s).accuracy for s in GATE_SPLITS}
             if scores is not None:
                 numbers |= {f"promotion.champion_{s}_accuracy": scores[s].accuracy for s in GATE_SPLITS}
             mlflow.log_metrics(numbers)

@@ -431,6 +431,8 @@ def result(model: torch.nn.Module, state: LoopState, stop_reason: str | None = N
         metrics["images_seen"] = int(hist["images_seen"].sum())
         metrics["steps"] = int(hist["steps"].sum())
         metrics["b_passes"] = int(hist["joint"].sum())
+        # passes over B up to the selected check's epoch: 0 in a joint run = its model never trained on B
+        metrics["b_passes_selected"] = int(hist.loc[hist["epoch"] <= state.best["epoch"], "joint"].sum())
     chosen = next((c for c in state.checks if (c["epoch"], c["step"]) == (state.best["epoch"], state.best["step"])), {})
     metrics.update({f"{k}_selected": float(v) for k, v in chosen.items() if k.startswith("val_")})
     if "test_accuracy" in hist:

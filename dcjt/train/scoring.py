@@ -52,9 +52,16 @@ class RowEvaluation(BaseModel):
     selected_epoch: int | None = None
     selected_step: int | None = None
     b_passes: int | None = None
+    b_passes_selected: int | None = None  # passes over B up to the selected check's epoch
     stop_reason: str = ""
     training_run_id: str = ""  # the MLflow run that trained it (holds its checkpoint, then its logged model)
     gates: GateReport | None = None
+
+    @property
+    def selected_before_b(self) -> bool:
+        """A joint row whose selected check precedes its first pass over B: the model it reports
+        trained on A alone (never registered as promoted DCJT: ``dcjt.registry.gate``)."""
+        return bool(self.b_passes) and self.b_passes_selected == 0
 
     @property
     def degenerate(self) -> bool:
@@ -81,7 +88,7 @@ def score_split(model: torch.nn.Module, table: pd.DataFrame, *caches, split: str
     )
 
 
-SPENT = ("images_seen", "epochs_run", "steps", "selected_epoch", "selected_step", "b_passes")
+SPENT = ("images_seen", "epochs_run", "steps", "selected_epoch", "selected_step", "b_passes", "b_passes_selected")
 
 
 def row_evaluation(

@@ -4,6 +4,23 @@ from __future__ import annotations
 
 import mlflow
 
+# The smallest world a whole run of the tiny profile finishes on (20 validation rows, one epoch per
+# stage model): for tests that assert what a run does (its stores, console, schedule, concurrency),
+# not what it learns. About 25 s of CPU instead of 40.
+SMALLEST = (
+    "data.world.n_target=200",
+    "data.world.n_extra=300",
+    "m_a.epochs=1",
+    "m_b.epochs=1",
+    "dcn.epochs=2",
+    "gates.min_val_rows=10",
+)
+
+
+def set_args(settings) -> list[str]:
+    """``--set`` arguments of the command line for ``settings``."""
+    return [arg for s in settings for arg in ("--set", s)]
+
 
 def run_tiny(*extra: str):
     """The whole pipeline on the tiny world (``configs/tiny.yaml``) with ``extra`` ``--set`` values."""

@@ -21,7 +21,7 @@ import pytest
 
 from dcjt.models.emotions import EMOTIONS
 from helpers import ROOT  # noqa: E402
-from helpers.pipeline import demo_registry, run_tiny
+from helpers.pipeline import demo_registry, run_tiny, set_args
 from helpers.servers import free_port, rest, server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -464,7 +464,7 @@ def test_killed_run_resumes_training_from_its_checkpoint(first_run):
     from dcjt.train.checkpoint import latest
 
     change = ["dcn.epochs=5", "dcn.lr=0.002", "budget.patience=10"]  # a DCN no earlier run has trained; no early stop
-    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *[a for s in change for a in ("--set", s)]]
+    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *set_args(change)]
     stderr = open(Path(os.environ["DCJT_HOME"]) / "sigterm-stderr.txt", "w+")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     ckpt_root = Path(os.environ["DCJT_HOME"]) / "checkpoints"
@@ -522,7 +522,7 @@ def test_weak_m_a_stops_at_its_gate_in_one_line_and_leaves_the_registry(first_ru
     its value, its limit and the --set that overrides it; no traceback; the registry is as it was."""
     _, versions_before, champion_before = demo_registry()
     settings = ["gates.mode=stop", "m_a.lr=1e-9", "m_a.epochs=1"]
-    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *[a for s in settings for a in ("--set", s)]]
+    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *set_args(settings)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -13,6 +13,7 @@ import mlflow
 import pytest
 
 from helpers import ROOT
+from helpers.pipeline import SMALLEST, set_args
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -34,7 +35,8 @@ def test_the_printed_crontab_line_runs_the_pipeline_from_cron_s_bare_environment
     """The local stack cannot schedule, so the CLI prints a crontab line; its command, run as cron
     runs it (``/bin/sh -c`` with cron's nearly empty environment, no cron daemon), finishes a
     pipeline run on the same stores. A schedule cron cannot read is refused before anything."""
-    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", "--set", "register_model=false"]
+    settings = ["register_model=false", *SMALLEST]
+    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *set_args(settings)]
     bad = subprocess.run([*cmd, "--schedule", "0 3 * *"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "not a cron expression" in bad.stderr and "crontab" not in bad.stderr.lower()
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
@@ -64,7 +66,7 @@ def test_a_table_failing_its_expectations_leaves_why_on_the_failed_step():
     from zenml.client import Client
 
     settings = ["data.world.n_target=14", "val_fraction=0.5", "gates.min_val_rows=1", "register_model=false"]
-    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *[a for s in settings for a in ("--set", s)]]
+    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *set_args(settings)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1 and "synthetic target: 1 expectation(s) failed" in proc.stderr, proc.stderr[-2000:]
     run = Client().list_pipeline_runs(sort_by="desc:created", size=1)[0]
@@ -84,7 +86,7 @@ def test_two_runs_at_once_on_a_fresh_state_folder(tmp_path):
         "ZENML_CONFIG_PATH": str(tmp_path / "zenml"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
-    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", "--threads", "1"]
+    cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", "--threads", "1", *set_args(SMALLEST)]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=900) for p in procs]
     for p, (out, err) in zip(procs, outs):

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+import mlflow  # noqa: F401  its import runs `uname -p` (platform.processor) once: here, not inside the first test that imports it
 import pytest
 
 

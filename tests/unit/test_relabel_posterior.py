@@ -301,11 +301,17 @@ def _scores(accuracy: float, n: int = 100):
     )  # fmt: skip
 
 
+def _row(val: float, test: float, **spent):
+    from dcjt.train.scoring import RowEvaluation
+
+    return RowEvaluation(row="dcjt", variant="v", val=_scores(val), test=_scores(test), **spent)
+
+
 def test_a_challenger_below_its_own_baseline_on_validation_is_registered_not_promoted():
     from dcjt.config import PromotionConfig
     from dcjt.registry.gate import promotion_gate
 
-    mine = {"val": _scores(0.70), "test": _scores(0.72)}
+    mine = _row(0.70, 0.72)
     settings = PromotionConfig(bootstrap=False)
     decision, tags = promotion_gate(mine, None, None, None, settings, 0, {"target_only": _scores(0.73), "straight": _scores(0.6)})
     assert not decision.promoted and decision.verdict == "loses to a baseline" and tags["promotion.verdict"] == decision.verdict
@@ -321,7 +327,7 @@ def test_a_run_whose_gates_failed_in_warn_mode_never_promotes_unless_forced():
     from dcjt.config import PromotionConfig
     from dcjt.registry.gate import promotion_gate
 
-    mine = {"val": _scores(0.70), "test": _scores(0.72)}
+    mine = _row(0.70, 0.72)
     failed = ["stage 1 (M_A, subset): M_A's agreement (kappa) = 0.01 (must be >= 0.2)"]
     decision, tags = promotion_gate(mine, None, None, None, PromotionConfig(bootstrap=False), 0, {}, failed)
     assert not decision.promoted and tags["promotion.verdict"] == "gates failed"
@@ -331,6 +337,24 @@ def test_a_run_whose_gates_failed_in_warn_mode_never_promotes_unless_forced():
     assert promotion_gate(mine, None, None, None, forced, 0, {}, failed)[0].promoted
     smoke = PromotionConfig(bootstrap=False, despite_failed_gates=True)  # configs/tiny.yaml
     assert promotion_gate(mine, None, None, None, smoke, 0, {}, failed)[0].verdict == "first version"
+
+
+def test_a_joint_row_selected_before_its_first_pass_over_b_is_never_promoted_not_even_forced():
+    from dcjt.config import PromotionConfig
+    from dcjt.registry.gate import promotion_gate
+
+    settings, forced = PromotionConfig(bootstrap=False), PromotionConfig(bootstrap=False, force=True)
+    before = _row(0.70, 0.72, selected_epoch=1, b_passes=4, b_passes_selected=0)
+    assert before.selected_before_b
+    for cfg in (settings, forced):
+        decision, tags = promotion_gate(before, None, None, None, cfg, 0, {})
+        assert not decision.promoted and decision.verdict == "selected before B", decision
+        assert tags["selected_before_b"] == "true" and "epoch 1" in decision.reason
+    after = _row(0.70, 0.72, selected_epoch=5, b_passes=4, b_passes_selected=2)
+    alone = _row(0.70, 0.72, selected_epoch=1, b_passes=0, b_passes_selected=0)  # target only: no B to miss
+    for row in (after, alone):
+        decision, tags = promotion_gate(row, None, None, None, settings, 0, {})
+        assert decision.promoted and tags["selected_before_b"] == "false"
 
 
 def test_choose_picks_the_best_mean_validation_and_reports_its_lead_over_seeds():

@@ -100,6 +100,30 @@ def test_patience_stops_training():
     assert result.metrics["epochs_run"] == result.selected_epoch + 3 < 30
 
 
+def test_a_joint_run_that_selects_a_warm_up_check_reports_it_selected_before_b():
+    """A learning rate that cannot improve validation keeps the first check (warm-up epoch 0): the
+    run passes over B, its reported model never did. With a real rate it is selected after B."""
+    from dcjt.train.scoring import RowEvaluation
+
+    def run(lr):
+        set_seed(0)
+        cfg = small_cfg(epochs=4, lr=lr, warmup_epochs=2, joint_frequency=1, lam=1.0)
+        return train(
+            build_model("tiny", "linear", 32),
+            toy_samples(32),
+            cfg=cfg,
+            extra=toy_samples(24, seed=5),
+            val=toy_samples(16, seed=1),
+        )
+
+    stuck = run(1e-9)
+    assert stuck.selected_epoch == 0 and stuck.metrics["b_passes"] == 2 and stuck.metrics["b_passes_selected"] == 0
+    scores = {"val": None, "test": None}
+    assert RowEvaluation.model_construct(row="dcjt", variant="v", **scores, b_passes=2, b_passes_selected=0).selected_before_b
+    assert not RowEvaluation.model_construct(row="dcjt", variant="v", **scores, b_passes=2, b_passes_selected=1).selected_before_b
+    assert not RowEvaluation.model_construct(row="t", variant="v", **scores, b_passes=0, b_passes_selected=0).selected_before_b
+
+
 # --- a two-row study end to end ------------------------------------------------------------------
 
 
@@ -119,11 +143,11 @@ def test_budget_flags_mark_rows_still_improving_at_the_cap_and_joint_rows_chosen
             "stop_reason": ["all 10 epochs run", "no gain for 3 cycles", "all 10 epochs run", "all 10 epochs run"],
             "selected_epoch": [9, 1, 1, 3],
             "b_passes": [0, 0, 4, 4],
+            "selected_before_b": [False, False, True, False],  # from each row's evaluation
         }
     )
     flagged = flag_budget(records, cfg)
     assert flagged["not_converged"].tolist() == [True, False, False, False]
-    assert flagged["selected_before_b"].tolist() == [False, False, True, False]
     summary = summarise(flagged, {}, "A")
     text = markdown(summary, "A", "t")
     assert "| not converged 1/2 |" in text and "| selected before B 1/2 |" in text and "*not converged*" in text
