@@ -5,8 +5,8 @@ from __future__ import annotations
 import mlflow
 
 # The smallest world a whole run of the tiny profile finishes on (20 validation rows, one epoch per
-# stage model): for tests that assert what a run does (its stores, console, schedule, concurrency),
-# not what it learns. About 25 s of CPU instead of 40.
+# stage model, the DCJT row alone): for tests that assert what a run does (its stores, console,
+# schedule, concurrency), not what it learns. About 20 s of CPU instead of 40.
 SMALLEST = (
     "data.world.n_target=200",
     "data.world.n_extra=300",
@@ -14,6 +14,7 @@ SMALLEST = (
     "m_b.epochs=1",
     "dcn.epochs=2",
     "gates.min_val_rows=10",
+    "baselines=[]",
 )
 
 

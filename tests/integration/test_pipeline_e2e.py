@@ -298,7 +298,9 @@ def test_failing_step_leaves_registry_and_marks_run_failed(first_run):
     moved = cache_dir.with_name("cache-away")
     shutil.move(cache_dir, moved)  # a cleaned cache folder: the changed DCN step cannot read its images
     try:
-        cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", "--set", "dcn.lam=2.0"]
+        # the DCN changed, its shared stages from the cache; no baseline rows (the --no-cache rerun
+        # then rebuilds the caches and trains M_A, M_B and the DCN only)
+        cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *set_args(["dcn.lam=2.0", "baselines=[]"])]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]  # one line, not a traceback
@@ -463,7 +465,8 @@ def test_killed_run_resumes_training_from_its_checkpoint(first_run):
 
     from dcjt.train.checkpoint import latest
 
-    change = ["dcn.epochs=5", "dcn.lr=0.002", "budget.patience=10"]  # a DCN no earlier run has trained; no early stop
+    # a DCN no earlier run has trained; no early stop; no baseline rows (they would train first)
+    change = ["dcn.epochs=5", "dcn.lr=0.002", "budget.patience=10", "baselines=[]"]
     cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *set_args(change)]
     stderr = open(Path(os.environ["DCJT_HOME"]) / "sigterm-stderr.txt", "w+")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
@@ -521,7 +524,7 @@ def test_weak_m_a_stops_at_its_gate_in_one_line_and_leaves_the_registry(first_ru
     """An M_A that cannot learn: the run stops at stage 1's gate with one line naming the measure,
     its value, its limit and the --set that overrides it; no traceback; the registry is as it was."""
     _, versions_before, champion_before = demo_registry()
-    settings = ["gates.mode=stop", "m_a.lr=1e-9", "m_a.epochs=1"]
+    settings = ["gates.mode=stop", "m_a.lr=1e-9", "m_a.epochs=1", "baselines=[]"]  # the warn run below: DCJT alone
     cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *set_args(settings)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1

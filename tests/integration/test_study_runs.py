@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.pipeline import SMALLEST
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
@@ -18,7 +20,7 @@ def test_two_row_study_tracks_rows_and_resumes_from_the_cache():
     from app.study import StudySpec, run_study
 
     rows = ["target only (A, DL)", "DCJT"]
-    spec = StudySpec("tiny", "main", [0], only=rows, name="tiny-study")
+    spec = StudySpec("tiny", "main", [0], overrides=SMALLEST, only=rows, name="tiny-study")
     first = run_study(spec, progress=lambda _: None)
     assert list(first.summary["row"]) == rows
     assert first.csv_path.exists() and "| DCJT |" in first.md_path.read_text()
