@@ -281,10 +281,13 @@ def world_markdown(base, spec: StudySpec, study: WorldStudyOutcome) -> str:
     )
     cols = ["row", "test % (mean)", "mean rank", "regret (mean)", "95 % interval", "regret (worst)", "worst at", "best in"]
     lines += [markdown_table(show[cols], digits=2, index=False), ""]
-    flags = frame.groupby("row", sort=False)[["selected_epoch", "not_converged", "selected_before_b"]].agg(
-        {"selected_epoch": "mean", "not_converged": "mean", "selected_before_b": "mean"}
-    )
-    flags.columns = ["selected epoch (mean)", "not converged (share)", "selected before B (share)"]
+    names = {
+        "selected_epoch": "selected epoch (mean)",
+        "not_converged": "not converged (share)",
+        "selected_before_b": "selected before B (share)",  # absent from a world's study read back from before 2026-12-07
+    }
+    shown = [c for c in names if c in frame]
+    flags = frame[shown].astype(float).groupby(frame["row"], sort=False).mean().rename(columns=names)
     lines += [
         f"The budget each row spent (all worlds and seeds): *not converged* = ran all {base.dcn.epochs} epochs with its "
         "selected check in the last patience window; *selected before B* = a joint row whose selected check precedes "
