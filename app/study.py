@@ -18,7 +18,7 @@ from app.environment import ensure_experiment
 from app.runner import run_pipeline
 from dcjt.config_files import load_config
 from dcjt.experiments.records import RunSummary
-from dcjt.experiments.study_summary import STAGE3_DIAGNOSTICS, flag_budget, markdown, summarise
+from dcjt.experiments.study_summary import flag_budget, markdown, stage3_diagnostic, summarise
 from dcjt.experiments.tables import Row, StudyError, check_world_rows, study_rows
 
 
@@ -36,7 +36,7 @@ class StudyOutcome:
 
 def _record(row: Row, seed: int, summary: RunSummary, uses_rest_of_b: bool) -> tuple[dict, np.ndarray]:
     ev = summary.row("dcjt")  # each study row is the DCJT row of its own pipeline run
-    shown = {k: v for k, v in summary.diagnostics.items() if uses_rest_of_b or k not in STAGE3_DIAGNOSTICS}
+    shown = {k: v for k, v in summary.diagnostics.items() if uses_rest_of_b or not stage3_diagnostic(k)}
     rec = {
         "row": row.name,
         "row_id": row.id,

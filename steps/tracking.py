@@ -21,7 +21,7 @@ from zenml.types import HTMLString, MarkdownString
 from dcjt.config import PipelineConfig
 from dcjt.data.labels import EMOTIONS, split_rows
 from dcjt.data.validation import GXSummary, gx_markdown
-from dcjt.experiments.plots import confusion_figure, latent_figure, va_scatter
+from dcjt.experiments.plots import confusion_figure, latent_figure, reliability_figure, va_scatter
 from dcjt.experiments.records import RunSummary
 from dcjt.method import class_centres, va_stats
 from dcjt.method.health import failed_gates
@@ -87,6 +87,10 @@ def stage_figures(
         figures["relabel_transition"] = confusion_figure(
             relabel.transition.matrix, "relabel transition", "old label", "new label"
         )
+    record = relabel.posterior
+    if record is not None and (record.held_out is not None or record.truth is not None):
+        curves = {f"A's validation rows, {record.calibration}": record.held_out, "B - subB against the truth": record.truth}
+        figures["relabel_reliability"] = reliability_figure(curves, record.threshold)
     if relabel.latent is not None:
         figures["latent_confusions"] = latent_figure(relabel.latent.confusions, relabel.latent.truth_confusions)
     for dataset, m in stages.transitions.items() if len(stages.transitions) > 1 else ():
@@ -176,6 +180,10 @@ def log_stages(
             metrics |= {f"relabel.{k}": v for k, v in counts.items()}
         if relabel.posterior is not None:
             metrics |= {"relabel.threshold": relabel.posterior.threshold}
+            mlflow.set_tag("relabel.calibration", relabel.posterior.calibration)
+            for name, rel in (("heldout", relabel.posterior.held_out), ("truth", relabel.posterior.truth)):
+                if rel is not None:
+                    metrics |= {f"relabel.{name}_precision": rel.precision, f"relabel.{name}_ece": rel.ece}
             if relabel.posterior.weight is not None:
                 metrics |= {"relabel.weight": relabel.posterior.weight}
         for warning in relabel.warnings:

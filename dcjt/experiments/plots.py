@@ -76,6 +76,28 @@ def latent_figure(confusions: dict[str, list], truth: dict[str, list]):
     return fig
 
 
+def reliability_figure(curves: dict[str, object], threshold: float) -> Figure:
+    """Reliability diagram of a relabel rule's confidence: per bin the accuracy against the mean
+    confidence (``dcjt.method.reports.Reliability``, one curve per set of rows, its ECE in the
+    legend), the diagonal of a calibrated confidence and the rule's threshold."""
+    fig = Figure(figsize=(5.6, 5.2))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="calibrated")
+    for name, rel in curves.items():
+        if rel is None or not rel.bins:
+            continue
+        conf, acc, n = np.asarray(rel.bins, dtype=float).T
+        ax.plot(conf, acc, marker="o", label=f"{name} (ECE {rel.ece:.3f}, {rel.rows} rows)")
+        ax.scatter(conf, acc, s=10 + 60 * n / n.max(), alpha=0.3)
+    if np.isfinite(threshold) and threshold <= 1:
+        ax.axvline(threshold, color="0.3", linewidth=0.8, label=f"threshold {threshold:.2f}")
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="confidence (largest class probability)", ylabel="accuracy")
+    ax.set_title("relabel confidence: reliability")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 def study_figure(summary: pd.DataFrame, reference: str):
     """Bar chart of each row's mean accuracy, with the 95 % interval of its difference to the reference."""
     fig = Figure(figsize=(8, 0.45 * len(summary) + 1.5))

@@ -22,8 +22,12 @@ DIAGNOSTICS = (
     "relabel_threshold",
     "relabel_weight",
 )
-# Stage 3's columns: blank for a row that never trains on B - subB (target only, the subset rows).
-STAGE3_DIAGNOSTICS = tuple(k for k in DIAGNOSTICS if k.startswith("relabel_") or k.endswith("_after"))
+
+
+def stage3_diagnostic(key: str) -> bool:
+    """Stage 3's columns (any ``relabel_*``, the ``*_after`` audits): blank for a row that never
+    trains on B - subB (target only, the subset rows)."""
+    return key.startswith("relabel_") or key.endswith("_after")
 
 
 def flag_budget(records: pd.DataFrame, cfg) -> pd.DataFrame:

@@ -25,11 +25,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+import dcjt.method.calibration as calibration
 import dcjt.method.latent as latent_model
 import dcjt.method.posterior as post
 from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SOFT_COLUMNS, split_rows
+from dcjt.method.calibration import reliability
 from dcjt.method.gaussian import has_va, label_confusion, matrix_record, remaining_rows, va_array
-from dcjt.method.reports import LatentRecord, PosteriorRecord, RelabelReport
+from dcjt.method.reports import LatentRecord, PosteriorRecord, RelabelReport, Reliability
 from dcjt.method.truth import relabel_truth
 from dcjt.modes import RelabelRule
 
@@ -185,43 +187,91 @@ def _need_validation(val: pd.DataFrame, mode: str, what: str) -> None:
         )
 
 
+def _fit_posterior(val: pd.DataFrame, g: post.ClassGaussians, rule: RelabelRule) -> tuple[float | None, float, bool, dict]:
+    """(M_A's weight, threshold, whether it reached the target precision, the weights' scores)
+    fitted on ``val`` where ``rule`` leaves them open."""
+    weight, scores = rule.weight, {}
+    if rule.evidence == "both" and weight is None:
+        weight, scores = post.choose_weight(val, g)
+    weight = weight if rule.evidence == "both" else None
+    if rule.threshold is not None:
+        return weight, rule.threshold, True, scores
+    choice = post.choose_threshold(
+        post.posterior_of(val, g, rule.evidence, weight or 0.0), val["label"].to_numpy(), rule.precision
+    )
+    return weight, choice.threshold, choice.reached, scores
+
+
+def _held_out(
+    val: pd.DataFrame, fitted: bool, scored_by_fold, in_sample: tuple[np.ndarray, float]
+) -> tuple[Reliability, str, list[str]]:
+    """The rule's reliability on A's validation rows it was not fitted on: every row when nothing
+    was fitted on them, else cross-fitted (``scored_by_fold(fit_rows, held_rows)`` -> (posterior,
+    threshold) of the held rows), or in-sample with a warning below ``MIN_CROSSFIT_ROWS`` rows."""
+    labels = val["label"].to_numpy()
+    if not fitted:
+        return reliability(in_sample[0], labels, in_sample[1]), "held out (nothing fitted on them)", []
+    if len(val) < calibration.MIN_CROSSFIT_ROWS:
+        why = (
+            f"{len(val)} of A's validation rows: fewer than {calibration.MIN_CROSSFIT_ROWS} to cross-fit, so the relabel "
+            "precision and the gate are judged on the rows that chose the rule (optimistic)"
+        )
+        return reliability(in_sample[0], labels, in_sample[1]), f"in-sample ({len(val)} rows)", [why]
+    fold = calibration.folds(val)
+    posterior, threshold = np.zeros((len(val), NUM_CLASSES)), np.zeros(len(val))
+    for k in range(calibration.FOLDS):
+        held = fold == k
+        posterior[held], threshold[held] = scored_by_fold(val[~held].reset_index(drop=True), val[held].reset_index(drop=True))
+    return reliability(posterior, labels, threshold), f"cross-fitted ({calibration.FOLDS} folds)", []
+
+
+def _truth_reliability(extra: pd.DataFrame, rows: np.ndarray, posterior: np.ndarray, threshold: float) -> Reliability | None:
+    """Synthetic world only: the posterior of B - subB's rows against the hidden truth."""
+    if "truth_label" not in extra or not rows.any():
+        return None
+    return reliability(posterior, extra["truth_label"].to_numpy()[rows], threshold)
+
+
 def relabel_posterior(
     extra: pd.DataFrame, target: pd.DataFrame, rule: RelabelRule, validation: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, RelabelReport]:
     """B - subB relabeled where the class posterior (``rule.evidence``) of the new class passes
-    the threshold; weight and threshold chosen on ``validation`` (A's) unless ``rule`` sets them."""
+    the threshold; weight and threshold chosen on ``validation`` (A's) unless ``rule`` sets them,
+    their precision measured on validation rows they were not chosen on (``dcjt.method.calibration``)."""
     g = post.fit_class_gaussians(target)
     rows = remaining_rows(extra) & post.evidence_rows(extra, rule.evidence)
     val = _validation_rows(validation, rule.evidence)
-    weight, scores = rule.weight, {}
-    if rule.evidence == "both" and weight is None:
+    fits_weight, fits_threshold = rule.evidence == "both" and rule.weight is None, rule.threshold is None
+    if fits_weight:
         _need_validation(val, "posterior", "weight")
-        weight, scores = post.choose_weight(val, g)
-    weight = weight if rule.evidence == "both" else None
-    val_post = post.posterior_of(val, g, rule.evidence, weight or 0.0) if len(val) else np.zeros((0, NUM_CLASSES))
-    labels = val["label"].to_numpy() if len(val) else np.zeros(0, int)
-    if rule.threshold is None:
+    if fits_threshold:
         _need_validation(val, "posterior", "threshold")
-        choice = post.choose_threshold(val_post, labels, rule.precision)
-        threshold, reached, chosen_on = choice.threshold, choice.reached, f"A's validation rows ({len(val)})"
-    else:
-        threshold, reached, chosen_on = rule.threshold, True, "config"
-    val_precision, val_coverage = post.precision_at(val_post, labels, threshold) if len(val) else (float("nan"), 0.0)
-    record = PosteriorRecord(
-        evidence=rule.evidence,
-        weight=weight,
-        threshold=threshold,
-        chosen_on=chosen_on if rule.weight is None or rule.evidence != "both" else f"{chosen_on}; weight: config",
-        val_rows=len(val),
-        val_precision=val_precision,
-        val_coverage=val_coverage,
-        target_precision=rule.precision,
-        reached=reached,
-        weight_scores=scores,
+    weight, threshold, reached, scores = (
+        _fit_posterior(val, g, rule) if len(val) else (rule.weight if rule.evidence == "both" else None, rule.threshold, True, {})
     )
-    posterior = post.posterior_of(extra[rows], g, rule.evidence, weight or 0.0) if rows.any() else np.zeros((0, NUM_CLASSES))
-    new, soft, resolved = _resolve(extra, rows, posterior, threshold if reached else np.inf, rule.unresolved)
+    applied = threshold if reached else np.inf
+    chosen_on = f"A's validation rows ({len(val)})" if fits_threshold else "config"
+    if rule.evidence == "both" and not fits_weight:
+        chosen_on += "; weight: config"
+
+    def scored_by_fold(fit_rows: pd.DataFrame, held_rows: pd.DataFrame) -> tuple[np.ndarray, float]:
+        w, t, ok, _ = _fit_posterior(fit_rows, g, rule)
+        return post.posterior_of(held_rows, g, rule.evidence, w or 0.0), t if ok else np.inf
+
+    record = PosteriorRecord(
+        evidence=rule.evidence, weight=weight, threshold=threshold, chosen_on=chosen_on, val_rows=len(val),
+        target_precision=rule.precision, reached=reached, weight_scores=scores,
+    )  # fmt: skip
     warnings = [] if reached else [f"no threshold reached precision {rule.precision:g} on A's validation rows: nothing relabeled"]
+    if len(val):
+        val_post = post.posterior_of(val, g, rule.evidence, weight or 0.0)
+        record.in_sample_precision = post.precision_at(val_post, val["label"].to_numpy(), applied)[0]
+        held, record.calibration, why = _held_out(val, fits_weight or fits_threshold, scored_by_fold, (val_post, applied))
+        record.held_out, record.val_precision, record.val_coverage = held, held.precision, held.coverage
+        warnings += why
+    posterior = post.posterior_of(extra[rows], g, rule.evidence, weight or 0.0) if rows.any() else np.zeros((0, NUM_CLASSES))
+    record.truth = _truth_reliability(extra, rows, posterior, applied)
+    new, soft, resolved = _resolve(extra, rows, posterior, applied, rule.unresolved)
     return _with_labels(extra, new, rows, g.means, "posterior", soft, posterior=record, resolved=resolved, warnings=warnings)
 
 
@@ -240,15 +290,9 @@ def _m_a_answers(table: pd.DataFrame) -> np.ndarray:
     return table[M_A_COLUMN].fillna(latent_model.MISSING).to_numpy(dtype=int)
 
 
-def relabel_latent(
-    extra: pd.DataFrame, target: pd.DataFrame, rule: RelabelRule, validation: pd.DataFrame | None = None
-) -> tuple[pd.DataFrame, RelabelReport]:
-    """B - subB relabeled by a latent true class behind each extra's labels, M_A and the V/A
-    posterior (EM over all of ``extra``'s rows, anchored on ``validation``: A's rows and labels)."""
-    g = post.fit_class_gaussians(target)
-    val = validation[has_va(validation)].reset_index(drop=True) if validation is not None else pd.DataFrame()
-    if len(val):
-        val = val[val[M_A_COLUMN].to_numpy() >= 0].reset_index(drop=True) if M_A_COLUMN in val else val.iloc[:0]
+def _latent_answers(extra: pd.DataFrame, val: pd.DataFrame, g: post.ClassGaussians) -> dict[str, np.ndarray]:
+    """Each annotator's answers on B's rows then ``val``'s: M_A, the V/A posterior's argmax and one
+    "label" annotator per extra dataset (``latent_model.MISSING`` on A's rows: B's annotators never saw them)."""
     n_b, n_val = len(extra), len(val)
     answers = {
         "M_A": np.r_[_m_a_answers(extra), _m_a_answers(val) if n_val else np.zeros(0, int)],
@@ -259,27 +303,52 @@ def relabel_latent(
         said = np.full(n_b + n_val, latent_model.MISSING)
         said[:n_b][names == d] = extra["label"].to_numpy()[names == d]
         answers[f"label: {d}"] = said
-    anchors = np.r_[np.full(n_b, latent_model.MISSING), val["label"].to_numpy(dtype=int) if n_val else np.zeros(0, int)]
-    fit = latent_model.dawid_skene(answers, anchors, max_iter=rule.max_iter)
+    return answers
+
+
+def _latent_fit(extra: pd.DataFrame, val: pd.DataFrame, g: post.ClassGaussians, max_iter: int) -> latent_model.LatentFit:
+    """EM over B's rows and ``val``'s, anchored on ``val``'s labels."""
+    anchors = np.r_[np.full(len(extra), latent_model.MISSING), val["label"].to_numpy(dtype=int) if len(val) else np.zeros(0, int)]
+    return latent_model.dawid_skene(_latent_answers(extra, val, g), anchors, max_iter=max_iter)
+
+
+def _anchor_posterior(fit: latent_model.LatentFit, rows: pd.DataFrame, g: post.ClassGaussians) -> np.ndarray:
+    """The latent posterior of A's rows from the answers they have (M_A, V/A)."""
+    return fit.posterior_from({"M_A": _m_a_answers(rows), "V/A": _va_answers(rows, g)})
+
+
+def relabel_latent(
+    extra: pd.DataFrame, target: pd.DataFrame, rule: RelabelRule, validation: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, RelabelReport]:
+    """B - subB relabeled by a latent true class behind each extra's labels, M_A and the V/A
+    posterior (EM over all of ``extra``'s rows, anchored on ``validation``: A's rows and labels);
+    its precision measured on anchor rows cross-fitted out of EM (``dcjt.method.calibration``)."""
+    g = post.fit_class_gaussians(target)
+    val = validation[has_va(validation)].reset_index(drop=True) if validation is not None else pd.DataFrame()
+    if len(val):
+        val = val[val[M_A_COLUMN].to_numpy() >= 0].reset_index(drop=True) if M_A_COLUMN in val else val.iloc[:0]
+    n_b, n_val = len(extra), len(val)
+    fit = _latent_fit(extra, val, g, rule.max_iter)
     threshold = rule.threshold if rule.threshold is not None else rule.precision
-    chosen_on = "config" if rule.threshold is not None else "the target precision (the latent posterior is calibrated)"
-    if n_val:
-        val_post = fit.posterior_from({"M_A": answers["M_A"][n_b:], "V/A": answers["V/A"][n_b:]})
-        val_precision, val_coverage = post.precision_at(val_post, val["label"].to_numpy(), threshold)
-    else:
-        val_precision, val_coverage = float("nan"), 0.0
-    rows = remaining_rows(extra)
-    new, soft, resolved = _resolve(extra, rows, fit.posterior[:n_b][rows], threshold, rule.unresolved)
-    warnings = [] if fit.converged else [f"EM did not converge in {fit.iterations} iterations; the last estimate is kept"]
+    chosen_on = "config" if rule.threshold is not None else "the target precision (how well the posterior is calibrated: measured on held-out anchor rows)"
     record = PosteriorRecord(
-        evidence="latent",
-        threshold=threshold,
-        chosen_on=chosen_on,
-        val_rows=n_val,
-        val_precision=val_precision,
-        val_coverage=val_coverage,
-        target_precision=rule.precision,
+        evidence="latent", threshold=threshold, chosen_on=chosen_on, val_rows=n_val, target_precision=rule.precision
     )
+    warnings = [] if fit.converged else [f"EM did not converge in {fit.iterations} iterations; the last estimate is kept"]
+    if n_val:
+
+        def scored_by_fold(fit_rows: pd.DataFrame, held_rows: pd.DataFrame) -> tuple[np.ndarray, float]:
+            return _anchor_posterior(_latent_fit(extra, fit_rows, g, rule.max_iter), held_rows, g), threshold
+
+        val_post = _anchor_posterior(fit, val, g)
+        record.in_sample_precision = post.precision_at(val_post, val["label"].to_numpy(), threshold)[0]
+        held, record.calibration, why = _held_out(val, True, scored_by_fold, (val_post, threshold))
+        record.held_out, record.val_precision, record.val_coverage = held, held.precision, held.coverage
+        warnings += why
+    rows = remaining_rows(extra)
+    record.truth = _truth_reliability(extra, rows, fit.posterior[:n_b][rows], threshold)
+    new, soft, resolved = _resolve(extra, rows, fit.posterior[:n_b][rows], threshold, rule.unresolved)
+    answers = _latent_answers(extra, val, g)
     truth = _confusions_against_truth(extra, {k: v[:n_b] for k, v in answers.items()})
     latent = LatentRecord(
         confusions={k: v.round(4).tolist() for k, v in fit.confusions.items()},

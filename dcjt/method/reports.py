@@ -102,10 +102,27 @@ class MappingReport(StageReport):
         return self.n_clipped / self.n_mapped if self.n_mapped else 0.0
 
 
+class Reliability(Record):
+    """A confidence's calibration on rows with a known label (``dcjt.method.calibration``): ECE,
+    precision and coverage at the rule's threshold, and per confidence bin [mean confidence,
+    accuracy, rows]."""
+
+    rows: int = 0
+    ece: float = float("nan")
+    precision: float = float("nan")
+    coverage: float = 0.0
+    bins: list[list[float]] = Field(default_factory=list)
+
+
 class PosteriorRecord(Record):
     """Stage 3b's posterior (``posterior`` and ``latent`` modes): the evidence, M_A's weight and the
     threshold a new label must pass, each with where it came from (``chosen_on``: A's validation
-    rows, or the config), and the validation scores they were chosen by."""
+    rows, or the config), and the validation scores they were chosen by.
+
+    ``val_precision``/``val_coverage`` (what the relabel gate reads) are measured on rows the rule
+    was not fitted on when ``calibration`` says ``cross-fitted`` (``held_out``: the whole
+    reliability table); ``in_sample_precision`` is the same rule judged on the rows that chose it
+    (the optimism cross-fitting removes); ``truth``: B - subB against the synthetic world's truth."""
 
     evidence: str
     weight: float | None = None
@@ -117,6 +134,10 @@ class PosteriorRecord(Record):
     target_precision: float = 0.9
     reached: bool = True
     weight_scores: dict[str, float] = Field(default_factory=dict)
+    calibration: str = "in-sample"
+    in_sample_precision: float = float("nan")
+    held_out: Reliability | None = None
+    truth: Reliability | None = None
 
 
 class LatentRecord(Record):
@@ -187,10 +208,16 @@ class StageSummary(Record):
         out = dict(self.audit)
         for part in (self.subset, self.pseudo, self.relabel):
             out.update(part.truth)
-        if self.relabel.posterior is not None:  # what stage 3b chose on A's validation rows
-            out["relabel_threshold"] = self.relabel.posterior.threshold
-            if self.relabel.posterior.weight is not None:
-                out["relabel_weight"] = self.relabel.posterior.weight
+        record = self.relabel.posterior
+        if record is not None:  # what stage 3b chose on A's validation rows, and how well it holds
+            out["relabel_threshold"] = record.threshold
+            if record.weight is not None:
+                out["relabel_weight"] = record.weight
+            out["relabel_insample_precision"] = record.in_sample_precision
+            for name, rel in (("heldout", record.held_out), ("truth", record.truth)):
+                if rel is not None:
+                    out |= {f"relabel_{name}_precision": rel.precision, f"relabel_{name}_ece": rel.ece}
+                    out[f"relabel_{name}_coverage"] = rel.coverage
         return out
 
     def card_numbers(self) -> dict[str, float]:

@@ -17,6 +17,7 @@ from scipy.stats import multivariate_normal
 from dcjt.config_files import ConfigError, load_config
 from dcjt.data.labels import LABEL_ORIGINS, M_A_PROB_COLUMNS, NUM_CLASSES, SOFT_COLUMNS, make_table
 from dcjt.data.validation import validate_table
+from dcjt.method import calibration
 from dcjt.method import posterior as post
 from dcjt.method.latent import MISSING, dawid_skene
 from dcjt.method.relabel import relabel
@@ -103,6 +104,66 @@ def test_threshold_is_the_lowest_that_reaches_the_precision_on_validation():
     assert not never.reached and never.threshold == 1.0 and never.coverage == 0.0
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.2, 1.0), st.booleans()), min_size=1, max_size=80),  # 0.2: no tie for the top class
+    st.floats(0.0, 1.0),
+)
+def test_reliability_counts_every_row_once_and_its_ece_is_a_weighted_gap(rows, threshold):
+    conf = np.array([c for c, _ in rows])
+    right = np.array([r for _, r in rows])
+    posterior = np.full((len(rows), NUM_CLASSES), 0.0)
+    posterior[:, 0] = conf  # class 0 is the answer; the rest of the mass spread below it
+    posterior[:, 1:] = ((1 - conf) / (NUM_CLASSES - 1))[:, None]
+    rel = calibration.reliability(posterior, np.where(right, 0, 1), threshold)
+    bins = np.array(rel.bins)
+    assert rel.rows == len(rows) and bins[:, 2].sum() == len(rows)
+    gap = np.sum(bins[:, 2] * np.abs(bins[:, 1] - bins[:, 0])) / len(rows)
+    assert 0 <= rel.ece <= 1 and rel.ece == pytest.approx(gap)
+    sure = conf >= threshold
+    assert rel.coverage == pytest.approx(sure.mean())
+    assert rel.precision == pytest.approx(right[sure].mean()) if sure.any() else np.isnan(rel.precision)
+
+
+def test_a_calibrated_confidence_has_zero_ece_and_an_overconfident_one_its_gap():
+    p = np.array([_probs(0, 0.75)] * 8)
+    assert calibration.reliability(p, np.array([0] * 6 + [1] * 2), 0.5).ece == pytest.approx(0.0)  # 6 of 8 right at 0.75
+    assert calibration.reliability(p, np.array([1] * 8), 0.5).ece == pytest.approx(0.75)
+
+
+def test_folds_follow_the_image_path_not_the_row_order():
+    table = _rows(np.zeros((200, 2)), [0] * 200, [_probs(0, 0.9)] * 200, "v", "val")
+    f = calibration.folds(table)
+    assert set(f) == set(range(calibration.FOLDS)) and 70 < (f == 0).sum() < 130
+    shuffled = table.sample(frac=1.0, random_state=0)
+    np.testing.assert_array_equal(calibration.folds(shuffled), f[shuffled.index.to_numpy()])
+
+
+def test_posterior_precision_is_judged_on_validation_rows_that_did_not_choose_the_threshold():
+    """M_A's confidence is uninformative on these rows (right 60 % of the time at any confidence):
+    judged on the rows that chose it, the threshold looks better than on the rows held out."""
+    rng = np.random.default_rng(2)
+    n = 160
+    conf = rng.uniform(0.3, 1.0, n)
+    labels = np.where(rng.random(n) < 0.6, 0, 3)
+    val = _rows(rng.normal(0, 0.05, (n, 2)), labels, [_probs(0, c) for c in conf], "v", "val")
+    extra = _rows([[0.0, 0.6]], [1], [_probs(0, 0.8)])
+    rule = RelabelRule("posterior", evidence="m_a", precision=0.7)
+    _, report = relabel(extra, _target(), rule, validation=val)
+    record = report.posterior
+    assert record.calibration == "cross-fitted (2 folds)" and record.held_out.rows == n
+    assert record.val_precision == record.held_out.precision and record.val_coverage == record.held_out.coverage
+    fold = calibration.folds(val)  # by hand: each fold scored at the threshold the other fold chose
+    right, sure = np.zeros(n, bool), np.zeros(n, bool)
+    for k in range(calibration.FOLDS):
+        fit, held = fold != k, fold == k
+        choice = post.choose_threshold(np.array([_probs(0, c) for c in conf[fit]]), labels[fit], 0.7)
+        sure[held] = conf[held] >= (choice.threshold if choice.reached else np.inf)
+        right[held] = labels[held] == 0
+    assert record.val_precision == pytest.approx(right[sure].mean()) and record.val_coverage == pytest.approx(sure.mean())
+    assert record.in_sample_precision >= 0.7 > record.val_precision  # the optimism cross-fitting removes
+
+
 def test_relabel_posterior_changes_sure_rows_and_trains_the_rest_soft_or_not_at_all():
     target = _target()
     val = _rows(
@@ -124,6 +185,8 @@ def test_relabel_posterior_changes_sure_rows_and_trains_the_rest_soft_or_not_at_
     assert chosen.posterior.chosen_on == "A's validation rows (12)" and chosen.posterior.reached
     assert chosen.posterior.weight in post.WEIGHTS and chosen.posterior.val_precision == 1.0
     assert chosen.posterior.threshold == post.THRESHOLDS[0]  # every validation row is right: the lowest
+    assert chosen.posterior.calibration == "in-sample (12 rows)"  # too few to cross-fit: said, not hidden
+    assert any(f"fewer than {calibration.MIN_CROSSFIT_ROWS} to cross-fit" in w for w in chosen.warnings)
     kept, report = relabel(extra, target, RelabelRule("posterior", threshold=0.9, weight=1.0))
     assert report.posterior.chosen_on == "config; weight: config" and report.posterior.val_rows == 0
     p = post.posterior_of(extra, post.fit_class_gaussians(target), "both", 1.0)
@@ -247,8 +310,12 @@ def test_relabel_latent_reports_confusions_against_the_truth_and_warns_when_em_s
     out, report = relabel(extra, target, RelabelRule("latent"), validation=val)
     assert report.latent.converged and report.latent.anchors == 60
     assert set(report.latent.confusions) == {"M_A", "V/A", "label: b"} == set(report.latent.truth_confusions)
-    assert report.posterior.threshold == 0.9 and "calibrated" in report.posterior.chosen_on
+    assert report.posterior.threshold == 0.9 and "held-out anchor rows" in report.posterior.chosen_on
     assert report.truth["relabel_precision"] > 0.9 and report.truth["latent_confusion_mae.label: b"] < 0.05
+    record = report.posterior  # 60 anchors: cross-fitted, and on this world the truth agrees with them
+    assert record.calibration == "cross-fitted (2 folds)" and record.held_out.rows == 60
+    assert record.truth.rows == report.n_considered and record.truth.precision == report.truth["resolved_correct"]
+    assert abs(record.val_precision - record.truth.precision) < 0.1 and record.truth.ece < 0.1
     _, early = relabel(extra, target, RelabelRule("latent", max_iter=1), validation=val)
     assert early.warnings == ["EM did not converge in 1 iterations; the last estimate is kept"]
 
