@@ -330,7 +330,9 @@ def relabel_latent(
     n_b, n_val = len(extra), len(val)
     fit = _latent_fit(extra, val, g, rule.max_iter)
     threshold = rule.threshold if rule.threshold is not None else rule.precision
-    chosen_on = "config" if rule.threshold is not None else "the target precision (how well the posterior is calibrated: measured on held-out anchor rows)"
+    chosen_on = (
+        "config" if rule.threshold is not None else "the target precision (its calibration: measured on held-out anchor rows)"
+    )
     record = PosteriorRecord(
         evidence="latent", threshold=threshold, chosen_on=chosen_on, val_rows=n_val, target_precision=rule.precision
     )

@@ -143,3 +143,37 @@ def test_pipeline_carves_validation_only_where_it_is_used(tmp_path, monkeypatch)
     graph.ingest(cfg)
     assert [(c.get("id"), c.get("val_fraction")) for c in calls] == [("ingest_target", cfg.val_fraction), (None, None)]
     assert [s.root for s in calls[1]["specs"]] == [str(tmp_path / "b")]  # extras carve no validation at ingestion
+
+
+# Every gate before stage 3b opened: the smallest world's one-epoch models are weak on purpose.
+OPEN_GATES = (
+    "gates.m_a_min_kappa=-1",
+    "gates.subset_min_class_share=0",
+    "gates.subset_min_rows=0",
+    "gates.subset_min_share=0",
+    "gates.pseudo_min_spread_ratio=0",
+    "gates.m_b_min_ccc=-1",
+    "gates.max_clipped_share=1",
+)
+
+
+@pytest.mark.parametrize("mode", ["posterior", "latent"])
+def test_a_posterior_rule_whose_relabel_gate_fails_stops_the_run_before_training(mode):
+    """The relabel gate holds the posterior rules too: asked for a precision no rule reaches (1.0
+    above A's majority-class rate), the run stops at stage 3b in one line naming the measure and
+    its key, before any row trains."""
+    from dcjt.method.health import GateError
+    from helpers.pipeline import run_tiny
+
+    settings = [*SMALLEST, *OPEN_GATES, "gates.mode=stop", "gates.relabel_min_lift=1.0", "register_model=false"]
+    settings += [f"method.relabel={mode}", "method.stage3_order=relabel_first", "method.relabel_threshold=0.3"]
+    with pytest.raises(GateError) as stopped:
+        run_tiny(*settings)
+    line = str(stopped.value)
+    assert "\n" not in line and line.startswith("stage 3b (relabeling) health gate failed: relabel precision on A's validation")
+    assert "gates.relabel_min_lift" in line
+    failed = mlflow.search_runs(
+        search_all_experiments=True, filter_string="tags.`failure.kind` = 'GateError'", output_format="list"
+    )[0]
+    assert failed.data.tags["failure.stage"] == "stage 3b (relabeling)"
+    assert not [k for k in failed.data.metrics if k.startswith("dcjt.") or k.endswith("test_accuracy")]
