@@ -16,7 +16,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dcjt.models.architecture import BACKBONES, HEADS
-from dcjt.modes import B_STATS_SOURCES, EVIDENCE, MAPPING_MODES, PSEUDO_SOURCES, RELABEL_MODES, UNRESOLVED, RelabelRule
+from dcjt.modes import (
+    B_STATS_SOURCES,
+    EVIDENCE,
+    MAPPING_MODES,
+    PSEUDO_SOURCES,
+    RELABEL_MODES,
+    RELABEL_VA,
+    UNRESOLVED,
+    RelabelRule,
+)
 from dcjt.schedule import joint_epochs
 from dcjt.selection import SelectionEvidence
 from dcjt.synthetic.world import WorldSpec
@@ -184,6 +193,12 @@ class MethodConfig(Settings):
     relabel_evidence: Literal[EVIDENCE] = Field(
         "both", description="posterior: V/A and M_A's probabilities (both), V/A alone (va) or M_A alone (m_a)"
     )
+    relabel_va: Literal[RELABEL_VA] = Field(
+        "published",
+        description="posterior, latent: B's V/A as published (mapped first under map_first) or M_B's prediction for "
+        "B's image (predicted: the instrument that gave A's pseudo V/A, so the confidence measured on A's validation "
+        "rows carries over, and no map moves it by B's label)",
+    )
     relabel_weight: float | None = Field(
         None, ge=0, description="posterior: M_A's weight beside V/A (null: chosen on A's validation rows)"
     )
@@ -241,11 +256,15 @@ class MethodConfig(Settings):
 
     @model_validator(mode="after")
     def _latent_relabels_before_the_map(self) -> MethodConfig:
-        if self.relabel == "latent" and self.stage3_order == "map_first" and self.extra_use == "all":
+        if self.relabel_va != "published" and self.relabel not in ("posterior", "latent"):
+            raise ValueError(f"method.relabel_va: {self.relabel_va} needs method.relabel: posterior or latent")
+        predicted = self.relabel_va == "predicted"  # M_B's V/A: no map moves it by B's label
+        if self.relabel == "latent" and self.stage3_order == "map_first" and self.extra_use == "all" and not predicted:
             raise ValueError(
                 "method.relabel: latent needs method.stage3_order: relabel_first: after the per-emotion map, B - subB's "
                 "V/A is moved by B's own label, so the V/A answer repeats the label answer and the latent model counts "
-                "one source twice (sure of most rows, right for few); set method.stage3_order=relabel_first"
+                "one source twice (sure of most rows, right for few); set method.stage3_order=relabel_first or "
+                "method.relabel_va=predicted"
             )
         return self
 
@@ -256,6 +275,7 @@ class MethodConfig(Settings):
             gate_ratio=self.gate_ratio,
             gate_m_a=self.gate_m_a,
             evidence=self.relabel_evidence,
+            va=self.relabel_va,
             weight=self.relabel_weight,
             threshold=self.relabel_threshold,
             precision=self.relabel_precision,
@@ -274,6 +294,8 @@ class MethodConfig(Settings):
         parts = [f"dcjt-{self.mapping}", self.relabel]
         if self.relabel == "posterior" and self.relabel_evidence != "both":
             parts.append(f"by-{self.relabel_evidence}")
+        if self.relabel_va != "published":
+            parts.append(f"va-{self.relabel_va}")
         if self.unresolved != "keep":
             parts.append(self.unresolved)
         if self.stage3_order != "map_first":

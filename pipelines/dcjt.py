@@ -132,7 +132,9 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     pseudo, pseudo_report = pseudo_label_target(
         m_b, m_b_metrics, m_a, target, t_cache, marked, pseudo_from=method.pseudo_from, check=on_pseudo
     )
-    with_va, extras_pseudo = pseudo_label_extras(m_b, marked, e_cache)  # extras without V/A: M_B's, like A
+    # extras without V/A: M_B's, like A; every row of B too where a row relabels on M_B's V/A
+    every_row = any(r.method.relabel_va == "predicted" for r in run_plan.rows)
+    with_va, extras_pseudo = pseudo_label_extras(m_b, marked, e_cache, every_row=every_row)
     prepared, mapping, relabeled = stage3(with_va, pseudo, method, gates, used)
     stages = summarise_stage_reports(subset, pseudo_report, mapping, relabeled, extras_pseudo, pseudo, marked, prepared)
     log_stages(parent, stages, pseudo, marked, prepared)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from dcjt.config import GatesConfig, MethodConfig
 from dcjt.data.cache import load_cache
-from dcjt.data.labels import SUBSET_COLUMN, split_rows
+from dcjt.data.labels import M_B_VA_COLUMNS, SUBSET_COLUMN, split_rows
 from dcjt.method import pseudo_label, relabel, select_subset, take_fraction, with_m_a_probabilities, with_pseudo_va
 from dcjt.method.extras import datasets, map_by_dataset, relabel_by_dataset, subset_by_dataset, va_datasets
 from dcjt.method.health import (
@@ -113,20 +114,28 @@ def pseudo_label_target(
 
 @dcjt_step()
 def pseudo_label_extras(
-    m_b: torch.nn.Module, extra_marked: pd.DataFrame, extra_cache: CacheRef
+    m_b: torch.nn.Module, extra_marked: pd.DataFrame, extra_cache: CacheRef, every_row: bool = False
 ) -> tuple[Annotated[pd.DataFrame, "extra_with_va"], Annotated[ExtrasPseudoReport, "extras_pseudo_report"]]:
     """Stage 2 for the extras without valence/arousal: M_B predicts them (as it does for A), so
-    their rows outside the subset can be relabeled by A's class centres."""
-    discrete = [d for d in datasets(extra_marked) if d not in va_datasets(extra_marked)]
-    if not discrete:
+    their rows outside the subset can be relabeled by A's class centres. With ``every_row`` (a row
+    relabels on ``method.relabel_va: predicted``) M_B's V/A for every row of B as well, in
+    ``M_B_VA_COLUMNS``: the instrument that gave A's pseudo V/A."""
+    discrete = extra_marked["dataset"].astype(str).isin([d for d in datasets(extra_marked) if d not in va_datasets(extra_marked)])
+    asked = np.ones(len(extra_marked), dtype=bool) if every_row else discrete.to_numpy()
+    if not asked.any():
         return extra_marked, ExtrasPseudoReport()
-    rows = extra_marked["dataset"].astype(str).isin(discrete).to_numpy()
-    _, va = predict(m_b, samples_from(extra_marked[rows], load_cache(extra_cache.path)))
+    _, va = predict(m_b, samples_from(extra_marked[asked], load_cache(extra_cache.path)))
+    predicted = np.full((len(extra_marked), 2), np.nan)
+    predicted[asked] = np.clip(np.asarray(va, dtype=float), -1, 1)
     out = extra_marked.copy()
-    part = with_pseudo_va(extra_marked[rows], va)
+    if every_row:
+        out[list(M_B_VA_COLUMNS)] = predicted
+    rows = discrete.to_numpy()
+    part = with_pseudo_va(extra_marked[rows], predicted[rows])
     for col in ("valence", "arousal", "va_origin"):
         out.loc[rows, col] = part[col].to_numpy()
-    per = {d: {"rows": float((part["dataset"] == d).sum()), **pseudo_truth(part[part["dataset"] == d])} for d in discrete}
+    names = dict.fromkeys(extra_marked["dataset"].astype(str)[rows])
+    per = {d: {"rows": float((part["dataset"] == d).sum()), **pseudo_truth(part[part["dataset"] == d])} for d in names}
     return out, ExtrasPseudoReport(datasets=per, gx=validated(out, "extras with pseudo V/A"))
 
 

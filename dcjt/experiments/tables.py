@@ -91,6 +91,9 @@ RELABEL_ROWS = [
     ("va", "V/A alone", _method(relabel="posterior", relabel_evidence="va", **_FIRST)),
     ("posterior", "posterior (V/A + M_A)", _method(relabel="posterior", **_FIRST)),
     ("latent", "latent", _method(relabel="latent", **_FIRST)),
+    # the same two rules on M_B's predicted V/A for B's images (the instrument of A's pseudo V/A)
+    ("posterior_predicted", "posterior (V/A + M_A), M_B's V/A", _method(relabel="posterior", relabel_va="predicted", **_FIRST)),
+    ("latent_predicted", "latent, M_B's V/A", _method(relabel="latent", relabel_va="predicted", **_FIRST)),
 ]
 TABLE_RELABEL = (
     [TARGET_ONLY, STRAIGHT, STRAIGHT_BALANCED, DCJT, TABLE_2[-2], TABLE_2[-1]]

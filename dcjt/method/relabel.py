@@ -28,7 +28,7 @@ import pandas as pd
 import dcjt.method.calibration as calibration
 import dcjt.method.latent as latent_model
 import dcjt.method.posterior as post
-from dcjt.data.labels import EMOTIONS, M_A_COLUMN, NUM_CLASSES, SOFT_COLUMNS, split_rows
+from dcjt.data.labels import EMOTIONS, M_A_COLUMN, M_B_VA_COLUMNS, NUM_CLASSES, SOFT_COLUMNS, split_rows
 from dcjt.method.calibration import reliability
 from dcjt.method.gaussian import has_va, label_confusion, matrix_record, remaining_rows, va_array
 from dcjt.method.reports import LatentRecord, PosteriorRecord, RelabelReport, Reliability
@@ -187,6 +187,20 @@ def _need_validation(val: pd.DataFrame, mode: str, what: str) -> None:
         )
 
 
+def _as_read(extra: pd.DataFrame, rule: RelabelRule) -> pd.DataFrame:
+    """B's rows as the rule reads them: with M_B's predicted V/A in place of the table's when
+    ``rule.va`` is ``predicted`` (the labels and everything else as they are)."""
+    if rule.va == "published":
+        return extra
+    missing = [c for c in M_B_VA_COLUMNS if c not in extra]
+    if missing:
+        raise ValueError(
+            f"relabel {rule.mode}: column {missing[0]!r} (M_B's predicted V/A, set by stage 2 for "
+            "method.relabel_va=predicted) is missing"
+        )
+    return extra.assign(valence=extra[M_B_VA_COLUMNS[0]], arousal=extra[M_B_VA_COLUMNS[1]])
+
+
 def _fit_posterior(val: pd.DataFrame, g: post.ClassGaussians, rule: RelabelRule) -> tuple[float | None, float, bool, dict]:
     """(M_A's weight, threshold, whether it reached the target precision, the weights' scores)
     fitted on ``val`` where ``rule`` leaves them open."""
@@ -239,7 +253,8 @@ def relabel_posterior(
     the threshold; weight and threshold chosen on ``validation`` (A's) unless ``rule`` sets them,
     their precision measured on validation rows they were not chosen on (``dcjt.method.calibration``)."""
     g = post.fit_class_gaussians(target)
-    rows = remaining_rows(extra) & post.evidence_rows(extra, rule.evidence)
+    seen = _as_read(extra, rule)
+    rows = remaining_rows(extra) & post.evidence_rows(seen, rule.evidence)
     val = _validation_rows(validation, rule.evidence)
     fits_weight, fits_threshold = rule.evidence == "both" and rule.weight is None, rule.threshold is None
     if fits_weight:
@@ -269,7 +284,7 @@ def relabel_posterior(
         held, record.calibration, why = _held_out(val, fits_weight or fits_threshold, scored_by_fold, (val_post, applied))
         record.held_out, record.val_precision, record.val_coverage = held, held.precision, held.coverage
         warnings += why
-    posterior = post.posterior_of(extra[rows], g, rule.evidence, weight or 0.0) if rows.any() else np.zeros((0, NUM_CLASSES))
+    posterior = post.posterior_of(seen[rows], g, rule.evidence, weight or 0.0) if rows.any() else np.zeros((0, NUM_CLASSES))
     record.truth = _truth_reliability(extra, rows, posterior, applied)
     new, soft, resolved = _resolve(extra, rows, posterior, applied, rule.unresolved)
     return _with_labels(extra, new, rows, g.means, "posterior", soft, posterior=record, resolved=resolved, warnings=warnings)
@@ -328,7 +343,8 @@ def relabel_latent(
     if len(val):
         val = val[val[M_A_COLUMN].to_numpy() >= 0].reset_index(drop=True) if M_A_COLUMN in val else val.iloc[:0]
     n_b, n_val = len(extra), len(val)
-    fit = _latent_fit(extra, val, g, rule.max_iter)
+    seen = _as_read(extra, rule)
+    fit = _latent_fit(seen, val, g, rule.max_iter)
     threshold = rule.threshold if rule.threshold is not None else rule.precision
     chosen_on = (
         "config" if rule.threshold is not None else "the target precision (its calibration: measured on held-out anchor rows)"
@@ -340,7 +356,7 @@ def relabel_latent(
     if n_val:
 
         def scored_by_fold(fit_rows: pd.DataFrame, held_rows: pd.DataFrame) -> tuple[np.ndarray, float]:
-            return _anchor_posterior(_latent_fit(extra, fit_rows, g, rule.max_iter), held_rows, g), threshold
+            return _anchor_posterior(_latent_fit(seen, fit_rows, g, rule.max_iter), held_rows, g), threshold
 
         val_post = _anchor_posterior(fit, val, g)
         record.in_sample_precision = post.precision_at(val_post, val["label"].to_numpy(), threshold)[0]
@@ -350,7 +366,7 @@ def relabel_latent(
     rows = remaining_rows(extra)
     record.truth = _truth_reliability(extra, rows, fit.posterior[:n_b][rows], threshold)
     new, soft, resolved = _resolve(extra, rows, fit.posterior[:n_b][rows], threshold, rule.unresolved)
-    answers = _latent_answers(extra, val, g)
+    answers = _latent_answers(seen, val, g)
     truth = _confusions_against_truth(extra, {k: v[:n_b] for k, v in answers.items()})
     latent = LatentRecord(
         confusions={k: v.round(4).tolist() for k, v in fit.confusions.items()},

@@ -157,16 +157,25 @@ OPEN_GATES = (
 )
 
 
-@pytest.mark.parametrize("mode", ["posterior", "latent"])
-def test_a_posterior_rule_whose_relabel_gate_fails_stops_the_run_before_training(mode):
+@pytest.mark.parametrize(
+    "rule", [("posterior", "relabel_first", "published"), ("latent", "map_first", "predicted")], ids=["posterior", "latent"]
+)
+def test_a_posterior_rule_whose_relabel_gate_fails_stops_the_run_before_training(rule):
     """The relabel gate holds the posterior rules too: asked for a precision no rule reaches (1.0
     above A's majority-class rate), the run stops at stage 3b in one line naming the measure and
-    its key, before any row trains."""
+    its key, before any row trains. The latent rule runs after the map on M_B's predicted V/A
+    (stage 2 predicts every row of B for it)."""
     from dcjt.method.health import GateError
     from helpers.pipeline import run_tiny
 
     settings = [*SMALLEST, *OPEN_GATES, "gates.mode=stop", "gates.relabel_min_lift=1.0", "register_model=false"]
-    settings += [f"method.relabel={mode}", "method.stage3_order=relabel_first", "method.relabel_threshold=0.3"]
+    mode, order, va = rule
+    settings += [
+        f"method.relabel={mode}",
+        f"method.stage3_order={order}",
+        f"method.relabel_va={va}",
+        "method.relabel_threshold=0.3",
+    ]
     with pytest.raises(GateError) as stopped:
         run_tiny(*settings)
     line = str(stopped.value)

@@ -205,6 +205,31 @@ def test_relabel_posterior_changes_sure_rows_and_trains_the_rest_soft_or_not_at_
         assert validate_table(table, require_all_classes=False).success
 
 
+def test_predicted_va_replaces_b_s_published_va_as_evidence_and_its_absence_is_refused_by_name():
+    """``relabel_va: predicted``: the rule reads M_B's V/A for B's image (here a surprise-like point)
+    where the published V/A (happiness-like) would say otherwise; the table keeps its own V/A."""
+    target = _target()
+    extra = _rows([[0.6, 0.0]], [1], [_probs(2, 0.5)])
+    rule = dict(evidence="va", threshold=0.5)
+    published, _ = relabel(extra, target, RelabelRule("posterior", **rule))
+    assert published["label"].tolist() == [3]
+    with pytest.raises(ValueError, match=r"relabel posterior: column 'm_b_valence' \(M_B's predicted V/A, set by stage 2"):
+        relabel(extra, target, RelabelRule("posterior", va="predicted", **rule))
+    extra[["m_b_valence", "m_b_arousal"]] = [[0.0, 0.6]]
+    predicted, _ = relabel(extra, target, RelabelRule("posterior", va="predicted", **rule))
+    assert predicted["label"].tolist() == [0] and predicted["valence"].tolist() == [0.6]
+
+
+def test_predicted_va_lets_latent_run_after_the_map_and_is_refused_for_other_rules_by_key():
+    cfg = load_config("demo", ["method.relabel=latent", "method.relabel_va=predicted"])  # map_first, the default
+    assert cfg.method.stage3_order == "map_first" and cfg.method.relabel_rule().va == "predicted"
+    assert "va-predicted" in cfg.method.variant_name
+    with pytest.raises(ConfigError, match=r"method.relabel_va: predicted needs method.relabel: posterior or latent"):
+        load_config("demo", ["method.relabel=gated", "method.relabel_va=predicted"])
+    with pytest.raises(ConfigError, match=r"or method.relabel_va=predicted"):
+        load_config("demo", ["method.relabel=latent"])
+
+
 def test_posterior_without_validation_rows_or_m_a_probabilities_is_refused_by_name():
     target = _target()
     extra = _rows([[0.0, 0.6]], [1], [_probs(0, 0.8)])
