@@ -8,6 +8,7 @@ when the work itself came from ZenML's cache.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -105,14 +106,24 @@ def stage_figures(
     return figures
 
 
-def stage_page(stages: StageSummary, figures: dict[str, object]) -> str:
-    """Stages 1-3 on one HTML page (ZenML's dashboard shows it): the labeling-criteria audit, each
-    stage's headline numbers and gates, and the figures, embedded."""
-    import base64
-    import html
+def drawn(figures: dict[str, object]) -> dict[str, bytes]:
+    """Each figure as PNG bytes, drawn once for the run's ``plots/`` and the stage page alike
+    (drawing is most of the stage report's time; every run logs it, cached or not)."""
     import io
 
-    import matplotlib.pyplot as plt
+    pngs = {}
+    for name, figure in figures.items():
+        buf = io.BytesIO()
+        figure.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+        pngs[name] = buf.getvalue()
+    return pngs
+
+
+def stage_page(stages: StageSummary, pngs: dict[str, bytes]) -> str:
+    """Stages 1-3 on one HTML page (ZenML's dashboard shows it): the labeling-criteria audit, each
+    stage's headline numbers and gates, and the figures (``drawn``), embedded."""
+    import base64
+    import html
 
     def table(frame: pd.DataFrame) -> str:
         return frame.to_html(float_format=lambda v: f"{v:.4f}", border=0, classes="dcjt")
@@ -131,15 +142,12 @@ def stage_page(stages: StageSummary, figures: dict[str, object]) -> str:
         if report.gx is not None:
             verdict = "passed" if report.gx.success else "FAILED"
             parts.append(f"<p>Great Expectations on <code>{html.escape(report.gx.table)}</code>: {verdict}</p>")
-    for name, figure in figures.items():
-        buf = io.BytesIO()
-        figure.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-        data = base64.b64encode(buf.getvalue()).decode()
+    for name, png in pngs.items():
+        data = base64.b64encode(png).decode()
         parts += [
             f"<h2>{html.escape(name.replace('_', ' '))}</h2>",
             f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}"/>',
         ]
-        plt.close(figure)
     return "<html><body>" + "\n".join(parts) + "</body></html>"
 
 
@@ -195,11 +203,13 @@ def log_stages(
         log_frame(va_stats(a), "va_stats/target_pseudo.csv")
         log_frame(va_stats(before), "va_stats/extra_remaining_before.csv")
         log_frame(va_stats(after), "va_stats/extra_remaining_after.csv")
-        figures = stage_figures(stages, target_pseudo, extra_marked, extra_prepared)
-        for name, figure in figures.items():
-            mlflow.log_figure(figure, f"plots/{name}.png")
+        pngs = drawn(stage_figures(stages, target_pseudo, extra_marked, extra_prepared))
+        with tempfile.TemporaryDirectory() as folder:
+            for name, data in pngs.items():
+                (Path(folder) / f"{name}.png").write_bytes(data)
+            mlflow.log_artifacts(folder, "plots")
     step_metadata({f"audit.{k}": v for k, v in stages.audit.items()} | metrics)
-    return HTMLString(stage_page(stages, figures))
+    return HTMLString(stage_page(stages, pngs))
 
 
 def run_gates(stages: StageSummary, rows: list[RowEvaluation]) -> list:
