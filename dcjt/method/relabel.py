@@ -15,6 +15,10 @@
   the latent posterior passes the threshold (default: the target precision: it is calibrated).
 - ``oracle`` (synthetic world only): every row of B gets its hidden true emotion (the ceiling).
 
+The posterior and latent rules read B's V/A as the table holds it, or M_B's prediction for B's
+image (``rule.va``: ``predicted``, the instrument of A's pseudo V/A), and their precision is
+measured on A's validation rows they were not fitted on (``dcjt.method.calibration``).
+
 Rows of B - subB whose posterior passes no threshold are "unresolved": they keep their label
 (``keep``), train on the posterior as a soft target (``soft``) or drop their discrete term
 (``ignore``) (``SOFT_COLUMNS``; stage 4's loss reads them).
