@@ -16,6 +16,7 @@ import numpy as np
 
 from app.runner import RunOutcome, run_pipeline
 from app.study import StudyOutcome, StudySpec, run_study
+from dcjt.config import BASELINES
 from dcjt.config_files import load_config
 from dcjt.experiments.statistics import t_interval
 from dcjt.experiments.tables import SELECT_CANDIDATES, StudyError, study_rows
@@ -70,6 +71,11 @@ def run_select(
         raise StudyError(f"--candidate {truth[0]!r} reads the synthetic world's hidden truth (an upper bound), never a candidate")
     rows, _ = study_rows(TABLE, given)  # unknown ids or labels are refused here, before any training
     ids = [r.id for r in rows]
+    if not set(ids) & set(BASELINES):
+        raise StudyError(
+            f"--candidate: none of {ids} is a baseline ({', '.join(BASELINES)}); the winner is promoted only if it beats "
+            "its own baseline, so at least one must run: add --candidate target_only"
+        )
     base = load_config(config_name, overrides, values)
     spec = StudySpec(config_name, TABLE, seeds, tuple(overrides), values, ids, f"{base.name}-select")
     study = run_study(spec, progress)

@@ -110,7 +110,7 @@ def test_a_cross_world_study_scores_regret_and_resumes_from_its_worlds():
     assert tracked and tracked[0].data.metrics["select_regret"] == pytest.approx(gap / 2)
 
 
-def test_select_refuses_a_truth_row_and_its_help_counts_the_real_candidates():
+def test_select_refuses_a_truth_row_and_candidates_without_a_baseline_and_its_help_counts_the_real_candidates():
     from click.testing import CliRunner
 
     import run
@@ -120,5 +120,7 @@ def test_select_refuses_a_truth_row_and_its_help_counts_the_real_candidates():
     for oracle in ("oracle", "oracle (B relabeled by truth)"):  # by id or by label
         with pytest.raises(StudyError, match=rf"'{re.escape(oracle)}' reads the synthetic world's hidden truth"):
             run_select("tiny", [0], candidates=["dcjt", oracle], progress=lambda _: None)
+    with pytest.raises(StudyError, match=r"none of \['dcjt', 'cls_gated_none'\] is a baseline \(target_only, straight"):
+        run_select("tiny", [0], candidates=["dcjt", "cls_gated_none"], progress=lambda _: None)
     help_text = CliRunner().invoke(run.cli, ["select", "--help"], terminal_width=200).output
     assert f"default: all {len(CANDIDATES)}: {', '.join(CANDIDATES)}" in " ".join(help_text.split())
