@@ -122,8 +122,9 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> N
     "--table",
     default="main",
     show_default=True,
-    help="main | 1 | 2 | 8 | extras | relabel | select | all (paper Tables 1, 2, 8; extras: A + one or two extras, SCN; "
-    "relabel: where a better stage 3b's gain comes from; select: the candidates of run.py select)",
+    help="main | 1 | 2 | 8 | extras | relabel | select | calibration | all (paper Tables 1, 2, 8; extras: A + one or "
+    "two extras, SCN; relabel: where a better stage 3b's gain comes from; select: the candidates of run.py select; "
+    "calibration: the posterior rules' confidence, with --set data.world.audit_rows=N)",
 )
 @click.option("--seeds", default="0-4", show_default=True, help="e.g. 0,1,2 or 0-4 (at most 1,000 runs; 0..99999)")
 @click.option("--row", "only", multiple=True, help="only this row (repeatable): its id, or its name in the table")

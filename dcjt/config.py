@@ -21,6 +21,7 @@ from dcjt.modes import (
     EVIDENCE,
     MAPPING_MODES,
     PSEUDO_SOURCES,
+    RELABEL_CALIBRATION,
     RELABEL_MODES,
     RELABEL_VA,
     UNRESOLVED,
@@ -199,6 +200,12 @@ class MethodConfig(Settings):
         "B's image (predicted: the instrument that gave A's pseudo V/A, so the confidence measured on A's validation "
         "rows carries over, and no map moves it by B's label)",
     )
+    relabel_calibration: Literal[RELABEL_CALIBRATION] = Field(
+        "a_validation",
+        description="posterior, latent: the rows whose labels choose and judge the threshold (and M_A's weight): A's "
+        "validation rows, or the rows of B - subB an audit labelled under A's criteria (audit: the rows the rule "
+        "acts on, so the precision it reaches there carries over; data.world.audit_rows on the synthetic world)",
+    )
     relabel_weight: float | None = Field(
         None, ge=0, description="posterior: M_A's weight beside V/A (null: chosen on A's validation rows)"
     )
@@ -256,6 +263,8 @@ class MethodConfig(Settings):
 
     @model_validator(mode="after")
     def _latent_relabels_before_the_map(self) -> MethodConfig:
+        if self.relabel_calibration != "a_validation" and self.relabel not in ("posterior", "latent"):
+            raise ValueError(f"method.relabel_calibration: {self.relabel_calibration} needs method.relabel: posterior or latent")
         if self.relabel_va != "published" and self.relabel not in ("posterior", "latent"):
             raise ValueError(f"method.relabel_va: {self.relabel_va} needs method.relabel: posterior or latent")
         predicted = self.relabel_va == "predicted"  # M_B's V/A: no map moves it by B's label
@@ -276,6 +285,7 @@ class MethodConfig(Settings):
             gate_m_a=self.gate_m_a,
             evidence=self.relabel_evidence,
             va=self.relabel_va,
+            calibration=self.relabel_calibration,
             weight=self.relabel_weight,
             threshold=self.relabel_threshold,
             precision=self.relabel_precision,
@@ -296,6 +306,8 @@ class MethodConfig(Settings):
             parts.append(f"by-{self.relabel_evidence}")
         if self.relabel_va != "published":
             parts.append(f"va-{self.relabel_va}")
+        if self.relabel_calibration != "a_validation":
+            parts.append("audited")
         if self.unresolved != "keep":
             parts.append(self.unresolved)
         if self.stage3_order != "map_first":
@@ -610,6 +622,19 @@ class PipelineConfig(Settings):
         if isinstance(data, dict) and "image_size" in data:
             raise ValueError(f"image_size is set under network: use network.image_size={data['image_size']} (or --image-size)")
         return data
+
+    @model_validator(mode="after")
+    def _an_audit_exists_to_calibrate_on(self) -> PipelineConfig:
+        """``relabel_calibration: audit`` needs audited rows of B: refused by key before any step."""
+        if self.method.relabel_calibration == "audit":
+            if self.data.kind != "synthetic":
+                raise ValueError(
+                    "method.relabel_calibration: audit reads audited rows of B, which only the synthetic world provides "
+                    "so far (data.world.audit_rows); use method.relabel_calibration=a_validation"
+                )
+            if self.data.world.audit_rows == 0:
+                raise ValueError("method.relabel_calibration: audit needs audited rows of B: set data.world.audit_rows=N")
+        return self
 
     @model_validator(mode="after")
     def _budget_reaches_the_joint_stage(self) -> PipelineConfig:

@@ -16,6 +16,7 @@ B_STATS_SOURCES = ("all", "remaining")  # B's Gaussians from all of B or from B 
 PSEUDO_SOURCES = ("subset", "all")  # M_B trains on B's subset (CLS) or all of B (CLE)
 RELABEL_MODES = ("none", "nearest", "gated", "posterior", "latent", "oracle")  # stage 3b
 EVIDENCE = ("both", "va", "m_a")  # posterior: V/A and M_A, V/A alone, M_A alone
+RELABEL_CALIBRATION = ("a_validation", "audit")  # posterior, latent: rows the threshold is chosen and judged on
 RELABEL_VA = ("published", "predicted")  # posterior, latent: B's V/A as published (or mapped), or M_B's prediction
 UNRESOLVED = ("keep", "soft", "ignore")  # posterior, latent: rows below the threshold
 
@@ -29,6 +30,7 @@ class RelabelRule:
     gate_ratio: float = 0.8  # gated
     gate_m_a: bool = True  # gated
     evidence: str = "both"  # posterior: both | va | m_a
+    calibration: str = "a_validation"  # posterior, latent: A's validation rows or B's audited rows
     va: str = "published"  # posterior, latent: B's V/A as the table holds it, or M_B's prediction (``RELABEL_VA``)
     weight: float | None = None  # posterior: M_A's weight (None: chosen on A's validation rows)
     threshold: float | None = None  # posterior, latent: None: chosen on validation / the target precision
@@ -39,6 +41,8 @@ class RelabelRule:
     def __post_init__(self) -> None:
         if self.mode not in RELABEL_MODES:
             raise ValueError(f"unknown relabel mode {self.mode!r}; choose from {RELABEL_MODES}")
+        if self.calibration not in RELABEL_CALIBRATION:
+            raise ValueError(f"unknown relabel calibration {self.calibration!r}; choose from {RELABEL_CALIBRATION}")
         if self.va not in RELABEL_VA:
             raise ValueError(f"unknown relabel V/A source {self.va!r}; choose from {RELABEL_VA}")
         if self.threshold is not None and not 0 < self.threshold <= 1:

@@ -16,7 +16,7 @@ from dcjt.data.leakage import pairs_figure, screen
 from dcjt.data.readers import ingest
 from dcjt.method.extras import check_class_overlap
 from dcjt.synthetic.disk import write_world_pngs
-from dcjt.synthetic.world import WorldSpec
+from dcjt.synthetic.world import WorldSpec, with_audit
 from dcjt.utils.mlflow_io import child_run, log_frame, log_json
 from steps.common import dcjt_step
 from steps.handoff import CacheRef, folder_or_scratch, world_folder
@@ -38,10 +38,10 @@ def ingest_synthetic(
     check_validation_rows(target, val_fraction, min_val_rows, "synthetic target")
     parts = {"target": (target, t_images)}
     # B's validation is carved from M_B's subset in stage 2, where it is used
-    parts["extra"] = (
-        pd.concat([t for t, _ in world_out.values()], ignore_index=True),
-        np.concatenate([i for _, i in world_out.values()]),
-    )
+    extra = pd.concat([t for t, _ in world_out.values()], ignore_index=True)
+    if world.audit_rows:  # rows of B a team re-annotated under A's criteria (the truth here)
+        extra = with_audit(extra, world.audit_rows, seed)
+    parts["extra"] = (extra, np.concatenate([i for _, i in world_out.values()]))
     tables, gx = {}, {}
     for role, (table, images) in parts.items():
         summary = validated(table, f"synthetic {role}", require_all_classes=True)

@@ -30,6 +30,9 @@ BOX_COLUMNS = ("face_x", "face_y", "face_w", "face_h")
 LANDMARK_COLUMN = "landmarks"
 SUBSET_COLUMN = "in_subset"  # set by stage 1: rows of B that M_A agrees with
 M_A_COLUMN = "m_a_label"  # set by stage 1: M_A's predicted class for each row of B
+# A label under A's criteria that an audit gave a row of B (-1: not audited): the rows on which the
+# posterior relabel rules can be calibrated (``method.relabel_calibration: audit``).
+AUDIT_COLUMN = "audit_label"
 M_B_VA_COLUMNS = ("m_b_valence", "m_b_arousal")  # set by stage 2: M_B's predicted V/A for each row of B
 M_A_PROB_COLUMNS = tuple(f"m_a_p_{e}" for e in EMOTIONS)  # set by stage 1: M_A's class probabilities
 SOFT_COLUMNS = tuple(f"soft_{e}" for e in EMOTIONS)  # set by stage 3b: a soft target (NaN: the label)

@@ -91,9 +91,6 @@ RELABEL_ROWS = [
     ("va", "V/A alone", _method(relabel="posterior", relabel_evidence="va", **_FIRST)),
     ("posterior", "posterior (V/A + M_A)", _method(relabel="posterior", **_FIRST)),
     ("latent", "latent", _method(relabel="latent", **_FIRST)),
-    # the same two rules on M_B's predicted V/A for B's images (the instrument of A's pseudo V/A)
-    ("posterior_predicted", "posterior (V/A + M_A), M_B's V/A", _method(relabel="posterior", relabel_va="predicted", **_FIRST)),
-    ("latent_predicted", "latent, M_B's V/A", _method(relabel="latent", relabel_va="predicted", **_FIRST)),
 ]
 TABLE_RELABEL = (
     [TARGET_ONLY, STRAIGHT, STRAIGHT_BALANCED, DCJT, TABLE_2[-2], TABLE_2[-1]]
@@ -114,6 +111,21 @@ SELECT_CANDIDATES = [TARGET_ONLY, STRAIGHT, STRAIGHT_BALANCED, DCJT, TABLE_2[-1]
     r for r in TABLE_RELABEL if r.id == "relabel_latent_soft"
 ]
 
+# How far the posterior rules' confidence holds (issue #33), beside target only: the two rules as in
+# the relabel table, on M_B's predicted V/A for B's images (the instrument of A's pseudo V/A), and
+# with the threshold chosen on an audit of B - subB (run with --set data.world.audit_rows=N).
+_CALIBRATED = [
+    ("posterior_predicted", "posterior (V/A + M_A), M_B's V/A", _method(relabel="posterior", relabel_va="predicted", **_FIRST)),
+    ("latent_predicted", "latent, M_B's V/A", _method(relabel="latent", relabel_va="predicted", **_FIRST)),
+    ("posterior_audited", "posterior (V/A + M_A), audited", _method(relabel="posterior", relabel_calibration="audit", **_FIRST)),
+    ("latent_audited", "latent, audited", _method(relabel="latent", relabel_calibration="audit", **_FIRST)),
+]
+TABLE_CALIBRATION = (
+    [TARGET_ONLY]
+    + [r for r in TABLE_RELABEL if r.id in ("relabel_posterior", "relabel_latent")]
+    + [Row(f"relabel_{key}", f"relabel: {name}", values) for key, name, values in _CALIBRATED]
+)
+
 # Paper Table 8: DCJT with a seeded, stratified share of B.
 TABLE_8 = [TARGET_ONLY] + [
     Row(f"dcjt_b{int(f * 100)}", f"DCJT, B {int(f * 100)} %", _method(extra_fraction=f)) for f in (0.1, 0.5, 1.0)
@@ -127,7 +139,9 @@ TABLES: dict[str, list[Row]] = {
     "extras": TABLE_EXTRAS,
     "relabel": TABLE_RELABEL,
     "select": SELECT_CANDIDATES,
+    "calibration": TABLE_CALIBRATION,
 }
+NOT_IN_ALL = ("calibration",)  # its audited rows need --set data.world.audit_rows=N
 REFERENCES = {
     "main": TARGET_ONLY.name,
     "1": "A / DL",
@@ -136,6 +150,7 @@ REFERENCES = {
     "extras": TARGET_ONLY.name,
     "relabel": TARGET_ONLY.name,
     "select": TARGET_ONLY.name,
+    "calibration": TARGET_ONLY.name,
 }
 
 
@@ -171,7 +186,7 @@ def study_rows(table: str, only: list[str] | None = None, synthetic: bool = True
     id, or by the label tables show), and the reference row's name."""
     if table != "all" and table not in TABLES:
         raise StudyError(f"unknown table {table!r}; choose from {sorted(TABLES) + ['all']}")
-    names = list(TABLES) if table == "all" else [table]
+    names = [t for t in TABLES if t not in NOT_IN_ALL] if table == "all" else [table]
     rows = list({r.id: r for t in names for r in TABLES[t]}.values())
     rows = [r for r in rows if synthetic or not r.synthetic_only]
     if only:

@@ -32,7 +32,7 @@ import pandas as pd
 import dcjt.method.calibration as calibration
 import dcjt.method.latent as latent_model
 import dcjt.method.posterior as post
-from dcjt.data.labels import EMOTIONS, M_A_COLUMN, M_B_VA_COLUMNS, NUM_CLASSES, SOFT_COLUMNS, split_rows
+from dcjt.data.labels import AUDIT_COLUMN, EMOTIONS, M_A_COLUMN, M_B_VA_COLUMNS, NUM_CLASSES, SOFT_COLUMNS, split_rows
 from dcjt.method.calibration import reliability
 from dcjt.method.gaussian import has_va, label_confusion, matrix_record, remaining_rows, va_array
 from dcjt.method.reports import LatentRecord, PosteriorRecord, RelabelReport, Reliability
@@ -183,12 +183,32 @@ def _validation_rows(validation: pd.DataFrame | None, evidence: str) -> pd.DataF
     return validation[post.evidence_rows(validation, evidence)].reset_index(drop=True)
 
 
-def _need_validation(val: pd.DataFrame, mode: str, what: str) -> None:
+A_ROWS = "A's validation rows"
+AUDITED_ROWS = "B's audited rows"  # of B - subB, labelled under A's criteria (``AUDIT_COLUMN``)
+
+
+def _need_validation(val: pd.DataFrame, mode: str, what: str, source: str = A_ROWS) -> None:
     if len(val) < post.MIN_CONFIDENT_ROWS:
         raise ValueError(
-            f"relabel {mode}: the {what} is chosen on A's validation rows with pseudo V/A and M_A's probabilities, "
+            f"relabel {mode}: the {what} is chosen on {source} with V/A and M_A's probabilities, "
             f"and {len(val)} are available; set method.relabel_{what} instead"
         )
+
+
+def _audited(seen: pd.DataFrame, rows: np.ndarray, mode: str) -> np.ndarray:
+    """The rows of ``rows`` an audit labelled under A's criteria (``method.relabel_calibration: audit``)."""
+    if AUDIT_COLUMN not in seen:
+        raise ValueError(
+            f"relabel {mode}: method.relabel_calibration=audit needs rows of B labelled by an audit (column "
+            f"{AUDIT_COLUMN!r}; on the synthetic world data.world.audit_rows)"
+        )
+    return rows & (seen[AUDIT_COLUMN].to_numpy() >= 0)
+
+
+def _audit_table(seen: pd.DataFrame, audited: np.ndarray) -> pd.DataFrame:
+    """The audited rows with their audit label as ``label`` (and their row in ``seen``, ``_row``)."""
+    rows = seen[audited].assign(label=seen[AUDIT_COLUMN].to_numpy()[audited], _row=np.flatnonzero(audited))
+    return rows.reset_index(drop=True)
 
 
 def _as_read(extra: pd.DataFrame, rule: RelabelRule) -> pd.DataFrame:
@@ -221,17 +241,17 @@ def _fit_posterior(val: pd.DataFrame, g: post.ClassGaussians, rule: RelabelRule)
 
 
 def _held_out(
-    val: pd.DataFrame, fitted: bool, scored_by_fold, in_sample: tuple[np.ndarray, float]
+    val: pd.DataFrame, fitted: bool, scored_by_fold, in_sample: tuple[np.ndarray, float], source: str = A_ROWS
 ) -> tuple[Reliability, str, list[str]]:
-    """The rule's reliability on A's validation rows it was not fitted on: every row when nothing
-    was fitted on them, else cross-fitted (``scored_by_fold(fit_rows, held_rows)`` -> (posterior,
-    threshold) of the held rows), or in-sample with a warning below ``MIN_CROSSFIT_ROWS`` rows."""
+    """The rule's reliability on the calibration rows (``source``) it was not fitted on: every row
+    when nothing was fitted on them, else cross-fitted (``scored_by_fold(fit_rows, held_rows)`` ->
+    (posterior, threshold) of the held rows), or in-sample with a warning below ``MIN_CROSSFIT_ROWS``."""
     labels = val["label"].to_numpy()
     if not fitted:
         return reliability(in_sample[0], labels, in_sample[1]), "held out (nothing fitted on them)", []
     if len(val) < calibration.MIN_CROSSFIT_ROWS:
         why = (
-            f"{len(val)} of A's validation rows: fewer than {calibration.MIN_CROSSFIT_ROWS} to cross-fit, so the relabel "
+            f"{len(val)} of {source}: fewer than {calibration.MIN_CROSSFIT_ROWS} to cross-fit, so the relabel "
             "precision and the gate are judged on the rows that chose the rule (optimistic)"
         )
         return reliability(in_sample[0], labels, in_sample[1]), f"in-sample ({len(val)} rows)", [why]
@@ -259,17 +279,22 @@ def relabel_posterior(
     g = post.fit_class_gaussians(target)
     seen = _as_read(extra, rule)
     rows = remaining_rows(extra) & post.evidence_rows(seen, rule.evidence)
-    val = _validation_rows(validation, rule.evidence)
+    if rule.calibration == "audit":
+        audited, source = _audited(seen, rows, "posterior"), AUDITED_ROWS
+        val = _audit_table(seen, audited)
+    else:
+        audited, source = np.zeros(len(extra), dtype=bool), A_ROWS
+        val = _validation_rows(validation, rule.evidence)
     fits_weight, fits_threshold = rule.evidence == "both" and rule.weight is None, rule.threshold is None
     if fits_weight:
-        _need_validation(val, "posterior", "weight")
+        _need_validation(val, "posterior", "weight", source)
     if fits_threshold:
-        _need_validation(val, "posterior", "threshold")
+        _need_validation(val, "posterior", "threshold", source)
     weight, threshold, reached, scores = (
         _fit_posterior(val, g, rule) if len(val) else (rule.weight if rule.evidence == "both" else None, rule.threshold, True, {})
     )
     applied = threshold if reached else np.inf
-    chosen_on = f"A's validation rows ({len(val)})" if fits_threshold else "config"
+    chosen_on = f"{source} ({len(val)})" if fits_threshold else "config"
     if rule.evidence == "both" and not fits_weight:
         chosen_on += "; weight: config"
 
@@ -281,15 +306,16 @@ def relabel_posterior(
         evidence=rule.evidence, weight=weight, threshold=threshold, chosen_on=chosen_on, val_rows=len(val),
         target_precision=rule.precision, reached=reached, weight_scores=scores,
     )  # fmt: skip
-    warnings = [] if reached else [f"no threshold reached precision {rule.precision:g} on A's validation rows: nothing relabeled"]
+    warnings = [] if reached else [f"no threshold reached precision {rule.precision:g} on {source}: nothing relabeled"]
     if len(val):
         val_post = post.posterior_of(val, g, rule.evidence, weight or 0.0)
         record.in_sample_precision = post.precision_at(val_post, val["label"].to_numpy(), applied)[0]
-        held, record.calibration, why = _held_out(val, fits_weight or fits_threshold, scored_by_fold, (val_post, applied))
+        fitted = fits_weight or fits_threshold
+        held, record.calibration, why = _held_out(val, fitted, scored_by_fold, (val_post, applied), source)
         record.held_out, record.val_precision, record.val_coverage = held, held.precision, held.coverage
         warnings += why
     posterior = post.posterior_of(seen[rows], g, rule.evidence, weight or 0.0) if rows.any() else np.zeros((0, NUM_CLASSES))
-    record.truth = _truth_reliability(extra, rows, posterior, applied)
+    record.truth = _truth_reliability(extra, rows & ~audited, posterior[~audited[rows]], applied)  # rows it never saw
     new, soft, resolved = _resolve(extra, rows, posterior, applied, rule.unresolved)
     return _with_labels(extra, new, rows, g.means, "posterior", soft, posterior=record, resolved=resolved, warnings=warnings)
 
@@ -349,6 +375,9 @@ def relabel_latent(
     n_b, n_val = len(extra), len(val)
     seen = _as_read(extra, rule)
     fit = _latent_fit(seen, val, g, rule.max_iter)
+    rows = remaining_rows(extra)
+    if rule.calibration == "audit":
+        return _latent_on_audit(extra, seen, rows, fit, g, rule)
     threshold = rule.threshold if rule.threshold is not None else rule.precision
     chosen_on = (
         "config" if rule.threshold is not None else "the target precision (its calibration: measured on held-out anchor rows)"
@@ -367,10 +396,58 @@ def relabel_latent(
         held, record.calibration, why = _held_out(val, True, scored_by_fold, (val_post, threshold))
         record.held_out, record.val_precision, record.val_coverage = held, held.precision, held.coverage
         warnings += why
-    rows = remaining_rows(extra)
     record.truth = _truth_reliability(extra, rows, fit.posterior[:n_b][rows], threshold)
+    out, report = _latent_result(extra, seen, rows, fit, g, rule, record)
+    report.warnings = warnings
+    return out, report
+
+
+def _latent_on_audit(extra, seen, rows, fit, g, rule: RelabelRule) -> tuple[pd.DataFrame, RelabelReport]:
+    """The latent rule with its threshold chosen (unless set) and judged on B's audited rows of
+    B - subB: EM never reads their audit labels, so only the threshold is cross-fitted."""
+    audited = _audited(seen, rows, "latent")
+    calib = _audit_table(seen, audited)
+    posterior = fit.posterior[: len(extra)]
+    labels = calib["label"].to_numpy()
+    fits = rule.threshold is None
+    if fits:
+        _need_validation(calib, "latent", "threshold", AUDITED_ROWS)
+        choice = post.choose_threshold(posterior[calib["_row"]], labels, rule.precision)
+        threshold, reached = choice.threshold, choice.reached
+    else:
+        threshold, reached = rule.threshold, True
+    applied = threshold if reached else np.inf
+
+    def scored_by_fold(fit_rows: pd.DataFrame, held_rows: pd.DataFrame) -> tuple[np.ndarray, float]:
+        c = post.choose_threshold(posterior[fit_rows["_row"]], fit_rows["label"].to_numpy(), rule.precision)
+        return posterior[held_rows["_row"]], c.threshold if c.reached else np.inf
+
+    record = PosteriorRecord(
+        evidence="latent", threshold=threshold, chosen_on=f"{AUDITED_ROWS} ({len(calib)})" if fits else "config",
+        val_rows=len(calib), target_precision=rule.precision, reached=reached,
+    )  # fmt: skip
+    warnings = [] if fit.converged else [f"EM did not converge in {fit.iterations} iterations; the last estimate is kept"]
+    if not reached:
+        warnings.append(f"no threshold reached precision {rule.precision:g} on {AUDITED_ROWS}: nothing relabeled")
+    if len(calib):
+        record.in_sample_precision = post.precision_at(posterior[calib["_row"]], labels, applied)[0]
+        held, record.calibration, why = _held_out(calib, fits, scored_by_fold, (posterior[calib["_row"]], applied), AUDITED_ROWS)
+        record.held_out, record.val_precision, record.val_coverage = held, held.precision, held.coverage
+        warnings += why
+    unseen = rows & ~audited  # the truth is judged on rows the threshold never saw
+    record.truth = _truth_reliability(extra, unseen, posterior[unseen], applied)
+    out, report = _latent_result(extra, seen, rows, fit, g, rule, record, applied)
+    report.warnings = warnings
+    return out, report
+
+
+def _latent_result(extra, seen, rows, fit, g, rule, record, threshold=None) -> tuple[pd.DataFrame, RelabelReport]:
+    """B - subB relabeled by the latent posterior at ``threshold`` (default: the record's), with
+    the fit's record and, on the synthetic world, each annotator's confusion against the truth."""
+    n_b = len(extra)
+    threshold = record.threshold if threshold is None else threshold
     new, soft, resolved = _resolve(extra, rows, fit.posterior[:n_b][rows], threshold, rule.unresolved)
-    answers = _latent_answers(seen, val, g)
+    answers = _latent_answers(seen, pd.DataFrame(), g)  # B's rows' answers (the anchors' are not compared)
     truth = _confusions_against_truth(extra, {k: v[:n_b] for k, v in answers.items()})
     latent = LatentRecord(
         confusions={k: v.round(4).tolist() for k, v in fit.confusions.items()},
@@ -379,14 +456,12 @@ def relabel_latent(
         iterations=fit.iterations,
         converged=fit.converged,
         log_likelihood=fit.log_likelihood,
-        anchors=n_val,
+        anchors=int(fit.posterior.shape[0] - n_b),
     )
-    out, report = _with_labels(
-        extra, new, rows, g.means, "latent", soft, posterior=record, latent=latent, resolved=resolved, warnings=warnings
-    )
+    out, report = _with_labels(extra, new, rows, g.means, "latent", soft, posterior=record, latent=latent, resolved=resolved)
     for name, m in truth.items():  # how far EM's confusion is from the one the hidden truth shows
-        seen = m.sum(axis=1) > 0  # true classes B holds
-        report.truth[f"latent_confusion_mae.{name}"] = float(np.abs(fit.confusions[name][seen] - m[seen]).mean())
+        present = m.sum(axis=1) > 0  # true classes B holds
+        report.truth[f"latent_confusion_mae.{name}"] = float(np.abs(fit.confusions[name][present] - m[present]).mean())
     return out, report
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dcjt.data.labels import NUM_CLASSES, make_table
+from dcjt.data.labels import AUDIT_COLUMN, NUM_CLASSES, make_table
 from dcjt.synthetic.annotators import DiscreteCriteria, ExtraCriteria, annotate_discrete, annotate_extra, annotate_target
 from dcjt.synthetic.render import NEUTRAL, VA_CENTRES, render_many
 
@@ -41,6 +41,12 @@ class WorldSpec(BaseModel):
     n_extra2: int = Field(0, ge=0, description="rows of the third, discrete-only population (0: none)")
     extra2_test_fraction: float = Field(0.08, gt=0, lt=1, description="C's test split")
     extra2: DiscreteCriteria = Field(default_factory=DiscreteCriteria, description="how C's annotators label")
+    audit_rows: int = Field(
+        0,
+        ge=0,
+        description="rows of B's train split whose label an audit gave under A's criteria (here: the truth), drawn "
+        "at random (method.relabel_calibration: audit)",
+    )
     salt: int = Field(0, ge=0, description="> 0: another world with the same criteria (e.g. a fine-tuning target)")
     extra_priors: tuple[float, ...] | None = Field(
         None, description="B's class priors in the canonical order (7 weights; None: A's, RAF-DB's train counts)"
@@ -126,6 +132,21 @@ def world_tables(spec: WorldSpec, seed: int = 0) -> dict[str, tuple[pd.DataFrame
         names = [f"synth-extra2-{tag}/{i:06d}.png" for i in range(spec.n_extra2)]
         split = _splits(spec.n_extra2, spec.extra2_test_fraction, rng2)
         out["extra2"] = (make_table("synth_extra2", split, names, labels, extra=_truth(lat)), lat)
+    return out
+
+
+def with_audit(extra: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """B's table with ``AUDIT_COLUMN``: ``n`` random train rows of B (population ``synth_extra``)
+    carry the label an audit under A's criteria gives them, which in this world is the truth; the
+    others -1. Its own random stream: the world's draws are unchanged."""
+    out = extra.copy()
+    out[AUDIT_COLUMN] = -1
+    pool = np.flatnonzero(((out["dataset"] == "synth_extra") & (out["split"] == "train")).to_numpy())
+    if n > len(pool):
+        raise ValueError(f"data.world.audit_rows = {n}: B's train split holds {len(pool)} rows")
+    picked = np.random.default_rng([seed, 13]).choice(pool, size=n, replace=False)
+    out.loc[picked, AUDIT_COLUMN] = out.loc[picked, "truth_label"].to_numpy()
+    out[AUDIT_COLUMN] = out[AUDIT_COLUMN].astype("int64")
     return out
 
 

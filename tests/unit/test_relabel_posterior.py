@@ -230,6 +230,60 @@ def test_predicted_va_lets_latent_run_after_the_map_and_is_refused_for_other_rul
         load_config("demo", ["method.relabel=latent"])
 
 
+def _audited_world(seed: int = 0, n: int = 200, n_audit: int = 120):
+    """B - subB around A's three class centres whose labels B flipped to anger (5) on a third of
+    the rows; the truth in ``truth_label``; ``n_audit`` rows audited (their truth as ``audit_label``)."""
+    rng = np.random.default_rng(seed)
+    centres = {0: (0.0, 0.6), 3: (0.6, 0.0), 6: (0.0, 0.0)}
+    truth = rng.choice([0, 3, 6], n)
+    va = np.array([centres[t] for t in truth]) + rng.normal(0, 0.12, (n, 2))
+    b_label = np.where(rng.random(n) < 0.33, 5, truth)
+    m_a = np.array([_probs(t if rng.random() < 0.7 else 2, 0.6) for t in truth])
+    extra = _rows(va, b_label, m_a)
+    extra["truth_label"] = truth
+    extra["audit_label"] = -1
+    extra.loc[: n_audit - 1, "audit_label"] = truth[:n_audit]
+    return extra
+
+
+@pytest.mark.parametrize("mode", ["posterior", "latent"])
+def test_an_audit_of_b_chooses_and_judges_the_threshold_on_the_rows_the_rule_acts_on(mode):
+    """``relabel_calibration: audit``: the threshold comes from B - subB's audited rows (cross-fitted
+    for the held-out precision); the truth is judged on the rows no audit saw."""
+    extra, target = _audited_world(), _target()
+    rule = RelabelRule(mode, calibration="audit", precision=0.8, **({"evidence": "va"} if mode == "posterior" else {}))
+    val = _rows([[0.0, 0.6], [0.6, 0.0], [0.0, 0.0]] * 4, [0, 3, 6] * 4, [_probs(k, 0.6) for k in [0, 3, 6] * 4], "v", "val")
+    _, report = relabel(extra, target, rule, validation=val)
+    record = report.posterior
+    assert record.chosen_on == "B's audited rows (120)" and record.val_rows == 120
+    assert record.calibration == "cross-fitted (2 folds)" and record.held_out.rows == 120
+    assert record.truth.rows == len(extra) - 120  # the audited rows never judge the rule
+    assert record.reached and abs(record.val_precision - record.truth.precision) < 0.1
+    with pytest.raises(ValueError, match=rf"relabel {mode}: method.relabel_calibration=audit needs rows of B labelled"):
+        relabel(extra.drop(columns="audit_label"), target, rule, validation=val)
+
+
+def test_the_synthetic_audit_reveals_the_truth_of_b_train_rows_only():
+    from dcjt.synthetic.world import WorldSpec, with_audit, world_tables
+
+    extra = world_tables(WorldSpec(n_target=50, n_extra=300), seed=3)["extra"][0]
+    audited = with_audit(extra, 40, seed=3)
+    picked = audited[audited["audit_label"] >= 0]
+    assert len(picked) == 40 and (picked["split"] == "train").all()
+    assert (picked["audit_label"] == picked["truth_label"]).all() and (audited.drop(columns="audit_label") == extra).all().all()
+    assert with_audit(extra, 40, seed=3).equals(audited)  # the same rows for the same world
+    with pytest.raises(ValueError, match=r"data.world.audit_rows = 1000: B's train split holds \d+ rows"):
+        with_audit(extra, 1000, seed=3)
+    with pytest.raises(ConfigError, match=r"method.relabel_calibration: audit needs method.relabel: posterior or latent"):
+        load_config("demo", ["method.relabel=gated", "method.relabel_calibration=audit"])
+    audit = ["method.relabel=posterior", "method.relabel_calibration=audit"]
+    with pytest.raises(
+        ConfigError, match=r"method.relabel_calibration: audit needs audited rows of B: set data.world.audit_rows"
+    ):
+        load_config("demo", audit)
+    assert load_config("demo", [*audit, "data.world.audit_rows=300"]).method.relabel_rule().calibration == "audit"
+
+
 def test_posterior_without_validation_rows_or_m_a_probabilities_is_refused_by_name():
     target = _target()
     extra = _rows([[0.0, 0.6]], [1], [_probs(0, 0.8)])
