@@ -90,7 +90,7 @@ def stage_figures(
         )
     record = relabel.posterior
     if record is not None and (record.held_out is not None or record.truth is not None):
-        curves = {f"A's validation rows, {record.calibration}": record.held_out, "B - subB against the truth": record.truth}
+        curves = {f"{record.calibrated_on}, {record.calibration}": record.held_out, "B - subB against the truth": record.truth}
         figures["relabel_reliability"] = reliability_figure(curves, record.threshold)
     if relabel.latent is not None:
         figures["latent_confusions"] = latent_figure(relabel.latent.confusions, relabel.latent.truth_confusions)

@@ -304,7 +304,7 @@ def relabel_posterior(
 
     record = PosteriorRecord(
         evidence=rule.evidence, weight=weight, threshold=threshold, chosen_on=chosen_on, val_rows=len(val),
-        target_precision=rule.precision, reached=reached, weight_scores=scores,
+        target_precision=rule.precision, reached=reached, weight_scores=scores, calibrated_on=source,
     )  # fmt: skip
     warnings = [] if reached else [f"no threshold reached precision {rule.precision:g} on {source}: nothing relabeled"]
     if len(val):
@@ -424,7 +424,7 @@ def _latent_on_audit(extra, seen, rows, fit, g, rule: RelabelRule) -> tuple[pd.D
 
     record = PosteriorRecord(
         evidence="latent", threshold=threshold, chosen_on=f"{AUDITED_ROWS} ({len(calib)})" if fits else "config",
-        val_rows=len(calib), target_precision=rule.precision, reached=reached,
+        val_rows=len(calib), target_precision=rule.precision, reached=reached, calibrated_on=AUDITED_ROWS,
     )  # fmt: skip
     warnings = [] if fit.converged else [f"EM did not converge in {fit.iterations} iterations; the last estimate is kept"]
     if not reached:

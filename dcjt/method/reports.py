@@ -135,6 +135,7 @@ class PosteriorRecord(Record):
     reached: bool = True
     weight_scores: dict[str, float] = Field(default_factory=dict)
     calibration: str = "in-sample"
+    calibrated_on: str = "A's validation rows"  # or B's audited rows (``method.relabel_calibration: audit``)
     in_sample_precision: float = float("nan")
     held_out: Reliability | None = None
     truth: Reliability | None = None

@@ -255,7 +255,7 @@ def test_an_audit_of_b_chooses_and_judges_the_threshold_on_the_rows_the_rule_act
     val = _rows([[0.0, 0.6], [0.6, 0.0], [0.0, 0.0]] * 4, [0, 3, 6] * 4, [_probs(k, 0.6) for k in [0, 3, 6] * 4], "v", "val")
     _, report = relabel(extra, target, rule, validation=val)
     record = report.posterior
-    assert record.chosen_on == "B's audited rows (120)" and record.val_rows == 120
+    assert record.chosen_on == "B's audited rows (120)" and record.val_rows == 120 and record.calibrated_on == "B's audited rows"
     assert record.calibration == "cross-fitted (2 folds)" and record.held_out.rows == 120
     assert record.truth.rows == len(extra) - 120  # the audited rows never judge the rule
     assert record.reached and abs(record.val_precision - record.truth.precision) < 0.1
