@@ -1,11 +1,12 @@
 """The relabel rules' calibration, per world and rule, from finished studies (``study.csv`` of
 ``run.py study --table relabel --worlds ...``): the precision at the threshold on A's validation
-rows judged in-sample and held out (cross-fitted), their ECE, against the synthetic world's truth
-on B - subB, the gap between held-out and true precision, and the test gain over target only.
+rows (A's validation rows, or B's audited rows) judged in-sample and held out (cross-fitted), the
+held-out ECE, the same against the synthetic world's truth on B - subB (rows no audit saw), the gap
+between held-out and true precision, and the test gain over target only.
 
     python scripts/calibration_table.py STATE/outputs/studies/calibration-*    # markdown on stdout
 
-Last line: ``calibration_gap: X`` (the largest |held-out - true| precision over the rows shown).
+Last line: ``calibration_gap: X`` (the largest gap between held-out and true precision shown).
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-COLUMNS = {  # study column -> table header
+COLUMNS = {  # study column -> table header ("calibration rows": A's validation rows, or B's audited rows)
     "relabel_threshold": "threshold",
-    "relabel_insample_precision": "precision in-sample (A val)",
-    "relabel_heldout_precision": "precision held out (A val)",
-    "relabel_heldout_ece": "ECE held out (A val)",
-    "relabel_truth_precision": "precision vs truth (B - subB)",
+    "relabel_insample_precision": "precision, in-sample",
+    "relabel_heldout_precision": "precision, held out",
+    "relabel_heldout_ece": "ECE, held out",
+    "relabel_truth_precision": "precision vs truth",
     "relabel_truth_coverage": "coverage vs truth",
     "relabel_truth_ece": "ECE vs truth",
 }
+GAP = "gap (abs)"
 
 
 def table(folders: list[Path]) -> pd.DataFrame:
@@ -36,7 +38,7 @@ def table(folders: list[Path]) -> pd.DataFrame:
     for _, r in study[study["row_id"] != "target_only"].iterrows():
         rec = {"world": r["world"], "rule": r["row"], "seed": int(r["seed"])}
         rec |= {name: r.get(col, np.nan) for col, name in COLUMNS.items()}
-        rec["gap |held out - truth|"] = abs(rec["precision held out (A val)"] - rec["precision vs truth (B - subB)"])
+        rec[GAP] = abs(rec["precision, held out"] - rec["precision vs truth"])
         rec["test %"] = 100 * r["accuracy"]
         rec["gain over target only"] = 100 * (r["accuracy"] - base.get((r["world"], r["seed"]), np.nan))
         records.append(rec)
@@ -48,7 +50,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit("usage: python scripts/calibration_table.py STUDY_FOLDER [STUDY_FOLDER ...]")
     out = table([Path(a) for a in argv])
     print(out.to_markdown(index=False, floatfmt=".3f"))
-    print(f"calibration_gap: {out['gap |held out - truth|'].max():.3f}")
+    print(f"calibration_gap: {out[GAP].max():.3f}")
 
 
 if __name__ == "__main__":
