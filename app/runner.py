@@ -3,6 +3,7 @@ DCJT pipeline, fine-tuning, a schedule; what a finished run hands back."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 import sys
@@ -173,6 +174,8 @@ def fingerprint_datasets(cfg: PipelineConfig) -> None:
     if cfg.data.kind == "files":
         for spec in (cfg.data.target, *cfg.data.extras):
             spec.fingerprint = fingerprint(spec.root)
+            if spec.audit and Path(spec.audit).is_file():  # an edited audit changes the key too
+                spec.fingerprint += "-" + hashlib.sha256(Path(spec.audit).read_bytes()).hexdigest()[:12]
 
 
 def _launch(pipe, cfg: PipelineConfig, prefix: str):

@@ -382,6 +382,11 @@ class DatasetSpec(Settings):
     dataset: Literal[DATASETS] = Field(description="the release layout: rafdb, affectnet, caers, ferplus")
     root: str | None = Field(None, description="the dataset's folder")
     name: str | None = Field(None, description="the rows' dataset name (default: dataset); tells two of a kind apart")
+    audit: str | None = Field(
+        None,
+        description="an extra dataset: a CSV file (image, emotion) of its images labelled again under the target's "
+        "criteria, for method.relabel_calibration: audit",
+    )
     fingerprint: str = Field("", description="set by the runner: changed files change ZenML's cache key")
 
     @property
@@ -414,6 +419,14 @@ class DataConfig(Settings):
             )
         data["extras"] = [deep_merge(extras[0], one) if extras and isinstance(one, dict) else one]
         return data
+
+    @model_validator(mode="after")
+    def _audits_belong_to_extras(self) -> DataConfig:
+        if self.target is not None and self.target.audit:
+            raise ValueError(
+                "data.target.audit: an audit labels an extra dataset's images under A's criteria; set data.extras.K.audit"
+            )
+        return self
 
     @model_validator(mode="after")
     def _files_need_roots(self) -> DataConfig:
@@ -627,13 +640,10 @@ class PipelineConfig(Settings):
     def _an_audit_exists_to_calibrate_on(self) -> PipelineConfig:
         """``relabel_calibration: audit`` needs audited rows of B: refused by key before any step."""
         if self.method.relabel_calibration == "audit":
-            if self.data.kind != "synthetic":
-                raise ValueError(
-                    "method.relabel_calibration: audit reads audited rows of B, which only the synthetic world provides "
-                    "so far (data.world.audit_rows); use method.relabel_calibration=a_validation"
-                )
-            if self.data.world.audit_rows == 0:
-                raise ValueError("method.relabel_calibration: audit needs audited rows of B: set data.world.audit_rows=N")
+            audited = self.data.world.audit_rows > 0 if self.data.kind == "synthetic" else any(s.audit for s in self.data.extras)
+            if not audited:
+                key = "data.world.audit_rows=N" if self.data.kind == "synthetic" else "data.extras.K.audit=FILE.csv"
+                raise ValueError(f"method.relabel_calibration: audit needs audited rows of B: set {key}")
         return self
 
     @model_validator(mode="after")

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from dcjt.config import DatasetSpec, LeakageConfig
+from dcjt.data.audit import read_audit
 from dcjt.data.cache import build_cache, load_cache, open_cache, write_cache
 from dcjt.data.identity import split_seed
-from dcjt.data.labels import check_validation_rows, stratified_val_split
+from dcjt.data.labels import AUDIT_COLUMN, check_validation_rows, stratified_val_split
 from dcjt.data.leakage import pairs_figure, screen
 from dcjt.data.readers import ingest
 from dcjt.method.extras import check_class_overlap
@@ -92,9 +93,15 @@ def ingest_extras(
     tables, reports = [], {}
     for spec in specs:
         table, report = read_dataset(spec, 0.0, max_bad_fraction)
+        if spec.audit:  # the team's labels under A's criteria for some of its images
+            table = read_audit(spec.audit, table, spec.label, spec.root)
+            report["audited_rows"] = int((table[AUDIT_COLUMN] >= 0).sum())
         tables.append(table)
         reports[spec.label] = report
-    return pd.concat(tables, ignore_index=True), reports
+    out = pd.concat(tables, ignore_index=True)
+    if AUDIT_COLUMN in out:  # extras without an audit: -1
+        out[AUDIT_COLUMN] = out[AUDIT_COLUMN].fillna(-1).astype("int64")
+    return out, reports
 
 
 @dcjt_step()

@@ -29,8 +29,14 @@ def test_files_pipeline_with_two_extras_and_a_planted_duplicate(tmp_path):
     first_train = int(np.flatnonzero(e["split"].to_numpy() == "train")[0])
     planted = tmp_path / "an" / "Manually_Annotated_Images" / f"{first_train // 1000:03d}/{first_train:07d}.jpg"
     cv2.imwrite(str(planted), cv2.imread(str(test_image)), [cv2.IMWRITE_JPEG_QUALITY, 40])
+    audited = [int(i) for i in np.flatnonzero(e["split"].to_numpy() == "train")[1:4]]  # a team's audit of three images
+    audit = tmp_path / "audit.csv"
+    audit.write_text(
+        "image,emotion\n" + "".join(f"Manually_Annotated_Images/{i // 1000:03d}/{i:07d}.jpg,fear\n" for i in audited)
+    )
     tiny = [
         "network.image_size=32",
+        f"data.extras.0.audit={audit}",
         "network={backbone: tiny, head: linear, weights: none}",
         f"data.target.root={tmp_path / 'raf'}",
         f"data.extras.0.root={tmp_path / 'an'}",
@@ -45,6 +51,11 @@ def test_files_pipeline_with_two_extras_and_a_planted_duplicate(tmp_path):
     ]
     outcome = run_pipeline(load_config("rafdb", tiny))
     assert outcome.summary.leaked == 1
+    from zenml.client import Client
+
+    table = Client().get_pipeline_run(outcome.run_name).steps["ingest_extras"].outputs["table"][0].load()
+    marked = table[table["audit_label"] >= 0]
+    assert len(marked) == 3 and set(marked["dataset"]) == {"affectnet"} and set(marked["audit_label"]) == {1}  # fear
     extras = {x["dataset"]: x for x in outcome.summary.extras}
     assert set(extras) == {"affectnet", "caers"} and extras["caers"]["va"] == "pseudo (M_B)"
     assert extras["affectnet"]["train_rows"] == int((e["split"] == "train").sum()) - 1  # the copy left training

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
 from dcjt.config_files import ConfigError, load_config
-from dcjt.data.labels import LABEL_ORIGINS, M_A_PROB_COLUMNS, NUM_CLASSES, SOFT_COLUMNS, make_table
+from dcjt.data.labels import EMOTIONS, LABEL_ORIGINS, M_A_PROB_COLUMNS, NUM_CLASSES, SOFT_COLUMNS, make_table
 from dcjt.data.validation import validate_table
 from dcjt.method import calibration
 from dcjt.method import posterior as post
@@ -282,6 +282,39 @@ def test_the_synthetic_audit_reveals_the_truth_of_b_train_rows_only():
     ):
         load_config("demo", audit)
     assert load_config("demo", [*audit, "data.world.audit_rows=300"]).method.relabel_rule().calibration == "audit"
+
+
+def test_a_team_s_audit_file_labels_its_extra_s_train_images_and_bad_rows_are_named(tmp_path):
+    from dcjt.data.audit import AuditError, read_audit
+
+    b = make_table("affectnet", ["train", "train", "test"], ["a/1.jpg", "a/2.jpg", "a/3.jpg"], [6, 6, 6], [0.1] * 3, [0.2] * 3)
+    table = pd.concat([b, make_table("rafdb", "train", ["a/1.jpg"], [3])], ignore_index=True)
+    good = tmp_path / "audit.csv"
+    good.write_text("image,emotion\na/2.jpg, Happiness\n")
+    audited = read_audit(good, table, "affectnet")
+    assert audited["audit_label"].tolist() == [-1, EMOTIONS.index("happiness"), -1, -1]
+    bad = {
+        "image,label\na/2.jpg,happiness\n": r"audit.csv: no column 'emotion' \(columns: image, emotion\)",
+        "image,emotion\na/2.jpg,joy\n": r"audit.csv, row 2: unknown emotion 'joy'",
+        "image,emotion\na/3.jpg,sadness\n": r"audit.csv, row 2: image 'a/3.jpg' is not a train image of affectnet",
+        "image,emotion\na/1.jpg,fear\na/1.jpg,fear\n": r"audit.csv, row 3: image 'a/1.jpg' is audited twice",
+    }
+    for text, message in bad.items():
+        good.write_text(text)
+        with pytest.raises(AuditError, match=message):
+            read_audit(good, table, "affectnet")
+    with pytest.raises(AuditError, match=r"nowhere.csv \(data.extras.K.audit\): not found"):
+        read_audit(tmp_path / "nowhere.csv", table, "affectnet")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    files = ["data.kind=files", "data.target.dataset=rafdb", f"data.target.root={tmp_path / 'a'}"]
+    files += ["data.extra.dataset=affectnet", f"data.extra.root={tmp_path / 'b'}"]
+    files += ["method.relabel=posterior", "method.relabel_calibration=audit"]
+    with pytest.raises(ConfigError, match=r"audit needs audited rows of B: set data.extras.K.audit=FILE.csv"):
+        load_config("demo", files)
+    assert load_config("demo", [*files, f"data.extra.audit={good}"]).data.extras[0].audit == str(good)
+    with pytest.raises(ConfigError, match=r"data.target.audit: an audit labels an extra dataset's images"):
+        load_config("demo", [*files, "data.target.audit=x.csv"])
 
 
 def test_posterior_without_validation_rows_or_m_a_probabilities_is_refused_by_name():
