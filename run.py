@@ -129,7 +129,12 @@ def pipeline_cmd(config_name, overrides, schedule, run_config, **shortcuts) -> N
 @click.option("--seeds", default="0-4", show_default=True, help="e.g. 0,1,2 or 0-4 (at most 1,000 runs; 0..99999)")
 @click.option("--row", "only", multiple=True, help="only this row (repeatable): its id, or its name in the table")
 @click.option("--name", help="study name (MLflow tag; default CONFIG-table-TABLE)")
-@click.option("--budget", type=click.Choice(["converged", "steps"]), help="budget.mode for every row")
+@click.option(
+    "--budget",
+    type=click.Choice(["converged", "steps"]),
+    help="budget.mode for every row (default for a study: steps, every row the same optimiser steps, unless --set "
+    "budget.mode; converged: each row until its validation accuracy stops improving, at most dcn.epochs)",
+)
 @click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds)")
 @click.option(
     "--worlds",

@@ -115,6 +115,18 @@ def echo_outcome_paths(outcome) -> None:
     click.echo(f"comparison: {outcome.comparison_path}")
 
 
+# A study compares rows: by default each gets the same optimiser steps. At the demo's 10 epochs the
+# converged budget stopped no row early, so target only saw half of DCJT's steps (results 2026-12-07).
+STUDY_BUDGET = "steps"
+
+
+def study_shortcuts(shortcuts: dict, overrides) -> dict:
+    """A study's ``--budget``: as given, else ``STUDY_BUDGET`` unless ``--set budget.mode=...``."""
+    if shortcuts.get("budget") is None and not any(o.startswith("budget.mode=") for o in overrides):
+        return {**shortcuts, "budget": STUDY_BUDGET}
+    return shortcuts
+
+
 def study(config_name: str, table: str, seeds: str, only, name, overrides, worlds=None, **shortcuts) -> None:
     """Run a paper table as pipeline runs (rows x seeds); write study.csv and study.md, print the
     table; with ``worlds``, on each world of the suite, then the cross-world regret summary.
@@ -125,7 +137,7 @@ def study(config_name: str, table: str, seeds: str, only, name, overrides, world
     try:
         seed_list = parse_seeds(seeds)
         study_rows(table, list(only) or None)
-        values = shortcut_values(shortcuts)
+        values = shortcut_values(study_shortcuts(shortcuts, overrides))
         from app.study import StudySpec, run_study, run_world_study
 
         spec = StudySpec(config_name, table, seed_list, tuple(overrides), values, list(only) or None, name)

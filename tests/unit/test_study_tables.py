@@ -143,3 +143,11 @@ def test_budget_flags_mark_rows_still_improving_at_the_cap_and_joint_rows_chosen
     summary = summarise(flagged, {}, "A")
     text = markdown(summary, "A", "t")
     assert "| not converged 1/2 |" in text and "| selected before B 1/2 |" in text and "*not converged*" in text
+
+
+def test_a_study_runs_at_equal_optimiser_steps_unless_told_otherwise():
+    from app.commands import STUDY_BUDGET, study_shortcuts
+
+    assert STUDY_BUDGET == "steps" and study_shortcuts({"budget": None, "threads": 2}, ()) == {"budget": "steps", "threads": 2}
+    assert study_shortcuts({"budget": "converged"}, ())["budget"] == "converged"
+    assert study_shortcuts({"budget": None}, ("budget.mode=converged",))["budget"] is None  # the --set value stands
