@@ -162,16 +162,30 @@ def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, over
     help=f"a row of `study --table select`, by id (repeatable; default: all {len(SELECT_CANDIDATES)}: "
     f"{', '.join(r.id for r in SELECT_CANDIDATES)})",
 )
+@click.option(
+    "--strategy",
+    type=click.Choice(["race", "exhaustive"]),
+    default="race",
+    show_default=True,
+    help="race: a candidate stops once it trails the leader beyond a bound; exhaustive: every candidate runs every seed",
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=0.05,
+    show_default=True,
+    help="race: the chance per seed of stopping a candidate that is not behind (Bonferroni over the candidates)",
+)
 @click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds)")
 @SET_OPTION
 @THREADS_OPTION
-def select_cmd(config_name, seeds, candidates, world, overrides, threads) -> None:
-    """Pick the variant that wins on your validation split: run the candidates (baselines included)
-    over the seeds, choose the best mean validation accuracy, register it as the challenger with the
-    evidence (each candidate's scores, the winner's lead and its interval) in its model card."""
+def select_cmd(config_name, seeds, candidates, strategy, alpha, world, overrides, threads) -> None:
+    """Pick the variant that wins on your validation split: race the candidates (baselines included)
+    seed by seed, choose the best mean on half of the validation rows, report its lead on the other
+    half, and register it from its own run at the first seed (no training after the choice)."""
     from app import commands
 
-    commands.select(config_name, seeds, candidates, with_world(overrides, world), threads)
+    commands.select(config_name, seeds, candidates, with_world(overrides, world), threads, strategy, alpha)
 
 
 @cli.command("worlds")

@@ -167,7 +167,7 @@ def study(config_name: str, table: str, seeds: str, only, name, overrides, world
     click.echo(f"study_md: {outcome.md_path}")
 
 
-def select(config_name: str, seeds: str, candidates, overrides, threads=None) -> None:
+def select(config_name: str, seeds: str, candidates, overrides, threads=None, strategy: str = "race", alpha=0.05) -> None:
     """Score the candidate variants over seeds, register the one that wins on validation."""
     from dcjt.experiments.tables import StudyError, parse_seeds
 
@@ -175,18 +175,25 @@ def select(config_name: str, seeds: str, candidates, overrides, threads=None) ->
         seed_list = parse_seeds(seeds)
         from app.select import run_select
 
-        values = shortcut_values({"threads": threads})
+        values = shortcut_values(study_shortcuts({"threads": threads}, overrides))  # candidates race at equal steps
         outcome = run_select(
-            config_name, seed_list, candidates=list(candidates) or None, overrides=overrides, values=values, progress=click.echo
+            config_name,
+            seed_list,
+            candidates=list(candidates) or None,
+            strategy=strategy,
+            alpha=alpha,
+            overrides=overrides,
+            values=values,
+            progress=click.echo,
         )
     except StudyError as exc:
         raise click.ClickException(str(exc)) from exc
     except (Exception, KeyboardInterrupt) as exc:  # a signal stops in one line too
         stop_in_one_line(exc)
-    click.echo("\n" + outcome.study.markdown)
+    click.echo("\n" + outcome.markdown)
     click.echo(f"selected: {outcome.evidence.summary()}")
-    echo_promotion(outcome.run.promotion)
-    click.echo(f"model: {outcome.run.model_line()}")
+    echo_promotion(outcome.promotion)
+    click.echo(f"model: {outcome.model_line()}")
 
 
 def finetune(source: str, config_name: str, overrides, threads, run_config) -> None:

@@ -1,70 +1,68 @@
-"""``run.py select``: the pipeline picks the variant that wins on the team's own validation split.
+"""``run.py select``: the pipeline picks the variant that wins on the team's own validation split,
+racing the candidates instead of training all of them, and registers the winner from its own run.
 
-The candidates (target only and the straight merges among them: a DCN that loses to its own
-baseline is never the one registered) run as a study over the same seeds, shared stages from the
-cache; the winner is the best mean validation accuracy, reported with the seed-level t-interval
-of its lead over the runner-up. Then the winner runs once more as a pipeline at the first seed,
-with the stage gates on, and is registered as the challenger (promoted if it beats the champion)
-with the evidence in its model card, its version tags and its MLflow run.
+Seed by seed (``dcjt.experiments.racing``): each round runs one pipeline per surviving candidate
+that is not a baseline, with the surviving baselines as its baseline rows (trained once per seed,
+then served by ZenML's cache to the other candidates' runs; with only baselines left, the first
+of them is the run's own row). Every candidate runs the first seed, so the winner's run there holds
+every baseline row: the winner is registered from that run (``app.registering``), its promotion
+compares it with those rows, and nothing trains after the choice. With ``--strategy race`` a
+candidate stops once its paired deficit to the leader on the ranking half of validation is below
+zero beyond the bound; ``exhaustive`` runs every candidate on every seed. The winner is the best
+mean on the ranking half; its lead over the runner-up is reported on the other half.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from app.runner import RunOutcome, run_pipeline
-from app.study import StudyOutcome, StudySpec, run_study
+from app.registering import register_row
+from app.runner import run_pipeline
 from dcjt.config import BASELINES
 from dcjt.config_files import load_config
-from dcjt.experiments.statistics import t_interval
-from dcjt.experiments.tables import SELECT_CANDIDATES, StudyError, study_rows
-from dcjt.selection import CandidateScore, SelectionEvidence
+from dcjt.experiments import racing
+from dcjt.experiments.tables import SELECT_CANDIDATES, Row, StudyError, study_rows
+from dcjt.registry.lifecycle import PromotionOutcome
+from dcjt.selection import SelectionEvidence
+from dcjt.utils.markdown import markdown_table
 
 # The default candidates: the ids of the rows of ``study --table select`` (one list, with the tables).
 CANDIDATES = tuple(r.id for r in SELECT_CANDIDATES)
 TABLE = "relabel"  # the candidates are rows of this study table (a name outside it is refused)
+STRATEGIES = ("race", "exhaustive")
 
 
 @dataclass
 class SelectOutcome:
     evidence: SelectionEvidence
-    study: StudyOutcome
-    run: RunOutcome
+    markdown: str
+    csv_path: Path
+    promotion: PromotionOutcome
+    model_uri: str
+    seconds: float
+
+    def model_line(self) -> str:
+        """The champion, or this version while nothing answers to ``@champion``."""
+        if self.promotion.champion_version is None:
+            return f"no champion yet; this run's version: models:/{self.promotion.model_name}/{self.promotion.version}"
+        return self.model_uri
 
 
-def choose(records, candidates: list[str], seeds: list[int], study: str) -> SelectionEvidence:
-    """The candidate (a row id) with the best mean validation accuracy over ``seeds`` and its lead
-    over the runner-up (per-seed differences, t-interval), from a study's records."""
-    scores = []
-    for row in candidates:
-        mine = records[records["row_id"] == row].set_index("seed").loc[seeds]
-        scores.append(
-            CandidateScore(
-                row=row,
-                val_mean=100 * mine["val_accuracy"].mean(),
-                val_sd=100 * mine["val_accuracy"].std(ddof=1) if len(seeds) > 1 else 0.0,
-                test_mean=100 * mine["accuracy"].mean(),
-                test_sd=100 * mine["accuracy"].std(ddof=1) if len(seeds) > 1 else 0.0,
-            )
-        )
-    ranked = sorted(scores, key=lambda c: -c.val_mean)
-    evidence = SelectionEvidence(study=study, seeds=seeds, candidates=scores, winner=ranked[0].row)
-    if len(ranked) > 1:
-        by_seed = records.set_index(["row_id", "seed"])["val_accuracy"]
-        diffs = np.array([by_seed[(ranked[0].row, s)] - by_seed[(ranked[1].row, s)] for s in seeds])
-        mean, lo, hi, _ = t_interval(diffs)
-        interval = {"lead_lo": 100 * lo, "lead_hi": 100 * hi} if np.isfinite(lo) else {}
-        evidence = evidence.model_copy(update={"runner_up": ranked[1].row, "lead": 100 * mean, **interval})
-    return evidence
+@dataclass(frozen=True)
+class Placed:
+    """Where a candidate's run at a seed lies: the ZenML run and the row id inside it."""
+
+    run_name: str
+    row: str
 
 
-def run_select(
-    config_name: str, seeds: list[int], *, candidates=None, overrides=(), values=None, progress=print
-) -> SelectOutcome:
-    """Score the candidates over ``seeds``, pick the winner on validation, register it."""
-    given = list(candidates or CANDIDATES)
+def check_request(given: list[str], seeds: list[int], strategy: str) -> list[Row]:
+    """The candidates' rows, or a one-line refusal before any training."""
     truth_rows = [r for r in study_rows("all")[0] if r.uses_truth]
     truth = [n for n in given if any(n in (r.id, r.name) for r in truth_rows)]
     if truth:
@@ -76,12 +74,139 @@ def run_select(
             f"--candidate: none of {ids} is a baseline ({', '.join(BASELINES)}); the winner is promoted only if it beats "
             "its own baseline, so at least one must run: add --candidate target_only"
         )
+    if strategy not in STRATEGIES:
+        raise StudyError(f"--strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if strategy == "race" and len(seeds) < 2:
+        raise StudyError(f"--strategy race with --seeds {seeds}: a race stops candidates between seeds, so it needs at least two")
+    return rows
+
+
+def layout(survivors: list[str]) -> list[tuple[str, list[str]]]:
+    """A round's pipeline runs: (the run's own candidate, the baseline ids it reports beside it)."""
+    heads = [r for r in survivors if r not in BASELINES] or survivors[:1]
+    shared = [r for r in survivors if r in BASELINES and r not in heads]
+    return [(head, shared) for head in heads]
+
+
+def scored(row: str, seed: int, evaluation) -> racing.Scored:
+    return racing.Scored(
+        row,
+        seed,
+        np.asarray(evaluation.val.correct),
+        np.asarray(evaluation.val.fold),
+        evaluation.test.accuracy,
+        evaluation.steps or 0,
+    )
+
+
+@dataclass(frozen=True)
+class Request:
+    """What every run of a selection starts from: the config, its ``--set`` overrides and values."""
+
+    config_name: str
+    overrides: tuple
+    values: dict
+    name: str
+
+    def config(self, row: Row, seed: int, baselines: list[str], **extra):
+        tags = {"study": self.name, "table": "select", "row": row.name, "row_id": row.id}
+        warn = {} if any(o.startswith("gates.mode=") for o in self.overrides) else {"gates.mode": "warn"}
+        values = {**warn, **self.values, **row.values, "seed": seed, "baselines": baselines, "register_model": False}
+        return load_config(self.config_name, self.overrides, {**values, "tracking_tags": tags, **extra})
+
+
+def run_round(request: Request, rows: dict[str, Row], seed: int, survivors: list[str], progress) -> tuple[dict, dict, int]:
+    """Every surviving candidate at ``seed``: (row -> Scored, row -> Placed, pipeline runs)."""
+    found, placed = {}, {}
+    runs = layout(survivors)
+    for head, shared in runs:
+        progress(
+            f"select {request.name}: seed {seed}, {rows[head].name!r}" + (f" (beside {', '.join(shared)})" if shared else "")
+        )
+        outcome = run_pipeline(request.config(rows[head], seed, shared))
+        for row, in_run in [(head, "dcjt")] + [(b, b) for b in shared]:
+            if row not in found:
+                found[row] = scored(row, seed, outcome.summary.row(in_run))
+                placed[row] = Placed(outcome.run_name, in_run)
+        progress(f"  validation {100 * found[head].accuracy(racing.RANK_FOLD):.2f} % (ranking half)")
+    return found, placed, len(runs)
+
+
+def race_table(evidence: SelectionEvidence, dropped: dict[str, racing.Drop], rows: dict[str, Row]) -> pd.DataFrame:
+    """One line per candidate: seeds run, validation on both halves, test, steps, why it stopped."""
+    lines = []
+    for c in evidence.candidates:
+        drop = dropped.get(c.row)
+        lines.append(
+            {
+                "candidate": rows[c.row].name,
+                "id": c.row,
+                "seeds run": len(c.seeds),
+                "val % (ranking half)": round(c.val_mean, 2),
+                "val % (held-out half)": round(c.heldout_mean, 2),
+                "test % (mean)": round(c.test_mean, 2),
+                "steps": c.steps,
+                "stopped": f"after seed {drop.seed}: {drop.deficit:+.2f} behind {drop.leader}, bound {drop.bound:+.2f}"
+                if drop
+                else ("winner" if c.row == evidence.winner else ""),
+            }
+        )
+    return pd.DataFrame(lines)
+
+
+def run_select(
+    config_name: str,
+    seeds: list[int],
+    *,
+    candidates=None,
+    strategy: str = "race",
+    alpha: float = racing.ALPHA,
+    overrides=(),
+    values=None,
+    progress=print,
+) -> SelectOutcome:
+    """Race (or run every one of) the candidates over ``seeds``, pick the winner on the ranking half
+    of validation, register it from its run at the first seed."""
+    values = dict(values or {})
+    rows = check_request(list(candidates or CANDIDATES), seeds, strategy)
+    if not 0 < alpha < 1:
+        raise StudyError(f"--alpha {alpha}: expected a probability between 0 and 1 (the race's family-wise error per seed)")
+    by_id = {r.id: r for r in rows}
     base = load_config(config_name, overrides, values)
-    spec = StudySpec(config_name, TABLE, seeds, tuple(overrides), values, ids, f"{base.name}-select")
-    study = run_study(spec, progress)
-    evidence = choose(study.records, ids, seeds, study.name)
-    winner = next(r for r in rows if r.id == evidence.winner)
-    progress(f"select: {evidence.summary()}; registering it (seed {seeds[0]})")
-    run_values = {**(values or {}), **winner.values, "seed": seeds[0], "baselines": [], "selection": evidence.model_dump()}
-    cfg = load_config(config_name, overrides, run_values)
-    return SelectOutcome(evidence, study, run_pipeline(cfg))
+    request = Request(config_name, tuple(overrides), values, f"{base.name}-select-{strategy}")
+    t0 = time.perf_counter()
+    evidence: dict[str, list[racing.Scored]] = {r.id: [] for r in rows}
+    placed: dict[str, Placed] = {}
+    survivors, dropped, runs = [r.id for r in rows], {}, 0
+    for k, seed in enumerate(seeds):
+        found, where, n = run_round(request, by_id, seed, survivors, progress)
+        runs += n
+        placed = placed or where  # the first seed: where each candidate can be registered from
+        for row, s in found.items():
+            evidence[row].append(s)
+        if strategy == "race" and k < len(seeds) - 1:
+            for drop in racing.drops({r: evidence[r] for r in survivors}, alpha=alpha):
+                dropped[drop.row] = drop
+                progress(f"  stopped {drop.row!r}: {drop.deficit:+.2f} points behind {drop.leader!r} (bound {drop.bound:+.2f})")
+            survivors = [r for r in survivors if r not in dropped]
+    chosen = racing.choose(
+        evidence, survivors, dropped, study=request.name, seeds=seeds, strategy=strategy, registered_seed=seeds[0], runs=runs
+    )
+    table = race_table(chosen, dropped, by_id)
+    out = Path(base.paths.outputs) / "studies" / request.name
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "select.csv"
+    table.to_csv(csv_path, index=False)
+    seconds = time.perf_counter() - t0
+    text = (
+        f"### {request.name}: {strategy} over seeds {','.join(map(str, seeds))}, {runs} pipeline runs, "
+        f"{chosen.steps:,} optimiser steps, {seconds:,.0f} s\n\n{markdown_table(table, index=False)}\n"
+    )
+    (out / "select.md").write_text(text)
+    winner = placed[chosen.winner]
+    progress(f"select: {chosen.summary()}; registering it from run {winner.run_name} (seed {seeds[0]})")
+    first = layout([r.id for r in rows])  # the first seed's runs: every candidate, every baseline row
+    head = chosen.winner if winner.row == "dcjt" else first[0][0]
+    cfg = request.config(by_id[head], seeds[0], first[0][1], register_model=True, selection=chosen.model_dump())
+    promotion = register_row(winner.run_name, winner.row, cfg)
+    return SelectOutcome(chosen, text, csv_path, promotion, f"models:/{cfg.model_name}@champion", seconds)

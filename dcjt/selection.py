@@ -13,30 +13,49 @@ class Record(BaseModel):
 
 
 class CandidateScore(Record):
-    """One candidate variant of ``run.py select``: its accuracy over the seeds (points)."""
+    """One candidate variant of ``run.py select``: its accuracy over the seeds it ran (points). The
+    validation columns are on the ranking half of A's validation rows (``val_mean``: what ranked it)
+    and on the other half (``heldout_mean``)."""
 
     row: str
     val_mean: float
     val_sd: float
     test_mean: float
     test_sd: float
+    heldout_mean: float | None = None
+    seeds: list[int] = Field(default_factory=list, description="the seeds it ran (a raced-out candidate: fewer)")
+    steps: int = Field(0, description="optimiser steps of its trainings, summed over its seeds")
+    dropped_after: int | None = Field(None, description="the seed after which the race stopped it")
 
 
 class SelectionEvidence(Record):
-    """Why a run's variant was chosen (``run.py select``): every candidate's scores over the same
-    seeds, the winner on validation and the seed-level t-interval of its lead over the runner-up.
-    Set by the select command; a run that carries it puts it in the model card and the registry."""
+    """Why a run's variant was chosen (``run.py select``): every candidate's scores, the winner on
+    the ranking half of A's validation rows, and its lead over the runner-up measured on the other
+    half (rows that did not rank it), with the seed-level t-interval. Set by the select command; a
+    version that carries it shows it in its model card and its registry tags."""
 
-    study: str = Field(description="the study that scored the candidates")
-    seeds: list[int] = Field(description="the seeds every candidate ran")
+    study: str = Field(description="the selection's name (its files: outputs/studies/NAME)")
+    seeds: list[int] = Field(description="the seeds of the race (every candidate ran the first)")
+    strategy: str = Field("exhaustive", description="race: losers stop early; exhaustive: every candidate runs every seed")
     candidates: list[CandidateScore] = Field(description="each candidate's validation and test accuracy")
-    winner: str = Field(description="the candidate with the best mean validation accuracy")
-    runner_up: str | None = Field(None, description="the second best on validation")
-    lead: float | None = Field(None, description="winner minus runner-up, validation points, mean over seeds")
-    lead_lo: float | None = Field(None, description="95 % t-interval over seeds of the lead: low (one seed: none)")
-    lead_hi: float | None = Field(None, description="95 % t-interval over seeds of the lead: high")
+    winner: str = Field(description="the candidate with the best mean accuracy on the ranking half")
+    runner_up: str | None = Field(None, description="the second best on the ranking half")
+    lead: float | None = Field(
+        None, description="winner minus runner-up on the held-out half of validation, points, mean over their common seeds"
+    )
+    lead_lo: float | None = Field(None, description="95 % t-interval over seeds of the held-out lead: low (one seed: none)")
+    lead_hi: float | None = Field(None, description="95 % t-interval over seeds of the held-out lead: high")
+    ranked_lead: float | None = Field(None, description="the same lead on the ranking half (its optimism: ranked_lead - lead)")
+    registered_seed: int | None = Field(None, description="the seed of the race's run the winner is registered from")
+    runs: int = Field(0, description="pipeline runs the selection launched")
+    steps: int = Field(0, description="optimiser steps of every candidate's trainings (stages 1-2 not counted)")
 
     def summary(self) -> str:
         interval = f" [{self.lead_lo:+.2f}, {self.lead_hi:+.2f}]" if self.lead_lo is not None else ""
-        versus = f" ahead of {self.runner_up!r} by {self.lead:+.2f} points{interval}" if self.runner_up else ""
-        return f"chosen on validation over seeds {self.seeds}: {self.winner!r}{versus} ({self.study})"
+        ranked = f"; on the rows that ranked it {self.ranked_lead:+.2f}" if self.ranked_lead is not None else ""
+        versus = (
+            f" ahead of {self.runner_up!r} by {self.lead:+.2f} points on held-out validation rows{interval}{ranked}"
+            if self.runner_up and self.lead is not None
+            else ""
+        )
+        return f"chosen on validation over seeds {self.seeds} ({self.strategy}): {self.winner!r}{versus} ({self.study})"

@@ -64,7 +64,7 @@ def _link_step_run(client, model_version_id, run_metadata: dict) -> None:
 
     try:
         context = get_step_context()
-    except StepContextError:
+    except (StepContextError, RuntimeError):  # ZenML 0.98 raises RuntimeError outside a step
         return
     store = client.zen_store
     step_metadata(run_metadata, run_id_name_or_prefix=context.pipeline_run.id)

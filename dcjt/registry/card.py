@@ -50,7 +50,14 @@ def _selection_section(selection) -> list[str]:
     """How the variant was chosen (``run.py select``): each candidate's scores over the seeds."""
     table = pd.DataFrame(
         [
-            {"val % mean": c.val_mean, "val % sd": c.val_sd, "test % mean": c.test_mean, "test % sd": c.test_sd}
+            {
+                "seeds": len(c.seeds) or len(selection.seeds),
+                "val % (ranked)": c.val_mean,
+                "val % (held out)": c.heldout_mean,
+                "test % mean": c.test_mean,
+                "test % sd": c.test_sd,
+                "stopped after seed": c.dropped_after,
+            }
             for c in selection.candidates
         ],
         index=[c.row for c in selection.candidates],

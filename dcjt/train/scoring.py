@@ -12,6 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from dcjt.data.labels import split_rows
+from dcjt.method.calibration import folds
 from dcjt.method.reports import GateReport
 from dcjt.train.batches import samples_from
 from dcjt.train.metrics import classification_report, confusion_matrix, va_report
@@ -33,6 +34,7 @@ class SplitScores(BaseModel):
     majority_rate: float
     confusion: list[list[int]]
     correct: list[int]
+    fold: list[int] = Field(default_factory=list)  # per image: its fold (dcjt.method.calibration.folds)
     va_truth: dict[str, float] = Field(default_factory=dict)
 
 
@@ -84,6 +86,7 @@ def score_split(model: torch.nn.Module, table: pd.DataFrame, *caches, split: str
         **report,
         confusion=confusion_matrix(truth, pred).tolist(),
         correct=(pred == truth).astype(int).tolist(),
+        fold=folds(rows).tolist(),
         va_truth=va_truth,
     )
 

@@ -47,24 +47,37 @@ def test_two_row_study_tracks_rows_and_resumes_from_the_cache():
         assert set(trained.values()) == {"cached"}, trained
 
 
-def test_select_registers_the_planted_winner_with_its_evidence():
-    """B's labels are pure noise in this world and both rows take the same optimiser steps, so A
-    alone must beat the straight merge on validation: select picks it over two seeds and registers
-    it with the evidence. (At equal epochs the merge's extra steps outweighed its noise at this
-    scale: with one thread per test it won.)"""
+def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_run():
+    """B's labels are pure noise in this world and every row takes the same optimiser steps: the
+    straight merge trails A alone. The race runs both at seed 0 (one pipeline run: target only its
+    own row, straight beside it) and stops the merge there (at alpha 0.5: tiny's validation halves are small); target only runs
+    seed 1 alone. The winner is registered from the seed-0 run, no pipeline runs after the choice,
+    and its promotion and model card compare it with that run's straight row."""
+    from zenml.client import Client
+
     from app.select import run_select
 
     candidates = ["target_only", "straight"]  # row ids (a label is accepted too)
     planted = {"data.world.extra.noise": 1.0, "budget.mode": "steps", "model_name": "tiny-select"}
-    outcome = run_select("tiny", [0, 1], candidates=candidates, values=planted, progress=lambda _: None)
+    seen: list[str] = []
+    # tiny's halves of validation hold about 20 rows each: a bound at alpha 0.5 (z = 0) stops any deficit
+    outcome = run_select("tiny", [0, 1], candidates=candidates, alpha=0.5, values=planted, progress=seen.append)
     evidence = outcome.evidence
-    assert evidence.winner == "target_only" and evidence.runner_up == "straight"
-    assert evidence.lead > 0 and [c.row for c in evidence.candidates] == candidates
+    assert evidence.winner == "target_only" and evidence.runner_up == "straight" and evidence.strategy == "race"
+    scores = {c.row: c for c in evidence.candidates}
+    assert scores["straight"].seeds == [0] and scores["straight"].dropped_after == 0 and scores["target_only"].seeds == [0, 1]
+    assert evidence.runs == 2 and evidence.ranked_lead is not None and evidence.lead is not None
+    runs = Client().list_pipeline_runs(size=50, sort_by="desc:created")
+    assert sum(1 for r in runs.items if r.name.startswith("tiny-")) == 2  # nothing trained after the choice
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("tiny-select", "champion")
-    assert version.tags["selection.winner"] == "target_only" and "extra-none" in version.tags["variant"]
+    assert version.tags["selection.winner"] == "target_only" and version.tags["pipeline_run_id"]
+    source = client.get_run(version.tags["mlflow_run_id"])  # the row's training run, inside the seed-0 race run
+    parent = client.get_run(source.data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["row_id"] == "target_only" and parent.data.params["seed"] == "0"
+    assert "straight" in version.description  # the run's own baseline row beside it
     card = mlflow.artifacts.load_text(f"runs:/{version.tags['mlflow_run_id']}/model_card.md")
-    assert "## How this variant was chosen" in card and "straight" in card
+    assert "## How this variant was chosen" in card and "held-out validation rows" in card and "stopped after seed" in card
 
 
 def test_a_cross_world_study_scores_regret_and_resumes_from_its_worlds():
@@ -119,8 +132,10 @@ def test_select_refuses_a_truth_row_and_candidates_without_a_baseline_and_its_he
 
     for oracle in ("oracle", "oracle (B relabeled by truth)"):  # by id or by label
         with pytest.raises(StudyError, match=rf"'{re.escape(oracle)}' reads the synthetic world's hidden truth"):
-            run_select("tiny", [0], candidates=["dcjt", oracle], progress=lambda _: None)
+            run_select("tiny", [0, 1], candidates=["dcjt", oracle], progress=lambda _: None)
     with pytest.raises(StudyError, match=r"none of \['dcjt', 'cls_gated_none'\] is a baseline \(target_only, straight"):
-        run_select("tiny", [0], candidates=["dcjt", "cls_gated_none"], progress=lambda _: None)
+        run_select("tiny", [0, 1], candidates=["dcjt", "cls_gated_none"], progress=lambda _: None)
+    with pytest.raises(StudyError, match=r"--strategy race with --seeds \[0\]: a race stops candidates between seeds"):
+        run_select("tiny", [0], candidates=["dcjt", "target_only"], progress=lambda _: None)
     help_text = CliRunner().invoke(run.cli, ["select", "--help"], terminal_width=200).output
     assert f"default: all {len(CANDIDATES)}: {', '.join(CANDIDATES)}" in " ".join(help_text.split())

@@ -536,29 +536,6 @@ def test_a_joint_row_selected_before_its_first_pass_over_b_is_never_promoted_not
         assert decision.promoted and tags["selected_before_b"] == "false"
 
 
-def test_choose_picks_the_best_mean_validation_and_reports_its_lead_over_seeds():
-    from app.select import choose
-
-    records = pd.DataFrame(
-        [
-            {"row_id": row, "seed": seed, "val_accuracy": val, "accuracy": val - 0.01}
-            for row, vals in {"a": (0.70, 0.72, 0.74), "b": (0.71, 0.75, 0.78), "c": (0.60, 0.61, 0.62)}.items()
-            for seed, val in zip((0, 1, 2), vals)
-        ]
-    )
-    evidence = choose(records, ["a", "b", "c"], [0, 1, 2], "s")
-    assert evidence.winner == "b" and evidence.runner_up == "a"
-    diffs = np.array([0.01, 0.03, 0.04])
-    assert evidence.lead == pytest.approx(100 * diffs.mean())
-    half = 4.302653 * diffs.std(ddof=1) / np.sqrt(3) * 100  # t(0.975, 2 df)
-    assert evidence.lead_lo == pytest.approx(100 * diffs.mean() - half, rel=1e-5)
-    assert [c.row for c in evidence.candidates] == ["a", "b", "c"] and evidence.candidates[1].val_mean == pytest.approx(
-        74.6667, 1e-4
-    )
-    one = choose(records, ["a", "b"], [0], "s")
-    assert one.winner == "b" and one.lead_lo is None and one.summary().endswith("by +1.00 points (s)")
-
-
 def test_a_precision_no_threshold_reaches_relabels_nothing_even_at_posterior_one():
     target = _target()
     # validation rows whose V/A point at another class than their label: no threshold is precise
