@@ -176,16 +176,25 @@ def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, over
     show_default=True,
     help="race: the chance per seed of stopping a candidate that is not behind (Bonferroni over the candidates)",
 )
+@click.option(
+    "--parallel",
+    type=int,
+    default=1,
+    show_default=True,
+    help="candidate runs at once, each in its own process (cores / N threads each unless --threads)",
+)
 @click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds)")
 @SET_OPTION
 @THREADS_OPTION
-def select_cmd(config_name, seeds, candidates, strategy, alpha, world, overrides, threads) -> None:
+def select_cmd(config_name, seeds, candidates, strategy, alpha, parallel, world, overrides, threads) -> None:
     """Pick the variant that wins on your validation split: race the candidates (baselines included)
     seed by seed, choose the best mean on half of the validation rows, report its lead on the other
     half, and register it from its own run at the first seed (no training after the choice)."""
     from app import commands
 
-    commands.select(config_name, seeds, candidates, with_world(overrides, world), threads, strategy, alpha)
+    commands.select(
+        config_name, seeds, candidates, with_world(overrides, world), threads, strategy=strategy, alpha=alpha, parallel=parallel
+    )
 
 
 @cli.command("worlds")

@@ -167,21 +167,21 @@ def study(config_name: str, table: str, seeds: str, only, name, overrides, world
     click.echo(f"study_md: {outcome.md_path}")
 
 
-def select(config_name: str, seeds: str, candidates, overrides, threads=None, strategy: str = "race", alpha=0.05) -> None:
-    """Score the candidate variants over seeds, register the one that wins on validation."""
+def select(config_name: str, seeds: str, candidates, overrides, threads=None, **race) -> None:
+    """Race the candidate variants over seeds, register the one that wins on validation from its own
+    run. ``race``: ``strategy``, ``alpha``, ``parallel`` (``app.select.run_select``)."""
     from dcjt.experiments.tables import StudyError, parse_seeds
 
     try:
         seed_list = parse_seeds(seeds)
-        from app.select import run_select
+        from app.select import RaceSettings, run_select
 
         values = shortcut_values(study_shortcuts({"threads": threads}, overrides))  # candidates race at equal steps
         outcome = run_select(
             config_name,
             seed_list,
             candidates=list(candidates) or None,
-            strategy=strategy,
-            alpha=alpha,
+            race=RaceSettings(**race),
             overrides=overrides,
             values=values,
             progress=click.echo,

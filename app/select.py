@@ -14,6 +14,7 @@ mean on the ranking half; its lead over the runner-up is reported on the other h
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from app.runner import run_pipeline
 from dcjt.config import BASELINES
 from dcjt.config_files import load_config
 from dcjt.experiments import racing
+from dcjt.experiments.records import RunSummary
 from dcjt.experiments.tables import SELECT_CANDIDATES, Row, StudyError, study_rows
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.selection import SelectionEvidence
@@ -54,6 +56,16 @@ class SelectOutcome:
 
 
 @dataclass(frozen=True)
+class RaceSettings:
+    """How ``select`` runs its candidates: ``race`` (losers stop at the bound, at ``alpha``) or
+    ``exhaustive``; ``parallel`` runs at once."""
+
+    strategy: str = "race"
+    alpha: float = racing.ALPHA
+    parallel: int = 1
+
+
+@dataclass(frozen=True)
 class Placed:
     """Where a candidate's run at a seed lies: the ZenML run and the row id inside it."""
 
@@ -61,7 +73,7 @@ class Placed:
     row: str
 
 
-def check_request(given: list[str], seeds: list[int], strategy: str) -> list[Row]:
+def check_request(given: list[str], seeds: list[int], race: RaceSettings) -> list[Row]:
     """The candidates' rows, or a one-line refusal before any training."""
     truth_rows = [r for r in study_rows("all")[0] if r.uses_truth]
     truth = [n for n in given if any(n in (r.id, r.name) for r in truth_rows)]
@@ -74,11 +86,31 @@ def check_request(given: list[str], seeds: list[int], strategy: str) -> list[Row
             f"--candidate: none of {ids} is a baseline ({', '.join(BASELINES)}); the winner is promoted only if it beats "
             "its own baseline, so at least one must run: add --candidate target_only"
         )
-    if strategy not in STRATEGIES:
-        raise StudyError(f"--strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
-    if strategy == "race" and len(seeds) < 2:
+    if race.strategy not in STRATEGIES:
+        raise StudyError(f"--strategy {race.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    if not 0 < race.alpha < 1:
+        raise StudyError(f"--alpha {race.alpha}: expected a probability between 0 and 1 (the race's family-wise error per seed)")
+    if race.strategy == "race" and len(seeds) < 2:
         raise StudyError(f"--strategy race with --seeds {seeds}: a race stops candidates between seeds, so it needs at least two")
     return rows
+
+
+def threads_per_run(parallel: int, threads: int | None, cores: int, devices: int) -> int | None:
+    """The CPU threads each of ``parallel`` concurrent runs gets (None: the config's), or a refusal
+    when the machine has too few cores (or, with CUDA, devices) for them."""
+    if parallel < 1:
+        raise StudyError(f"--parallel {parallel}: expected 1 or more runs at once")
+    if parallel == 1:
+        return threads
+    per_run = threads or max(1, cores // parallel)
+    if parallel * per_run > cores:
+        raise StudyError(
+            f"--parallel {parallel} with {per_run} thread(s) a run needs {parallel * per_run} cores; this machine has "
+            f"{cores}: lower --parallel or --threads"
+        )
+    if devices and parallel > devices:
+        raise StudyError(f"--parallel {parallel}: this machine has {devices} CUDA device(s), one a run")
+    return per_run
 
 
 def layout(survivors: list[str]) -> list[tuple[str, list[str]]]:
@@ -115,20 +147,41 @@ class Request:
         return load_config(self.config_name, self.overrides, {**values, "tracking_tags": tags, **extra})
 
 
-def run_round(request: Request, rows: dict[str, Row], seed: int, survivors: list[str], progress) -> tuple[dict, dict, int]:
-    """Every surviving candidate at ``seed``: (row -> Scored, row -> Placed, pipeline runs)."""
+def run_elsewhere(config_json: str) -> tuple[str, str]:
+    """One pipeline run in a worker process (``--parallel``): its run name and summary (JSON)."""
+    from dcjt.config import PipelineConfig
+
+    outcome = run_pipeline(PipelineConfig.model_validate_json(config_json))
+    return outcome.run_name, outcome.summary.model_dump_json()
+
+
+def run_round(request: Request, rows: dict[str, Row], seed: int, survivors: list[str], progress, parallel: int = 1):
+    """Every surviving candidate at ``seed``: (row -> Scored, row -> Placed, pipeline runs). The
+    first run trains the seed's shared stages and baseline rows; with ``parallel`` > 1 the others
+    then run that many at a time, each in its own process, served those from ZenML's cache."""
     found, placed = {}, {}
     runs = layout(survivors)
+    configs = [request.config(rows[head], seed, shared) for head, shared in runs]
     for head, shared in runs:
-        progress(
-            f"select {request.name}: seed {seed}, {rows[head].name!r}" + (f" (beside {', '.join(shared)})" if shared else "")
-        )
-        outcome = run_pipeline(request.config(rows[head], seed, shared))
+        beside = f" (beside {', '.join(shared)})" if shared else ""
+        progress(f"select {request.name}: seed {seed}, {rows[head].name!r}{beside}")
+    first = run_pipeline(configs[0])
+    done = [(first.run_name, first.summary)]
+    if parallel > 1 and len(configs) > 2:
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool:
+            for name, summary in pool.map(run_elsewhere, [c.model_dump_json() for c in configs[1:]]):
+                done.append((name, RunSummary.model_validate_json(summary)))
+    else:
+        done += [(o.run_name, o.summary) for o in map(run_pipeline, configs[1:])]
+    for (head, shared), (run_name, summary) in zip(runs, done):
         for row, in_run in [(head, "dcjt")] + [(b, b) for b in shared]:
             if row not in found:
-                found[row] = scored(row, seed, outcome.summary.row(in_run))
-                placed[row] = Placed(outcome.run_name, in_run)
-        progress(f"  validation {100 * found[head].accuracy(racing.RANK_FOLD):.2f} % (ranking half)")
+                found[row] = scored(row, seed, summary.row(in_run))
+                placed[row] = Placed(run_name, in_run)
+        progress(f"  {rows[head].name!r}: validation {100 * found[head].accuracy(racing.RANK_FOLD):.2f} % (ranking half)")
     return found, placed, len(runs)
 
 
@@ -159,8 +212,7 @@ def run_select(
     seeds: list[int],
     *,
     candidates=None,
-    strategy: str = "race",
-    alpha: float = racing.ALPHA,
+    race: RaceSettings = RaceSettings(),
     overrides=(),
     values=None,
     progress=print,
@@ -168,29 +220,33 @@ def run_select(
     """Race (or run every one of) the candidates over ``seeds``, pick the winner on the ranking half
     of validation, register it from its run at the first seed."""
     values = dict(values or {})
-    rows = check_request(list(candidates or CANDIDATES), seeds, strategy)
-    if not 0 < alpha < 1:
-        raise StudyError(f"--alpha {alpha}: expected a probability between 0 and 1 (the race's family-wise error per seed)")
+    rows = check_request(list(candidates or CANDIDATES), seeds, race)
+    import torch
+
+    devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    threads = threads_per_run(race.parallel, values.get("runtime.threads"), os.cpu_count() or 1, devices)
+    if threads is not None:
+        values["runtime.threads"] = threads
     by_id = {r.id: r for r in rows}
     base = load_config(config_name, overrides, values)
-    request = Request(config_name, tuple(overrides), values, f"{base.name}-select-{strategy}")
+    request = Request(config_name, tuple(overrides), values, f"{base.name}-select-{race.strategy}")
     t0 = time.perf_counter()
     evidence: dict[str, list[racing.Scored]] = {r.id: [] for r in rows}
     placed: dict[str, Placed] = {}
     survivors, dropped, runs = [r.id for r in rows], {}, 0
     for k, seed in enumerate(seeds):
-        found, where, n = run_round(request, by_id, seed, survivors, progress)
+        found, where, n = run_round(request, by_id, seed, survivors, progress, race.parallel)
         runs += n
         placed = placed or where  # the first seed: where each candidate can be registered from
         for row, s in found.items():
             evidence[row].append(s)
-        if strategy == "race" and k < len(seeds) - 1:
-            for drop in racing.drops({r: evidence[r] for r in survivors}, alpha=alpha):
+        if race.strategy == "race" and k < len(seeds) - 1:
+            for drop in racing.drops({r: evidence[r] for r in survivors}, alpha=race.alpha):
                 dropped[drop.row] = drop
                 progress(f"  stopped {drop.row!r}: {drop.deficit:+.2f} points behind {drop.leader!r} (bound {drop.bound:+.2f})")
             survivors = [r for r in survivors if r not in dropped]
     chosen = racing.choose(
-        evidence, survivors, dropped, study=request.name, seeds=seeds, strategy=strategy, registered_seed=seeds[0], runs=runs
+        evidence, survivors, dropped, study=request.name, seeds=seeds, strategy=race.strategy, registered_seed=seeds[0], runs=runs
     )
     table = race_table(chosen, dropped, by_id)
     out = Path(base.paths.outputs) / "studies" / request.name
@@ -199,7 +255,7 @@ def run_select(
     table.to_csv(csv_path, index=False)
     seconds = time.perf_counter() - t0
     text = (
-        f"### {request.name}: {strategy} over seeds {','.join(map(str, seeds))}, {runs} pipeline runs, "
+        f"### {request.name}: {race.strategy} over seeds {','.join(map(str, seeds))}, {runs} pipeline runs, "
         f"{chosen.steps:,} optimiser steps, {seconds:,.0f} s\n\n{markdown_table(table, index=False)}\n"
     )
     (out / "select.md").write_text(text)

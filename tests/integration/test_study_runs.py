@@ -56,7 +56,7 @@ def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_
     and model card compare it with that run's straight row."""
     from zenml.client import Client
 
-    from app.select import run_select
+    from app.select import RaceSettings, run_select
     from dcjt.models.emotions import EMOTIONS
 
     candidates = ["target_only", "straight"]  # row ids (a label is accepted too)
@@ -65,7 +65,9 @@ def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_
     planted |= {"model_name": "tiny-select", "val_fraction": 0.5}  # half of A's train rows validate: ~80 a half
     # alpha 0.5 (z = 0: a deficit stops): at this size the bound at 0.05 stopped the merge on one thread
     # count and not on another (16.8 points behind, bound -5.1; 10.5 on average over the seeds)
-    outcome = run_select("tiny", [0, 1], candidates=candidates, alpha=0.5, values=planted, progress=lambda _: None)
+    outcome = run_select(
+        "tiny", [0, 1], candidates=candidates, race=RaceSettings(alpha=0.5), values=planted, progress=lambda _: None
+    )
     evidence = outcome.evidence
     assert evidence.winner == "target_only" and evidence.runner_up == "straight" and evidence.strategy == "race"
     scores = {c.row: c for c in evidence.candidates}
@@ -133,7 +135,7 @@ def test_select_refuses_a_truth_row_and_candidates_without_a_baseline_and_its_he
     from click.testing import CliRunner
 
     import run
-    from app.select import CANDIDATES, run_select
+    from app.select import CANDIDATES, RaceSettings, run_select, threads_per_run
     from dcjt.experiments.tables import StudyError
 
     for oracle in ("oracle", "oracle (B relabeled by truth)"):  # by id or by label
@@ -143,5 +145,18 @@ def test_select_refuses_a_truth_row_and_candidates_without_a_baseline_and_its_he
         run_select("tiny", [0, 1], candidates=["dcjt", "cls_gated_none"], progress=lambda _: None)
     with pytest.raises(StudyError, match=r"--strategy race with --seeds \[0\]: a race stops candidates between seeds"):
         run_select("tiny", [0], candidates=["dcjt", "target_only"], progress=lambda _: None)
+    for race, why in [
+        (RaceSettings(strategy="halving"), "--strategy 'halving': expected one of race, exhaustive"),
+        (RaceSettings(alpha=1.0), "--alpha 1.0: expected a probability between 0 and 1"),
+        (RaceSettings(parallel=10_000), "--parallel 10000 with 1 thread"),
+        (RaceSettings(parallel=0), "--parallel 0: expected 1 or more"),
+    ]:
+        with pytest.raises(StudyError, match=re.escape(why)):
+            run_select("tiny", [0, 1], candidates=["dcjt", "target_only"], race=race, progress=lambda _: None)
+    assert threads_per_run(2, None, 16, 0) == 8 and threads_per_run(1, None, 16, 0) is None
+    with pytest.raises(StudyError, match=r"--parallel 4 with 4 thread\(s\) a run needs 16 cores; this machine has 8"):
+        threads_per_run(4, 4, 8, 0)
+    with pytest.raises(StudyError, match=r"--parallel 2: this machine has 1 CUDA device\(s\), one a run"):
+        threads_per_run(2, None, 16, 1)
     help_text = CliRunner().invoke(run.cli, ["select", "--help"], terminal_width=200).output
     assert f"default: all {len(CANDIDATES)}: {', '.join(CANDIDATES)}" in " ".join(help_text.split())
