@@ -63,7 +63,7 @@ def world_line(world: str, home: Path, seeds: str, threads: int, config: str) ->
         "race winner": won["race"],
         "race regret": round(best - test[won["race"]], 2),
         "race steps": int(race["steps"].sum()),
-        "race runs": int(race["seeds run"].sum()),
+        "race trainings": int(race["seeds run"].sum()),
         "race s": round(race_s),
         "race stopped": "; ".join(f"{r.id} {r.stopped}" for r in race.itertuples() if str(r.stopped).startswith("after")),
     }
