@@ -23,6 +23,8 @@ import click
 
 from dcjt.config import DATASETS
 from dcjt.experiments.tables import SELECT_CANDIDATES
+from dcjt.selection import ALPHA as RACE_ALPHA
+from dcjt.selection import STRATEGIES as SELECT_STRATEGIES
 
 # Options every command that runs something shares: declared once.
 SET_OPTION = click.option(
@@ -164,15 +166,15 @@ def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, over
 )
 @click.option(
     "--strategy",
-    type=click.Choice(["race", "exhaustive"]),
-    default="race",
+    type=click.Choice(SELECT_STRATEGIES),
+    default=SELECT_STRATEGIES[0],
     show_default=True,
     help="race: a candidate stops once it trails the leader beyond a bound; exhaustive: every candidate runs every seed",
 )
 @click.option(
     "--alpha",
     type=float,
-    default=0.05,
+    default=RACE_ALPHA,
     show_default=True,
     help="race: the chance per seed of stopping a candidate that is not behind (Bonferroni over the candidates)",
 )

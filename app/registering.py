@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dcjt.config import BASELINES, PipelineConfig
 from dcjt.method.health import failed_gates
-from dcjt.plan import plan_run, train_step
+from dcjt.plan import plan_run
 from dcjt.registry.card import RunData
 from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.registry.promote import Challenger, Registration, promote
@@ -27,27 +27,21 @@ def register_row(run_name: str, row: str, cfg: PipelineConfig) -> PromotionOutco
 
     run = Client().get_pipeline_run(run_name)
 
-    def output(step: str, name: str):
-        return run.steps[step].outputs[name][0].load()
+    def inputs(step: str, *names: str) -> dict:
+        """What the pipeline handed the step (recorded for a step served from the cache too)."""
+        return {name: run.steps[step].inputs[name][0].load() for name in names}
 
-    ids = [r.id for r in plan_run(cfg).rows]
-    if row not in ids:
-        raise ValueError(f"run {run_name} has no row {row!r}; its rows: {ids}")
-    rows = [output(f"evaluate_{i}", "evaluation") for i in ids]
-    stages = output("summarise_stage_reports", "stages")
-    mine = rows[ids.index(row)]
-    baselines = [r for r, i in zip(rows, ids) if i != row and i in BASELINES]
-    challenger = Challenger(
-        output(train_step(row), "model"), mine, baselines=baselines, failed_gates=failed_gates(run_gates(stages, rows))
-    )
-    last_stage3 = (
-        ("map_extra_continuous", "extra_mapped")
-        if cfg.method.stage3_order == "relabel_first"
-        else ("relabel_extra", "extra_prepared")
-    )
-    target = output("screen_datasets", "target_screened")
-    data = RunData(target, output("cache_target", "image_cache").path, output(*last_stage3), stages.card_numbers())
+    plan = plan_run(cfg).rows
+    if row not in [r.id for r in plan]:
+        raise ValueError(f"run {run_name} has no row {row!r}; its rows: {[r.id for r in plan]}")
+    rows = {r.id: run.steps[r.evaluate_step].outputs["evaluation"][0].load() for r in plan}
+    scored = inputs(next(r.evaluate_step for r in plan if r.id == row), "model", "target_table", "target_cache")
+    stage = inputs("log_stages", "stages", "extra_prepared", "parent_run_id")
+    baselines = [e for i, e in rows.items() if i != row and i in BASELINES]
+    gates = failed_gates(run_gates(stage["stages"], list(rows.values())))
+    challenger = Challenger(scored["model"], rows[row], baselines=baselines, failed_gates=gates)
+    data = RunData(scored["target_table"], scored["target_cache"].path, stage["extra_prepared"], stage["stages"].card_numbers())
     registration = Registration.of(cfg)
     if row != "dcjt":  # a baseline row: its own method in the model card's recipe
         registration.recipe["method"] = cfg.method_for(row).model_dump(mode="json")
-    return promote(challenger, data, registration, output("open_tracking", "parent_run_id"), mirror=mirror_in_zenml)
+    return promote(challenger, data, registration, stage["parent_run_id"], mirror=mirror_in_zenml)

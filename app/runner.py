@@ -49,11 +49,15 @@ class RunOutcome:
     seconds: float
 
     def model_line(self) -> str:
-        """What to load after this run: the champion, or this run's version while nothing answers
-        to ``@champion`` (registered, not promoted, and no champion before)."""
-        if self.promotion is not None and self.promotion.champion_version is None:
-            return f"no champion yet; this run's version: models:/{self.promotion.model_name}/{self.promotion.version}"
-        return self.model_uri
+        return model_line(self.promotion, self.model_uri)
+
+
+def model_line(promotion: PromotionOutcome | None, model_uri: str) -> str:
+    """What to load after a registration: the champion, or the registered version while nothing
+    answers to ``@champion`` (registered, not promoted, and no champion before)."""
+    if promotion is not None and promotion.champion_version is None:
+        return f"no champion yet; this run's version: models:/{promotion.model_name}/{promotion.version}"
+    return model_uri
 
 
 @dataclass

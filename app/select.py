@@ -23,20 +23,20 @@ import numpy as np
 import pandas as pd
 
 from app.registering import register_row
-from app.runner import run_pipeline
+from app.runner import model_line, run_pipeline
+from app.study import exploring
 from dcjt.config import BASELINES
 from dcjt.config_files import load_config
 from dcjt.experiments import racing
 from dcjt.experiments.records import RunSummary
 from dcjt.experiments.tables import SELECT_CANDIDATES, Row, StudyError, study_rows
 from dcjt.registry.lifecycle import PromotionOutcome
-from dcjt.selection import SelectionEvidence
+from dcjt.selection import ALPHA, STRATEGIES, SelectionEvidence
 from dcjt.utils.markdown import markdown_table
 
 # The default candidates: the ids of the rows of ``study --table select`` (one list, with the tables).
 CANDIDATES = tuple(r.id for r in SELECT_CANDIDATES)
 TABLE = "relabel"  # the candidates are rows of this study table (a name outside it is refused)
-STRATEGIES = ("race", "exhaustive")
 
 
 @dataclass
@@ -49,10 +49,7 @@ class SelectOutcome:
     seconds: float
 
     def model_line(self) -> str:
-        """The champion, or this version while nothing answers to ``@champion``."""
-        if self.promotion.champion_version is None:
-            return f"no champion yet; this run's version: models:/{self.promotion.model_name}/{self.promotion.version}"
-        return self.model_uri
+        return model_line(self.promotion, self.model_uri)
 
 
 @dataclass(frozen=True)
@@ -61,16 +58,19 @@ class RaceSettings:
     ``exhaustive``; ``parallel`` runs at once."""
 
     strategy: str = "race"
-    alpha: float = racing.ALPHA
+    alpha: float = ALPHA
     parallel: int = 1
 
 
 @dataclass(frozen=True)
 class Placed:
-    """Where a candidate's run at a seed lies: the ZenML run and the row id inside it."""
+    """Where a candidate's run at a seed lies: the ZenML run, the row id inside it, and what that
+    run was (its own candidate and the baseline rows beside it)."""
 
     run_name: str
     row: str
+    head: str
+    shared: tuple[str, ...]
 
 
 def check_request(given: list[str], seeds: list[int], race: RaceSettings) -> list[Row]:
@@ -142,8 +142,14 @@ class Request:
 
     def config(self, row: Row, seed: int, baselines: list[str], **extra):
         tags = {"study": self.name, "table": "select", "row": row.name, "row_id": row.id}
-        warn = {} if any(o.startswith("gates.mode=") for o in self.overrides) else {"gates.mode": "warn"}
-        values = {**warn, **self.values, **row.values, "seed": seed, "baselines": baselines, "register_model": False}
+        values = {
+            **exploring(self.overrides),
+            **self.values,
+            **row.values,
+            "seed": seed,
+            "baselines": baselines,
+            "register_model": False,
+        }
         return load_config(self.config_name, self.overrides, {**values, "tracking_tags": tags, **extra})
 
 
@@ -180,7 +186,7 @@ def run_round(request: Request, rows: dict[str, Row], seed: int, survivors: list
         for row, in_run in [(head, "dcjt")] + [(b, b) for b in shared]:
             if row not in found:
                 found[row] = scored(row, seed, summary.row(in_run))
-                placed[row] = Placed(run_name, in_run)
+                placed[row] = Placed(run_name, in_run, head, tuple(shared))
         progress(f"  {rows[head].name!r}: validation {100 * found[head].accuracy(racing.RANK_FOLD):.2f} % (ranking half)")
     return found, placed, len(runs)
 
@@ -261,8 +267,6 @@ def run_select(
     (out / "select.md").write_text(text)
     winner = placed[chosen.winner]
     progress(f"select: {chosen.summary()}; registering it from run {winner.run_name} (seed {seeds[0]})")
-    first = layout([r.id for r in rows])  # the first seed's runs: every candidate, every baseline row
-    head = chosen.winner if winner.row == "dcjt" else first[0][0]
-    cfg = request.config(by_id[head], seeds[0], first[0][1], register_model=True, selection=chosen.model_dump())
+    cfg = request.config(by_id[winner.head], seeds[0], list(winner.shared), register_model=True, selection=chosen.model_dump())
     promotion = register_row(winner.run_name, winner.row, cfg)
     return SelectOutcome(chosen, text, csv_path, promotion, f"models:/{cfg.model_name}@champion", seconds)

@@ -78,6 +78,12 @@ class StudySpec:
         return load_config(self.config_name, self.overrides, self.values)
 
 
+def exploring(overrides) -> dict:
+    """A study (or select's race) explores variants: gates warn, their outcome recorded, unless
+    ``--set gates.mode=...`` says otherwise."""
+    return {} if any(o.startswith("gates.mode=") for o in overrides) else {"gates.mode": "warn"}
+
+
 def run_study(spec: StudySpec, progress=print) -> StudyOutcome:
     """Train and score every row of ``spec.table`` for every seed; write ``study.csv`` and ``study.md``."""
     config_name, table, seeds, overrides, values = spec.config_name, spec.table, spec.seeds, spec.overrides, spec.values
@@ -89,9 +95,14 @@ def run_study(spec: StudySpec, progress=print) -> StudyOutcome:
     for seed in seeds:
         for row in rows:
             tags = {"study": name, "table": table, "row": row.name, "row_id": row.id}
-            # A study explores variants: gates warn (their outcome is a column) unless --set says otherwise.
-            warn = {} if any(o.startswith("gates.mode=") for o in overrides) else {"gates.mode": "warn"}
-            run_values = {**warn, **(values or {}), **row.values, "seed": seed, "baselines": [], "register_model": False}
+            run_values = {
+                **exploring(overrides),
+                **(values or {}),
+                **row.values,
+                "seed": seed,
+                "baselines": [],
+                "register_model": False,
+            }
             cfg = load_config(config_name, overrides, {**run_values, "tracking_tags": tags})
             progress(f"study {name}: seed {seed}, row {row.name!r}")
             outcome = run_pipeline(cfg)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# How ``run.py select`` runs its candidates (the command line's choices and defaults read these).
+STRATEGIES = ("race", "exhaustive")  # race: losers stop at the bound; exhaustive: every candidate, every seed
+ALPHA = 0.05  # the race's bound: family-wise error per seed, one-sided (``dcjt.experiments.racing``)
+
 
 class Record(BaseModel):
     """Base: unknown keys are errors."""

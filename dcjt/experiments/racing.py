@@ -30,10 +30,9 @@ import numpy as np
 from scipy import stats
 
 from dcjt.experiments.statistics import t_interval
-from dcjt.selection import CandidateScore, SelectionEvidence
+from dcjt.selection import ALPHA, CandidateScore, SelectionEvidence
 
 RANK_FOLD, LEAD_FOLD = 0, 1
-ALPHA = 0.05  # family-wise, one-sided, per round
 
 
 @dataclass(frozen=True)
