@@ -56,8 +56,7 @@ def echo_promotion(promo) -> None:
 
 def pipeline(config_name: str, overrides, *, schedule: str | None, run_config: str | None, **shortcuts) -> None:
     """Run the DCJT pipeline (DCJT + the configured baselines), register and promote the model."""
-    from app.console import echo_outcome
-    from app.runner import ScheduleNotSupported, check_cron, crontab_line, run_pipeline
+    from app.schedule import ScheduleNotSupported, check_cron, crontab_line
 
     no_cache = bool(shortcuts.pop("no_cache", None))
     if schedule is not None:  # refused before anything runs, prints or is attached
@@ -66,6 +65,9 @@ def pipeline(config_name: str, overrides, *, schedule: str | None, run_config: s
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     cfg = config_from(config_name, overrides, shortcuts)
+    from app.console import echo_outcome
+    from app.runner import run_pipeline
+
     try:
         outcome = run_pipeline(cfg, schedule=schedule, run_config=run_config, cache=not no_cache)
     except ScheduleNotSupported as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shlex
 import sys
 import time
 import uuid
@@ -24,6 +23,7 @@ from app.preflight import (
     check_zenml_store,
     preflight,
 )
+from app.schedule import ScheduleNotSupported
 from dcjt.config import PipelineConfig
 from dcjt.data.identity import fingerprint
 from dcjt.experiments.records import RunSummary
@@ -31,10 +31,6 @@ from dcjt.registry.lifecycle import PromotionOutcome
 from dcjt.train.scoring import RowEvaluation
 from dcjt.utils.runtime import environment as runtime_environment
 from dcjt.utils.state import REPO_ROOT, state_home
-
-
-class ScheduleNotSupported(RuntimeError):
-    pass
 
 
 @dataclass
@@ -284,39 +280,6 @@ def _log_screened_tables(run_name: str, mlflow_run_id: str) -> None:
         tables += [(table_name(split_rows(table, s), s), split_rows(table, s), s.replace("val", "validation")) for s in splits]
     with mlflow.start_run(run_id=mlflow_run_id):
         log_tables([t for t in tables if len(t[1])], EMOTIONS)
-
-
-CRON_CARRIED = ("MLFLOW_TRACKING_URI",)  # besides DCJT_HOME: where the run's stores are, if set here
-
-
-def crontab_line(cron: str, argv: list[str]) -> str:
-    """A crontab line that runs this command without ``--schedule``: cron's environment is almost
-    empty, so the line names the state folder (and the tracking URI, when one is set here; never
-    credentials) and appends the output to ``DCJT_HOME/logs/cron.log``; ``%`` is escaped (cron
-    reads a bare one as a newline)."""
-    import os
-
-    args = [a for i, a in enumerate(argv) if a != "--schedule" and (i == 0 or argv[i - 1] != "--schedule")]
-    home = state_home().resolve()
-    env = {"DCJT_HOME": str(home)} | {k: os.environ[k] for k in CRON_CARRIED if os.environ.get(k)}
-    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    command = (
-        f"cd {shlex.quote(str(REPO_ROOT))} && {assignments} {shlex.quote(sys.executable)} run.py "
-        f"{' '.join(map(shlex.quote, args))} >> {shlex.quote(str(home / 'logs' / 'cron.log'))} 2>&1"
-    )
-    return f"{cron} {command.replace('%', chr(92) + '%')}"
-
-
-def check_cron(expression: str) -> str:
-    """A cron expression as cron reads it (five fields), or ``ValueError`` saying why not."""
-    from croniter import croniter
-
-    if len(expression.split()) != 5 or not croniter.is_valid(expression):
-        raise ValueError(
-            f"--schedule {expression!r}: not a cron expression cron can read (five fields: minute hour day-of-month "
-            "month day-of-week, e.g. '0 3 * * *')"
-        )
-    return expression
 
 
 def _schedule(pipe, cfg: PipelineConfig, cron: str):

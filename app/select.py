@@ -128,6 +128,7 @@ def scored(row: str, seed: int, evaluation) -> racing.Scored:
         np.asarray(evaluation.val.fold),
         evaluation.test.accuracy,
         evaluation.steps or 0,
+        evaluation.warmup_steps or 0,
     )
 
 

@@ -51,6 +51,7 @@ def _record(row: Row, seed: int, summary: RunSummary, uses_rest_of_b: bool) -> t
         "images_seen": ev.images_seen,
         "epochs_run": ev.epochs_run,
         "steps": ev.steps,
+        "warmup_steps": ev.warmup_steps,  # of steps, those of the seed's shared warm-up (trained once)
         "selected_epoch": ev.selected_epoch,
         "selected_before_b": ev.selected_before_b,
         "variant": ev.variant,
@@ -79,9 +80,11 @@ class StudySpec:
 
 
 def exploring(overrides) -> dict:
-    """A study (or select's race) explores variants: gates warn, their outcome recorded, unless
-    ``--set gates.mode=...`` says otherwise."""
-    return {} if any(o.startswith("gates.mode=") for o in overrides) else {"gates.mode": "warn"}
+    """A study (or select's race) explores variants: gates warn, their outcome recorded, and the rows
+    that warm up alike go on from one warm-up per seed (``runtime.share_warmup``: the same numbers,
+    ``dcjt.train.warmup``), unless ``--set`` says otherwise."""
+    defaults = {"gates.mode": "warn", "runtime.share_warmup": True}
+    return {k: v for k, v in defaults.items() if not any(o.startswith(f"{k}=") for o in overrides)}
 
 
 def run_study(spec: StudySpec, progress=print) -> StudyOutcome:

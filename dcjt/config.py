@@ -112,6 +112,9 @@ class TrainConfig(Settings):
     check_every_steps: int | None = Field(
         None, ge=1, description="step budgets: validate every this many optimiser steps (and at the last one)"
     )
+    stop_after_epochs: int | None = Field(
+        None, ge=1, description="train only the first this many epochs of the recipe (a shared warm-up: dcjt.train.warmup)"
+    )
     balanced: bool = Field(False, description="draw the main pass class-balanced (with replacement), as B's joint pass")
     devices: int = Field(1, ge=1, description="> 1: DistributedDataParallel over this many processes (GPUs)")
 
@@ -543,6 +546,11 @@ class RuntimeConfig(Settings):
     threads: int | None = Field(None, ge=1, le=1024, description="CPU threads every step may use (None: every core)")
     workers: int | None = Field(
         None, ge=1, le=1024, description="processes of every pool: cache build, image checks, rendering (None: threads)"
+    )
+    share_warmup: bool = Field(
+        False,
+        description="train the DCN's warm-up on A once per seed and go on from it in every row whose recipe agrees "
+        "(the same numbers; studies and select turn it on: dcjt.train.warmup)",
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dcjt.config import BASELINES, MethodConfig, PipelineConfig
+from dcjt.config import BASELINES, MethodConfig, PipelineConfig, TrainConfig
 from dcjt.method.health import stages_used
 
 ROWS: tuple[str, ...] = ("dcjt", *BASELINES)  # every row a run can report: the one list of ids
@@ -24,6 +24,8 @@ STAGE_NETWORK_STEPS = ("train_m_a", "select_extra_subset", "train_m_b", "pseudo_
 # The stage-3 settings that decide B's prepared table (with the relabel rule): rows that agree on
 # them share DCJT's table (and ZenML's cache), the others prepare their own.
 STAGE3_KEYS = ("mapping", "b_stats_from", "stage3_order")
+
+WARMUP_STEP = "train_warmup"  # the DCN's warm-up, trained once for the rows that share it (RunPlan.warmup)
 
 # B's table a row trains on: as published (or unused), DCJT's prepared table, or its own stage 3.
 ExtraTable = Literal["published", "prepared", "own"]
@@ -57,6 +59,13 @@ class RowPlan:
         return f"evaluate_{self.id}"
 
     @property
+    def shares_warmup(self) -> bool:
+        """Warms up as DCJT does: A's rows with V/A targets, no class balancing, no SCN, then the
+        joint schedule (``dcjt.train.warmup`` checks the rest of the recipe by key)."""
+        m = self.method
+        return m.continuous and m.target_use and m.combine == "joint" and not m.balanced and not m.scn
+
+    @property
     def stage3_steps(self) -> tuple[str, str]:
         """The (map, relabel) steps of the row's own stage 3 (``extra == "own"``)."""
         return f"map_{self.id}", f"relabel_{self.id}"
@@ -65,6 +74,7 @@ class RowPlan:
 @dataclass(frozen=True)
 class RunPlan:
     rows: tuple[RowPlan, ...]
+    warmup: bool = False  # the DCN's warm-up trains once (``train_warmup``) for the rows that share it
 
     @property
     def gates(self) -> frozenset[str]:
@@ -88,15 +98,22 @@ def extra_table(row_id: str, row: MethodConfig, dcjt: MethodConfig) -> ExtraTabl
     return "prepared" if same else "own"
 
 
+def warmup_shareable(cfg: TrainConfig) -> bool:
+    """A recipe whose warm-up can be trained once and gone on from: it has one, its network is the
+    plain DCN (not SCN's) and it trains in one process."""
+    return cfg.warmup_epochs > 0 and not cfg.scn.enabled and cfg.devices == 1
+
+
 def plan_run(config: PipelineConfig) -> RunPlan:
-    """DCJT's row, then each configured baseline."""
+    """DCJT's row, then each configured baseline; the shared warm-up where it is asked for and used."""
     rows = []
     for row_id in ("dcjt", *config.baselines):
         method = config.method_for(row_id)
         rows.append(RowPlan(row_id, method, extra_table(row_id, method, config.method), stages_used(method)))
-    return RunPlan(tuple(rows))
+    share = config.runtime.share_warmup and warmup_shareable(config.train_config("dcn"))
+    return RunPlan(tuple(rows), warmup=share and any(r.shares_warmup for r in rows))
 
 
 # Every step that may get a GPU, whichever rows a run reports (the remote run configurations):
 # each trains or runs a network over a dataset.
-GPU_STEPS: tuple[str, ...] = STAGE_NETWORK_STEPS + tuple(train_step(r) for r in ROWS)
+GPU_STEPS: tuple[str, ...] = STAGE_NETWORK_STEPS + (WARMUP_STEP,) + tuple(train_step(r) for r in ROWS)

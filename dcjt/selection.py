@@ -28,7 +28,9 @@ class CandidateScore(Record):
     test_sd: float
     heldout_mean: float | None = None
     seeds: list[int] = Field(default_factory=list, description="the seeds it ran (a raced-out candidate: fewer)")
-    steps: int = Field(0, description="optimiser steps of its trainings, summed over its seeds")
+    steps: int = Field(
+        0, description="optimiser steps of its trainings, summed over its seeds (a shared warm-up's: counted once, below)"
+    )
     dropped_after: int | None = Field(None, description="the seed after which the race stopped it")
 
 
@@ -52,7 +54,9 @@ class SelectionEvidence(Record):
     ranked_lead: float | None = Field(None, description="the same lead on the ranking half (its optimism: ranked_lead - lead)")
     registered_seed: int | None = Field(None, description="the seed of the race's run the winner is registered from")
     runs: int = Field(0, description="pipeline runs the selection launched")
-    steps: int = Field(0, description="optimiser steps of every candidate's trainings (stages 1-2 not counted)")
+    steps: int = Field(
+        0, description="optimiser steps of every candidate's trainings and each seed's shared warm-up (stages 1-2 not counted)"
+    )
 
     def summary(self) -> str:
         interval = f" [{self.lead_lo:+.2f}, {self.lead_hi:+.2f}]" if self.lead_lo is not None else ""

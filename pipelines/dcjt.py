@@ -15,7 +15,7 @@ from zenml import pipeline
 from zenml.enums import ExecutionMode
 
 from dcjt import plan
-from dcjt.config import PipelineConfig
+from dcjt.config import MethodConfig, PipelineConfig
 from dcjt.registry.promote import Registration
 from steps.data import build_image_cache, ingest_dataset, ingest_extras, ingest_synthetic, merge_reports, screen_datasets
 from steps.evaluation import RowScoring, evaluate_model
@@ -30,7 +30,7 @@ from steps.stages import (
     summarise_stage_reports,
 )
 from steps.tracking import log_stages, open_tracking, report_run
-from steps.training import RowSetup, TrainingSetup, train_classifier, train_m_b, train_row
+from steps.training import RowSetup, TrainingSetup, train_classifier, train_m_b, train_row, train_warmup
 
 # Steps that train or run a network over a dataset: on a cluster they get the GPU image and GPUs
 # (the remote run configurations' ``gpu_step`` settings are applied to exactly these).
@@ -140,11 +140,18 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     log_stages(parent, stages, pseudo, marked, prepared)
     # Stage 4 and every row reported beside it: one recipe and budget, one evaluation step.
     row_setup = dict(**setup, train_cfg=config.train_config("dcn"), budget=config.budget)
+    warmup = None
+    if run_plan.warmup:  # once per seed; every run of a selection at this seed finds it in the cache
+        warm_setup = RowSetup(role="DCN warm-up", method=MethodConfig(), **row_setup)  # DCJT as published
+        warmup = train_warmup(pseudo, marked, t_cache, warm_setup, parent, id=plan.WARMUP_STEP)
     models, rows = {}, []
     for row in run_plan.rows:
         row_extra = extra_for_row(row, (marked, with_va, prepared, pseudo), gates)
         row_train = RowSetup(role="DCN" if row.id == "dcjt" else row.id, method=row.method, **row_setup)
-        model, metrics, _ = train_row(pseudo, row_extra, marked, t_cache, e_cache, row_train, parent, id=row.train_step)
+        row_warmup = warmup if row.shares_warmup else None
+        model, metrics, _ = train_row(
+            pseudo, row_extra, marked, t_cache, e_cache, row_train, parent, warmup=row_warmup, id=row.train_step
+        )
         scoring = RowScoring(row=row.id, variant=row.label, joint=row.joint, min_b_passes=config.budget.min_b_passes, gates=gates)
         rows.append(evaluate_model(model, target, t_cache, metrics, scoring, id=row.evaluate_step))
         models[row.id] = model

@@ -7,7 +7,7 @@ import hashlib
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import mlflow
 import pandas as pd
@@ -20,6 +20,7 @@ from dcjt.method import m_b_rows, training_rows
 from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.checkpoint import read_latest
 from dcjt.train.distributed import train_distributed, train_job
+from dcjt.train.warmup import seal, warmup_key, warmup_recipe
 from dcjt.utils.mlflow_io import child_run, log_frame, log_tables, table_name
 from steps.common import dcjt_step
 from steps.handoff import CacheRef, folder_or_scratch
@@ -61,9 +62,17 @@ class RowSetup(TrainingSetup):
 EPOCH_KEYS = {"images_seen": "epoch.images_seen", "steps": "epoch.steps"}  # per-epoch names in MLflow
 
 
-def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: list[str], parent_run_id: str):
+class Fitted(NamedTuple):
+    model: torch.nn.Module
+    metrics: dict
+    history: pd.DataFrame
+    checkpoint: bytes  # the last checkpoint file (a warm-up hands it on)
+
+
+def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: list[str], parent_run_id: str, warm_start=None):
     """Train (one process or DDP) inside an MLflow child run; checkpoints in a folder per training.
-    ``rows``: ``train``, ``val``, ``extra`` (B's rows of the joint schedule) and ``curve``."""
+    ``rows``: ``train``, ``val``, ``extra`` (B's rows of the joint schedule) and ``curve``;
+    ``warm_start``: (a warm-up's checkpoint, this training's key), ``dcjt.train.warmup``."""
     role, network, train_cfg = setup.role, setup.network, setup.train_cfg
     train_rows, val_rows, extra_rows = rows["train"], rows.get("val"), rows.get("extra")
     recipe = (network.model_dump(), train_cfg.to_dict())
@@ -79,6 +88,8 @@ def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: lis
         checkpoint_dir=ckpt,
         desc=role,
     )
+    if warm_start is not None and train_cfg.devices == 1:
+        job["warm_start"] = warm_start
     with child_run(parent_run_id, role) as run:
         params = {f"train.{k}": v for k, v in train_cfg.to_dict().items()} | {
             f"network.{k}": v for k, v in network.model_dump().items()
@@ -111,6 +122,9 @@ def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: lis
                 log(int(row["epoch"]), row)
         else:
             result = train_job(**job, on_epoch_end=log)
+            if result.metrics.get("warmup_branched"):  # the warm-up's epochs, as a resumed run would not log them
+                for row in result.history.to_dict("records")[: train_cfg.warmup_epochs]:
+                    log(int(row["epoch"]), row)
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))})
         mlflow.set_tag("stop_reason", result.metrics.get("stop_reason", ""))
         log_frame(result.history, f"{role}_history.csv")
@@ -121,7 +135,7 @@ def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: lis
             (Path(tmp) / record["file"]).write_bytes(data)
             mlflow.log_artifact(str(Path(tmp) / record["file"]), artifact_path="checkpoint")
         metrics = dict(result.metrics, role=role, mlflow_run_id=run.info.run_id)
-    return result.model, metrics, result.history
+    return Fitted(result.model, metrics, result.history, data)
 
 
 def _curve(table: pd.DataFrame, enabled: bool) -> pd.DataFrame | None:
@@ -141,7 +155,7 @@ def train_classifier(target_table: pd.DataFrame, target_cache: CacheRef, setup: 
         "curve": _curve(target_table, setup.test_curve),
     }
     cfg = setup.model_copy(update={"train_cfg": setup.train_cfg.model_copy(update={"lam": 0.0})})
-    model, metrics, history = _fit(cfg, rows, [target_cache.path], parent_run_id)
+    model, metrics, history, _ = _fit(cfg, rows, [target_cache.path], parent_run_id)
     return model, metrics, history  # a tuple literal: ZenML reads three outputs from it
 
 
@@ -156,7 +170,7 @@ def train_m_b(
 ) -> OUTPUTS:
     """Stage 2: multi-task M_B on B's selected subset (``pseudo_from="subset"``) or on all of B."""
     rows = m_b_rows(extra_marked, pseudo_from, val_fraction, setup.train_cfg.seed)
-    model, metrics, history = _fit(
+    model, metrics, history, _ = _fit(
         setup, {"train": split_rows(rows, "train"), "val": split_rows(rows, "val")}, [extra_cache.path], parent_run_id
     )
     return model, metrics, history  # a tuple literal: ZenML reads three outputs from it
@@ -171,15 +185,17 @@ def train_row(
     extra_cache: CacheRef,
     setup: RowSetup,
     parent_run_id: str,
+    warmup: bytes | None = None,
 ) -> OUTPUTS:
     """Stage 4, and every row reported beside it: the DCN's recipe and budget on the row's data
-    (``setup.method``): CE + lambda x MSE, warm-up on A then joint passes over B (or A and B pooled)."""
+    (``setup.method``): CE + lambda x MSE, warm-up on A then joint passes over B (or A and B pooled).
+    ``warmup``: the seed's shared warm-up (``train_warmup``), gone on from where the row's recipe
+    agrees with it through the warm-up."""
     a_rows, b_rows = training_rows(target_pseudo, extra_prepared, setup.method)
     b_labels = None if b_rows is None else b_rows["label"].to_numpy()
-    full_b = split_rows(extra_marked, "train")["label"].to_numpy()
-    train_cfg = setup.train_cfg
-    reference = reference_steps(train_cfg, len(split_rows(target_pseudo, "train")), full_b)
-    recipe = row_recipe(train_cfg, setup.budget, setup.method, len(a_rows), b_labels, reference)
+    recipe = row_recipe(
+        setup.train_cfg, setup.budget, setup.method, len(a_rows), b_labels, _reference(setup, target_pseudo, extra_marked)
+    )
     rows = {
         "train": a_rows,
         "val": split_rows(target_pseudo, "val"),
@@ -187,5 +203,38 @@ def train_row(
         "curve": _curve(target_pseudo, setup.test_curve),
     }
     caches = [target_cache.path, extra_cache.path]
-    model, metrics, history = _fit(setup.model_copy(update={"train_cfg": recipe}), rows, caches, parent_run_id)
+    warm = None if warmup is None else (warmup, warmup_key(recipe, *_identity(setup, rows)))
+    model, metrics, history, _ = _fit(setup.model_copy(update={"train_cfg": recipe}), rows, caches, parent_run_id, warm)
     return model, metrics, history  # a tuple literal: ZenML reads three outputs from it
+
+
+def _reference(setup: RowSetup, target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame) -> int:
+    """The DCJT row's optimiser steps (A and all of B at the configured epochs): the step budget."""
+    full_b = split_rows(extra_marked, "train")["label"].to_numpy()
+    return reference_steps(setup.train_cfg, len(split_rows(target_pseudo, "train")), full_b)
+
+
+def _identity(setup: RowSetup, rows: dict) -> tuple:
+    """Besides the recipe, what a warm-up's key holds: the network, A's training and validation
+    rows, and whether the test curve is scored."""
+    return setup.network.model_dump(), _digest(rows["train"]), _digest(rows["val"]), rows["curve"] is not None
+
+
+@dcjt_step()
+def train_warmup(
+    target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame, target_cache: CacheRef, setup: RowSetup, parent_run_id: str
+) -> Annotated[bytes, "warmup"]:
+    """The DCN's warm-up on A (``setup.method``: DCJT as published), trained once per seed; the rows
+    whose recipe agrees through it go on from its last checkpoint (``dcjt.train.warmup``). Its
+    inputs are stages 1-2's, so every run of a selection at this seed finds it in ZenML's cache."""
+    a_rows, _ = training_rows(target_pseudo, extra_marked, setup.method.model_copy(update={"extra_use": "none"}))
+    full_b = split_rows(extra_marked, "train")["label"].to_numpy()
+    recipe = row_recipe(
+        setup.train_cfg, setup.budget, setup.method, len(a_rows), full_b, _reference(setup, target_pseudo, extra_marked)
+    )
+    warm = warmup_recipe(recipe)
+    if warm is None:
+        raise ValueError(f"train_warmup: the recipe has no warm-up to share (dcn.warmup_epochs {recipe.warmup_epochs})")
+    rows = {"train": a_rows, "val": split_rows(target_pseudo, "val"), "curve": _curve(target_pseudo, setup.test_curve)}
+    fitted = _fit(setup.model_copy(update={"train_cfg": warm}), rows, [target_cache.path], parent_run_id)
+    return seal(fitted.checkpoint, warmup_key(recipe, *_identity(setup, rows)))

@@ -38,7 +38,8 @@ RANK_FOLD, LEAD_FOLD = 0, 1
 @dataclass(frozen=True)
 class Scored:
     """One candidate's run at one seed: each validation row's correctness and fold, its test
-    accuracy and the optimiser steps its training took."""
+    accuracy and the optimiser steps its training took (``shared``: of those, the steps of the
+    seed's shared warm-up it went on from, trained once for every candidate: ``dcjt.train.warmup``)."""
 
     row: str
     seed: int
@@ -46,6 +47,7 @@ class Scored:
     fold: np.ndarray
     test_accuracy: float
     steps: int
+    shared: int = 0
 
     def accuracy(self, fold: int) -> float:
         """Validation accuracy on one fold's rows."""
@@ -131,12 +133,14 @@ def choose(evidence: dict[str, list[Scored]], survivors: list[str], dropped: dic
                 test_sd=test_sd,
                 heldout_mean=mean_accuracy(runs, LEAD_FOLD) * 100,
                 seeds=[r.seed for r in runs],
-                steps=sum(r.steps for r in runs),
+                steps=sum(r.steps - r.shared for r in runs),
                 dropped_after=drop.seed if drop else None,
             )
         )
     order = ranked({r: evidence[r] for r in survivors}) + ranked({r: evidence[r] for r in dropped})
-    out = SelectionEvidence(candidates=scores, winner=order[0], steps=sum(c.steps for c in scores), **about)
+    warmups = {r.seed: r.shared for runs in evidence.values() for r in runs if r.shared}  # one a seed
+    steps = sum(c.steps for c in scores) + sum(warmups.values())
+    out = SelectionEvidence(candidates=scores, winner=order[0], steps=steps, **about)
     if len(order) < 2:
         return out
     win, second = evidence[order[0]], {r.seed: r for r in evidence[order[1]]}

@@ -69,12 +69,15 @@ def train_job(
     checkpoint_dir=None,
     on_epoch_end=None,
     desc: str = "train",
+    warm_start: tuple[bytes, str] | None = None,
 ):
     """Open the image caches, build the network and train: what one process (or each DDP rank) runs.
 
     ``rows``: label tables by role: ``train``, and optionally ``val`` (selects the check), ``extra``
     (B's rows of the joint schedule) and ``curve`` (scored after every epoch as ``test_*`` metrics,
-    never for selection).
+    never for selection). ``warm_start``: a warm-up's checkpoint and this training's key
+    (``dcjt.train.warmup``; one process only): the training goes on from it when the keys agree,
+    and its metrics say so (``warmup_branched``).
     """
     from dcjt.data.cache import load_cache
     from dcjt.models.nets import build_model
@@ -92,15 +95,27 @@ def train_job(
     set_seed(train_cfg.seed)
     model = build_model(network.backbone, network.head, network.image_size, scn=train_cfg.scn.enabled)
     model = apply_weights(model, network.weights)
-    return train(
+    train_a, extra = s(rows["train"]), s(rows.get("extra"))
+    branched = None
+    if warm_start is not None and checkpoint_dir is not None:
+        from dcjt.train.checkpoint import fingerprint
+        from dcjt.train.warmup import branch
+
+        own = fingerprint(train_cfg, model, (len(train_a), len(extra) if extra else 0))  # as train() computes it
+        branched = branch(checkpoint_dir, *warm_start, own)
+    result = train(
         model,
-        s(rows["train"]),
+        train_a,
         cfg=train_cfg,
-        extra=s(rows.get("extra")),
+        extra=extra,
         val=s(rows.get("val")),
         checkpoint_dir=checkpoint_dir,
         report=Reporting(desc, on_epoch_end, curve_hook),
     )
+    if branched is not None:  # the steps the warm-up trained for it (counted once, by the warm-up)
+        result.metrics["warmup_branched"] = int(branched)
+        result.metrics["warmup_steps"] = int(result.history["steps"][: train_cfg.warmup_epochs].sum()) if branched else 0
+    return result
 
 
 def _portable(result) -> dict:

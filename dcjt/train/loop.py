@@ -491,7 +491,8 @@ def train(
 
     reason = should_stop(state, state.start_epoch - 1, cfg) if state.history else None
     stopped = agree(reason is not None, device, world)  # resumed after the stopping epoch
-    for epoch in range(state.start_epoch, cfg.epochs):
+    last = cfg.epochs if cfg.stop_after_epochs is None else min(cfg.epochs, cfg.stop_after_epochs)
+    for epoch in range(state.start_epoch, last):
         if stopped:
             break
         row = run_epoch(epoch, stepper, train_a, extra, state, on_check if mid_epoch else None)
@@ -517,6 +518,8 @@ def train(
                     + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
                 )
         stopped = agree(reason is not None, device, world)
-    if rank == 0 and mid_epoch and (not state.checks or state.checks[-1]["step"] != state.steps_done):
+    # a warm-up cut short (``stop_after_epochs``) leaves the last check to the rows that go on from it (its
+    # checkpoint, written at the epoch's end, never held that check: skipping it saves an evaluation)
+    if rank == 0 and mid_epoch and last == cfg.epochs and (not state.checks or state.checks[-1]["step"] != state.steps_done):
         on_check(state.history[-1]["epoch"] if state.history else 0)  # the last step is always checked
     return result(model, state, reason)

@@ -55,6 +55,7 @@ class RowEvaluation(BaseModel):
     selected_step: int | None = None
     b_passes: int | None = None
     b_passes_selected: int | None = None  # passes over B up to the selected check's epoch
+    warmup_steps: int | None = None  # of ``steps``, those it went on from: the seed's shared warm-up trained them
     stop_reason: str = ""
     training_run_id: str = ""  # the MLflow run that trained it (holds its checkpoint, then its logged model)
     gates: GateReport | None = None
@@ -91,7 +92,7 @@ def score_split(model: torch.nn.Module, table: pd.DataFrame, *caches, split: str
     )
 
 
-SPENT = ("images_seen", "epochs_run", "steps", "selected_epoch", "selected_step", "b_passes", "b_passes_selected")
+SPENT = ("images_seen", "epochs_run", "steps", "selected_epoch", "selected_step", "b_passes", "b_passes_selected", "warmup_steps")
 
 
 def row_evaluation(

@@ -524,7 +524,8 @@ def test_weak_m_a_stops_at_its_gate_in_one_line_and_leaves_the_registry(first_ru
     """An M_A that cannot learn: the run stops at stage 1's gate with one line naming the measure,
     its value, its limit and the --set that overrides it; no traceback; the registry is as it was."""
     _, versions_before, champion_before = demo_registry()
-    settings = ["gates.mode=stop", "m_a.lr=1e-9", "m_a.epochs=1", "baselines=[]"]  # the warn run below: DCJT alone
+    # the warn run below trains DCJT alone, briefly, on the shared run's world (its champion compares)
+    settings = ["gates.mode=stop", "m_a.lr=1e-9", "m_a.epochs=1", "m_b.epochs=1", "dcn.epochs=2", "baselines=[]"]
     cmd = [sys.executable, str(ROOT / "run.py"), "pipeline", "--config", "tiny", *set_args(settings)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1

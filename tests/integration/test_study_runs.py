@@ -47,6 +47,23 @@ def test_two_row_study_tracks_rows_and_resumes_from_the_cache():
         assert set(trained.values()) == {"cached"}, trained
 
 
+def test_rows_that_warm_up_alike_go_on_from_one_warm_up_a_seed():
+    """Two rows of the DCJT family, each its own pipeline run: the first trains the warm-up on A,
+    the second finds it in ZenML's cache; both go on from it (the same numbers as warming up
+    alone: tests/unit/test_warmup.py)."""
+    from zenml.client import Client
+
+    from app.study import StudySpec, run_study
+
+    settings = (*SMALLEST, "dcn.epochs=3", "dcn.warmup_epochs=1")
+    spec = StudySpec("tiny", "select", [0], overrides=settings, only=["dcjt", "cls_gated_none"], name="tiny-warmup")
+    records = pd.read_csv(run_study(spec, progress=lambda _: None).csv_path)
+    shared = records["warmup_steps"]
+    assert (shared > 0).all() and shared.nunique() == 1 and (records["steps"] > shared).all(), records
+    first, second = reversed(Client().list_pipeline_runs(sort_by="desc:created", size=2).items)
+    assert str(first.steps["train_warmup"].status) == "completed" and str(second.steps["train_warmup"].status) == "cached"
+
+
 def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_run():
     """B's annotators call every emotion the next one (a planted permutation, B larger than A) and
     every row takes the same optimiser steps: the straight merge learns B's criteria and trails A

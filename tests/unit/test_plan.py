@@ -8,7 +8,7 @@ import pytest
 from dcjt.config import BASELINES
 from dcjt.config_files import load_config
 from dcjt.method.health import stages_used
-from dcjt.plan import GPU_STEPS, ROWS, STAGE_NETWORK_STEPS, extra_table, plan_run, train_step
+from dcjt.plan import GPU_STEPS, ROWS, STAGE_NETWORK_STEPS, WARMUP_STEP, extra_table, plan_run, train_step
 
 EVERY_ROW = f"baselines=[{', '.join(BASELINES)}]"
 
@@ -59,5 +59,15 @@ def test_the_gates_that_apply_are_the_union_of_the_rows_stages():
 
 def test_every_step_that_trains_a_row_or_runs_a_stage_network_gets_a_gpu():
     every = plan_run(load_config("demo", [EVERY_ROW]))
-    assert set(GPU_STEPS) == set(STAGE_NETWORK_STEPS) | {r.train_step for r in every.rows}
+    assert set(GPU_STEPS) == set(STAGE_NETWORK_STEPS) | {r.train_step for r in every.rows} | {WARMUP_STEP}
     assert train_step("dcjt") == "train_dcn" and len(set(GPU_STEPS)) == len(GPU_STEPS)
+
+
+def test_the_warm_up_is_shared_where_asked_for_by_the_rows_that_warm_up_as_dcjt():
+    every = plan_run(load_config("demo", [EVERY_ROW, "runtime.share_warmup=true"]))
+    sharing = {r.id for r in every.rows if r.shares_warmup}
+    assert every.warmup and "dcjt" in sharing and "oracle" in sharing  # V/A targets on A, the joint schedule
+    assert not sharing & {"target_only", "straight", "straight_balanced", "scn"}  # DL only, merged, balanced, SCN
+    assert not plan_run(load_config("demo", [EVERY_ROW])).warmup  # off unless asked (studies and select ask)
+    no_warmup = ["runtime.share_warmup=true", "dcn.warmup_epochs=0"]
+    assert not plan_run(load_config("demo", no_warmup)).warmup
