@@ -275,7 +275,7 @@ def onnx_refusal(model_uri: str) -> None:
     """Stop in one line when ``model_uri`` cannot be found or has no ONNX graph to serve."""
     import mlflow
 
-    from dcjt.registry.exporting import onnx_problem
+    from dcjt.registry.served import onnx_problem
 
     try:
         problem = onnx_problem(model_uri)

@@ -54,7 +54,7 @@ def score(model_uri: str, folder: Path, out: Path) -> None:
     from tqdm import tqdm
 
     from app.commands import load_served_model
-    from dcjt.registry.exporting import ExportInputError, registered_version
+    from dcjt.registry.served import ExportInputError, registered_version
     from dcjt.serving.inputs import IMAGE_ROOTS_ENV
 
     model = load_served_model(model_uri)

@@ -9,7 +9,6 @@ move to the new one, which holds the same weights and has passed the same parity
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from pathlib import Path
 
@@ -19,42 +18,8 @@ import numpy as np
 from dcjt.models.images import IMAGE_SUFFIXES, decode, preprocess
 from dcjt.registry.lifecycle import ParitySet, log_dcn
 from dcjt.registry.promote import PARITY_IMAGES
+from dcjt.registry.served import ExportInputError, has_onnx, registered_version
 from dcjt.serving.network import model_artifacts, network_from
-
-EXPORT_COMMAND = "python run.py export-onnx --model {uri}"
-
-
-class ExportInputError(ValueError):
-    """A model URI or image folder the export cannot use; the message names it."""
-
-
-def registered_version(uri: str):
-    """The registry's version behind ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS``."""
-    match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@([\w-]+))", uri)
-    if not match:
-        raise ExportInputError(f"{uri}: not a registered version (models:/NAME/VERSION or models:/NAME@ALIAS)")
-    name, version, alias = match.groups()
-    client = mlflow.MlflowClient()
-    try:
-        return client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException as exc:
-        raise ExportInputError(f"{uri}: no such registered version ({str(exc).splitlines()[0][:200]})") from None
-
-
-def has_onnx(model_uri: str) -> bool:
-    """Whether the logged model behind ``model_uri`` is served by an ONNX graph."""
-    flavor = mlflow.models.get_model_info(model_uri).flavors.get("python_function", {})
-    return "onnx" in (flavor.get("artifacts") or {})
-
-
-def onnx_problem(model_uri: str) -> str | None:
-    """Why ``model_uri`` cannot be served with ONNX Runtime (it has no ONNX graph), or None."""
-    if has_onnx(model_uri):
-        return None
-    return (
-        f"{model_uri} has no ONNX export (registered before exports, or not a DCJT model) and is served with "
-        f"ONNX Runtime only; add one with: {EXPORT_COMMAND.format(uri=model_uri)}"
-    )
 
 
 def parity_images(folder: Path | None, size: int, seed: int = 0) -> ParitySet:

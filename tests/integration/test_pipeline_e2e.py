@@ -512,12 +512,17 @@ def test_predict_cli_reports_bad_files_and_predicts_the_rest(first_run, tmp_path
     shutil.copy(good, tmp_path / "good.png")
     Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    cmd = [sys.executable, str(ROOT / "run.py"), "predict", "--model", "models:/dcjt-synthetic@champion", str(tmp_path)]
+    model = ["--model", "models:/dcjt-synthetic@champion"]
+    cmd = [sys.executable, "-X", "importtime", str(ROOT / "run.py"), "predict", *model, str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert [line.split("\t")[0] for line in proc.stdout.splitlines() if "valence=" in line] == [str(tmp_path / "good.png")]
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
     assert "dot.png\terror: too small: 1x1 px" in proc.stderr and "broken.jpg\terror: unreadable" in proc.stderr
-    assert "2 of 3 images could not be classified" in proc.stderr and "Traceback" not in proc.stderr
+    assert "2 of 3 images could not be classified" in errors[-1] and "Traceback" not in proc.stderr
+    # Serving is ONNX Runtime's: the command loads neither torch nor the training side (a few seconds, not ten)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"torch", "torchvision", "zenml", "great_expectations"}, sorted(imported)[:20]
 
 
 def test_weak_m_a_stops_at_its_gate_in_one_line_and_leaves_the_registry(first_run):
