@@ -59,7 +59,8 @@ def _compiled_steps(flavor: str, tmp_path: Path, finetune: bool = False) -> dict
     yaml_utils.write_yaml(str(path), expanded)
     pipe = (finetune_pipeline if finetune else dcjt_pipeline).with_options(config_path=str(path))
     every_row = f"baselines=[{', '.join(BASELINES)}]"
-    pipe.prepare(config=load_config("rafdb", ["data.kind=synthetic", "data.world={n_target: 10, n_extra: 10}", every_row]))
+    every_step = [every_row, "runtime.share_warmup=true"]  # every row, and the warm-up they share
+    pipe.prepare(config=load_config("rafdb", ["data.kind=synthetic", "data.world={n_target: 10, n_extra: 10}", *every_step]))
     run_config = PipelineRunConfiguration.model_validate(expanded)
     snapshot = Compiler().compile(pipeline=pipe, stack=Stack.from_model(stack), run_configuration=run_config)
     return {name: step.config for name, step in snapshot.step_configurations.items()}
