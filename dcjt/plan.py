@@ -2,7 +2,8 @@
 
 One pure function (``plan_run``) turns a ``PipelineConfig`` into the run's rows: for each its id
 (``dcjt`` or a key of ``BASELINES``), its method settings, the stage-3 table it trains on, the
-stages whose gates its training relies on and its step names. The pipeline loops over the plan;
+stages whose gates its training relies on, its step names and whether it goes on from the run's
+shared warm-up (``RunPlan.warmup``, ``dcjt.train.warmup``). The pipeline loops over the plan;
 the steps that need a GPU on a cluster are the stage 1-2 network steps and every row's training
 step (``GPU_STEPS``); studies and ``run.py select`` key their rows by the same ids (display
 names are labels).
