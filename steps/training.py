@@ -192,10 +192,7 @@ def train_row(
     ``warmup``: the seed's shared warm-up (``train_warmup``), gone on from where the row's recipe
     agrees with it through the warm-up."""
     a_rows, b_rows = training_rows(target_pseudo, extra_prepared, setup.method)
-    b_labels = None if b_rows is None else b_rows["label"].to_numpy()
-    recipe = row_recipe(
-        setup.train_cfg, setup.budget, setup.method, len(a_rows), b_labels, _reference(setup, target_pseudo, extra_marked)
-    )
+    recipe = _recipe(setup, target_pseudo, extra_marked, a_rows, b_rows)
     rows = {
         "train": a_rows,
         "val": split_rows(target_pseudo, "val"),
@@ -208,10 +205,13 @@ def train_row(
     return model, metrics, history  # a tuple literal: ZenML reads three outputs from it
 
 
-def _reference(setup: RowSetup, target_pseudo: pd.DataFrame, extra_marked: pd.DataFrame) -> int:
-    """The DCJT row's optimiser steps (A and all of B at the configured epochs): the step budget."""
+def _recipe(setup: RowSetup, target_pseudo, extra_marked, a_rows: pd.DataFrame, b_rows: pd.DataFrame | None) -> TrainConfig:
+    """The row's recipe under the run's budget (``row_recipe``) for its A and B rows; a step budget's
+    reference is the DCJT row's steps (A and all of B at the configured epochs)."""
     full_b = split_rows(extra_marked, "train")["label"].to_numpy()
-    return reference_steps(setup.train_cfg, len(split_rows(target_pseudo, "train")), full_b)
+    reference = reference_steps(setup.train_cfg, len(split_rows(target_pseudo, "train")), full_b)
+    b_labels = None if b_rows is None else b_rows["label"].to_numpy()
+    return row_recipe(setup.train_cfg, setup.budget, setup.method, len(a_rows), b_labels, reference)
 
 
 def _identity(setup: RowSetup, rows: dict) -> tuple:
@@ -228,10 +228,7 @@ def train_warmup(
     whose recipe agrees through it go on from its last checkpoint (``dcjt.train.warmup``). Its
     inputs are stages 1-2's, so every run of a selection at this seed finds it in ZenML's cache."""
     a_rows, _ = training_rows(target_pseudo, extra_marked, setup.method.model_copy(update={"extra_use": "none"}))
-    full_b = split_rows(extra_marked, "train")["label"].to_numpy()
-    recipe = row_recipe(
-        setup.train_cfg, setup.budget, setup.method, len(a_rows), full_b, _reference(setup, target_pseudo, extra_marked)
-    )
+    recipe = _recipe(setup, target_pseudo, extra_marked, a_rows, split_rows(extra_marked, "train"))  # as DCJT's row
     warm = warmup_recipe(recipe)
     if warm is None:
         raise ValueError(f"train_warmup: the recipe has no warm-up to share (dcn.warmup_epochs {recipe.warmup_epochs})")

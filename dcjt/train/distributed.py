@@ -82,7 +82,7 @@ def train_job(
     from dcjt.data.cache import load_cache
     from dcjt.models.nets import build_model
     from dcjt.train.batches import samples_from
-    from dcjt.train.loop import Reporting, set_seed, train
+    from dcjt.train.loop import Reporting, fingerprint_of, set_seed, train
     from dcjt.train.predict import evaluate
     from dcjt.train.weights import apply_weights
 
@@ -98,11 +98,9 @@ def train_job(
     train_a, extra = s(rows["train"]), s(rows.get("extra"))
     branched = None
     if warm_start is not None and checkpoint_dir is not None:
-        from dcjt.train.checkpoint import fingerprint
         from dcjt.train.warmup import branch
 
-        own = fingerprint(train_cfg, model, (len(train_a), len(extra) if extra else 0))  # as train() computes it
-        branched = branch(checkpoint_dir, *warm_start, own)
+        branched = branch(checkpoint_dir, *warm_start, fingerprint_of(train_cfg, model, train_a, extra))
     result = train(
         model,
         train_a,

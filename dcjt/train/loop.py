@@ -155,6 +155,11 @@ def prepare_model(model: torch.nn.Module, cfg: TrainConfig, feed: Feed, world: i
     return torch.compile(step_model) if cfg.compile else step_model
 
 
+def fingerprint_of(cfg: TrainConfig, model: torch.nn.Module, train_a: Samples, extra: Samples | None) -> dict:
+    """The fingerprint a training's checkpoints carry (its recipe, network and data sizes)."""
+    return fingerprint(cfg, model, (len(train_a), len(extra) if extra else 0))
+
+
 def resume(ckpt_dir: Path | None, expected: dict, model, opt, sched, device: torch.device, desc: str) -> LoopState:
     """The state to continue from: the last checkpoint of this training, or a fresh start."""
     if ckpt_dir is None:
@@ -470,7 +475,7 @@ def train(
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
-    fp = fingerprint(cfg, model, (len(train_a), len(extra) if extra else 0))
+    fp = fingerprint_of(cfg, model, train_a, extra)
     state = resume(ckpt_dir, fp, model, opt, sched, device, desc)
     if cfg.scn.enabled:  # SCN rewrites its training labels as it goes: its own copies, restored on resume
         for name, samples in (("A", train_a), ("B", extra)):
