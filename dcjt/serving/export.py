@@ -8,6 +8,13 @@ arousal to [-1, 1] are inside it, exactly as ``dcjt.models.inference.forward_uin
 (``torch.onnx.export(dynamo=True)``), checked by ``onnx.checker`` and then by parity: on a fixed
 set of images the graph's probabilities must match the torch network's (float32, CPU) within
 ``atol`` and its argmax must agree on every image (a tie within ``atol`` excepted).
+
+Tracing is the exporter's cost (about 2 s for any network, the weights' size aside), and the graph
+of a network shape does not depend on its weights: it is traced once a process, unoptimised (so
+every weight stays an initializer under its own name; ONNX Runtime optimises the graph when it loads
+it), and each later export of the same shape is that graph with the new weights written in. A
+process that registers or exports many versions (the promotion tests, ``export-onnx`` over old
+versions) pays the tracing once; the parity check runs on every export either way.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import copy
 import io
 import logging
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,33 +68,73 @@ def cpu_copy(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model).float().cpu().eval()
 
 
+TRACED_KEPT = 4  # traced graphs a process keeps (a ResNet-18's is about 45 MB)
+_traced: OrderedDict[tuple, bytes] = OrderedDict()
+
+
 def export_onnx(model: torch.nn.Module, path: Path) -> Export:
     """Write ``model`` as an ONNX graph (opset ``OPSET``, dynamic batch axis, weights inside the
     file) and run ``onnx.checker`` on it."""
     import onnx
 
     net = cpu_copy(model)
-    size = net.image_size
-    example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
+    served = ServedGraph(net).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with _quiet_exporter():
-            program = torch.onnx.export(
-                ServedGraph(net).eval(),
-                (example,),
-                dynamo=True,
-                opset_version=OPSET,
-                input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
-                external_data=False,
-                verbose=False,
-            )
-            program.save(str(path), external_data=False)
+        graph = onnx.ModelProto.FromString(_traced_graph(served))
+        _write_weights(graph, served.state_dict())
+        onnx.save_model(graph, str(path))
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         raise ServingExportError(f"ONNX export of the {net.spec()} network failed: {type(exc).__name__}: {exc}"[:600]) from exc
     return Export(path=path, opset=OPSET, size_bytes=path.stat().st_size)
+
+
+def _shape_of(served: ServedGraph) -> tuple:
+    """What the traced graph depends on: the network's spec and every tensor's name, shape and dtype."""
+    state = tuple((name, tuple(t.shape), str(t.dtype)) for name, t in served.state_dict().items())
+    return (tuple(sorted(served.net.spec().items())), OPSET, torch.__version__, state)
+
+
+def _traced_graph(served: ServedGraph) -> bytes:
+    """The serialised ONNX graph of ``served``'s shape (traced on first use in this process)."""
+    key = _shape_of(served)
+    if key in _traced:
+        _traced.move_to_end(key)
+        return _traced[key]
+    size = served.net.image_size
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            served,
+            (torch.zeros(2, size, size, 3, dtype=torch.uint8),),
+            dynamo=True,
+            optimize=False,  # every weight an initializer named as in the state dict (see _write_weights)
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            external_data=False,
+            verbose=False,
+        )
+    _traced[key] = program.model_proto.SerializeToString()
+    while len(_traced) > TRACED_KEPT:
+        _traced.popitem(last=False)
+    return _traced[key]
+
+
+def _write_weights(graph, state: dict[str, torch.Tensor]) -> None:
+    """Set each initializer named after a state-dict entry to that entry's values. The others are
+    constants of the forward pass (the normalisation's mean and std), the same for any weights;
+    a weight without its initializer would keep a traced value, so it is refused."""
+    from onnx import numpy_helper
+
+    names = {init.name for init in graph.graph.initializer}
+    unused = [n for n in state if n not in names and not n.endswith("num_batches_tracked")]
+    if unused:
+        raise ValueError(f"the traced graph has no initializer for {unused[:3]}")
+    for init in graph.graph.initializer:
+        if init.name in state:
+            init.CopyFrom(numpy_helper.from_array(state[init.name].detach().numpy(), init.name))
 
 
 EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "onnx_ir")

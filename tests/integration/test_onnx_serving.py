@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from dcjt.models.nets import build_model
@@ -50,6 +51,27 @@ def test_the_onnx_graph_answers_as_the_torch_network_for_any_batch(tmp_path, spe
         np.testing.assert_allclose(p, tp, atol=1e-5)
         np.testing.assert_allclose(va, np.clip(tva, -1, 1), atol=1e-4)
     assert net.training is False and next(net.parameters()).dtype.is_floating_point  # the caller's model untouched
+
+
+@pytest.mark.parametrize("spec", [("tiny", "linear", 32), ("resnet18", "arm", 96)])
+def test_a_shape_traced_once_gives_the_next_network_the_file_a_fresh_trace_gives(tmp_path, spec, monkeypatch):
+    """The second export of a network shape writes its weights into the graph traced for the first:
+    byte for byte the file a fresh trace writes; a weight the graph has no place for is refused."""
+    from collections import OrderedDict
+
+    import dcjt.serving.export as export
+
+    first, second = build_model(*spec).eval(), build_model(*spec).eval()  # other weights
+    for bn in (m for m in second.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.2, 0.2), bn.running_var.uniform_(0.5, 1.5)  # as after training
+    export_onnx(first, tmp_path / "first.onnx")
+    reused = export_onnx(second, tmp_path / "reused.onnx").path.read_bytes()
+    monkeypatch.setattr(export, "_traced", OrderedDict())  # nothing traced: a fresh trace
+    assert export_onnx(second, tmp_path / "fresh.onnx").path.read_bytes() == reused
+    assert (tmp_path / "first.onnx").read_bytes() != reused
+    graph = onnx.load(str(tmp_path / "fresh.onnx"))
+    with pytest.raises(ValueError, match=r"no initializer for \['net.extra.weight'\]"):
+        export._write_weights(graph, {"net.extra.weight": torch.zeros(2)})
 
 
 def test_a_tampered_graph_fails_parity_naming_the_worst_image(tmp_path):
