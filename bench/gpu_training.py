@@ -37,6 +37,7 @@ def variant(samples, head: str, compile_: bool, size: int, batch: int, device, f
     """(images/s of the second epoch, peak GPU memory in GiB) for one network."""
     import torch
 
+    print(f"torch {torch.__version__} cuda {torch.version.cuda} devices {torch.cuda.device_count()}")
     from dcjt.config import TrainConfig
     from dcjt.models.nets import build_model
     from dcjt.train.loop import Reporting, set_seed, train
@@ -61,6 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    print(f"torch {torch.__version__} cuda {torch.version.cuda} devices {torch.cuda.device_count()}")
     from dcjt.config import TrainConfig
     from dcjt.train.feed import Feed, feed_for
 

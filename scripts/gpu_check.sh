@@ -49,9 +49,8 @@ run_check() {  # name, command...: run, keep the log, print the command's last l
 }
 
 status=0
-"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'devices', torch.cuda.device_count())"
 run_check training "$PY" bench/gpu_training.py "${training[@]}" || status=1
-grep '^gpu_training \|compile speed-up' "$work/training.log" || true
+grep '^torch \|^gpu_training \|compile speed-up' "$work/training.log" || true   # versions first
 run_check loader "$PY" bench/loader.py "${loader[@]}" || status=1
 grep '^(' "$work/loader.log" || true
 run_check pipeline env DCJT_DEVICE_CHECK=$device "$PY" run.py pipeline --config demo \
