@@ -423,6 +423,7 @@ def test_finished_run_through_mlflows_rest_api(first_run):
     port = free_port()
     store = os.environ["MLFLOW_TRACKING_URI"]
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", "1"]  # MLflow's default starts four, each loading the server (about 3 s of CPU)
     with server(cmd, f"http://127.0.0.1:{port}/health"):
         experiment = rest(port, "experiments/get-by-name?experiment_name=dcjt-synthetic")["experiment"]
         tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
