@@ -65,6 +65,12 @@ def pipeline(config_name: str, overrides, *, schedule: str | None, run_config: s
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     cfg = config_from(config_name, overrides, shortcuts)
+    from app.preflight import PreflightError, check_dataset_roots
+
+    try:
+        check_dataset_roots(cfg)  # before torch or ZenML load (run_pipeline checks again, for its other callers)
+    except PreflightError as exc:
+        stop_in_one_line(exc)
     from app.console import echo_outcome
     from app.runner import run_pipeline
 

@@ -134,20 +134,27 @@ def resolve_network_weights(cfg: PipelineConfig) -> None:
     cfg.network = cfg.network.model_copy(update={"weights": pinned, "weights_digest": digest})
 
 
-def preflight(cfg: PipelineConfig) -> None:
-    """Checks that need no step: the champion's record, each dataset root's release layout, and
-    the network's starting weights (the stores were checked before they were opened:
-    ``app.runner.check_stores``)."""
+def check_dataset_roots(cfg: PipelineConfig) -> None:
+    """Each dataset root holds its release's layout: a few file checks, so the command line makes
+    them before torch, ZenML or the stores load (a wrong folder is refused in about a second, and
+    no state folder is made for it)."""
     from dcjt.data.readers import DatasetFormatError, check_layout
 
+    if cfg.data.kind != "files":
+        return
+    roles = [("target", cfg.data.target)] + [(f"extras.{k}", s) for k, s in enumerate(cfg.data.extras)]
+    for role, spec in roles:
+        try:
+            check_layout(spec.dataset, spec.root)
+        except DatasetFormatError as exc:
+            raise PreflightError(f"data.{role}: {exc}") from None
+
+
+def preflight(cfg: PipelineConfig) -> None:
+    """Checks that need no step, once the stores are open: the champion's record, the caches' room
+    and the network's starting weights (before the stores: ``check_dataset_roots`` and
+    ``app.runner.check_stores``)."""
     check_champion_record(cfg)
-    if cfg.data.kind == "files":
-        roles = [("target", cfg.data.target)] + [(f"extras.{k}", s) for k, s in enumerate(cfg.data.extras)]
-        for role, spec in roles:
-            try:
-                check_layout(spec.dataset, spec.root)
-            except DatasetFormatError as exc:
-                raise PreflightError(f"data.{role}: {exc}") from None
     check_cache_size(cfg)
     resolve_network_weights(cfg)  # last: it may download
 

@@ -18,6 +18,7 @@ from app.environment import initialise_stores, prepare_environment
 from app.preflight import (
     PreflightError,
     check_container_side,
+    check_dataset_roots,
     check_handoff,
     check_tracking_store,
     check_zenml_store,
@@ -74,6 +75,7 @@ def run_pipeline(
 ) -> RunOutcome | None:
     """The DCJT pipeline on ``cfg`` (or a cron schedule of it); what it reported. ``cache=False``
     runs every step again (``run.py --no-cache``)."""
+    check_dataset_roots(cfg)  # a wrong folder makes no state folder
     uri = prepare_environment(cfg)  # before ZenML is imported: it reads its settings once
     check_stores(uri)
     initialise_stores(cfg.experiment)  # before the preflight reads the registry: one process at a time
@@ -115,6 +117,7 @@ def run_finetune(cfg: PipelineConfig, source: str, *, run_config: str | None = N
     ``run_config``: a ZenML run configuration for a remote stack, as for the DCJT pipeline."""
     from dcjt.train.finetune import FinetuneError, check_source
 
+    check_dataset_roots(cfg)
     uri = prepare_environment(cfg)  # before ZenML is imported: it reads its settings once
     check_stores(uri)
     initialise_stores(cfg.experiment)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from app.preflight import PreflightError, check_tracking_store, preflight
+from app.preflight import PreflightError, check_dataset_roots, check_tracking_store
 from dcjt.config_files import load_config
 from dcjt.data.cache import build_cache
 from dcjt.data.labels import make_table, write_table
@@ -151,7 +151,7 @@ def test_preflight_names_the_missing_dataset_and_the_bad_tracking_store(tmp_path
         check_layout("rafdb", empty)
     cfg = load_config("rafdb", values={"data.target.root": str(empty), "data.extra.root": str(other)})
     with pytest.raises(PreflightError, match="data.target: .* holds no rafdb dataset"):
-        preflight(cfg)
+        check_dataset_roots(cfg)
     (tmp_path / "file").write_text("x")
     with pytest.raises(PreflightError, match=r"MLflow tracking store sqlite:///.*file/mlflow.db: .*file is a file"):
         check_tracking_store(f"sqlite:///{tmp_path / 'file' / 'mlflow.db'}")
