@@ -307,7 +307,13 @@ def export_onnx(model_uri: str, images) -> None:
     from app.environment import prepare_environment
 
     prepare_environment()
-    from dcjt.registry.exporting import ExportInputError, add_onnx
+    from dcjt.registry.served import ExportInputError, without_onnx
+
+    try:
+        without_onnx(model_uri)  # a bad URI or a version that has one: refused before torch loads
+    except ExportInputError as exc:
+        raise click.ClickException(str(exc)) from None
+    from dcjt.registry.exporting import add_onnx
     from dcjt.serving.export import ServingExportError
 
     try:

@@ -18,7 +18,7 @@ import numpy as np
 from dcjt.models.images import IMAGE_SUFFIXES, decode, preprocess
 from dcjt.registry.lifecycle import ParitySet, log_dcn
 from dcjt.registry.promote import PARITY_IMAGES
-from dcjt.registry.served import ExportInputError, has_onnx, registered_version
+from dcjt.registry.served import ExportInputError, without_onnx
 from dcjt.serving.network import model_artifacts, network_from
 
 
@@ -39,9 +39,7 @@ def parity_images(folder: Path | None, size: int, seed: int = 0) -> ParitySet:
 def add_onnx(model_uri: str, images: Path | None = None) -> tuple[str, str, list[str]]:
     """Register the network of ``model_uri`` again with its ONNX graph; (name, new version, moved
     aliases). Refused when the version already has one."""
-    source = registered_version(model_uri)
-    if has_onnx(model_uri):
-        raise ExportInputError(f"{model_uri} (version {source.version}) already has an ONNX export")
+    source = without_onnx(model_uri)
     client = mlflow.MlflowClient()
     with tempfile.TemporaryDirectory() as tmp:
         files = model_artifacts(model_uri, Path(tmp))  # downloaded once: the network, its spec and card

@@ -34,6 +34,15 @@ def has_onnx(model_uri: str) -> bool:
     return "onnx" in (flavor.get("artifacts") or {})
 
 
+def without_onnx(model_uri: str):
+    """The registered version behind ``model_uri``, refused when it already has an ONNX graph
+    (``export-onnx`` checks this before it loads torch)."""
+    source = registered_version(model_uri)
+    if has_onnx(model_uri):
+        raise ExportInputError(f"{model_uri} (version {source.version}) already has an ONNX export")
+    return source
+
+
 def onnx_problem(model_uri: str) -> str | None:
     """Why ``model_uri`` cannot be served with ONNX Runtime (it has no ONNX graph), or None."""
     if has_onnx(model_uri):
