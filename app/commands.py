@@ -182,14 +182,18 @@ def select(config_name: str, seeds: str, candidates, overrides, threads=None, **
 
     try:
         seed_list = parse_seeds(seeds)
-        from app.select import RaceSettings, run_select
+        from app.select_request import CANDIDATES, RaceSettings, check_request
+
+        settings = RaceSettings(**race)
+        check_request(list(candidates) or list(CANDIDATES), seed_list, settings)  # before torch or ZenML load
+        from app.select import run_select
 
         values = shortcut_values(study_shortcuts({"threads": threads}, overrides))  # candidates race at equal steps
         outcome = run_select(
             config_name,
             seed_list,
             candidates=list(candidates) or None,
-            race=RaceSettings(**race),
+            race=settings,
             overrides=overrides,
             values=values,
             progress=click.echo,

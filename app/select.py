@@ -24,19 +24,16 @@ import pandas as pd
 
 from app.registering import register_row
 from app.runner import model_line, run_pipeline
+from app.select_request import CANDIDATES, RaceSettings, check_request, threads_per_run
 from app.study import exploring
 from dcjt.config import BASELINES
 from dcjt.config_files import load_config
 from dcjt.experiments import racing
 from dcjt.experiments.records import RunSummary
-from dcjt.experiments.tables import SELECT_CANDIDATES, Row, StudyError, study_rows
+from dcjt.experiments.tables import Row
 from dcjt.registry.lifecycle import PromotionOutcome
-from dcjt.selection import ALPHA, STRATEGIES, SelectionEvidence
+from dcjt.selection import SelectionEvidence
 from dcjt.utils.markdown import markdown_table
-
-# The default candidates: the ids of the rows of ``study --table select`` (one list, with the tables).
-CANDIDATES = tuple(r.id for r in SELECT_CANDIDATES)
-TABLE = "relabel"  # the candidates are rows of this study table (a name outside it is refused)
 
 
 @dataclass
@@ -53,16 +50,6 @@ class SelectOutcome:
 
 
 @dataclass(frozen=True)
-class RaceSettings:
-    """How ``select`` runs its candidates: ``race`` (losers stop at the bound, at ``alpha``) or
-    ``exhaustive``; ``parallel`` runs at once."""
-
-    strategy: str = "race"
-    alpha: float = ALPHA
-    parallel: int = 1
-
-
-@dataclass(frozen=True)
 class Placed:
     """Where a candidate's run at a seed lies: the ZenML run, the row id inside it, and what that
     run was (its own candidate and the baseline rows beside it)."""
@@ -71,46 +58,6 @@ class Placed:
     row: str
     head: str
     shared: tuple[str, ...]
-
-
-def check_request(given: list[str], seeds: list[int], race: RaceSettings) -> list[Row]:
-    """The candidates' rows, or a one-line refusal before any training."""
-    truth_rows = [r for r in study_rows("all")[0] if r.uses_truth]
-    truth = [n for n in given if any(n in (r.id, r.name) for r in truth_rows)]
-    if truth:
-        raise StudyError(f"--candidate {truth[0]!r} reads the synthetic world's hidden truth (an upper bound), never a candidate")
-    rows, _ = study_rows(TABLE, given)  # unknown ids or labels are refused here, before any training
-    ids = [r.id for r in rows]
-    if not set(ids) & set(BASELINES):
-        raise StudyError(
-            f"--candidate: none of {ids} is a baseline ({', '.join(BASELINES)}); the winner is promoted only if it beats "
-            "its own baseline, so at least one must run: add --candidate target_only"
-        )
-    if race.strategy not in STRATEGIES:
-        raise StudyError(f"--strategy {race.strategy!r}: expected one of {', '.join(STRATEGIES)}")
-    if not 0 < race.alpha < 1:
-        raise StudyError(f"--alpha {race.alpha}: expected a probability between 0 and 1 (the race's family-wise error per seed)")
-    if race.strategy == "race" and len(seeds) < 2:
-        raise StudyError(f"--strategy race with --seeds {seeds}: a race stops candidates between seeds, so it needs at least two")
-    return rows
-
-
-def threads_per_run(parallel: int, threads: int | None, cores: int, devices: int) -> int | None:
-    """The CPU threads each of ``parallel`` concurrent runs gets (None: the config's), or a refusal
-    when the machine has too few cores (or, with CUDA, devices) for them."""
-    if parallel < 1:
-        raise StudyError(f"--parallel {parallel}: expected 1 or more runs at once")
-    if parallel == 1:
-        return threads
-    per_run = threads or max(1, cores // parallel)
-    if parallel * per_run > cores:
-        raise StudyError(
-            f"--parallel {parallel} with {per_run} thread(s) a run needs {parallel * per_run} cores; this machine has "
-            f"{cores}: lower --parallel or --threads"
-        )
-    if devices and parallel > devices:
-        raise StudyError(f"--parallel {parallel}: this machine has {devices} CUDA device(s), one a run")
-    return per_run
 
 
 def layout(survivors: list[str]) -> list[tuple[str, list[str]]]:
@@ -219,14 +166,14 @@ def run_select(
     seeds: list[int],
     *,
     candidates=None,
-    race: RaceSettings = RaceSettings(),
+    race: RaceSettings | None = None,
     overrides=(),
     values=None,
     progress=print,
 ) -> SelectOutcome:
     """Race (or run every one of) the candidates over ``seeds``, pick the winner on the ranking half
     of validation, register it from its run at the first seed."""
-    values = dict(values or {})
+    values, race = dict(values or {}), race or RaceSettings()
     rows = check_request(list(candidates or CANDIDATES), seeds, race)
     import torch
 

@@ -73,7 +73,8 @@ def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_
     and model card compare it with that run's straight row."""
     from zenml.client import Client
 
-    from app.select import RaceSettings, run_select
+    from app.select import run_select
+    from app.select_request import RaceSettings
     from dcjt.models.emotions import EMOTIONS
 
     candidates = ["target_only", "straight"]  # row ids (a label is accepted too)
@@ -153,7 +154,8 @@ def test_select_refuses_a_truth_row_and_candidates_without_a_baseline_and_its_he
     from click.testing import CliRunner
 
     import run
-    from app.select import CANDIDATES, RaceSettings, run_select, threads_per_run
+    from app.select import run_select
+    from app.select_request import CANDIDATES, RaceSettings, threads_per_run
     from dcjt.experiments.tables import StudyError
 
     for oracle in ("oracle", "oracle (B relabeled by truth)"):  # by id or by label
