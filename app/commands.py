@@ -182,10 +182,11 @@ def select(config_name: str, seeds: str, candidates, overrides, threads=None, **
 
     try:
         seed_list = parse_seeds(seeds)
-        from app.select_request import CANDIDATES, RaceSettings, check_request
+        from app.select_request import CANDIDATES, RaceSettings, check_request, threads_per_run
 
-        settings = RaceSettings(**race)
-        check_request(list(candidates) or list(CANDIDATES), seed_list, settings)  # before torch or ZenML load
+        settings = RaceSettings(**race)  # checked before torch or ZenML load (the CUDA devices: in run_select)
+        check_request(list(candidates) or list(CANDIDATES), seed_list, settings)
+        threads_per_run(settings.parallel, threads, os.cpu_count() or 1, devices=0)
         from app.select import run_select
 
         values = shortcut_values(study_shortcuts({"threads": threads}, overrides))  # candidates race at equal steps
