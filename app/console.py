@@ -112,6 +112,11 @@ def interrupted_stop(exc: BaseException) -> Interrupted | None:
 
 def known_stop(exc: BaseException | None) -> BaseException | None:
     """The first known stop in ``exc``'s chain (ZenML may wrap a step's exception), or None."""
+    from app.preflight import PreflightError
+    from dcjt.config_files import ConfigError
+
+    if isinstance(exc, (PreflightError, ConfigError)):  # the checks made before torch loads: named without loading it
+        return exc
     seen = set()
     kinds = known_stops()
     while exc is not None and id(exc) not in seen:

@@ -79,6 +79,30 @@ def test_cli_refuses_bad_fraction_and_missing_dataset_in_one_line(tmp_path):
     assert not (tmp_path / "state" / "zenml").exists() and not (tmp_path / "state" / "mlflow.db").exists()  # no stores made
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["pipeline", "--config", "rafdb", "--target-root", "{tmp}/a", "--extra-root", "{tmp}/b"], "holds no rafdb dataset"),
+        (["select", "--candidate", "no_such_row"], "unknown row(s) ['no_such_row'] in table relabel"),
+        (["select", "--parallel", "100000"], "--parallel 100000 with 1 thread(s) a run needs 100000 cores"),
+    ],
+)
+def test_bad_roots_and_select_requests_are_refused_before_torch_zenml_or_a_store_loads(tmp_path, args, message):
+    """What needs no model or store is checked first: one line in about a second, no state folder's
+    stores made (the rest of the command's imports would take ten)."""
+    env = {**os.environ, "DCJT_HOME": str(tmp_path / "state")}
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()  # folders without a dataset's layout
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(ROOT / "run.py"), *argv], capture_output=True, text=True, env=env
+    )
+    errors = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("import time:")]
+    assert proc.returncode == 1 and len(errors) == 1 and message in errors[0], errors
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"torch", "zenml", "mlflow", "great_expectations"}, sorted(imported & {"torch", "zenml", "mlflow"})
+    assert not (tmp_path / "state" / "zenml").exists() and not (tmp_path / "state" / "mlflow.db").exists()
+
+
 def test_synth_cli_writes_real_layouts_that_the_readers_read(tmp_path):
     out = tmp_path / "world"
     proc = subprocess.run(
