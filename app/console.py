@@ -42,29 +42,25 @@ def quiet_third_party(home: Path) -> Path:
 ZENML_STEP_LOGGERS = ("zenml.orchestrators.step_launcher", "zenml.orchestrators.local.local_orchestrator")
 
 
-def known_stops() -> tuple[type[BaseException], ...]:
-    """Failures whose message says what is wrong and what to do: the CLI prints them in one line
-    (the traceback goes to the log file)."""
-    from app.preflight import PreflightError
-    from dcjt.config_files import ConfigError
-    from dcjt.data.cache import CacheError
-    from dcjt.data.labels import LabelTableError, ValidationSplitError
-    from dcjt.data.readers import DatasetFormatError
-    from dcjt.method.extras import ExtraDatasetError
-    from dcjt.method.health import GateError
-    from dcjt.train.budget import BudgetError
+# Failures whose message says what is wrong and what to do: the CLI prints them in one line (the
+# traceback goes to the log file). By defining module and class name.
+KNOWN_STOPS = (
+    ("dcjt.data.labels", "ValidationSplitError"),
+    ("dcjt.method.health", "GateError"),
+    ("dcjt.train.budget", "BudgetError"),
+    ("dcjt.config_files", "ConfigError"),
+    ("app.preflight", "PreflightError"),
+    ("dcjt.data.readers", "DatasetFormatError"),
+    ("dcjt.data.labels", "LabelTableError"),
+    ("dcjt.method.extras", "ExtraDatasetError"),
+    ("dcjt.data.cache", "CacheError"),
+)
 
-    return (
-        ValidationSplitError,
-        GateError,
-        BudgetError,
-        ConfigError,
-        PreflightError,
-        DatasetFormatError,
-        LabelTableError,
-        ExtraDatasetError,
-        CacheError,
-    )
+
+def known_stops() -> tuple[type[BaseException], ...]:
+    """The known stops' classes whose modules are loaded: an exception can only be of a class whose
+    module is, so none is imported here (a stop raised before torch loads is named without it)."""
+    return tuple(getattr(sys.modules[module], name) for module, name in KNOWN_STOPS if module in sys.modules)
 
 
 class StepContainerFailed(RuntimeError):
@@ -112,11 +108,6 @@ def interrupted_stop(exc: BaseException) -> Interrupted | None:
 
 def known_stop(exc: BaseException | None) -> BaseException | None:
     """The first known stop in ``exc``'s chain (ZenML may wrap a step's exception), or None."""
-    from app.preflight import PreflightError
-    from dcjt.config_files import ConfigError
-
-    if isinstance(exc, (PreflightError, ConfigError)):  # the checks made before torch loads: named without loading it
-        return exc
     seen = set()
     kinds = known_stops()
     while exc is not None and id(exc) not in seen:
