@@ -315,14 +315,14 @@ def export_onnx(model_uri: str, images) -> None:
     from dcjt.registry.served import ExportInputError, without_onnx
 
     try:
-        without_onnx(model_uri)  # a bad URI or a version that has one: refused before torch loads
+        source = without_onnx(model_uri)  # a bad URI or a version that has one: refused before torch loads
     except ExportInputError as exc:
         raise click.ClickException(str(exc)) from None
     from dcjt.registry.exporting import add_onnx
     from dcjt.serving.export import ServingExportError
 
     try:
-        name, version, moved = add_onnx(model_uri, Path(images) if images else None)
+        name, version, moved = add_onnx(model_uri, Path(images) if images else None, source)
     except (ExportInputError, ServingExportError) as exc:
         raise click.ClickException(str(exc)) from None
     aliases = f"; aliases moved to it: {', '.join(moved)}" if moved else ""

@@ -36,10 +36,11 @@ def parity_images(folder: Path | None, size: int, seed: int = 0) -> ParitySet:
     return ParitySet(np.stack([preprocess(decode(p), size) for p in paths]), [str(p) for p in paths])
 
 
-def add_onnx(model_uri: str, images: Path | None = None) -> tuple[str, str, list[str]]:
+def add_onnx(model_uri: str, images: Path | None = None, source=None) -> tuple[str, str, list[str]]:
     """Register the network of ``model_uri`` again with its ONNX graph; (name, new version, moved
-    aliases). Refused when the version already has one."""
-    source = without_onnx(model_uri)
+    aliases). Refused when the version already has one (``source``: the version ``without_onnx``
+    already returned for it, as the command checks before torch loads)."""
+    source = source or without_onnx(model_uri)
     client = mlflow.MlflowClient()
     with tempfile.TemporaryDirectory() as tmp:
         files = model_artifacts(model_uri, Path(tmp))  # downloaded once: the network, its spec and card
