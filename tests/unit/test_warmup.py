@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from dcjt.models.nets import build_model
-from dcjt.train.checkpoint import fingerprint, read_latest
-from dcjt.train.loop import set_seed, train
+from dcjt.train.checkpoint import read_latest
+from dcjt.train.loop import fingerprint_of, set_seed, train
 from dcjt.train.warmup import branch, seal, warmup_key, warmup_recipe
 from helpers.training import small_cfg, toy_samples
 
@@ -35,7 +35,7 @@ def test_a_row_branched_from_the_shared_warm_up_equals_the_row_trained_alone(nam
         row_cfg = cfg.model_copy(update={"epochs": 6}) if cfg.schedule_steps and size == 48 else cfg
         alone = _row(row_cfg, extra)
         model = build_model("tiny", "linear", 32)
-        own = fingerprint(row_cfg, model, (len(A), len(extra)))
+        own = fingerprint_of(row_cfg, model, A, extra)
         assert branch(tmp_path / f"row-{size}", warm, warmup_key(row_cfg, "A"), own)
         set_seed(123)  # another process state: the checkpoint carries everything
         branched = train(model, A, cfg=row_cfg, extra=extra, val=VAL, checkpoint_dir=tmp_path / f"row-{size}")
@@ -50,7 +50,7 @@ def test_a_row_whose_recipe_differs_or_that_has_its_own_checkpoint_does_not_bran
     set_seed(0)
     train(build_model("tiny", "linear", 32), A, cfg=warmup_recipe(cfg), val=VAL, checkpoint_dir=tmp_path / "warm")
     warm = seal(read_latest(tmp_path / "warm")[1], warmup_key(cfg, "A"))
-    own = fingerprint(cfg, build_model("tiny", "linear", 32), (len(A), 32))
+    own = fingerprint_of(cfg, build_model("tiny", "linear", 32), A, toy_samples(32, seed=9))
     assert not branch(tmp_path / "lam", warm, warmup_key(cfg.model_copy(update={"lam": 0.0}), "A"), own)
     assert not branch(tmp_path / "rows", warm, warmup_key(cfg, "other A rows"), own)
     _row(cfg, toy_samples(32, seed=9), tmp_path / "done")  # a row that trained (or was interrupted) resumes from its own
