@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import click
@@ -24,6 +25,7 @@ import click
 from dcjt.config import DATASETS
 from dcjt.experiments.tables import SELECT_CANDIDATES
 from dcjt.selection import ALPHA as RACE_ALPHA
+from dcjt.selection import RUNG as RACE_RUNG
 from dcjt.selection import STRATEGIES as SELECT_STRATEGIES
 
 # Options every command that runs something shares: declared once.
@@ -179,6 +181,14 @@ def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, over
     help="race: the chance per seed of stopping a candidate that is not behind (Bonferroni over the candidates)",
 )
 @click.option(
+    "--rung",
+    type=float,
+    default=None,
+    help=f"race: the candidates race on this share of each row's epochs, then the winner, the runner-up and the "
+    f"baselines go on to the full budget at the first seed (default {Fraction(RACE_RUNG).limit_denominator(100)}; 1: "
+    "race at the full budget)",
+)
+@click.option(
     "--parallel",
     type=int,
     default=1,
@@ -188,15 +198,15 @@ def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, over
 @click.option("--world", metavar="NAME", help="a synthetic world of the suite (data.world.preset; run.py worlds)")
 @SET_OPTION
 @THREADS_OPTION
-def select_cmd(config_name, seeds, candidates, strategy, alpha, parallel, world, overrides, threads) -> None:
+def select_cmd(config_name, seeds, candidates, strategy, alpha, rung, parallel, world, overrides, threads) -> None:
     """Pick the variant that wins on your validation split: race the candidates (baselines included)
-    seed by seed, choose the best mean on half of the validation rows, report its lead on the other
-    half, and register it from its own run at the first seed (no training after the choice)."""
+    seed by seed on a third of the budget, choose the best mean on half of the validation rows, finish
+    the finalists, report the lead on the other half, and register the winner from its own run at the
+    first seed (no training after the choice)."""
     from app import commands
 
-    commands.select(
-        config_name, seeds, candidates, with_world(overrides, world), threads, strategy=strategy, alpha=alpha, parallel=parallel
-    )
+    race = dict(strategy=strategy, alpha=alpha, rung=rung, parallel=parallel)
+    commands.select(config_name, seeds, candidates, with_world(overrides, world), threads, **race)
 
 
 @cli.command("worlds")

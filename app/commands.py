@@ -177,7 +177,7 @@ def study(config_name: str, table: str, seeds: str, only, name, overrides, world
 
 def select(config_name: str, seeds: str, candidates, overrides, threads=None, **race) -> None:
     """Race the candidate variants over seeds, register the one that wins on validation from its own
-    run. ``race``: ``strategy``, ``alpha``, ``parallel`` (``app.select.run_select``)."""
+    run. ``race``: ``strategy``, ``alpha``, ``rung``, ``parallel`` (``app.select.run_select``)."""
     from dcjt.experiments.tables import StudyError, parse_seeds
 
     try:

@@ -4,12 +4,15 @@ racing the candidates instead of training all of them, and registers the winner 
 Seed by seed (``dcjt.experiments.racing``): each round runs one pipeline per surviving candidate
 that is not a baseline, with the surviving baselines as its baseline rows (trained once per seed,
 then served by ZenML's cache to the other candidates' runs; with only baselines left, the first
-of them is the run's own row). Every candidate runs the first seed, so the winner's run there holds
-every baseline row: the winner is registered from that run (``app.registering``), its promotion
-compares it with those rows, and nothing trains after the choice. With ``--strategy race`` a
-candidate stops once its paired deficit to the leader on the ranking half of validation is below
-zero beyond the bound; ``exhaustive`` runs every candidate on every seed. The winner is the best
-mean on the ranking half; its lead over the runner-up is reported on the other half.
+of them is the run's own row). With ``--strategy race`` the rounds train a rung, a third of each
+row's epochs (``budget.rung``), and a candidate stops once its paired deficit to the leader on the
+ranking half of validation is below zero beyond the bound; after the last seed the winner (the best
+mean on the ranking half), the runner-up and every baseline go on from their rung's runs at the
+first seed to the full budget, in one round of runs that holds every baseline row beside the
+winner. The winner is registered from that run (``app.registering``), its promotion compares it
+with those rows, and nothing trains after the choice. ``exhaustive`` runs every candidate on every
+seed at the full budget, and registers from the first seed's runs. The winner's lead over the
+runner-up is reported on the other half of validation.
 """
 
 from __future__ import annotations
@@ -109,16 +112,18 @@ def run_elsewhere(config_json: str) -> tuple[str, str]:
     return outcome.run_name, outcome.summary.model_dump_json()
 
 
-def run_round(request: Request, rows: dict[str, Row], seed: int, survivors: list[str], progress, parallel: int = 1):
+def run_round(request: Request, rows: dict[str, Row], seed: int, survivors: list[str], progress, parallel: int = 1, rung=None):
     """Every surviving candidate at ``seed``: (row -> Scored, row -> Placed, pipeline runs). The
     first run trains the seed's shared stages and baseline rows; with ``parallel`` > 1 the others
-    then run that many at a time, each in its own process, served those from ZenML's cache."""
+    then run that many at a time, each in its own process, served those from ZenML's cache.
+    ``rung``: the share of each row's epochs to train (``budget.rung``; None: the full budget)."""
     found, placed = {}, {}
     runs = layout(survivors)
-    configs = [request.config(rows[head], seed, shared) for head, shared in runs]
+    configs = [request.config(rows[head], seed, shared, **{"budget.rung": rung}) for head, shared in runs]
+    budget = f", {rung:.0%} of the epochs" if rung else ""
     for head, shared in runs:
         beside = f" (beside {', '.join(shared)})" if shared else ""
-        progress(f"select {request.name}: seed {seed}, {rows[head].name!r}{beside}")
+        progress(f"select {request.name}: seed {seed}{budget}, {rows[head].name!r}{beside}")
     first = run_pipeline(configs[0])
     done = [(first.run_name, first.summary)]
     if parallel > 1 and len(configs) > 2:
@@ -152,6 +157,14 @@ def race_table(evidence: SelectionEvidence, dropped: dict[str, racing.Drop], row
                 "val % (ranking half)": round(c.val_mean, 2),
                 "val % (held-out half)": round(c.heldout_mean, 2),
                 "test % (mean)": round(c.test_mean, 2),
+                **(
+                    {
+                        "full budget: val % (held-out half)": None if c.full_heldout is None else round(c.full_heldout, 2),
+                        "full budget: test %": None if c.full_test is None else round(c.full_test, 2),
+                    }
+                    if evidence.rung
+                    else {}
+                ),
                 "steps": c.steps,
                 "stopped": f"after seed {drop.seed}: {drop.deficit:+.2f} behind {drop.leader}, bound {drop.bound:+.2f}"
                 if drop
@@ -188,8 +201,9 @@ def run_select(
     evidence: dict[str, list[racing.Scored]] = {r.id: [] for r in rows}
     placed: dict[str, Placed] = {}
     survivors, dropped, runs = [r.id for r in rows], {}, 0
+    rung = race.budget_share()
     for k, seed in enumerate(seeds):
-        found, where, n = run_round(request, by_id, seed, survivors, progress, race.parallel)
+        found, where, n = run_round(request, by_id, seed, survivors, progress, race.parallel, rung)
         runs += n
         placed = placed or where  # the first seed: where each candidate can be registered from
         for row, s in found.items():
@@ -199,22 +213,30 @@ def run_select(
                 dropped[drop.row] = drop
                 progress(f"  stopped {drop.row!r}: {drop.deficit:+.2f} points behind {drop.leader!r} (bound {drop.bound:+.2f})")
             survivors = [r for r in survivors if r not in dropped]
-    chosen = racing.choose(
-        evidence, survivors, dropped, study=request.name, seeds=seeds, strategy=race.strategy, registered_seed=seeds[0], runs=runs
-    )
+    finished = {}
+    if rung:  # the finalists go on from their rung's runs at the first seed to the full budget
+        finalists = racing.finishing(racing.standing(evidence, survivors, dropped), BASELINES)
+        progress(f"select {request.name}: finishing {', '.join(finalists)} at seed {seeds[0]}, the full budget")
+        finished, placed, n = run_round(request, by_id, seeds[0], finalists, progress, race.parallel)
+        runs += n
+    about = dict(study=request.name, seeds=seeds, strategy=race.strategy, rung=rung, registered_seed=seeds[0], runs=runs)
+    chosen = racing.choose(evidence, survivors, dropped, finished, **about)
     table = race_table(chosen, dropped, by_id)
     out = Path(base.paths.outputs) / "studies" / request.name
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "select.csv"
     table.to_csv(csv_path, index=False)
     seconds = time.perf_counter() - t0
+    how = f" on {rung:.0%} of the epochs, finalists finished at seed {seeds[0]}" if rung else ""
     text = (
-        f"### {request.name}: {race.strategy} over seeds {','.join(map(str, seeds))}, {runs} pipeline runs, "
+        f"### {request.name}: {race.strategy}{how} over seeds {','.join(map(str, seeds))}, {runs} pipeline runs, "
         f"{chosen.steps:,} optimiser steps, {seconds:,.0f} s\n\n{markdown_table(table, index=False)}\n"
     )
+    (out / "select.json").write_text(chosen.model_dump_json(indent=1))
     (out / "select.md").write_text(text)
     winner = placed[chosen.winner]
     progress(f"select: {chosen.summary()}; registering it from run {winner.run_name} (seed {seeds[0]})")
-    cfg = request.config(by_id[winner.head], seeds[0], list(winner.shared), register_model=True, selection=chosen.model_dump())
+    full = {"budget.rung": None, "register_model": True, "selection": chosen.model_dump()}  # as the winner's run was
+    cfg = request.config(by_id[winner.head], seeds[0], list(winner.shared), **full)
     promotion = register_row(winner.run_name, winner.row, cfg)
     return SelectOutcome(chosen, text, csv_path, promotion, f"models:/{cfg.model_name}@champion", seconds)

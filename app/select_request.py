@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from dcjt.config import BASELINES
 from dcjt.experiments.tables import SELECT_CANDIDATES, Row, StudyError, study_rows
-from dcjt.selection import ALPHA, STRATEGIES
+from dcjt.selection import ALPHA, RUNG, STRATEGIES
 
 # The default candidates: the ids of the rows of ``study --table select`` (one list, with the tables).
 CANDIDATES = tuple(r.id for r in SELECT_CANDIDATES)
@@ -17,12 +17,21 @@ TABLE = "relabel"  # the candidates are rows of this study table (a name outside
 
 @dataclass(frozen=True)
 class RaceSettings:
-    """How ``select`` runs its candidates: ``race`` (losers stop at the bound, at ``alpha``) or
-    ``exhaustive``; ``parallel`` runs at once."""
+    """How ``select`` runs its candidates: ``race`` (losers stop at the bound, at ``alpha``; on
+    ``rung`` of each row's epochs, default ``RUNG``, then the finalists finish) or ``exhaustive``
+    (every candidate, every seed, the full budget); ``parallel`` runs at once."""
 
     strategy: str = "race"
     alpha: float = ALPHA
+    rung: float | None = None
     parallel: int = 1
+
+    def budget_share(self) -> float | None:
+        """The share of each row's epochs the candidates race on (None: the full budget)."""
+        if self.strategy != "race":
+            return None
+        rung = RUNG if self.rung is None else self.rung
+        return None if rung == 1 else rung
 
 
 def check_request(given: list[str], seeds: list[int], race: RaceSettings) -> list[Row]:
@@ -42,6 +51,10 @@ def check_request(given: list[str], seeds: list[int], race: RaceSettings) -> lis
         raise StudyError(f"--strategy {race.strategy!r}: expected one of {', '.join(STRATEGIES)}")
     if not 0 < race.alpha < 1:
         raise StudyError(f"--alpha {race.alpha}: expected a probability between 0 and 1 (the race's family-wise error per seed)")
+    if race.rung is not None and race.strategy != "race":
+        raise StudyError(f"--rung {race.rung} with --strategy {race.strategy}: only a race trains its candidates on a rung")
+    if race.rung is not None and not 0 < race.rung <= 1:
+        raise StudyError(f"--rung {race.rung}: expected a share of the epochs in (0, 1] (1: race at the full budget)")
     if race.strategy == "race" and len(seeds) < 2:
         raise StudyError(f"--strategy race with --seeds {seeds}: a race stops candidates between seeds, so it needs at least two")
     return rows

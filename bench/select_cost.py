@@ -1,22 +1,25 @@
 """What racing saves over the exhaustive selection, and what it costs in test accuracy.
 
-Per world: ``run.py select --strategy exhaustive`` (every candidate on every seed), then
-``--strategy race`` in the same state folder. The race's runs are the same pipeline runs as the
-exhaustive ones (same configs and seeds, so ZenML's cache serves them, and the bench finishes in
-the exhaustive time); its compute is the optimiser steps of the runs it asked for. Stages 1-2
-(M_A, M_B) run once per seed in both strategies and are not counted. Regret: the best
-candidate's mean test accuracy over the seeds (from the exhaustive runs) minus the winner's.
-Prints per world each strategy's winner, regret (points), pipeline runs and steps; last line
-``select_cost_ratio: X``, race steps / exhaustive steps summed over the worlds.
+Per world: ``run.py select --strategy exhaustive`` (every candidate on every seed at the full
+budget), then ``--strategy race`` (the default: candidates race on a third of each row's epochs,
+then the finalists go on to the full budget at the first seed) in the same state folder. Each
+strategy's compute is the optimiser steps it trained (the heading of its ``select.md``: every
+candidate's trainings, a rung's continuation counted beyond the rung, each seed's shared warm-up
+once); stages 1-2 (M_A, M_B) run once per seed in both and are not counted. Regret: the best
+candidate's mean test accuracy over the seeds at the full budget (from the exhaustive runs) minus
+the winner's. Prints per world each strategy's winner, regret (points), trainings and steps; last
+line ``select_cost_ratio: X``, race steps / exhaustive steps summed over the worlds.
 
-    python -m bench.select_cost                        # 4 worlds x 6 candidates x 3 seeds: about 55 minutes on 2 cores
+    python -m bench.select_cost                        # 4 worlds x 6 candidates x 3 seeds: about 80 minutes on 2 cores
     python -m bench.select_cost --worlds demo,close --seeds 0-1 --jobs 1
+    python -m bench.select_cost --keep-exhaustive      # again, the exhaustive selections read back from --home
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,8 +32,18 @@ ROOT = Path(__file__).resolve().parents[1]
 WORLDS = "demo,close,instance-noise,affectnet-priors"  # the project's world and three of the suite
 
 
-def select(home: Path, world: str, strategy: str, seeds: str, threads: int, config: str) -> tuple[pd.DataFrame, float]:
-    """One ``run.py select`` in ``home``: its per-candidate table and wall time."""
+def outputs(home: Path, config: str, strategy: str) -> tuple[pd.DataFrame, int]:
+    """A finished selection's per-candidate table and the optimiser steps it trained."""
+    folder = home / "outputs" / "studies" / f"{config}-select-{strategy}"
+    heading = (folder / "select.md").read_text().splitlines()[0]
+    return pd.read_csv(folder / "select.csv"), int(re.search(r"([\d,]+) optimiser steps", heading)[1].replace(",", ""))
+
+
+def select(home: Path, world: str, strategy: str, seeds: str, threads: int, config: str, keep=False):
+    """One ``run.py select`` in ``home`` (``keep``: one that finished there before, read back): its
+    per-candidate table, the steps it trained and its wall time (None: read back)."""
+    if keep:
+        return *outputs(home, config, strategy), None
     env = {**os.environ, "DCJT_HOME": str(home)}
     for key in ("MLFLOW_TRACKING_URI", "ZENML_STORE_URL"):
         env.pop(key, None)  # the bench's own stores under its state folder
@@ -42,14 +55,13 @@ def select(home: Path, world: str, strategy: str, seeds: str, threads: int, conf
         done = subprocess.run(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     if done.returncode:
         raise SystemExit(f"{world} {strategy}: run.py select failed (exit {done.returncode}); see {log}")
-    table = pd.read_csv(home / "outputs" / "studies" / f"{config}-select-{strategy}" / "select.csv")
-    return table, time.perf_counter() - t0
+    return *outputs(home, config, strategy), time.perf_counter() - t0
 
 
-def world_line(world: str, home: Path, seeds: str, threads: int, config: str) -> dict:
+def world_line(world: str, home: Path, seeds: str, threads: int, config: str, keep: bool) -> dict:
     home.mkdir(parents=True, exist_ok=True)
-    full, full_s = select(home, world, "exhaustive", seeds, threads, config)
-    race, race_s = select(home, world, "race", seeds, threads, config)
+    full, full_steps, full_s = select(home, world, "exhaustive", seeds, threads, config, keep)
+    race, race_steps, race_s = select(home, world, "race", seeds, threads, config)
     test = full.set_index("id")["test % (mean)"]  # every candidate on every seed
     best = test.max()
     won = {name: t.loc[t["stopped"] == "winner", "id"].iloc[0] for name, t in (("exhaustive", full), ("race", race))}
@@ -58,12 +70,13 @@ def world_line(world: str, home: Path, seeds: str, threads: int, config: str) ->
         "best": test.idxmax(),
         "exhaustive winner": won["exhaustive"],
         "exhaustive regret": round(best - test[won["exhaustive"]], 2),
-        "exhaustive steps": int(full["steps"].sum()),
-        "exhaustive s": round(full_s),
+        "exhaustive steps": full_steps,
+        "exhaustive s": None if full_s is None else round(full_s),
         "race winner": won["race"],
         "race regret": round(best - test[won["race"]], 2),
-        "race steps": int(race["steps"].sum()),
-        "race trainings": int(race["seeds run"].sum()),
+        "race steps": race_steps,
+        "race rung runs": int(race["seeds run"].sum()),
+        "race finished": int(race.filter(like="full budget: test").notna().any(axis=1).sum()),
         "race s": round(race_s),
         "race stopped": "; ".join(f"{r.id} {r.stopped}" for r in race.itertuples() if str(r.stopped).startswith("after")),
     }
@@ -77,11 +90,14 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="per select process")
     p.add_argument("--jobs", type=int, default=2, help="worlds at once (each its own state folder)")
     p.add_argument("--home", default=None, help="state folder (default: $DCJT_HOME/bench-select-cost)")
+    p.add_argument("--keep-exhaustive", action="store_true", help="read each world's exhaustive selection back from --home")
     args = p.parse_args()
     home = Path(args.home or Path(os.environ.get("DCJT_HOME", ROOT / "state")) / "bench-select-cost").resolve()
     worlds = args.worlds.split(",")
     with ThreadPoolExecutor(args.jobs) as pool:
-        lines = list(pool.map(lambda w: world_line(w, home / w, args.seeds, args.threads, args.config), worlds))
+        lines = list(
+            pool.map(lambda w: world_line(w, home / w, args.seeds, args.threads, args.config, args.keep_exhaustive), worlds)
+        )
     table = pd.DataFrame(lines)
     pd.set_option("display.width", 250)
     print(table.drop(columns="race stopped").to_string(index=False))

@@ -113,7 +113,10 @@ class TrainConfig(Settings):
         None, ge=1, description="step budgets: validate every this many optimiser steps (and at the last one)"
     )
     stop_after_epochs: int | None = Field(
-        None, ge=1, description="train only the first this many epochs of the recipe (a shared warm-up: dcjt.train.warmup)"
+        None,
+        ge=1,
+        description="train only the first this many epochs of the recipe (a shared warm-up: dcjt.train.warmup; a race's "
+        "rung: budget.rung); not part of the recipe's identity, so the whole recipe goes on from its checkpoint",
     )
     balanced: bool = Field(False, description="draw the main pass class-balanced (with replacement), as B's joint pass")
     devices: int = Field(1, ge=1, description="> 1: DistributedDataParallel over this many processes (GPUs)")
@@ -132,6 +135,11 @@ class TrainConfig(Settings):
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
+
+    def identity(self) -> dict:
+        """What its checkpoints must agree on: the recipe, not where a run of it stops
+        (``stop_after_epochs``): the whole recipe goes on from a cut-short run's checkpoint."""
+        return self.model_dump(mode="json", exclude={"stop_after_epochs"})
 
 
 class NetworkConfig(Settings):
@@ -376,6 +384,13 @@ class BudgetConfig(Settings):
     steps: int | None = Field(None, ge=1, description="steps mode: None = the DCJT row's steps at dcn.epochs")
     checks: int = Field(
         20, ge=1, description="steps mode: validation checks spread evenly over the step budget (the same for every row)"
+    )
+    rung: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="train only this share of each row's epochs, at least its warm-up and one epoch more (run.py "
+        "select's race; the full budget later goes on from the row's checkpoint)",
     )
 
 

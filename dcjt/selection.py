@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 # How ``run.py select`` runs its candidates (the command line's choices and defaults read these).
 STRATEGIES = ("race", "exhaustive")  # race: losers stop at the bound; exhaustive: every candidate, every seed
 ALPHA = 0.05  # the race's bound: family-wise error per seed, one-sided (``dcjt.experiments.racing``)
+# The race's rung: candidates race on this share of each row's epochs, then the finalists go on to
+# the full budget (successive halving's usual reduction factor, 3; ``budget.rung``).
+RUNG = 1 / 3
 
 
 class Record(BaseModel):
@@ -32,6 +35,11 @@ class CandidateScore(Record):
         0, description="optimiser steps of its trainings, summed over its seeds (a shared warm-up's: counted once, below)"
     )
     dropped_after: int | None = Field(None, description="the seed after which the race stopped it")
+    full_val: float | None = Field(
+        None, description="a race at a rung's finalist: its full-budget run (registered seed), ranking half"
+    )
+    full_heldout: float | None = Field(None, description="the same run on the held-out half of validation")
+    full_test: float | None = Field(None, description="the same run's test accuracy (never used to choose)")
 
 
 class SelectionEvidence(Record):
@@ -43,6 +51,9 @@ class SelectionEvidence(Record):
     study: str = Field(description="the selection's name (its files: outputs/studies/NAME)")
     seeds: list[int] = Field(description="the seeds of the race (every candidate ran the first)")
     strategy: str = Field("exhaustive", description="race: losers stop early; exhaustive: every candidate runs every seed")
+    rung: float | None = Field(
+        None, description="race: the share of each row's epochs the candidates raced at (None: the full budget)"
+    )
     candidates: list[CandidateScore] = Field(description="each candidate's validation and test accuracy")
     winner: str = Field(description="the candidate with the best mean accuracy on the ranking half")
     runner_up: str | None = Field(None, description="the second best on the ranking half")
@@ -52,6 +63,9 @@ class SelectionEvidence(Record):
     lead_lo: float | None = Field(None, description="95 % t-interval over seeds of the held-out lead: low (one seed: none)")
     lead_hi: float | None = Field(None, description="95 % t-interval over seeds of the held-out lead: high")
     ranked_lead: float | None = Field(None, description="the same lead on the ranking half (its optimism: ranked_lead - lead)")
+    full_lead: float | None = Field(
+        None, description="a race at a rung: the same lead at the full budget (registered seed, held-out half; one seed)"
+    )
     registered_seed: int | None = Field(None, description="the seed of the race's run the winner is registered from")
     runs: int = Field(0, description="pipeline runs the selection launched")
     steps: int = Field(
@@ -66,4 +80,6 @@ class SelectionEvidence(Record):
             if self.runner_up and self.lead is not None
             else ""
         )
-        return f"chosen on validation over seeds {self.seeds} ({self.strategy}): {self.winner!r}{versus} ({self.study})"
+        full = f"; at the full budget {self.full_lead:+.2f} (seed {self.registered_seed})" if self.full_lead is not None else ""
+        how = self.strategy if self.rung is None else f"{self.strategy} on {self.rung:.0%} of the epochs, finalists finished"
+        return f"chosen on validation over seeds {self.seeds} ({how}): {self.winner!r}{versus}{full} ({self.study})"

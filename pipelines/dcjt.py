@@ -142,7 +142,9 @@ def dcjt_pipeline(config: PipelineConfig) -> None:
     row_setup = dict(**setup, train_cfg=config.train_config("dcn"), budget=config.budget)
     warmup = None
     if run_plan.warmup:  # once per seed; every run of a selection at this seed finds it in the cache
-        warm_setup = RowSetup(role="DCN warm-up", method=MethodConfig(), **row_setup)  # DCJT as published
+        # DCJT as published; a race's rung (budget.rung) stops the rows after the warm-up, never the warm-up itself
+        warm = {**row_setup, "budget": config.budget.model_copy(update={"rung": None})}
+        warm_setup = RowSetup(role="DCN warm-up", method=MethodConfig(), **warm)
         warmup = train_warmup(pseudo, marked, t_cache, warm_setup, parent, id=plan.WARMUP_STEP)
     models, rows = {}, []
     for row in run_plan.rows:

@@ -75,7 +75,7 @@ def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: lis
     ``warm_start``: (a warm-up's checkpoint, this training's key), ``dcjt.train.warmup``."""
     role, network, train_cfg = setup.role, setup.network, setup.train_cfg
     train_rows, val_rows, extra_rows = rows["train"], rows.get("val"), rows.get("extra")
-    recipe = (network.model_dump(), train_cfg.to_dict())
+    recipe = (network.model_dump(), train_cfg.identity())  # a run cut short shares its recipe's folder
     ckpt = (
         folder_or_scratch(setup.checkpoint_root, "checkpoints")
         / f"{role}-{_digest(*recipe, train_rows, extra_rows if extra_rows is not None else 0)}"
@@ -110,21 +110,22 @@ def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: lis
             tables.append((table_name(val_rows, "validation"), val_rows, "validation"))
         log_tables(tables, EMOTIONS)
 
+        logged = set()
+
         def log(epoch: int, row: dict) -> None:
             # the epoch's own images_seen / steps get their own keys: the run's totals (logged
             # below under the plain names, as comparison.csv has them) must not share a series
             values = {EPOCH_KEYS.get(k, k): float(v) for k, v in row.items() if k != "epoch"}
             mlflow.log_metrics(values, step=epoch)
+            logged.add(epoch)
 
-        if train_cfg.devices > 1:  # DDP processes cannot reach this run: log the history afterwards
+        if train_cfg.devices > 1:  # DDP processes cannot reach this run: its history is logged below
             result = train_distributed(train_cfg.devices, **job)
-            for row in result.history.to_dict("records"):
-                log(int(row["epoch"]), row)
         else:
             result = train_job(**job, on_epoch_end=log)
-            if result.metrics.get("warmup_branched"):  # the warm-up's epochs, as a resumed run would not log them
-                for row in result.history.to_dict("records")[: train_cfg.warmup_epochs]:
-                    log(int(row["epoch"]), row)
+        for row in result.history.to_dict("records"):  # epochs it went on from (a warm-up, a rung, an interruption)
+            if int(row["epoch"]) not in logged:
+                log(int(row["epoch"]), row)
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))})
         mlflow.set_tag("stop_reason", result.metrics.get("stop_reason", ""))
         log_frame(result.history, f"{role}_history.csv")

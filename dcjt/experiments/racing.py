@@ -7,8 +7,17 @@ other (``LEAD_FOLD``) never ranks, so the winner's lead measured there carries n
 optimism (the ranking fold's lead is reported beside it to show how much there was). Both folds
 still chose each run's checkpoint (training selects on all of A's validation rows).
 
-Why a paired racing test, not successive halving: ``select`` runs few seeds (three by default)
-and the top candidates' validation gaps are mostly noise (0.1 points on the project's world).
+The race runs on a rung, a third of each row's epochs by default (``budget.rung``), like successive
+halving's first rung: after the last seed the winner, the runner-up and every baseline go on from
+their rung's checkpoint at the first seed to the full budget (``finishing``), which costs only the
+steps beyond the rung. The choice rests on the rung's scores over every seed; the full-budget runs
+are the registered model, its promotion's baseline rows and the lead at the full budget (one seed).
+A rung that ranks candidates unlike their full budget would cost regret: ``bench/select_cost.py``
+measures it against the exhaustive selection.
+
+Why a paired racing test between seeds, not successive halving's drop by rank: ``select`` runs few
+seeds (three by default) and the top candidates' validation gaps are mostly noise (0.1 points on
+the project's world).
 Successive halving drops a fixed share each round on rank alone, so among tied candidates it drops
 at random; the test drops only a candidate whose deficit the evidence shows (a straight merge 20
 points behind after one seed), and keeps racing the ties.
@@ -111,19 +120,51 @@ def drops(evidence: dict[str, list[Scored]], protected: frozenset[str] = frozens
     return out
 
 
-def choose(evidence: dict[str, list[Scored]], survivors: list[str], dropped: dict[str, Drop], **about):
+def standing(evidence: dict[str, list[Scored]], survivors: list[str], dropped: dict[str, Drop]) -> list[str]:
+    """Every candidate, best first: the survivors by their mean on the ranking half, then the stopped ones."""
+    return ranked({r: evidence[r] for r in survivors}) + ranked({r: evidence[r] for r in dropped})
+
+
+def finishing(order: list[str], baselines) -> list[str]:
+    """The candidates a race at a rung finishes at the full budget, at its first seed: the winner and
+    the runner-up (their lead at the full budget) and every baseline (the winner's promotion
+    compares it with them), in ``order``."""
+    return [r for i, r in enumerate(order) if i < 2 or r in baselines]
+
+
+def choose(
+    evidence: dict[str, list[Scored]],
+    survivors: list[str],
+    dropped: dict[str, Drop],
+    finished: dict[str, Scored] | None = None,
+    **about,
+):
     """The winner (best mean on the ranking half among the survivors), its runner-up and the lead
-    measured on the held-out half, every candidate's scores."""
+    measured on the held-out half, every candidate's scores. ``finished``: a race at a rung's
+    finalists at the full budget, each gone on from its rung's run at that seed (so it costs the
+    steps beyond the rung's); their scores there, and the winner's lead there on the held-out half."""
 
     def percent(values) -> tuple[float, float]:
         v = 100 * np.asarray(values, float)
         return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
+    finished = finished or {}
     scores = []
     for row, runs in evidence.items():
         val_mean, val_sd = percent([r.accuracy(RANK_FOLD) for r in runs])
         test_mean, test_sd = percent([r.test_accuracy for r in runs])
         drop = dropped.get(row)
+        steps = sum(r.steps - r.shared for r in runs)
+        full = {}
+        if row in finished:
+            done = finished[row]
+            rung = next(r for r in runs if r.seed == done.seed)
+            steps += max(0, done.steps - rung.steps)
+            full = {
+                "full_val": 100 * done.accuracy(RANK_FOLD),
+                "full_heldout": 100 * done.accuracy(LEAD_FOLD),
+                "full_test": 100 * done.test_accuracy,
+            }
         scores.append(
             CandidateScore(
                 row=row,
@@ -133,11 +174,12 @@ def choose(evidence: dict[str, list[Scored]], survivors: list[str], dropped: dic
                 test_sd=test_sd,
                 heldout_mean=mean_accuracy(runs, LEAD_FOLD) * 100,
                 seeds=[r.seed for r in runs],
-                steps=sum(r.steps - r.shared for r in runs),
+                steps=steps,
                 dropped_after=drop.seed if drop else None,
+                **full,
             )
         )
-    order = ranked({r: evidence[r] for r in survivors}) + ranked({r: evidence[r] for r in dropped})
+    order = standing(evidence, survivors, dropped)
     warmups = {r.seed: r.shared for runs in evidence.values() for r in runs if r.shared}  # one a seed
     steps = sum(c.steps for c in scores) + sum(warmups.values())
     out = SelectionEvidence(candidates=scores, winner=order[0], steps=steps, **about)
@@ -148,6 +190,9 @@ def choose(evidence: dict[str, list[Scored]], survivors: list[str], dropped: dic
     lead = {f: np.array([a.accuracy(f) - b.accuracy(f) for a, b in pairs]) for f in (RANK_FOLD, LEAD_FOLD)}
     mean, lo, hi, _ = t_interval(lead[LEAD_FOLD])
     interval = {"lead_lo": 100 * lo, "lead_hi": 100 * hi} if np.isfinite(lo) else {}
+    if order[0] in finished and order[1] in finished:
+        a, b = finished[order[0]], finished[order[1]]
+        interval["full_lead"] = 100 * (a.accuracy(LEAD_FOLD) - b.accuracy(LEAD_FOLD))
     return out.model_copy(
         update={"runner_up": order[1], "lead": 100 * mean, "ranked_lead": 100 * float(lead[RANK_FOLD].mean()), **interval}
     )

@@ -57,12 +57,29 @@ def _selection_section(selection) -> list[str]:
                 "test % mean": c.test_mean,
                 "test % sd": c.test_sd,
                 "stopped after seed": c.dropped_after,
+                **(
+                    {"full budget: val % (held out)": c.full_heldout, "full budget: test %": c.full_test}
+                    if selection.rung is not None
+                    else {}
+                ),
             }
             for c in selection.candidates
         ],
         index=[c.row for c in selection.candidates],
     )
-    return ["## How this variant was chosen", selection.summary() + ".", markdown_table(table, digits=2)]
+    budget = (
+        f"The candidates raced on {selection.rung:.0%} of each row's epochs (the validation and test columns); the "
+        f"finalists then went on from those runs to the full budget at seed {selection.registered_seed} (the full-budget "
+        "columns: one seed), and this version is the winner's."
+        if selection.rung is not None
+        else ""
+    )
+    return [
+        "## How this variant was chosen",
+        selection.summary() + ".",
+        *([budget] if budget else []),
+        markdown_table(table, digits=2),
+    ]
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def row_recipe(
         update["patience"] = budget.patience
         update["stop_every"] = cfg.joint_frequency if budget.patience_unit == "cycles" else 1
         update["min_epochs"] = math.ceil(budget.min_share * cfg.epochs)
-        return cfg.model_copy(update=update)
+        return cut(cfg.model_copy(update=update), budget.rung)
     steps = budget.steps or reference
     epochs = epochs_for_steps(cfg, n_a, extra_labels, steps)
     warmup = min(cfg.warmup_epochs, epochs - 1)
@@ -74,4 +74,13 @@ def row_recipe(
         schedule_epochs=cfg.epochs,
         check_every_steps=math.ceil(steps / budget.checks),
     )
-    return cfg.model_copy(update=update)
+    return cut(cfg.model_copy(update=update), budget.rung)
+
+
+def cut(cfg: TrainConfig, rung: float | None) -> TrainConfig:
+    """The recipe stopped at a race's rung (``budget.rung``): that share of its epochs, rounded, and
+    at least its warm-up and one epoch more (a joint row's first pass over B), never all of them."""
+    if rung is None:
+        return cfg
+    epochs = min(cfg.epochs - 1, max(cfg.warmup_epochs + 1, round(rung * cfg.epochs)))
+    return cfg if epochs < 1 else cfg.model_copy(update={"stop_after_epochs": epochs})

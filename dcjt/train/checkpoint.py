@@ -37,7 +37,7 @@ class CheckpointError(ValueError):
 
 def fingerprint(cfg: TrainConfig, model: torch.nn.Module, sizes: tuple) -> dict:
     spec = model.spec() if hasattr(model, "spec") else {}
-    return json.loads(json.dumps({"config": cfg.to_dict(), "model": spec, "sizes": list(sizes)}))
+    return json.loads(json.dumps({"config": cfg.identity(), "model": spec, "sizes": list(sizes)}))
 
 
 def latest(folder: Path) -> Path | None:
@@ -79,6 +79,12 @@ def _record(folder: Path) -> tuple[str, dict] | None:
         return text, json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"checkpoint record {path} is not valid JSON ({exc}); use a new folder") from None
+
+
+def latest_epoch(folder: Path) -> int | None:
+    """The epoch of the folder's newest checkpoint, as its record says (None: no record)."""
+    found = _record(Path(folder))
+    return None if found is None else int(found[1].get("epoch", -1))
 
 
 def read_latest(folder: Path, expected_fingerprint: dict | None = None) -> tuple[dict, bytes] | None:

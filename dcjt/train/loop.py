@@ -36,7 +36,7 @@ from dcjt.config import TrainConfig
 from dcjt.data.labels import NUM_CLASSES
 from dcjt.train import scn
 from dcjt.train.batches import Samples, epoch_plan
-from dcjt.train.checkpoint import fingerprint, latest, load_checkpoint, save_checkpoint_file
+from dcjt.train.checkpoint import fingerprint, latest, latest_epoch, load_checkpoint, save_checkpoint_file
 from dcjt.train.feed import Feed, HostBatch, check_on_device, device_batch, device_default, feed_for, host_batches, prefetched
 from dcjt.train.optim import make_optimizer, make_scheduler, steps_schedule
 from dcjt.train.predict import evaluate
@@ -158,6 +158,16 @@ def prepare_model(model: torch.nn.Module, cfg: TrainConfig, feed: Feed, world: i
 def fingerprint_of(cfg: TrainConfig, model: torch.nn.Module, train_a: Samples, extra: Samples | None) -> dict:
     """The fingerprint a training's checkpoints carry (its recipe, network and data sizes)."""
     return fingerprint(cfg, model, (len(train_a), len(extra) if extra else 0))
+
+
+def uncut_folder(ckpt_dir: Path | None, cfg: TrainConfig) -> Path | None:
+    """The checkpoint folder, or None for a run cut short (``stop_after_epochs``) whose folder holds
+    a later checkpoint of its recipe (the whole recipe ran first): going on from it would skip the
+    cut, and writing over it would lose the later one, so the cut-short run trains without it."""
+    if ckpt_dir is None or cfg.stop_after_epochs is None:
+        return ckpt_dir
+    epoch = latest_epoch(ckpt_dir)
+    return None if epoch is not None and epoch + 1 > cfg.stop_after_epochs else ckpt_dir
 
 
 def resume(ckpt_dir: Path | None, expected: dict, model, opt, sched, device: torch.device, desc: str) -> LoopState:
@@ -474,7 +484,7 @@ def train(
     step_model = prepare_model(model, cfg, feed, world)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
+    ckpt_dir = uncut_folder(Path(checkpoint_dir) if checkpoint_dir else None, cfg)
     fp = fingerprint_of(cfg, model, train_a, extra)
     state = resume(ckpt_dir, fp, model, opt, sched, device, desc)
     if cfg.scn.enabled:  # SCN rewrites its training labels as it goes: its own copies, restored on resume
@@ -523,8 +533,8 @@ def train(
                     + ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
                 )
         stopped = agree(reason is not None, device, world)
-    # a warm-up cut short (``stop_after_epochs``) leaves the last check to the rows that go on from it (its
-    # checkpoint, written at the epoch's end, never held that check: skipping it saves an evaluation)
-    if rank == 0 and mid_epoch and last == cfg.epochs and (not state.checks or state.checks[-1]["step"] != state.steps_done):
+    # the last step is checked; in a run cut short (``stop_after_epochs``) that check comes after its last
+    # checkpoint was written, so the runs that go on from the checkpoint never see it (as an uncut run)
+    if rank == 0 and mid_epoch and (not state.checks or state.checks[-1]["step"] != state.steps_done):
         on_check(state.history[-1]["epoch"] if state.history else 0)  # the last step is always checked
     return result(model, state, reason)

@@ -42,7 +42,7 @@ def warmup_recipe(cfg: TrainConfig) -> TrainConfig | None:
 def warmup_key(cfg: TrainConfig, *identity) -> str:
     """What must agree for a row to go on from a warm-up: its recipe through the warm-up, and
     ``identity`` (the network, digests of A's training and validation rows, the test curve)."""
-    recipe = cfg.model_copy(update={"stop_after_epochs": None}).to_dict()
+    recipe = cfg.identity()
     if steps_schedule(cfg):
         del recipe["epochs"], recipe["max_steps"]
     return hashlib.sha256(json.dumps([recipe, *identity], sort_keys=True, default=str).encode()).hexdigest()

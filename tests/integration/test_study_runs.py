@@ -67,9 +67,10 @@ def test_rows_that_warm_up_alike_go_on_from_one_warm_up_a_seed():
 def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_run():
     """B's annotators call every emotion the next one (a planted permutation, B larger than A) and
     every row takes the same optimiser steps: the straight merge learns B's criteria and trails A
-    alone (20 against 35 % on validation). The race runs both at seed 0 (one pipeline run: target only its
-    own row, straight beside it) and stops the merge there; target only runs seed 1 alone. The
-    winner is registered from the seed-0 run, no pipeline runs after the choice, and its promotion
+    alone. The race trains both on a third of their epochs at seed 0 (one pipeline run: target only
+    its own row, straight beside it) and stops the merge there; target only runs seed 1's rung
+    alone. Then both (the winner and a baseline) go on from their seed-0 rung to the full budget in
+    one run; the winner is registered from it, no pipeline runs after the choice, and its promotion
     and model card compare it with that run's straight row."""
     from zenml.client import Client
 
@@ -91,20 +92,28 @@ def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_
     assert evidence.winner == "target_only" and evidence.runner_up == "straight" and evidence.strategy == "race"
     scores = {c.row: c for c in evidence.candidates}
     assert scores["straight"].seeds == [0] and scores["straight"].dropped_after == 0 and scores["target_only"].seeds == [0, 1]
-    assert evidence.runs == 2 and evidence.ranked_lead is not None and evidence.lead is not None
+    assert evidence.runs == 3 and evidence.ranked_lead is not None and evidence.lead is not None
+    assert evidence.rung == pytest.approx(1 / 3) and evidence.full_lead is not None
+    assert scores["straight"].full_test is not None and scores["target_only"].full_heldout is not None
     latest = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
-    assert "-s1-" in latest.name  # the race's last run (target only, seed 1): nothing ran after the choice
+    assert "-s0-" in latest.name  # the finalists' run (seed 0): nothing ran after the choice
+    trained = {n: s for n, s in latest.steps.items() if n.startswith("train_")}
+    assert {str(s.status) for n, s in trained.items() if n not in ("train_m_a", "train_m_b")} == {"completed"}
     raced = mlflow.search_runs(search_all_experiments=True, filter_string="tags.study = 'tiny-select-race'")
-    assert len(raced) == 2  # the two pipeline runs' parent runs (their steps' runs carry no study tag)
+    assert len(raced) == 3  # the three pipeline runs' parent runs (their steps' runs carry no study tag)
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("tiny-select", "champion")
     assert version.tags["selection.winner"] == "target_only" and version.tags["pipeline_run_id"]
     source = client.get_run(version.tags["mlflow_run_id"])  # the row's training run, inside the seed-0 race run
     parent = client.get_run(source.data.tags["mlflow.parentRunId"])
     assert parent.data.tags["row_id"] == "target_only" and parent.data.params["seed"] == "0"
+    full = source.data.metrics["steps"]  # went on from its rung: every epoch in its history, the rung's logged again
+    assert len(client.get_metric_history(source.info.run_id, "epoch.steps")) == source.data.metrics["epochs_run"]
+    assert full < scores["target_only"].steps < 2 * full  # its rung at seed 1, and its seed-0 run counted once
     assert "straight" in version.description  # the run's own baseline row beside it
     card = mlflow.artifacts.load_text(f"runs:/{version.tags['mlflow_run_id']}/model_card.md")
     assert "## How this variant was chosen" in card and "held-out validation rows" in card and "stopped after seed" in card
+    assert "full budget: test %" in card and "went on from those runs to the full budget at seed 0" in card
 
 
 def test_a_cross_world_study_scores_regret_and_resumes_from_its_worlds():

@@ -4,6 +4,8 @@ measured on the half of validation that did not rank it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -83,3 +85,34 @@ def test_choose_ranks_on_one_half_and_reports_the_lead_on_the_other():
     assert chosen.steps == 700 and "held-out validation rows" in chosen.summary() and "(race)" in chosen.summary()
     alone = racing.choose({"a": evidence["a"][:1]}, ["a"], {}, study="s", seeds=[0], strategy="exhaustive")
     assert alone.winner == "a" and alone.lead is None and alone.summary().endswith("'a' (s)")
+
+
+def test_a_race_at_a_rung_finishes_the_winner_the_runner_up_and_the_baselines_and_counts_each_step_once():
+    """Rung runs cost 100 steps (in the DCJT family, 30 of them a warm-up shared once a seed);
+    finishing a rung at the full budget (300 steps) costs the 200 beyond it."""
+    family = lambda row, seed, acc: replace(_run(row, seed, acc), shared=30)  # noqa: E731
+    evidence = {
+        "target_only": [_run("target_only", s, 0.70) for s in (0, 1)],
+        "straight": [_run("straight", 0, 0.40)],
+        "dcjt": [family("dcjt", s, 0.74) for s in (0, 1)],
+        "latent": [family("latent", s, 0.76) for s in (0, 1)],
+    }
+    survivors, dropped = ["target_only", "dcjt", "latent"], {"straight": racing.Drop("straight", 0, "latent", -36.0, -25.0)}
+    order = racing.standing(evidence, survivors, dropped)
+    assert order == ["latent", "dcjt", "target_only", "straight"]
+    assert racing.finishing(order, ("target_only", "straight")) == order
+    assert racing.finishing(["target_only", "dcjt", "latent", "straight"], ("target_only", "straight")) == [
+        "target_only",
+        "dcjt",
+        "straight",
+    ]
+    full = {"latent": (0.77, 0.70), "dcjt": (0.75, 0.60), "target_only": (0.70, 0.72), "straight": (0.50, 0.40)}
+    finished = {r: replace(_run(r, 0, acc, test=test), steps=300) for r, (acc, test) in full.items()}
+    chosen = racing.choose(evidence, survivors, dropped, finished, study="s", seeds=[0, 1], strategy="race", rung=1 / 3)
+    c = {s.row: s for s in chosen.candidates}
+    assert chosen.winner == "latent" and chosen.runner_up == "dcjt" and chosen.full_lead == pytest.approx(2.0)
+    assert c["latent"].steps == 2 * 70 + 200 and c["target_only"].steps == 2 * 100 + 200
+    assert c["straight"].steps == 100 + 200 and c["straight"].full_test == pytest.approx(40.0)
+    assert c["latent"].full_val == pytest.approx(77.0) and c["latent"].test_mean == pytest.approx(50.0)  # the rung's test
+    assert chosen.steps == 2 * (2 * 70 + 200) + (2 * 100 + 200) + 300 + 2 * 30
+    assert "on 33% of the epochs, finalists finished" in chosen.summary() and "at the full budget +2.00" in chosen.summary()
