@@ -112,7 +112,15 @@ def run_elsewhere(config_json: str) -> tuple[str, str]:
     return outcome.run_name, outcome.summary.model_dump_json()
 
 
-def run_round(request: Request, rows: dict[str, Row], seed: int, survivors: list[str], progress, parallel: int = 1, rung=None):
+def run_round(
+    request: Request,
+    rows: dict[str, Row],
+    seed: int,
+    survivors: list[str],
+    progress,
+    parallel: int = 1,
+    rung: float | None = None,
+):
     """Every surviving candidate at ``seed``: (row -> Scored, row -> Placed, pipeline runs). The
     first run trains the seed's shared stages and baseline rows; with ``parallel`` > 1 the others
     then run that many at a time, each in its own process, served those from ZenML's cache.

@@ -12,7 +12,7 @@ line ``select_cost_ratio: X``, race steps / exhaustive steps summed over the wor
 
     python -m bench.select_cost                        # 4 worlds x 6 candidates x 3 seeds: about 80 minutes on 2 cores
     python -m bench.select_cost --worlds demo,close --seeds 0-1 --jobs 1
-    python -m bench.select_cost --keep-exhaustive      # again, the exhaustive selections read back from --home
+    python -m bench.select_cost --keep exhaustive      # again, the exhaustive selections read back from --home
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ def outputs(home: Path, config: str, strategy: str) -> tuple[pd.DataFrame, int]:
     return pd.read_csv(folder / "select.csv"), int(re.search(r"([\d,]+) optimiser steps", heading)[1].replace(",", ""))
 
 
-def select(home: Path, world: str, strategy: str, seeds: str, threads: int, config: str, keep=False):
-    """One ``run.py select`` in ``home`` (``keep``: one that finished there before, read back): its
-    per-candidate table, the steps it trained and its wall time (None: read back)."""
-    if keep:
+def select(home: Path, world: str, strategy: str, seeds: str, threads: int, config: str, keep=()):
+    """One ``run.py select`` in ``home`` (a strategy in ``keep``: the one that finished there
+    before, read back): its per-candidate table, the steps it trained and its wall time (None:
+    read back)."""
+    if strategy in keep:
         return *outputs(home, config, strategy), None
     env = {**os.environ, "DCJT_HOME": str(home)}
     for key in ("MLFLOW_TRACKING_URI", "ZENML_STORE_URL"):
@@ -58,10 +59,10 @@ def select(home: Path, world: str, strategy: str, seeds: str, threads: int, conf
     return *outputs(home, config, strategy), time.perf_counter() - t0
 
 
-def world_line(world: str, home: Path, seeds: str, threads: int, config: str, keep: bool) -> dict:
+def world_line(world: str, home: Path, seeds: str, threads: int, config: str, keep: tuple) -> dict:
     home.mkdir(parents=True, exist_ok=True)
     full, full_steps, full_s = select(home, world, "exhaustive", seeds, threads, config, keep)
-    race, race_steps, race_s = select(home, world, "race", seeds, threads, config)
+    race, race_steps, race_s = select(home, world, "race", seeds, threads, config, keep)
     test = full.set_index("id")["test % (mean)"]  # every candidate on every seed
     best = test.max()
     won = {name: t.loc[t["stopped"] == "winner", "id"].iloc[0] for name, t in (("exhaustive", full), ("race", race))}
@@ -77,7 +78,7 @@ def world_line(world: str, home: Path, seeds: str, threads: int, config: str, ke
         "race steps": race_steps,
         "race rung runs": int(race["seeds run"].sum()),
         "race finished": int(race.filter(like="full budget: test").notna().any(axis=1).sum()),
-        "race s": round(race_s),
+        "race s": None if race_s is None else round(race_s),
         "race stopped": "; ".join(f"{r.id} {r.stopped}" for r in race.itertuples() if str(r.stopped).startswith("after")),
     }
 
@@ -90,14 +91,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="per select process")
     p.add_argument("--jobs", type=int, default=2, help="worlds at once (each its own state folder)")
     p.add_argument("--home", default=None, help="state folder (default: $DCJT_HOME/bench-select-cost)")
-    p.add_argument("--keep-exhaustive", action="store_true", help="read each world's exhaustive selection back from --home")
+    p.add_argument("--keep", default="", help="strategies to read back from --home instead of running (exhaustive,race)")
     args = p.parse_args()
     home = Path(args.home or Path(os.environ.get("DCJT_HOME", ROOT / "state")) / "bench-select-cost").resolve()
-    worlds = args.worlds.split(",")
+    worlds, keep = args.worlds.split(","), tuple(filter(None, args.keep.split(",")))
     with ThreadPoolExecutor(args.jobs) as pool:
-        lines = list(
-            pool.map(lambda w: world_line(w, home / w, args.seeds, args.threads, args.config, args.keep_exhaustive), worlds)
-        )
+        lines = list(pool.map(lambda w: world_line(w, home / w, args.seeds, args.threads, args.config, keep), worlds))
     table = pd.DataFrame(lines)
     pd.set_option("display.width", 250)
     print(table.drop(columns="race stopped").to_string(index=False))

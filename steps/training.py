@@ -20,6 +20,7 @@ from dcjt.method import m_b_rows, training_rows
 from dcjt.train.budget import reference_steps, row_recipe
 from dcjt.train.checkpoint import read_latest
 from dcjt.train.distributed import train_distributed, train_job
+from dcjt.train.loop import uncut_folder
 from dcjt.train.warmup import seal, warmup_key, warmup_recipe
 from dcjt.utils.mlflow_io import child_run, log_frame, log_tables, table_name
 from steps.common import dcjt_step
@@ -131,10 +132,12 @@ def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: lis
         log_frame(result.history, f"{role}_history.csv")
         if len(result.checks):
             log_frame(result.checks, f"{role}_checks.csv")
-        record, data = read_latest(ckpt)  # consistent even while a run beside this one writes the folder
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / record["file"]).write_bytes(data)
-            mlflow.log_artifact(str(Path(tmp) / record["file"]), artifact_path="checkpoint")
+        data = b""  # a run cut short that trained without its folder (a later checkpoint there) has none of its own
+        if uncut_folder(ckpt, train_cfg) is not None:
+            record, data = read_latest(ckpt)  # consistent even while a run beside this one writes the folder
+            with tempfile.TemporaryDirectory() as tmp:
+                (Path(tmp) / record["file"]).write_bytes(data)
+                mlflow.log_artifact(str(Path(tmp) / record["file"]), artifact_path="checkpoint")
         metrics = dict(result.metrics, role=role, mlflow_run_id=run.info.run_id)
     return Fitted(result.model, metrics, result.history, data)
 

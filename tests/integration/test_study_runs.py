@@ -179,9 +179,14 @@ def test_select_refuses_a_truth_row_and_candidates_without_a_baseline_and_its_he
         (RaceSettings(alpha=1.0), "--alpha 1.0: expected a probability between 0 and 1"),
         (RaceSettings(parallel=10_000), "--parallel 10000 with 1 thread"),
         (RaceSettings(parallel=0), "--parallel 0: expected 1 or more"),
+        (RaceSettings(rung=0.0), "--rung 0.0: expected a share of the epochs in (0, 1]"),
+        (RaceSettings(rung=1.5), "--rung 1.5: expected a share of the epochs in (0, 1]"),
+        (RaceSettings(strategy="exhaustive", rung=0.5), "--rung 0.5 with --strategy exhaustive: only a race trains"),
     ]:
         with pytest.raises(StudyError, match=re.escape(why)):
             run_select("tiny", [0, 1], candidates=["dcjt", "target_only"], race=race, progress=lambda _: None)
+    assert RaceSettings().budget_share() == pytest.approx(1 / 3) and RaceSettings(rung=1.0).budget_share() is None
+    assert RaceSettings(strategy="exhaustive").budget_share() is None
     assert threads_per_run(2, None, 16, 0) == 8 and threads_per_run(1, None, 16, 0) is None
     with pytest.raises(StudyError, match=r"--parallel 4 with 4 thread\(s\) a run needs 16 cores; this machine has 8"):
         threads_per_run(4, 4, 8, 0)
