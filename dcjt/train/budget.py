@@ -10,6 +10,9 @@ validation selection); the budget decides how long:
 - ``steps``: the same number of optimiser steps for every row (default: the DCJT row's steps at
   its configured epochs). The learning-rate schedule and the validation checks are fractions of
   that step budget, so every row gets the same schedule however many epochs its steps make.
+
+``budget.rung`` (``run.py select``'s race) then cuts each row short after a share of its epochs
+(``cut``); the full budget later goes on from the row's checkpoint.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def row_recipe(
     cfg: TrainConfig, budget: BudgetConfig, method: MethodConfig, n_a: int, extra_labels: np.ndarray | None, reference: int
 ) -> TrainConfig:
     """The DCN recipe for one row: lambda 0 without continuous labels, and the budget applied."""
+    joint = method.uses_joint_passes and extra_labels is not None
     update: dict = {
         "lam": cfg.lam if method.continuous else 0.0,
         "scn": cfg.scn.model_copy(update={"enabled": method.scn}),
@@ -56,7 +60,7 @@ def row_recipe(
         update["patience"] = budget.patience
         update["stop_every"] = cfg.joint_frequency if budget.patience_unit == "cycles" else 1
         update["min_epochs"] = math.ceil(budget.min_share * cfg.epochs)
-        return cut(cfg.model_copy(update=update), budget.rung)
+        return cut(cfg.model_copy(update=update), budget.rung, joint)
     steps = budget.steps or reference
     epochs = epochs_for_steps(cfg, n_a, extra_labels, steps)
     warmup = min(cfg.warmup_epochs, epochs - 1)
@@ -74,13 +78,22 @@ def row_recipe(
         schedule_epochs=cfg.epochs,
         check_every_steps=math.ceil(steps / budget.checks),
     )
-    return cut(cfg.model_copy(update=update), budget.rung)
+    return cut(cfg.model_copy(update=update), budget.rung, joint)
 
 
-def cut(cfg: TrainConfig, rung: float | None) -> TrainConfig:
-    """The recipe stopped at a race's rung (``budget.rung``): that share of its epochs, rounded, and
-    at least its warm-up and one epoch more (a joint row's first pass over B), never all of them."""
+def cut(cfg: TrainConfig, rung: float | None, joint: bool = False) -> TrainConfig:
+    """The recipe stopped at a race's rung (``budget.rung``): that share of its epochs, rounded, at
+    least its warm-up and one epoch more (the whole recipe, uncut, where that is all of it). A ``joint`` row (passes over B every
+    ``joint_frequency`` epochs) is cut after its first joint epoch and at the point of the joint
+    cycle where its full budget ends (the A epochs after a pass over B included), so a rung
+    compares every row where its schedule stands as at its end, not just after a pass over B."""
     if rung is None:
         return cfg
-    epochs = min(cfg.epochs - 1, max(cfg.warmup_epochs + 1, round(rung * cfg.epochs)))
-    return cfg if epochs < 1 else cfg.model_copy(update={"stop_after_epochs": epochs})
+    epochs = max(cfg.warmup_epochs + 1, round(rung * cfg.epochs))
+    if joint:
+        freq, last = cfg.joint_frequency, cfg.epochs - 1
+        first_joint = cfg.warmup_epochs + (-cfg.warmup_epochs) % freq
+        epochs = max(epochs, first_joint + 1)
+        while epochs < cfg.epochs and (epochs - 1) % freq != last % freq:
+            epochs += 1
+    return cfg if epochs >= cfg.epochs else cfg.model_copy(update={"stop_after_epochs": epochs})

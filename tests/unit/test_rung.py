@@ -48,12 +48,29 @@ def test_a_row_cut_at_its_rung_then_finished_equals_the_row_trained_in_one_go(na
     assert latest_epoch(tmp_path / "row") == alone.history["epoch"].iloc[-1]  # the later checkpoint kept
 
 
-def test_the_rung_is_its_share_of_each_rows_epochs_past_the_warm_up_and_never_all_of_them():
+def test_the_rung_is_its_share_of_each_rows_epochs_past_the_warm_up_or_no_cut_at_all():
     assert cut(small_cfg(epochs=10, warmup_epochs=2), 1 / 3).stop_after_epochs == 3
-    assert cut(small_cfg(epochs=10, warmup_epochs=2), 0.1).stop_after_epochs == 3  # the warm-up and one pass over B
-    assert cut(small_cfg(epochs=3, warmup_epochs=0), 0.9).stop_after_epochs == 2
+    assert cut(small_cfg(epochs=10, warmup_epochs=2), 0.1).stop_after_epochs == 3  # the warm-up and one epoch more
+    assert cut(small_cfg(epochs=3, warmup_epochs=0), 0.6).stop_after_epochs == 2
+    assert cut(small_cfg(epochs=3, warmup_epochs=0), 0.9).stop_after_epochs is None  # all its epochs: no rung
     assert cut(small_cfg(epochs=1, warmup_epochs=0), 0.5).stop_after_epochs is None
     assert cut(small_cfg(epochs=10), None).stop_after_epochs is None
     budget = BudgetConfig(mode="steps", rung=0.25)
     a_only = row_recipe(small_cfg(epochs=8, warmup_epochs=1), budget, MethodConfig(extra_use="none"), 64, None, 40)
     assert a_only.stop_after_epochs == round(0.25 * a_only.epochs) and a_only.epochs > 8  # its own epochs at the budget's steps
+
+
+def test_a_joint_row_is_cut_where_its_cycle_stands_at_its_end():
+    """The project's schedule (10 epochs, warm-up 2, B every 2nd epoch: epochs 2, 4, 6, 8 with B,
+    the last, 9, on A after a pass over B): a third is 3 epochs, ending on the pass over B; the
+    joint row's rung is 4, ending as its budget ends, on A after a pass."""
+    demo = small_cfg(epochs=10, warmup_epochs=2, joint_frequency=2)
+    assert cut(demo, 1 / 3, joint=True).stop_after_epochs == 4
+    assert cut(demo.model_copy(update={"epochs": 9}), 1 / 3, joint=True).stop_after_epochs == 3  # ends on a pass
+    late = small_cfg(epochs=12, warmup_epochs=3, joint_frequency=4)  # B first at epoch 4 (then 8), the last on A
+    assert cut(late, 0.1, joint=True).stop_after_epochs == 8  # after its first pass over B, ending as epoch 11 does
+    assert cut(small_cfg(epochs=6, warmup_epochs=2, joint_frequency=1), 1 / 3, joint=True).stop_after_epochs == 3
+    assert cut(small_cfg(epochs=10, warmup_epochs=2, joint_frequency=8), 0.5, joint=True).stop_after_epochs is None
+    budget, method = BudgetConfig(rung=1 / 3), MethodConfig()
+    assert row_recipe(demo, budget, method, 64, B.labels, 40).stop_after_epochs == 4
+    assert row_recipe(demo, budget, method, 64, None, 40).stop_after_epochs == 3  # no B: no cycle to keep
