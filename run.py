@@ -202,7 +202,7 @@ def select_cmd(config_name, seeds, candidates, strategy, alpha, rung, parallel, 
     """Pick the variant that wins on your validation split: race the candidates (baselines included)
     seed by seed on a third of the budget, choose the best mean on half of the validation rows, finish
     the finalists, report the lead on the other half, and register the winner from its own run at the
-    first seed (no training after the choice)."""
+    first seed (no training after the race)."""
     from app import commands
 
     race = dict(strategy=strategy, alpha=alpha, rung=rung, parallel=parallel)

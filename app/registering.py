@@ -1,7 +1,7 @@
 """Register a row of a finished pipeline run, from that run's own artifacts (``run.py select``).
 
 The race of ``run.py select`` trains every candidate without registering; once the winner is
-chosen, its model is registered from the run that trained it (no training after the choice): the
+chosen, its model is registered from the race's run that trained it (no training after the race): the
 model, its evaluation and the run's baseline rows come from that run's ZenML artifacts, the gate is
 the pipeline's own (``dcjt.registry.promote``), and the version's source run is the row's training
 run in MLflow. Outside a step, as ZenML's templates call the registry.

@@ -7,13 +7,15 @@ other (``LEAD_FOLD``) never ranks, so the winner's lead measured there carries n
 optimism (the ranking fold's lead is reported beside it to show how much there was). Both folds
 still chose each run's checkpoint (training selects on all of A's validation rows).
 
-The race runs on a rung, a third of each row's epochs by default (``budget.rung``), like successive
-halving's first rung: after the last seed the winner, the runner-up and every baseline go on from
+The race runs on a rung, a third of each row's epochs by default (``budget.rung``; a joint row's
+cut keeps the phase of its joint cycle: ``dcjt.train.budget.cut``), like successive halving's first
+rung: after the last seed the winner, the runner-up and every baseline go on from
 their rung's checkpoint at the first seed to the full budget (``finishing``), which costs only the
 steps beyond the rung. The choice rests on the rung's scores over every seed; the full-budget runs
 are the registered model, its promotion's baseline rows and the lead at the full budget (one seed).
-A rung that ranks candidates unlike their full budget would cost regret: ``bench/select_cost.py``
-measures it against the exhaustive selection.
+A rung ranks rows by how far they get in part of their budget, so a row that learns late can be
+stopped for it: ``bench/select_cost.py`` measures the regret against the exhaustive selection
+(docs/results/2026-12-07-select-rung.md: 1.8 points on one world of four).
 
 Why a paired racing test between seeds, not successive halving's drop by rank: ``select`` runs few
 seeds (three by default) and the top candidates' validation gaps are mostly noise (0.1 points on

@@ -68,7 +68,8 @@ def _selection_section(selection) -> list[str]:
         index=[c.row for c in selection.candidates],
     )
     budget = (
-        f"The candidates raced on {selection.rung:.0%} of each row's epochs (the validation and test columns); the "
+        f"The candidates raced on a rung: {selection.rung:.0%} of each row's epochs, a joint row's rounded up to where "
+        "its joint cycle stands at its last epoch (the validation and test columns); the "
         f"finalists then went on from those runs to the full budget at seed {selection.registered_seed} (the full-budget "
         "columns: one seed), and this version is the winner's."
         if selection.rung is not None

@@ -70,7 +70,7 @@ def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_
     alone. The race trains both on a third of their epochs at seed 0 (one pipeline run: target only
     its own row, straight beside it) and stops the merge there; target only runs seed 1's rung
     alone. Then both (the winner and a baseline) go on from their seed-0 rung to the full budget in
-    one run; the winner is registered from it, no pipeline runs after the choice, and its promotion
+    one run; the winner is registered from it, no pipeline runs after that, and its promotion
     and model card compare it with that run's straight row."""
     from zenml.client import Client
 
@@ -96,7 +96,7 @@ def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_
     assert evidence.rung == pytest.approx(1 / 3) and evidence.full_lead is not None
     assert scores["straight"].full_test is not None and scores["target_only"].full_heldout is not None
     latest = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
-    assert "-s0-" in latest.name  # the finalists' run (seed 0): nothing ran after the choice
+    assert "-s0-" in latest.name  # the finalists' run (seed 0): nothing ran after it
     trained = {n: s for n, s in latest.steps.items() if n.startswith("train_")}
     assert {str(s.status) for n, s in trained.items() if n not in ("train_m_a", "train_m_b")} == {"completed"}
     raced = mlflow.search_runs(search_all_experiments=True, filter_string="tags.study = 'tiny-select-race'")
