@@ -109,6 +109,7 @@ def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_
     assert parent.data.tags["row_id"] == "target_only" and parent.data.params["seed"] == "0"
     full = source.data.metrics["steps"]  # went on from its rung: every epoch in its history, the rung's logged again
     assert len(client.get_metric_history(source.info.run_id, "epoch.steps")) == source.data.metrics["epochs_run"]
+    assert 1 <= source.data.metrics["resumed_epochs"] < source.data.metrics["epochs_run"]
     assert full < scores["target_only"].steps < 2 * full  # its rung at seed 1, and its seed-0 run counted once
     assert "straight" in version.description  # the run's own baseline row beside it
     card = mlflow.artifacts.load_text(f"runs:/{version.tags['mlflow_run_id']}/model_card.md")
