@@ -124,12 +124,12 @@ def _fit(setup: TrainingSetup, rows: dict[str, pd.DataFrame | None], caches: lis
             result = train_distributed(train_cfg.devices, **job)
         else:
             result = train_job(**job, on_epoch_end=log)
-        trained = set(logged)  # the epochs this process trained, logged as they ended (DDP: none yet)
-        for row in result.history.to_dict("records"):  # epochs it went on from (a warm-up, a rung, an interruption)
-            if int(row["epoch"]) not in logged:
-                log(int(row["epoch"]), row)
+        # the epochs not logged as they ended: those it went on from (a warm-up, a rung, an interruption; DDP: all)
+        earlier = [row for row in result.history.to_dict("records") if int(row["epoch"]) not in logged]
+        for row in earlier:
+            log(int(row["epoch"]), row)
         if train_cfg.devices == 1:  # of its history, the epochs trained before this run (DDP ranks do not say)
-            mlflow.log_metric("resumed_epochs", len(logged - trained))
+            mlflow.log_metric("resumed_epochs", len(earlier))
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))})
         mlflow.set_tag("stop_reason", result.metrics.get("stop_reason", ""))
         log_frame(result.history, f"{role}_history.csv")

@@ -67,20 +67,15 @@ def _selection_section(selection) -> list[str]:
         ],
         index=[c.row for c in selection.candidates],
     )
-    budget = (
-        f"The candidates raced on a rung: {selection.rung:.0%} of each row's epochs, a joint row's rounded up to where "
-        "its joint cycle stands at its last epoch (the validation and test columns); the "
-        f"finalists then went on from those runs to the full budget at seed {selection.registered_seed} (the full-budget "
-        "columns: one seed), and this version is the winner's."
-        if selection.rung is not None
-        else ""
-    )
-    return [
-        "## How this variant was chosen",
-        selection.summary() + ".",
-        *([budget] if budget else []),
-        markdown_table(table, digits=2),
-    ]
+    lines = ["## How this variant was chosen", selection.summary() + "."]
+    if selection.rung is not None:
+        lines.append(
+            f"The candidates raced on a rung: {selection.rung:.0%} of each row's epochs, a joint row's rounded up to "
+            "where its joint cycle stands at its last epoch (the validation and test columns); the finalists then went "
+            f"on from those runs to the full budget at seed {selection.registered_seed} (the full-budget columns: one "
+            "seed), and this version is the winner's."
+        )
+    return [*lines, markdown_table(table, digits=2)]
 
 
 @dataclass(frozen=True)

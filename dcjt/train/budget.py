@@ -83,10 +83,11 @@ def row_recipe(
 
 def cut(cfg: TrainConfig, rung: float | None, joint: bool = False) -> TrainConfig:
     """The recipe stopped at a race's rung (``budget.rung``): that share of its epochs, rounded, at
-    least its warm-up and one epoch more (the whole recipe, uncut, where that is all of it). A ``joint`` row (passes over B every
-    ``joint_frequency`` epochs) is cut after its first joint epoch and at the point of the joint
-    cycle where its full budget ends (the A epochs after a pass over B included), so a rung
-    compares every row where its schedule stands as at its end, not just after a pass over B."""
+    least its warm-up and one epoch more (the whole recipe, uncut, where that is all of it). A
+    ``joint`` row (passes over B every ``joint_frequency`` epochs) is cut after its first joint
+    epoch and at the point of the joint cycle where its full budget ends (the A epochs after a pass
+    over B included), so a rung compares every row where its schedule stands as at its end, not
+    just after a pass over B."""
     if rung is None:
         return cfg
     epochs = max(cfg.warmup_epochs + 1, round(rung * cfg.epochs))
