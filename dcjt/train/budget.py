@@ -83,14 +83,17 @@ def row_recipe(
 
 def cut(cfg: TrainConfig, rung: float | None, joint: bool = False) -> TrainConfig:
     """The recipe stopped at a race's rung (``budget.rung``): that share of its epochs, rounded, at
-    least its warm-up and one epoch more (the whole recipe, uncut, where that is all of it). A
-    ``joint`` row (passes over B every ``joint_frequency`` epochs) is cut after its first joint
-    epoch and at the point of the joint cycle where its full budget ends (the A epochs after a pass
-    over B included), so a rung compares every row where its schedule stands as at its end, not
-    just after a pass over B."""
+    least one (the whole recipe, uncut, where that is all of it). A ``joint`` row (A alone for its
+    warm-up, then passes over B every ``joint_frequency`` epochs) is cut after its first joint epoch
+    and at the point of the joint cycle where its full budget ends (the A epochs after a pass over B
+    included), so a rung compares every row where its schedule stands as at its end, not just after
+    a pass over B. Only a joint row has a warm-up to get past: a merged row sees B from its first
+    epoch (its ``warmup_epochs`` train nothing apart), so a floor there would race it on a larger
+    share of its budget than the others (the straight merges on 3 of their 6 epochs, the others on
+    a third)."""
     if rung is None:
         return cfg
-    epochs = max(cfg.warmup_epochs + 1, round(rung * cfg.epochs))
+    epochs = max(1, round(rung * cfg.epochs))
     if joint:
         freq, last = cfg.joint_frequency, cfg.epochs - 1
         first_joint = cfg.warmup_epochs + (-cfg.warmup_epochs) % freq

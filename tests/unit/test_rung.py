@@ -48,9 +48,11 @@ def test_a_row_cut_at_its_rung_then_finished_equals_the_row_trained_in_one_go(na
     assert latest_epoch(tmp_path / "row") == alone.history["epoch"].iloc[-1]  # the later checkpoint kept
 
 
-def test_the_rung_is_its_share_of_each_rows_epochs_past_the_warm_up_or_no_cut_at_all():
+def test_the_rung_is_its_share_of_each_rows_epochs_or_no_cut_at_all():
     assert cut(small_cfg(epochs=10, warmup_epochs=2), 1 / 3).stop_after_epochs == 3
-    assert cut(small_cfg(epochs=10, warmup_epochs=2), 0.1).stop_after_epochs == 3  # the warm-up and one epoch more
+    assert cut(small_cfg(epochs=10, warmup_epochs=2), 0.1).stop_after_epochs == 1  # no B after a warm-up: no floor
+    assert cut(small_cfg(epochs=6, warmup_epochs=2), 1 / 3).stop_after_epochs == 2  # the demo's straight merge: 2 of 6
+    assert cut(small_cfg(epochs=10, warmup_epochs=2), 0.01).stop_after_epochs == 1  # at least one epoch
     assert cut(small_cfg(epochs=3, warmup_epochs=0), 0.6).stop_after_epochs == 2
     assert cut(small_cfg(epochs=3, warmup_epochs=0), 0.9).stop_after_epochs is None  # all its epochs: no rung
     assert cut(small_cfg(epochs=1, warmup_epochs=0), 0.5).stop_after_epochs is None
