@@ -96,11 +96,12 @@ def train_job(
     model = build_model(network.backbone, network.head, network.image_size, scn=train_cfg.scn.enabled)
     model = apply_weights(model, network.weights)
     train_a, extra = s(rows["train"]), s(rows.get("extra"))
-    branched = None
+    shared = branched = None
     if warm_start is not None and checkpoint_dir is not None:
-        from dcjt.train.warmup import branch
+        from dcjt.train.warmup import branch, shares
 
-        branched = branch(checkpoint_dir, *warm_start, fingerprint_of(train_cfg, model, train_a, extra))
+        shared = shares(*warm_start)
+        branched = shared and branch(checkpoint_dir, *warm_start, fingerprint_of(train_cfg, model, train_a, extra))
     result = train(
         model,
         train_a,
@@ -110,9 +111,12 @@ def train_job(
         checkpoint_dir=checkpoint_dir,
         report=Reporting(desc, on_epoch_end, curve_hook),
     )
-    if branched is not None:  # the steps the warm-up trained for it (counted once, by the warm-up)
+    if shared is not None:
         result.metrics["warmup_branched"] = int(branched)
-        result.metrics["warmup_steps"] = int(result.history["steps"][: train_cfg.warmup_epochs].sum()) if branched else 0
+        # of its steps, those the seed's warm-up trains for every row that shares it (counted once, by the
+        # warm-up): by recipe, as ``steps`` counts a resumed run's history, so a row that went on from its own
+        # checkpoint, or trained without its folder (a rung beside a later checkpoint), counts as a fresh one
+        result.metrics["warmup_steps"] = int(result.history["steps"][: train_cfg.warmup_epochs].sum()) if shared else 0
     return result
 
 

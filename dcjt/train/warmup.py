@@ -56,6 +56,12 @@ def seal(checkpoint: bytes, key: str) -> bytes:
     return buffer.getvalue()
 
 
+def shares(warmup: bytes, key: str) -> bool:
+    """Whether a row with ``key`` starts from this warm-up: its recipe trains the warm-up's epochs
+    exactly (so they are the seed's, counted once, wherever this run's own start came from)."""
+    return torch.load(io.BytesIO(warmup), weights_only=True).get(KEY) == key
+
+
 def branch(folder: str | Path, warmup: bytes, key: str, fingerprint: dict) -> bool:
     """Start the row training in ``folder`` from the warm-up when the keys agree and the row has no
     checkpoint of its own (an interrupted row resumes from its own); whether it did."""

@@ -62,6 +62,12 @@ def test_rows_that_warm_up_alike_go_on_from_one_warm_up_a_seed():
     assert (shared > 0).all() and shared.nunique() == 1 and (records["steps"] > shared).all(), records
     first, second = reversed(Client().list_pipeline_runs(sort_by="desc:created", size=2).items)
     assert str(first.steps["train_warmup"].status) == "completed" and str(second.steps["train_warmup"].status) == "cached"
+    # The same rows cut at a rung, beside the later checkpoints of the runs above (a select race after an
+    # exhaustive one): they train without their folders, from the start, yet their recipe's warm-up is the
+    # seed's, so the steps a selection counts (a fresh one's) leave it to the warm-up, as above.
+    rung = StudySpec("tiny", "select", [0], overrides=(*settings, "budget.rung=0.5"), only=spec.only, name="tiny-warmup-rung")
+    cut = pd.read_csv(run_study(rung, progress=lambda _: None).csv_path)
+    assert (cut["warmup_steps"] == shared).all() and (cut["steps"] < records["steps"]).all(), cut
 
 
 def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_run():

@@ -8,7 +8,7 @@ import torch
 from dcjt.models.nets import build_model
 from dcjt.train.checkpoint import read_latest
 from dcjt.train.loop import fingerprint_of, set_seed, train
-from dcjt.train.warmup import branch, seal, warmup_key, warmup_recipe
+from dcjt.train.warmup import branch, seal, shares, warmup_key, warmup_recipe
 from helpers.training import small_cfg, toy_samples
 
 A, VAL = toy_samples(64), toy_samples(32, seed=4)
@@ -52,7 +52,9 @@ def test_a_row_whose_recipe_differs_or_that_has_its_own_checkpoint_does_not_bran
     warm = seal(read_latest(tmp_path / "warm")[1], warmup_key(cfg, "A"))
     own = fingerprint_of(cfg, build_model("tiny", "linear", 32), A, toy_samples(32, seed=9))
     assert not branch(tmp_path / "lam", warm, warmup_key(cfg.model_copy(update={"lam": 0.0}), "A"), own)
+    assert not shares(warm, warmup_key(cfg.model_copy(update={"lam": 0.0}), "A"))
     assert not branch(tmp_path / "rows", warm, warmup_key(cfg, "other A rows"), own)
     _row(cfg, toy_samples(32, seed=9), tmp_path / "done")  # a row that trained (or was interrupted) resumes from its own
     assert not branch(tmp_path / "done", warm, warmup_key(cfg, "A"), own)
+    assert shares(warm, warmup_key(cfg, "A"))  # still the seed's warm-up's epochs: counted once (``warmup_steps``)
     assert warmup_recipe(cfg.model_copy(update={"warmup_epochs": 0})) is None
