@@ -184,7 +184,7 @@ def study_cmd(config_name, table, seeds, only, name, budget, world, worlds, over
     "--rung",
     type=float,
     default=None,
-    help=f"race: the candidates race on this share of each row's epochs, then the winner, the runner-up and the "
+    help=f"race: the candidates race on this share of each row's epochs, then the winner and the "
     f"baselines go on to the full budget at the first seed (default {Fraction(RACE_RUNG).limit_denominator(100)}; 1: "
     "race at the full budget)",
 )

@@ -64,8 +64,11 @@ class SelectionEvidence(Record):
     lead_hi: float | None = Field(None, description="95 % t-interval over seeds of the held-out lead: high")
     ranked_lead: float | None = Field(None, description="the same lead on the ranking half (its optimism: ranked_lead - lead)")
     full_lead: float | None = Field(
-        None, description="a race at a rung: the same lead at the full budget (registered seed, held-out half; one seed)"
+        None,
+        description="a race at a rung: the winner minus the best other finalist (a baseline) at the full budget "
+        "(registered seed, held-out half; one seed)",
     )
+    full_versus: str | None = Field(None, description="that finalist")
     registered_seed: int | None = Field(None, description="the seed of the race's run the winner is registered from")
     runs: int = Field(0, description="pipeline runs the selection launched")
     steps: int = Field(
@@ -80,6 +83,10 @@ class SelectionEvidence(Record):
             if self.runner_up and self.lead is not None
             else ""
         )
-        full = f"; at the full budget {self.full_lead:+.2f} (seed {self.registered_seed})" if self.full_lead is not None else ""
+        full = (
+            f"; at the full budget {self.full_lead:+.2f} over {self.full_versus!r} (seed {self.registered_seed})"
+            if self.full_lead is not None
+            else ""
+        )
         how = self.strategy if self.rung is None else f"{self.strategy} on {self.rung:.0%} of the epochs, finalists finished"
         return f"chosen on validation over seeds {self.seeds} ({how}): {self.winner!r}{versus}{full} ({self.study})"

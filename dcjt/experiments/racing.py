@@ -9,10 +9,11 @@ still chose each run's checkpoint (training selects on all of A's validation row
 
 The race runs on a rung, a third of each row's epochs by default (``budget.rung``; a joint row's
 cut keeps the phase of its joint cycle: ``dcjt.train.budget.cut``), like successive halving's first
-rung: after the last seed the winner, the runner-up and every baseline go on from
-their rung's checkpoint at the first seed to the full budget (``finishing``), which costs only the
-steps beyond the rung. The choice rests on the rung's scores over every seed; the full-budget runs
-are the registered model, its promotion's baseline rows and the lead at the full budget (one seed).
+rung: after the last seed the winner and every baseline go on from their rung's checkpoint at the
+first seed to the full budget (``finishing``), which costs only the steps beyond the rung. The
+choice rests on the rung's scores over every seed; the full-budget runs are the registered model
+and its promotion's baseline rows (and the winner's margin over the best of them, one seed):
+nothing trains to the full budget that neither the choice nor the promotion reads.
 A rung ranks rows by how far they get in part of their budget, so a row that learns late can be
 stopped for it: ``bench/select_cost.py`` measures the regret against the exhaustive selection
 (docs/results/2026-12-07-select-rung.md: 1.8 points on one world of four).
@@ -128,10 +129,11 @@ def standing(evidence: dict[str, list[Scored]], survivors: list[str], dropped: d
 
 
 def finishing(order: list[str], baselines) -> list[str]:
-    """The candidates a race at a rung finishes at the full budget, at its first seed: the winner and
-    the runner-up (their lead at the full budget) and every baseline (the winner's promotion
-    compares it with them), in ``order``."""
-    return [r for i, r in enumerate(order) if i < 2 or r in baselines]
+    """The candidates a race at a rung finishes at the full budget, at its first seed: the winner
+    and every baseline (the winner's promotion compares it with them), in ``order``. Not the
+    runner-up: its full run would show one seed's lead, which the rung's lead over every seed
+    already gives with an interval, for 7 % of the race's steps."""
+    return [r for i, r in enumerate(order) if i == 0 or r in baselines]
 
 
 def choose(
@@ -144,7 +146,8 @@ def choose(
     """The winner (best mean on the ranking half among the survivors), its runner-up and the lead
     measured on the held-out half, every candidate's scores. ``finished``: a race at a rung's
     finalists at the full budget, each gone on from its rung's run at that seed (so it costs the
-    steps beyond the rung's); their scores there, and the winner's lead there on the held-out half."""
+    steps beyond the rung's); their scores there, and the winner's margin there over the best other
+    finalist on the held-out half."""
 
     def percent(values) -> tuple[float, float]:
         v = 100 * np.asarray(values, float)
@@ -185,6 +188,11 @@ def choose(
     warmups = {r.seed: r.shared for runs in evidence.values() for r in runs if r.shared}  # one a seed
     steps = sum(c.steps for c in scores) + sum(warmups.values())
     out = SelectionEvidence(candidates=scores, winner=order[0], steps=steps, **about)
+    others = [r for r in finished if r != order[0]]
+    if order[0] in finished and others:
+        best = max(others, key=lambda r: finished[r].accuracy(LEAD_FOLD))
+        margin = finished[order[0]].accuracy(LEAD_FOLD) - finished[best].accuracy(LEAD_FOLD)
+        out = out.model_copy(update={"full_lead": 100 * margin, "full_versus": best})
     if len(order) < 2:
         return out
     win, second = evidence[order[0]], {r.seed: r for r in evidence[order[1]]}
@@ -192,9 +200,6 @@ def choose(
     lead = {f: np.array([a.accuracy(f) - b.accuracy(f) for a, b in pairs]) for f in (RANK_FOLD, LEAD_FOLD)}
     mean, lo, hi, _ = t_interval(lead[LEAD_FOLD])
     interval = {"lead_lo": 100 * lo, "lead_hi": 100 * hi} if np.isfinite(lo) else {}
-    if order[0] in finished and order[1] in finished:
-        a, b = finished[order[0]], finished[order[1]]
-        interval["full_lead"] = 100 * (a.accuracy(LEAD_FOLD) - b.accuracy(LEAD_FOLD))
     return out.model_copy(
         update={"runner_up": order[1], "lead": 100 * mean, "ranked_lead": 100 * float(lead[RANK_FOLD].mean()), **interval}
     )

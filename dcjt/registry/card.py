@@ -71,8 +71,8 @@ def _selection_section(selection) -> list[str]:
     if selection.rung is not None:
         lines.append(
             f"The candidates raced on a rung: {selection.rung:.0%} of each row's epochs, a joint row's rounded up to "
-            "where its joint cycle stands at its last epoch (the validation and test columns); the finalists then went "
-            f"on from those runs to the full budget at seed {selection.registered_seed} (the full-budget columns: one "
+            "where its joint cycle stands at its last epoch (the validation and test columns); the winner and the baselines "
+            f"then went on from those runs to the full budget at seed {selection.registered_seed} (the full-budget columns: one "
             "seed), and this version is the winner's."
         )
     return [*lines, markdown_table(table, digits=2)]

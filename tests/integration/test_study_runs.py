@@ -99,7 +99,7 @@ def test_select_races_out_a_planted_loser_and_registers_the_winner_from_its_own_
     scores = {c.row: c for c in evidence.candidates}
     assert scores["straight"].seeds == [0] and scores["straight"].dropped_after == 0 and scores["target_only"].seeds == [0, 1]
     assert evidence.runs == 3 and evidence.ranked_lead is not None and evidence.lead is not None
-    assert evidence.rung == pytest.approx(1 / 3) and evidence.full_lead is not None
+    assert evidence.rung == pytest.approx(1 / 3) and evidence.full_lead is not None and evidence.full_versus == "straight"
     assert scores["straight"].full_test is not None and scores["target_only"].full_heldout is not None
     latest = Client().list_pipeline_runs(sort_by="desc:created", size=1).items[0]
     assert "-s0-" in latest.name  # the finalists' run (seed 0): nothing ran after it
