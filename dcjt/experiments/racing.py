@@ -132,7 +132,7 @@ def finishing(order: list[str], baselines) -> list[str]:
     """The candidates a race at a rung finishes at the full budget, at its first seed: the winner
     and every baseline (the winner's promotion compares it with them), in ``order``. Not the
     runner-up: its full run would show one seed's lead, which the rung's lead over every seed
-    already gives with an interval, for 7 % of the race's steps."""
+    already gives with an interval (docs/results/2026-12-07-select-fair-rung.md)."""
     return [r for i, r in enumerate(order) if i == 0 or r in baselines]
 
 
