@@ -2,10 +2,11 @@
 
 Per world: ``run.py select --strategy exhaustive`` (every candidate on every seed at the full
 budget), then ``--strategy race`` (the default: candidates race on a third of each row's epochs,
-then the finalists go on to the full budget at the first seed) in the same state folder. Each
-strategy's compute is the optimiser steps it trained (the heading of its ``select.md``: every
-candidate's trainings, a rung's continuation counted beyond the rung, each seed's shared warm-up
-once); stages 1-2 (M_A, M_B) run once per seed in both and are not counted. Regret: the best
+then the winner and the baselines go on to the full budget at the first seed) in the same state
+folder. Each strategy's compute is the optimiser steps its recipe trains, what a fresh selection
+spends (the heading of its ``select.md``: every candidate's trainings, a rung's continuation
+counted beyond the rung, each seed's shared warm-up once, a training that went on from a
+checkpoint counted whole); stages 1-2 (M_A, M_B) run once per seed in both and are not counted. Regret: the best
 candidate's mean test accuracy over the seeds at the full budget (from the exhaustive runs) minus
 the winner's. Prints per world each strategy's winner, regret (points), trainings and steps; last
 line ``select_cost_ratio: X``, race steps / exhaustive steps summed over the worlds.
