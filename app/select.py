@@ -8,8 +8,9 @@ of them is the run's own row). With ``--strategy race`` the rounds train a rung,
 row's epochs (``budget.rung``), and a candidate stops once its paired deficit to the leader on the
 ranking half of validation is below zero beyond the bound; after the last seed the winner (the best
 mean on the ranking half) and every baseline go on from their rung's runs at the first seed to the
-full budget, in one round of runs that holds every baseline row beside the winner. The winner is registered from that run (``app.registering``), its promotion compares it
-with those rows, and nothing trains after that round. ``exhaustive`` runs every candidate on every
+full budget, in one round of runs that holds every baseline row beside the winner. The winner is
+registered from that run (``app.registering``), its promotion compares it with those rows, and
+nothing trains after that round. ``exhaustive`` runs every candidate on every
 seed at the full budget, and registers from the first seed's runs. The winner's lead over the
 runner-up is reported on the other half of validation.
 """

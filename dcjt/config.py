@@ -389,8 +389,8 @@ class BudgetConfig(Settings):
         None,
         gt=0,
         lt=1,
-        description="train only this share of each row's epochs (at least one); a joint row "
-        "past its warm-up and first pass over B, where its joint cycle stands at its last epoch (run.py select's race; the full "
+        description="train only this share of each row's epochs (at least one); a joint row past its warm-up "
+        "and first pass over B, where its joint cycle stands at its last epoch (run.py select's race; the full "
         "budget later goes on from the row's checkpoint)",
     )
 

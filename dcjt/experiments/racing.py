@@ -16,7 +16,8 @@ and its promotion's baseline rows (and the winner's margin over the best of them
 nothing trains to the full budget that neither the choice nor the promotion reads.
 A rung ranks rows by how far they get in part of their budget, so a row that learns late can be
 stopped for it: ``bench/select_cost.py`` measures the regret against the exhaustive selection
-(docs/results/2026-12-07-select-rung.md: 1.8 points on one world of four).
+(docs/results/2026-12-07-select-fair-rung.md: none on four worlds at one thread; on the project's
+world at two threads the race stopped target only, the best row at the full budget: 1.2 points).
 
 Why a paired racing test between seeds, not successive halving's drop by rank: ``select`` runs few
 seeds (three by default) and the top candidates' validation gaps are mostly noise (0.1 points on
