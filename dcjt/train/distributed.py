@@ -100,8 +100,8 @@ def train_job(
     if warm_start is not None and checkpoint_dir is not None:
         from dcjt.train.warmup import branch, shares
 
-        shared = shares(*warm_start)
-        branched = shared and branch(checkpoint_dir, *warm_start, fingerprint_of(train_cfg, model, train_a, extra))
+        branched = branch(checkpoint_dir, *warm_start, fingerprint_of(train_cfg, model, train_a, extra))
+        shared = branched or shares(*warm_start)  # a branch checked the key: the warm-up is read again only if not
     result = train(
         model,
         train_a,
